@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,8 +31,8 @@ class SafetensorsFile {
   static std::shared_ptr<const SafetensorsFile> open(const std::string& path);
   // Validates an in-memory image (what the fuzzer drives). `label` names it in errors. The
   // bytes are borrowed: they must outlive the returned object.
-  static std::shared_ptr<const SafetensorsFile> parse(const std::string& label, const uint8_t* bytes,
-                                                      size_t size);
+  static std::shared_ptr<const SafetensorsFile> parse(const std::string& label,
+                                                      const uint8_t* bytes, size_t size);
 
   const std::string& path() const { return path_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
@@ -49,6 +50,9 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Validates the image `bytes[0, size)` and fills the members; throws Error naming path_.
+  void load(const uint8_t* bytes, size_t size);
+  void load_entry(const std::string& name, const nlohmann::json& entry, size_t data_size);
   std::string path_;
   std::vector<TensorInfo> tensors_;  // sorted by name
   std::map<std::string, std::string> metadata_;
@@ -60,7 +64,8 @@ class SafetensorsFile {
 
 // Writes tensors (any device; copied to host) as a safetensors file. The file is written to
 // `path + ".tmp"` and renamed, so a reader never sees a partial file.
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 // One checkpoint made of one or more safetensors files: a single file, a

@@ -1,0 +1,160 @@
+// A checkpoint as one name -> tensor table over one or more safetensors files (single file,
+// sharded index, or a directory holding one of those).
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "io/strict_json.h"
+
+namespace freeswim::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kIndexSuffix = ".safetensors.index.json";
+constexpr std::string_view kFileSuffix = ".safetensors";
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// weight_map of an index: tensor name -> shard path as written in the index.
+std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
+  // Index metadata is free-form; the depth bound only stops pathological nesting.
+  const nlohmann::json index = read_json_file(index_path, /*max_depth=*/16);
+  FS_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+           "{}: not a safetensors index (no 'weight_map' object)", index_path);
+  std::map<std::string, std::string> map;
+  for (const auto& [name, shard] : index["weight_map"].items()) {
+    FS_CHECK(shard.is_string(), "{}: weight_map entry for tensor '{}' is not a string", index_path,
+             name);
+    const fs::path rel(shard.get<std::string>());
+    // Shards live beside (or below) the index; a path escaping it is a malformed index.
+    bool escapes = rel.empty() || rel.is_absolute();
+    for (const fs::path& part : rel) escapes = escapes || part == "..";
+    FS_CHECK(!escapes,
+             "{}: tensor '{}' maps to shard '{}', which is not a path relative to the index",
+             index_path, name, rel.string());
+    map.emplace(name, rel.string());
+  }
+  return map;
+}
+
+// The one checkpoint inside a directory: its single index, or else its single file.
+std::string checkpoint_in_directory(const std::string& dir) {
+  std::vector<std::string> indexes, files;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (ends_with(name, kIndexSuffix)) indexes.push_back(name);
+    if (ends_with(name, kFileSuffix)) files.push_back(name);
+  }
+  FS_CHECK(!ec, "{}: cannot list directory: {}", dir, ec.message());
+  std::sort(indexes.begin(), indexes.end());
+  std::sort(files.begin(), files.end());
+  auto list = [](const std::vector<std::string>& v) {
+    return fmt::format("{}", fmt::join(v, ", "));
+  };
+
+  if (indexes.size() == 1) {
+    // Every .safetensors file beside the index must be one of its shards; another file (a
+    // variant such as *.fp16.safetensors, or a stale unsharded copy) makes the choice ambiguous.
+    const std::string index = (fs::path(dir) / indexes[0]).string();
+    std::set<std::string> shards;
+    for (const auto& [name, shard] : read_weight_map(index)) shards.insert(shard);
+    for (const std::string& f : files) {
+      FS_CHECK(shards.count(f) != 0,
+               "{}: holds both the index '{}' and '{}', which it does not list; pass one file", dir,
+               indexes[0], f);
+    }
+    return index;
+  }
+  FS_CHECK(indexes.empty(), "{}: holds several shard indexes ({}); pass one of them", dir,
+           list(indexes));
+  FS_CHECK(!files.empty(), "{}: holds no *.safetensors file or *.safetensors.index.json", dir);
+  FS_CHECK(files.size() == 1, "{}: holds several safetensors files ({}); pass one of them", dir,
+           list(files));
+  return (fs::path(dir) / files[0]).string();
+}
+
+}  // namespace
+
+TensorSource TensorSource::open(const std::string& path) {
+  TensorSource src;
+  src.path_ = path;
+  std::error_code ec;
+  std::string target = path;
+  if (fs::is_directory(path, ec)) target = checkpoint_in_directory(path);
+
+  if (!ends_with(target, ".json")) {
+    src.files_.push_back(SafetensorsFile::open(target));
+    for (const TensorInfo& t : src.files_[0]->tensors()) src.index_.emplace(t.name, 0);
+    return src;
+  }
+
+  // Sharded: open each shard once, then require the index and the shards to agree exactly.
+  const std::map<std::string, std::string> weight_map = read_weight_map(target);
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (const auto& [name, shard] : weight_map) by_shard[shard].push_back(name);
+  const fs::path dir = fs::path(target).parent_path();
+  for (const auto& [shard, names] : by_shard) {
+    const std::string shard_path = (dir / shard).string();
+    std::shared_ptr<const SafetensorsFile> file;
+    try {
+      file = SafetensorsFile::open(shard_path);
+    } catch (const Error& e) {
+      fail("{}: shard '{}' (listed for tensor '{}'): {}", target, shard, names.front(), e.what());
+    }
+    const size_t k = src.files_.size();
+    src.files_.push_back(file);
+    for (const std::string& name : names) {
+      FS_CHECK(file->find(name) != nullptr,
+               "{}: tensor '{}' is mapped to shard '{}', which does not contain it", target, name,
+               shard_path);
+      src.index_.emplace(name, k);
+    }
+    for (const TensorInfo& t : file->tensors()) {
+      auto it = weight_map.find(t.name);
+      FS_CHECK(it != weight_map.end() && it->second == shard,
+               "{}: shard '{}' holds tensor '{}', which the weight_map {}", target, shard_path,
+               t.name,
+               it == weight_map.end() ? "does not list" : "assigns to '" + it->second + "'");
+    }
+  }
+  return src;
+}
+
+std::vector<std::string> TensorSource::names() const {
+  std::vector<std::string> out;
+  out.reserve(index_.size());
+  for (const auto& [name, k] : index_) out.push_back(name);
+  return out;
+}
+
+bool TensorSource::contains(std::string_view name) const {
+  return index_.find(name) != index_.end();
+}
+
+const TensorInfo* TensorSource::find(std::string_view name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : files_[it->second]->find(name);
+}
+
+Tensor TensorSource::tensor(std::string_view name) const {
+  auto it = index_.find(name);
+  FS_CHECK(it != index_.end(), "{}: no tensor named '{}'", path_, name);
+  return files_[it->second]->tensor(name);
+}
+
+const std::string& TensorSource::file_of(std::string_view name) const {
+  auto it = index_.find(name);
+  FS_CHECK(it != index_.end(), "{}: no tensor named '{}'", path_, name);
+  return files_[it->second]->path();
+}
+
+}  // namespace freeswim::io
