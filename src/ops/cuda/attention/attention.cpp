@@ -1,0 +1,71 @@
+// Host entry points: argument checks, the window tiling plan, launch.
+#include "ops/cuda/attention/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "ops/cuda/attention/params.h"
+
+namespace freeswim::attention {
+namespace {
+
+using detail::Params;
+
+void run(const Params& p, int head_dim, bool window, dim3 grid, cudaStream_t stream,
+         const char* who) {
+  const cudaError_t e = detail::launch_attention(p, head_dim, window, grid, stream);
+  FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
+}
+
+Params common(const void* q, const void* k, const void* v, void* out, int heads, int head_dim,
+              float scale, const char* who) {
+  FS_CHECK(q && k && v && out, "{}: null tensor pointer", who);
+  FS_CHECK(heads > 0 && heads <= 65535, "{}: heads = {} (1..65535)", who, heads);
+  FS_CHECK(head_dim == 64 || head_dim == 128, "{}: head_dim {} is not supported (64 or 128)", who,
+           head_dim);
+  FS_CHECK(std::isfinite(scale) && scale > 0.f, "{}: scale {} must be positive and finite", who,
+           scale);
+  Params p{};
+  p.q = static_cast<const __nv_bfloat16*>(q);
+  p.k = static_cast<const __nv_bfloat16*>(k);
+  p.v = static_cast<const __nv_bfloat16*>(v);
+  p.out = static_cast<__nv_bfloat16*>(out);
+  p.heads = heads;
+  p.scale_log2 = scale * 1.4426950408889634f;
+  return p;
+}
+
+}  // namespace
+
+void window_attention_forward(const void* q, const void* k, const void* v, void* out, int heads,
+                              int head_dim, const WindowGeometry& g, float scale,
+                              cudaStream_t stream) {
+  constexpr const char* who = "window attention";
+  Params p = common(q, k, v, out, heads, head_dim, scale, who);
+  FS_CHECK(g.T > 0 && g.H > 0 && g.W > 0, "{}: empty token grid {}x{}x{}", who, g.T, g.H, g.W);
+  FS_CHECK(g.dh >= 0 && g.dw >= 0, "{}: negative half window {}x{}", who, g.dh, g.dw);
+  FS_CHECK(g.tokens() < std::numeric_limits<int>::max(), "{}: {} tokens exceed 2^31", who,
+           g.tokens());
+  p.g = g;
+  p.plan = choose_plan(g);
+  FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
+  run(p, head_dim, true, dim3(static_cast<unsigned>(p.plan.blocks()), heads), stream, who);
+}
+
+void dense_attention_forward(const void* q, const void* k, const void* v, void* out, int64_t n_q,
+                             int64_t n_kv, int heads, int head_dim, float scale,
+                             cudaStream_t stream) {
+  constexpr const char* who = "dense attention";
+  Params p = common(q, k, v, out, heads, head_dim, scale, who);
+  FS_CHECK(n_q > 0 && n_kv > 0, "{}: n_q = {}, n_kv = {} must be positive", who, n_q, n_kv);
+  FS_CHECK(
+      n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kBlockK,
+      "{}: n_q = {} or n_kv = {} exceeds 2^31", who, n_q, n_kv);
+  p.n_q = static_cast<int>(n_q);
+  p.n_kv = static_cast<int>(n_kv);
+  const auto blocks = static_cast<unsigned>((n_q + kBlockQ - 1) / kBlockQ);
+  run(p, head_dim, false, dim3(blocks, heads), stream, who);
+}
+
+}  // namespace freeswim::attention
