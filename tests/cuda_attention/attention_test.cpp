@@ -25,7 +25,8 @@ struct DeviceBf16 {
   uint16_t* ptr = nullptr;
   size_t n = 0;
   explicit DeviceBf16(size_t count) : n(count) {
-    if (cudaMalloc(&ptr, n * 2) != cudaSuccess) throw Error("test: cudaMalloc failed");
+    if (cudaMalloc(reinterpret_cast<void**>(&ptr), n * 2) != cudaSuccess)
+      throw Error("test: cudaMalloc failed");
   }
   ~DeviceBf16() { cudaFree(ptr); }
   DeviceBf16(const DeviceBf16&) = delete;
@@ -190,7 +191,9 @@ TEST(WindowPlan, RectanglesCoverEveryVisibleKeyOnce) {
             ASSERT_EQ(cover[r * g.W + c], seen ? 1 : 0) << r << "," << c;
             const KeyRect& core = pk.rect[0];
             const bool in_core = r >= core.r0 && r < core.r1 && c >= core.c0 && c < core.c1;
-            if (in_core) ASSERT_TRUE(seen_by_all) << r << "," << c;
+            if (in_core) {
+              ASSERT_TRUE(seen_by_all) << r << "," << c;
+            }
           }
         }
       }

@@ -1,0 +1,155 @@
+// Times the window and dense attention kernels at Wan2.1-1.3B 1080p and Wan2.1-14B 4K shapes.
+// Prints one table row per (shape, kernel) and writes the same numbers as JSON lines to the
+// file named by the first argument (torch_attention.py reads them to print ratios).
+//
+// Usage: bench_attention [results.jsonl] [heads_4k] [dense_queries]
+//   heads_4k: heads timed at the 4K shape (default 4 of 40; heads are independent, so the rate
+//             per head is the rate of the whole layer and a full layer would take seconds)
+//   dense_queries: queries timed in the dense runs (default 16384, against all keys; queries
+//             are independent, so the rate is the full problem's)
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "ops/cuda/attention/attention.h"
+#include "ops/cuda/attention/window_plan.h"
+
+namespace {
+
+using freeswim::WindowGeometry;
+namespace fa = freeswim::attention;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// Uniform values in [-2, 2) from a hash of the index: random-looking, not zeros, reproducible.
+__global__ void fill_random(__nv_bfloat16* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ seed ^ static_cast<uint32_t>(i >> 32);
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    x[i] = __float2bfloat16(static_cast<float>(h) * (4.f / 4294967296.f) - 2.f);
+  }
+}
+
+struct Shape {
+  const char* name;
+  WindowGeometry g;
+  int heads, base_h, base_w;
+};
+
+// Median time in ms of `reps` runs of f, after two warm-up runs.
+template <typename F>
+double time_ms(F f, int reps) {
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
+  f();
+  f();
+  std::vector<float> t;
+  for (int i = 0; i < reps; ++i) {
+    check(cudaEventRecord(a), "record");
+    f();
+    check(cudaEventRecord(b), "record");
+    check(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    t.push_back(ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* json_path = argc > 1 ? argv[1] : "attention_bench.jsonl";
+  const int heads_4k = argc > 2 ? std::atoi(argv[2]) : 4;
+  const int64_t dense_queries = argc > 3 ? std::atoll(argv[3]) : 16384;
+  const int d = 128;
+  const Shape shapes[] = {{"1.3B-1080p", {21, 68, 120, 15, 26}, 12, 30, 52},
+                          {"14B-4K", {21, 135, 240, 22, 40}, heads_4k, 45, 80}};
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "properties");
+  std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  std::FILE* json = std::fopen(json_path, "w");
+  if (!json) {
+    std::fprintf(stderr, "cannot write %s\n", json_path);
+    return 1;
+  }
+  std::printf("%-11s %-7s %5s %8s %10s %9s %8s %6s\n", "shape", "kernel", "heads", "queries",
+              "time_ms", "TFLOP/s", "density", "patch");
+  for (const Shape& s : shapes) {
+    const int64_t tokens = s.g.tokens();
+    const int64_t n = tokens * s.heads * d;
+    __nv_bfloat16 *q, *k, *v, *o;
+    check(cudaMalloc(&q, n * 2), "malloc q");
+    check(cudaMalloc(&k, n * 2), "malloc k");
+    check(cudaMalloc(&v, n * 2), "malloc v");
+    check(cudaMalloc(&o, n * 2), "malloc out");
+    fill_random<<<1024, 256>>>(q, n, 1u);
+    fill_random<<<1024, 256>>>(k, n, 2u);
+    fill_random<<<1024, 256>>>(v, n, 3u);
+    check(cudaDeviceSynchronize(), "fill");
+    // FreeSwim's self-attention scale, N = tokens per frame of the base grid.
+    const double nb = double{1} * s.base_h * s.base_w;
+    const float scale = static_cast<float>(std::sqrt(std::log(2 * nb) / std::log(nb) / d));
+
+    const fa::WindowPlan plan = fa::choose_plan(s.g);
+    const double kpq = static_cast<double>(freeswim::window_keys_per_query(s.g));
+    const double useful_pairs = static_cast<double>(tokens) * kpq;
+    const double density = useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan));
+    const double wms = time_ms(
+        [&] { fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr); }, 5);
+    check(cudaDeviceSynchronize(), "window");
+    const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
+    std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d\n", s.name, "window", s.heads,
+                static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw);
+    std::fprintf(json,
+                 "{\"shape\":\"%s\",\"kernel\":\"window\",\"heads\":%d,\"queries\":%lld,"
+                 "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"
+                 "\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
+                 s.name, s.heads, static_cast<long long>(tokens), s.g.T, s.g.H, s.g.W, s.g.dh,
+                 s.g.dw, scale, wms, wtf, density);
+
+    const int64_t nq = std::min(dense_queries, tokens);
+    const double dms = time_ms(
+        [&] { fa::dense_attention_forward(q, k, v, o, nq, tokens, s.heads, d, scale, nullptr); },
+        3);
+    check(cudaDeviceSynchronize(), "dense");
+    const double dtf = 4.0 * double(nq) * double(tokens) * d * s.heads / (dms * 1e-3) / 1e12;
+    const double dq_pad = std::ceil(double(nq) / fa::kBlockQ) * fa::kBlockQ;
+    const double dk_pad = std::ceil(double(tokens) / fa::kBlockK) * fa::kBlockK;
+    const double ddens = double(nq) * double(tokens) / (dq_pad * dk_pad);
+    std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %6s\n", s.name, "dense", s.heads,
+                static_cast<long long>(nq), dms, dtf, ddens, "-");
+    std::fprintf(json,
+                 "{\"shape\":\"%s\",\"kernel\":\"dense\",\"heads\":%d,\"queries\":%lld,"
+                 "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
+                 s.name, s.heads, static_cast<long long>(nq), static_cast<long long>(tokens), scale,
+                 dms, dtf, ddens);
+    cudaFree(q);
+    cudaFree(k);
+    cudaFree(v);
+    cudaFree(o);
+  }
+  std::fclose(json);
+  return 0;
+}
