@@ -4,6 +4,8 @@
 // a restricted unpickler (io/torch_pickle.h) that never runs code, and tensors are views of the
 // mapped storages. Nested dicts (`{"state_dict": {...}}`) are flattened to dotted names, so a
 // loader can treat this file exactly like a SafetensorsFile.
+// Entry CRCs are not verified: that would read every byte of a many-GB file at open, which the
+// mapping exists to avoid; sizes, offsets and the pickle are validated completely instead.
 #pragma once
 
 #include <cstddef>

@@ -8,6 +8,12 @@ void put_le(std::string& out, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
 }
 
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> stride(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) stride[d - 1] = stride[d] * shape[d];
+  return stride;
+}
+
 }  // namespace
 
 PickleBuilder::PickleBuilder(int protocol) : protocol_(protocol) {}
@@ -106,16 +112,18 @@ void emit_tensor(PickleBuilder& p, const FixtureTensor& t, uint32_t ordered_dict
   p.op('(').str("storage").put().global("torch", t.storage_type).str(t.key).put();
   p.str("cpu").put().integer(t.storage_numel).op('t').put().op('Q');
   p.integer(t.offset);
-  std::vector<int64_t> stride = t.stride;
-  if (stride.empty()) {
-    stride.assign(t.shape.size(), 1);
-    for (size_t d = t.shape.size(); d-- > 1;) stride[d - 1] = stride[d] * t.shape[d];
+  const std::vector<int64_t> stride = t.stride.empty() ? contiguous_strides(t.shape) : t.stride;
+  // Python's pickler writes small tuples with EMPTY_TUPLE / TUPLE1-3, longer ones with MARK.
+  for (const std::vector<int64_t>* tuple : {&t.shape, &stride}) {
+    if (tuple->size() > 3) p.op('(');
+    for (int64_t v : *tuple) p.integer(v);
+    if (tuple->empty()) {
+      p.op(')');
+    } else {
+      p.op(tuple->size() > 3 ? 't' : static_cast<uint8_t>(0x84 + tuple->size()));
+    }
+    if (!tuple->empty()) p.put();
   }
-  p.op('(');
-  for (int64_t d : t.shape) p.integer(d);
-  p.op('t').put().op('(');
-  for (int64_t s : stride) p.integer(s);
-  p.op('t').put();
   p.op(0x89);                                 // requires_grad = False
   p.get(ordered_dict).op(')').op('R').put();  // backward hooks: OrderedDict()
   p.op('t').put().op('R').put();

@@ -8,6 +8,16 @@ void put(std::string& out, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
 }
 
+// CRC-32 (IEEE, reflected), bit by bit: fixtures are small.
+uint32_t crc32(const std::string& data) {
+  uint32_t c = 0xffffffff;
+  for (unsigned char b : data) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
 }  // namespace
 
 std::string write_zip(const std::vector<ZipFixtureEntry>& entries, bool zip64) {
@@ -23,7 +33,7 @@ std::string write_zip(const std::vector<ZipFixtureEntry>& entries, bool zip64) {
     put(out, 0, 2);  // flags
     put(out, e.method, 2);
     put(out, 0, 4);  // time, date
-    put(out, 0, 4);  // crc: the reader does not verify it (see torch_zip.h)
+    put(out, crc32(e.data), 4);
     put(out, e.data.size(), 4);
     put(out, e.data.size(), 4);
     put(out, e.name.size(), 2);
@@ -40,7 +50,7 @@ std::string write_zip(const std::vector<ZipFixtureEntry>& entries, bool zip64) {
     put(central, 0, 2);
     put(central, e.method, 2);
     put(central, 0, 4);
-    put(central, 0, 4);
+    put(central, crc32(e.data), 4);
     put(central, zip64 ? sat : e.data.size(), 4);
     put(central, zip64 ? sat : e.data.size(), 4);
     put(central, e.name.size(), 2);
