@@ -40,12 +40,16 @@ struct KeyTiles {
   }
 };
 
+// K/V tiles in flight: tile j is computed while j+1 and j+2 load; two tiles of prefetch hide the
+// latency of gathers that miss L2 with one block per SM.
+inline constexpr int kStages = 3;
+
 template <int D>
 struct Smem {
   __nv_bfloat16 q[kBlockQ * D];
-  __nv_bfloat16 k[2][kBlockK * D];
-  __nv_bfloat16 v[2][kBlockK * D];
-  KeyPos key[2][kBlockK];
+  __nv_bfloat16 k[kStages][kBlockK * D];
+  __nv_bfloat16 v[kStages][kBlockK * D];
+  KeyPos key[kStages][kBlockK];
   KeyTiles kt;  // in shared memory: indexed by run-time rectangle, so not in registers
 };
 
@@ -71,6 +75,9 @@ __device__ __forceinline__ void cp_async_commit() {
 }
 __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.wait_group 0;\n");
+}
+__device__ __forceinline__ void cp_async_wait_one() {
+  asm volatile("cp.async.wait_group 1;\n");
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
@@ -114,33 +121,47 @@ __device__ __forceinline__ void load_kv_tile(const Params& p, const KeyTiles& kt
   } else {
     local0 = j * kBlockK;
   }
+  // Window keys: decode (frame, row, column) of the thread's first key once, then step by
+  // kRowsPerPass without dividing (the loop below visits keys row0, row0 + kRowsPerPass, ...).
+  int t = 0, kr = 0, kc = 0;
+  const KeyRect R = kWindow ? kt.keys.rect[rect] : KeyRect{};
+  const int cols = R.c1 - R.c0;
+  int n_keys = p.n_kv;
+  if constexpr (kWindow) {
+    n_keys = static_cast<int>(R.keys(p.g.T));
+    const int idx = local0 + tid / kChunks;
+    if (idx < n_keys) {
+      const int per_frame = (R.r1 - R.r0) * cols;
+      t = idx / per_frame;
+      const int rem = idx - t * per_frame;
+      kr = R.r0 + rem / cols;
+      kc = R.c0 + rem % cols;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < kBlockK / kRowsPerPass; ++i) {
     const int row = tid / kChunks + i * kRowsPerPass;
     const int idx = local0 + row;
-    int64_t token = 0;
-    bool valid;
-    int kr = 0, kc = 0;
+    const bool valid = idx < n_keys;
+    int64_t token = idx;
     if constexpr (kWindow) {
-      const KeyRect& R = kt.keys.rect[rect];
-      const int rows = R.r1 - R.r0, cols = R.c1 - R.c0;
-      valid = idx < R.keys(p.g.T);
-      if (valid) {
-        const int per_frame = rows * cols;
-        const int t = idx / per_frame;
-        const int rem = idx - t * per_frame;
-        kr = R.r0 + rem / cols;
-        kc = R.c0 + rem % cols;
-        token = (int64_t{t} * p.g.H + kr) * p.g.W + kc;
+      if (i > 0) {
+        kc += kRowsPerPass;
+        while (kc >= R.c1) {
+          kc -= cols;
+          if (++kr == R.r1) {
+            kr = R.r0;
+            ++t;
+          }
+        }
       }
-    } else {
-      valid = idx < p.n_kv;
-      token = idx;
+      token = (int64_t{t} * p.g.H + kr) * p.g.W + kc;
     }
     const int64_t off = (token * p.heads + head) * D + chunk * 8;
     cp_async16(&s.k[buf][swz<D>(row, chunk)], p.k + (valid ? off : 0), valid);
     cp_async16(&s.v[buf][swz<D>(row, chunk)], p.v + (valid ? off : 0), valid);
-    if (chunk == 0) s.key[buf][row] = valid ? KeyPos{kr, kc} : KeyPos{kFar, kFar};
+    if (chunk == 0)
+      s.key[buf][row] = valid ? KeyPos{kWindow ? kr : 0, kWindow ? kc : 0} : KeyPos{kFar, kFar};
   }
 }
 
@@ -208,6 +229,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(const __grid_con
   }
   if (n_tiles > 0) load_kv_tile<D, kWindow>(p, kt, head, 0, s, 0);
   cp_async_commit();
+  if (n_tiles > 1) load_kv_tile<D, kWindow>(p, kt, head, 1, s, 1);
+  cp_async_commit();
 
   // Each thread owns query rows r0 = warp*16 + g4 and r0 + 8; their box starts drive the mask.
   int box_r[2], box_c[2];
@@ -222,11 +245,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(const __grid_con
   uint32_t qf[D / 16][4];
 
   for (int j = 0; j < n_tiles; ++j) {
-    const int buf = j & 1;
-    cp_async_wait_all();
-    __syncthreads();  // tile j visible to all; everyone is done with the other buffer
-    if (j + 1 < n_tiles) load_kv_tile<D, kWindow>(p, kt, head, j + 1, s, buf ^ 1);
-    cp_async_commit();
+    const int buf = j % kStages;
+    cp_async_wait_one();  // tile j has landed (j + 1 may still be in flight)
+    __syncthreads();      // ... for every thread; and all are done with tile j - 1's buffer
+    if (j + 2 < n_tiles) load_kv_tile<D, kWindow>(p, kt, head, j + 2, s, (j + 2) % kStages);
+    cp_async_commit();  // possibly empty: keeps one group per tile for the wait above
     if (j == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
