@@ -1,0 +1,18 @@
+// The check suites of every component (one function each, defined in src/check/*_cases.cpp).
+#pragma once
+
+#include "check/check.h"
+
+namespace freeswim::check {
+
+void check_window_mask_cases(const Context& ctx);
+void check_dit_cases(const Context& ctx);
+
+}  // namespace freeswim::check
+
+// Suites of other components are declared below.
+namespace freeswim::check {}  // namespace freeswim::check
+
+namespace freeswim::check {
+void check_upsample_cases(const Context& ctx);  // pipeline_cases*: bilinear upsampling
+}  // namespace freeswim::check

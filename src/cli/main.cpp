@@ -1,0 +1,31 @@
+// freeswim: command-line entry point. Every error a user can cause ends here as one message
+// and a non-zero exit status.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"freeswim: training-free 1080p-4K video with Wan2.1 and FreeSwim attention"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "freeswim 0.1.0");
+  freeswim::cli::add_check_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return freeswim::cli::run_selected(app);
+  } catch (const freeswim::Error& e) {
+    std::fprintf(stderr, "freeswim: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "freeswim: error: out of host memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "freeswim: internal error: %s\n", e.what());
+    return 2;
+  }
+}

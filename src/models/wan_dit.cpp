@@ -1,0 +1,222 @@
+// Forward pass of the Wan2.1 DiT and its FreeSwim variants. Arithmetic follows diffusers
+// 0.35.2 WanTransformer3DModel: adaLN modulation, norms and residual adds in fp32; RoPE angles
+// in float64 cast to fp32; the timestep sinusoid in fp32 with cos before sin.
+#include "models/wan_dit.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace freeswim::models {
+
+struct WanDit::Embedded {
+  Tensor x;        // [tokens, dim]
+  Tensor temb;     // [1, dim]
+  Tensor mod_proj;  // [1, 6*dim] (time_proj(SiLU(temb)))
+  Tensor context;  // [L, dim]
+  int T = 0, Hg = 0, Wg = 0;
+};
+
+WanDit::WanDit(WanDitConfig config, WanDitWeights weights, Device device)
+    : config_(config), w_(std::move(weights)), device_(device) {}
+
+namespace {
+
+// diffusers get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0), fp32.
+Tensor timestep_sinusoid(float t, int dim) {
+  FS_CHECK(dim % 2 == 0, "freq_dim {} must be even", dim);
+  const int half = dim / 2;
+  std::vector<float> v(static_cast<size_t>(dim));
+  const float neg_log_period = static_cast<float>(-std::log(10000.0));
+  for (int i = 0; i < half; ++i) {
+    const float exponent = neg_log_period * static_cast<float>(i) / static_cast<float>(half);
+    const float arg = t * std::exp(exponent);
+    v[static_cast<size_t>(i)] = std::cos(arg);
+    v[static_cast<size_t>(half + i)] = std::sin(arg);
+  }
+  return Tensor::from_vector({1, dim}, v);
+}
+
+// One axis of the rotary table: [positions, dim_axis/2, 2] of (cos, sin), angles in float64.
+Tensor rope_axis(int positions, int dim_axis) {
+  const int pairs = dim_axis / 2;
+  std::vector<float> v(static_cast<size_t>(positions) * pairs * 2);
+  for (int p = 0; p < positions; ++p)
+    for (int i = 0; i < pairs; ++i) {
+      const double freq = 1.0 / std::pow(10000.0, static_cast<double>(2 * i) / dim_axis);
+      const double angle = p * freq;
+      v[(static_cast<size_t>(p) * pairs + i) * 2] = static_cast<float>(std::cos(angle));
+      v[(static_cast<size_t>(p) * pairs + i) * 2 + 1] = static_cast<float>(std::sin(angle));
+    }
+  return Tensor::from_vector({positions, pairs, 2}, v);
+}
+
+// Row i of a [n, dim] tensor as a [dim] view.
+Tensor row(const Tensor& t, int64_t i) { return t.slice0(i, i + 1).reshape({t.dim(-1)}); }
+
+}  // namespace
+
+ops::Rope3D WanDit::rope_for(int T, int Hg, int Wg) const {
+  // Wan splits head_dim into frame / row / column parts: rows and columns get 2*(d/6)
+  // dimensions each, frames the rest (44/42/42 for d = 128).
+  const int d = config_.head_dim;
+  const int hw_dim = 2 * (d / 6), t_dim = d - 2 * hw_dim;
+  FS_CHECK(T <= config_.rope_max_seq_len && Hg <= config_.rope_max_seq_len && Wg <= config_.rope_max_seq_len,
+           "token grid {}x{}x{} exceeds the rotary table length {}", T, Hg, Wg, config_.rope_max_seq_len);
+  ops::Rope3D r;
+  r.T = T;
+  r.H = Hg;
+  r.W = Wg;
+  r.frame = rope_axis(T, t_dim).to(device_);
+  r.row = rope_axis(Hg, hw_dim).to(device_);
+  r.col = rope_axis(Wg, hw_dim).to(device_);
+  return r;
+}
+
+WanDit::Embedded WanDit::embed(const DitInput& in) const {
+  const WanDitConfig& c = config_;
+  FS_CHECK(in.latents.ndim() == 4 && in.latents.dim(0) == c.in_channels,
+           "DiT input latents must be [{}, F, H, W], got {}", c.in_channels, in.latents.describe());
+  FS_CHECK(in.latents.dim(1) % c.patch_t == 0 && in.latents.dim(2) % c.patch_h == 0 &&
+               in.latents.dim(3) % c.patch_w == 0,
+           "latents {} are not divisible by the patch size {}x{}x{}", in.latents.describe(), c.patch_t,
+           c.patch_h, c.patch_w);
+  FS_CHECK(in.context.ndim() == 2 && in.context.dim(1) == c.text_dim,
+           "text context must be [L, {}], got {}", c.text_dim, in.context.describe());
+  Embedded e;
+  e.T = static_cast<int>(in.latents.dim(1) / c.patch_t);
+  e.Hg = static_cast<int>(in.latents.dim(2) / c.patch_h);
+  e.Wg = static_cast<int>(in.latents.dim(3) / c.patch_w);
+  Tensor lat = ops::to_compute(in.latents, device_);
+  e.x = ops::linear(ops::patchify(lat, c.patch_t, c.patch_h, c.patch_w), w_.patch_w, w_.patch_b);
+
+  Tensor sinus = ops::to_compute(timestep_sinusoid(in.timestep, c.freq_dim), device_);
+  e.temb = ops::linear(ops::silu(ops::linear(sinus, w_.time1_w, w_.time1_b)), w_.time2_w, w_.time2_b);
+  e.mod_proj = ops::linear(ops::silu(e.temb), w_.time_proj_w, w_.time_proj_b);
+
+  Tensor ctx = ops::to_compute(in.context, device_);
+  e.context = ops::linear(ops::gelu_tanh(ops::linear(ctx, w_.text1_w, w_.text1_b)), w_.text2_w, w_.text2_b);
+  return e;
+}
+
+Tensor WanDit::self_attention(const WanAttentionWeights& a, const Tensor& x, const ops::Rope3D& rope,
+                              float scale, const WindowGeometry* window) const {
+  const int64_t n = x.dim(0);
+  const Shape heads{n, config_.heads, config_.head_dim};
+  Tensor q = ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps).reshape(heads);
+  Tensor k = ops::rms_norm(ops::linear(x, a.to_k_w, a.to_k_b), a.norm_k, config_.eps).reshape(heads);
+  Tensor v = ops::linear(x, a.to_v_w, a.to_v_b).reshape(heads);
+  ops::rope_3d(q, rope);
+  ops::rope_3d(k, rope);
+  Tensor o = ops::attention(q, k, v, scale, window);
+  return ops::linear(o.reshape({n, config_.dim()}), a.to_out_w, a.to_out_b);
+}
+
+Tensor WanDit::cross_attention_core(const WanAttentionWeights& a, const Tensor& x, const Tensor& context) const {
+  const int64_t n = x.dim(0), l = context.dim(0);
+  Tensor q = ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps)
+                 .reshape({n, config_.heads, config_.head_dim});
+  Tensor k = ops::rms_norm(ops::linear(context, a.to_k_w, a.to_k_b), a.norm_k, config_.eps)
+                 .reshape({l, config_.heads, config_.head_dim});
+  Tensor v = ops::linear(context, a.to_v_w, a.to_v_b).reshape({l, config_.heads, config_.head_dim});
+  return ops::attention(q, k, v, static_cast<float>(1.0 / std::sqrt(config_.head_dim)));
+}
+
+Tensor WanDit::head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const {
+  const int64_t dim = config_.dim();
+  // (scale_shift_table + temb) gives shift (row 0) and scale (row 1), fp32.
+  Tensor mod = ops::add(w_.head_table.reshape({2, dim}), temb);
+  Tensor y = ops::layer_norm(x, {}, {}, config_.eps, row(mod, 1), row(mod, 0));
+  y = ops::linear(y, w_.proj_out_w, w_.proj_out_b);
+  return ops::unpatchify(y, T, Hg, Wg, config_.patch_t, config_.patch_h, config_.patch_w);
+}
+
+namespace {
+
+// The six per-block modulation vectors: shift, scale, gate of self-attention and of the FFN.
+struct Modulation {
+  Tensor shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate;
+};
+
+Modulation block_modulation(const Tensor& table, const Tensor& mod_proj, int64_t dim) {
+  Tensor m = ops::add(table.reshape({6, dim}), mod_proj.reshape({6, dim}));
+  return {row(m, 0), row(m, 1), row(m, 2), row(m, 3), row(m, 4), row(m, 5)};
+}
+
+}  // namespace
+
+Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* freeswim,
+                       CrossAttentionCache* cache) const {
+  const WanDitConfig& c = config_;
+  FS_CHECK(kind == StepKind::Stock || freeswim != nullptr, "{} step needs FreeSwim parameters",
+           step_kind_name(kind));
+  FS_CHECK((kind != StepKind::Guide && kind != StepKind::Reuse) || cache != nullptr, "{} step needs a cache",
+           step_kind_name(kind));
+  Embedded e = embed(in);
+  const int64_t dim = c.dim(), tokens = e.x.dim(0);
+  const ops::Rope3D rope = rope_for(e.T, e.Hg, e.Wg);
+
+  WindowGeometry window;
+  float self_scale = static_cast<float>(1.0 / std::sqrt(c.head_dim));
+  if (kind != StepKind::Stock) {
+    window = WindowGeometry{e.T, e.Hg, e.Wg, freeswim->dh, freeswim->dw};
+    FS_CHECK(freeswim->dh >= 0 && freeswim->dw >= 0, "window half sizes must be >= 0, got {}x{}", freeswim->dh,
+             freeswim->dw);
+    self_scale = static_cast<float>(freeswim->attn_scale);
+  }
+  const bool dual = kind == StepKind::Dual || kind == StepKind::Guide;
+  const WindowGeometry* main_window = kind == StepKind::Stock ? nullptr : &window;
+  if (kind == StepKind::Reuse) {
+    FS_CHECK(cache->blocks.size() == w_.blocks.size(),
+             "cross-attention cache holds {} blocks, the model has {} (run a guide step first)",
+             cache->blocks.size(), w_.blocks.size());
+  }
+  if (kind == StepKind::Guide) cache->blocks.assign(w_.blocks.size(), Tensor{});
+
+  // The main branch (window, or the stock model's full attention) and, on dual steps, the full
+  // branch, which starts from the same tokens.
+  Tensor x = e.x;
+  Tensor full = dual ? e.x.clone() : Tensor{};
+
+  for (size_t i = 0; i < w_.blocks.size(); ++i) {
+    const WanBlockWeights& b = w_.blocks[i];
+    const Modulation m = block_modulation(b.scale_shift_table, e.mod_proj, dim);
+    auto self_attn = [&](Tensor& h, const WindowGeometry* win) {
+      Tensor n1 = ops::layer_norm(h, {}, {}, c.eps, m.scale_msa, m.shift_msa);
+      ops::add_gated(h, self_attention(b.attn1, n1, rope, self_scale, win), m.gate_msa);
+    };
+    auto cross_input = [&](const Tensor& h) {
+      return c.cross_attn_norm ? ops::layer_norm(h, b.norm2_w, b.norm2_b, c.eps) : h;
+    };
+    auto ffn = [&](Tensor& h) {
+      Tensor n3 = ops::layer_norm(h, {}, {}, c.eps, m.c_scale, m.c_shift);
+      Tensor f = ops::linear(ops::gelu_tanh(ops::linear(n3, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
+      ops::add_gated(h, f, m.c_gate);
+    };
+
+    self_attn(x, main_window);
+    if (dual) self_attn(full, nullptr);
+
+    // Cross-attention: on dual steps the full branch's output is added to both branches.
+    Tensor core;
+    if (kind == StepKind::Reuse) {
+      core = cache->blocks[i];
+      FS_CHECK(core.defined() && core.numel() == tokens * dim,
+               "cross-attention cache of block {} has {} values, expected {}", i,
+               core.defined() ? core.numel() : 0, tokens * dim);
+    } else {
+      core = cross_attention_core(b.attn2, cross_input(dual ? full : x), e.context);
+    }
+    if (kind == StepKind::Guide) cache->blocks[i] = core;
+    const Tensor cross = ops::linear(core.reshape({tokens, dim}), b.attn2.to_out_w, b.attn2.to_out_b);
+    ops::add_gated(x, cross);
+    if (dual) ops::add_gated(full, cross);
+
+    ffn(x);
+    // Only the main branch's prediction is used: the full branch's last FFN would be wasted.
+    if (dual && i + 1 < w_.blocks.size()) ffn(full);
+  }
+  return head(x, e.temb, e.T, e.Hg, e.Wg);
+}
+
+}  // namespace freeswim::models

@@ -1,0 +1,115 @@
+// The Wan2.1 text-to-video diffusion transformer (diffusers' WanTransformer3DModel), with the
+// FreeSwim forward kinds. Structure mirrors the diffusers module tree, so a tensor name leads
+// to the member that holds it:
+//
+//   patch_embedding                       Conv3d(in, dim, k = s = patch) as a linear on patches
+//   condition_embedder.time_embedder      sinusoid(freq_dim) -> linear_1 -> SiLU -> linear_2 = temb
+//   condition_embedder.time_proj          SiLU(temb) -> 6*dim modulation of every block
+//   condition_embedder.text_embedder      linear_1 -> GELU(tanh) -> linear_2
+//   blocks.i                              see WanBlock
+//   scale_shift_table, proj_out           output head: LN * (1+scale) + shift, linear
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "freeswim/policy.h"
+#include "ops/ops.h"
+
+namespace freeswim::io {
+class TensorSource;
+}
+
+namespace freeswim::models {
+
+struct WanDitConfig {
+  int patch_t = 1, patch_h = 2, patch_w = 2;
+  int heads = 12;
+  int head_dim = 128;
+  int in_channels = 16, out_channels = 16;
+  int text_dim = 4096;
+  int freq_dim = 256;
+  int ffn_dim = 8960;
+  int num_layers = 30;
+  float eps = 1e-6f;
+  int rope_max_seq_len = 1024;
+  bool cross_attn_norm = true;
+
+  int dim() const { return heads * head_dim; }
+  std::string describe() const;  // "30 layers of 1536 (12 heads of 128), ffn 8960"
+  // Parses a diffusers `config.json` (transformer/) or an original Wan `config.json`.
+  static WanDitConfig from_json_file(const std::string& path);
+  // Wan2.1 T2V configurations by name: "1.3B", "14B".
+  static WanDitConfig preset(const std::string& name);
+};
+
+struct WanAttentionWeights {
+  Tensor to_q_w, to_q_b, to_k_w, to_k_b, to_v_w, to_v_b, to_out_w, to_out_b;
+  Tensor norm_q, norm_k;  // RMSNorm over all heads (qk_norm = rms_norm_across_heads)
+};
+
+struct WanBlockWeights {
+  WanAttentionWeights attn1, attn2;  // self, cross
+  Tensor norm2_w, norm2_b;           // LayerNorm before cross-attention (affine)
+  Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
+  Tensor scale_shift_table;          // [1, 6, dim] f32
+};
+
+struct WanDitWeights {
+  Tensor patch_w, patch_b;  // patch_w as [dim, in*pt*ph*pw]
+  Tensor time1_w, time1_b, time2_w, time2_b, time_proj_w, time_proj_b;
+  Tensor text1_w, text1_b, text2_w, text2_b;
+  std::vector<WanBlockWeights> blocks;
+  Tensor head_table;  // [1, 2, dim]
+  Tensor proj_out_w, proj_out_b;
+};
+
+// One forward's inputs: latents [C, F, H, W], the diffusion timestep, text context [L, text_dim].
+struct DitInput {
+  Tensor latents;
+  float timestep = 0;
+  Tensor context;
+};
+
+class WanDit {
+ public:
+  WanDit(WanDitConfig config, WanDitWeights weights, Device device);
+
+  // Loads from a checkpoint: a safetensors file, a sharded index, or a directory (diffusers
+  // `transformer/` or an original Wan folder). The config comes from `config_path` if given,
+  // else a `config.json` beside the weights, else is inferred from the tensor shapes.
+  // Weights are validated against the config and converted once to the device's compute dtype.
+  static std::unique_ptr<WanDit> load(const std::string& path, Device device,
+                                      const std::string& config_path = "");
+  // A randomly initialised model (the built-in tiny model, and real-size benchmarks).
+  static std::unique_ptr<WanDit> random(const WanDitConfig& config, Device device, uint64_t seed);
+  // Infers the configuration from tensor shapes (head_dim 128 assumed when no config says
+  // otherwise: every released Wan2.1 DiT uses it).
+  static WanDitConfig infer_config(const io::TensorSource& src, const std::string& prefix_note = "");
+
+  const WanDitConfig& config() const { return config_; }
+  Device device() const { return device_; }
+
+  // The velocity prediction [C_out, F, H, W] for one step kind. `freeswim` is required for
+  // every kind but Stock. Guide fills `cache`; Reuse reads it (one tensor per block).
+  Tensor forward(const DitInput& in, StepKind kind, const FreeSwimParams* freeswim = nullptr,
+                 CrossAttentionCache* cache = nullptr) const;
+
+ private:
+  struct Embedded;
+  Embedded embed(const DitInput& in) const;
+  Tensor self_attention(const WanAttentionWeights& a, const Tensor& x, const ops::Rope3D& rope, float scale,
+                        const WindowGeometry* window) const;
+  Tensor cross_attention_core(const WanAttentionWeights& a, const Tensor& x, const Tensor& context) const;
+  Tensor head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const;
+  ops::Rope3D rope_for(int T, int Hg, int Wg) const;
+
+  WanDitConfig config_;
+  WanDitWeights w_;
+  Device device_;
+};
+
+}  // namespace freeswim::models

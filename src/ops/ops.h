@@ -1,0 +1,92 @@
+// The one op set every model is written in. Model code calls these free functions; each
+// dispatches on the device of its first tensor argument to that device's Backend (CPU: exact
+// fp32, the oracle; CUDA: the fast path). Model code never branches on the device.
+//
+// Layout conventions: activations are [rows, features] row-major; attention tensors are
+// [tokens, heads, head_dim] (what a [tokens, dim] projection produces). An undefined Tensor
+// (Tensor{}) stands for "absent" where an argument is optional.
+#pragma once
+
+#include "core/tensor.h"
+#include "freeswim/window_geometry.h"
+
+namespace freeswim::ops {
+
+// Rotary embedding tables for a 3D token grid: each axis has a [positions, pairs, 2] (cos, sin)
+// table; the head dimension is split into frame pairs, then row pairs, then column pairs.
+struct Rope3D {
+  int T = 0, H = 0, W = 0;
+  Tensor frame, row, col;  // [T, pt, 2], [H, ph, 2], [W, pw, 2] f32 on the compute device
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+
+  // y[M, N] = x[M, K] * w[N, K]^T (+ b[N]).
+  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) = 0;
+  virtual Tensor gelu_tanh(const Tensor& x) = 0;
+  virtual Tensor silu(const Tensor& x) = 0;
+  // LayerNorm over the last dimension (optional affine weight/bias), then optional adaLN
+  // modulation y * (1 + scale) + shift with scale, shift of [features].
+  virtual Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                            const Tensor& scale, const Tensor& shift) = 0;
+  // RMSNorm over the last dimension with a weight.
+  virtual Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) = 0;
+  // In place: rotates pairs (x[2i], x[2i+1]) of every head of x [T*H*W, heads, head_dim].
+  virtual void rope_3d(Tensor& x, const Rope3D& rope) = 0;
+  // softmax(scale * q k^T) v per head. q [Nq, heads, d], k and v [Nk, heads, d]. With a
+  // window, Nq == Nk == window->tokens() and each query sees only its inward window.
+  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                           const WindowGeometry* window) = 0;
+  // Elementwise a + b; b may be smaller, repeating over a's leading rows (numel(b) divides numel(a)).
+  virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
+  // In place x += y * gate, gate [features] broadcast over rows (gate absent: x += y).
+  virtual void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) = 0;
+  // x [C, F, H, W] -> [(F/pt)*(H/ph)*(W/pw), C*pt*ph*pw], patch vector ordered (c, kt, kh, kw)
+  // as a Conv3d weight flattens.
+  virtual Tensor patchify(const Tensor& x, int pt, int ph, int pw) = 0;
+  // Inverse for the output head: x [T*Hg*Wg, pt*ph*pw*C] (vector ordered (kt, kh, kw, c)) ->
+  // [C, T*pt, Hg*ph, Wg*pw].
+  virtual Tensor unpatchify(const Tensor& x, int T, int Hg, int Wg, int pt, int ph, int pw) = 0;
+  // Conversion to the backend's compute dtype (weights are converted once at load).
+  virtual Tensor to_compute(const Tensor& x) = 0;
+};
+
+// The backend of a device (throws Error when that device is not built in).
+Backend& backend(Device device);
+void register_backend(Device device, Backend* b);
+
+inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = {}) {
+  return backend(x.device()).linear(x, w, b);
+}
+inline Tensor gelu_tanh(const Tensor& x) { return backend(x.device()).gelu_tanh(x); }
+inline Tensor silu(const Tensor& x) { return backend(x.device()).silu(x); }
+inline Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                         const Tensor& scale = {}, const Tensor& shift = {}) {
+  return backend(x.device()).layer_norm(x, weight, bias, eps, scale, shift);
+}
+inline Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
+  return backend(x.device()).rms_norm(x, weight, eps);
+}
+inline void rope_3d(Tensor& x, const Rope3D& rope) { backend(x.device()).rope_3d(x, rope); }
+inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const WindowGeometry* window = nullptr) {
+  return backend(q.device()).attention(q, k, v, scale, window);
+}
+inline Tensor add(const Tensor& a, const Tensor& b) { return backend(a.device()).add(a, b); }
+inline void add_gated(Tensor& x, const Tensor& y, const Tensor& gate = {}) {
+  backend(x.device()).add_gated(x, y, gate);
+}
+inline Tensor patchify(const Tensor& x, int pt, int ph, int pw) {
+  return backend(x.device()).patchify(x, pt, ph, pw);
+}
+inline Tensor unpatchify(const Tensor& x, int T, int Hg, int Wg, int pt, int ph, int pw) {
+  return backend(x.device()).unpatchify(x, T, Hg, Wg, pt, ph, pw);
+}
+inline Tensor to_compute(const Tensor& x, Device device) {
+  return backend(device).to_compute(x.to(device));
+}
+
+}  // namespace freeswim::ops
