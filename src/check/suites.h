@@ -16,3 +16,7 @@ namespace freeswim::check {}  // namespace freeswim::check
 namespace freeswim::check {
 void check_upsample_cases(const Context& ctx);  // pipeline_cases*: bilinear upsampling
 }  // namespace freeswim::check
+
+namespace freeswim::check {
+void check_tokenizer_cases(const Context& ctx);  // *.cases.json + *.model: sentencepiece ids
+}  // namespace freeswim::check
