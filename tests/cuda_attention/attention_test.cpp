@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -111,7 +112,14 @@ INSTANTIATE_TEST_SUITE_P(
                       WindowCase{{5, 12, 11, 6, 2}, 2, 64},    // H smaller than the box only
                       WindowCase{{4, 10, 26, 4, 7}, 40, 128},  // 40 heads
                       WindowCase{{21, 8, 12, 2, 3}, 1, 128},   // T = 21 as the real models
-                      WindowCase{{2, 31, 5, 7, 0}, 1, 64}));   // dw = 0
+                      WindowCase{{2, 31, 5, 7, 0}, 1, 64}),    // dw = 0
+    [](const ::testing::TestParamInfo<WindowCase>& i) {
+      const WindowCase& c = i.param;
+      return "T" + std::to_string(c.g.T) + "_H" + std::to_string(c.g.H) + "_W" +
+             std::to_string(c.g.W) + "_dh" + std::to_string(c.g.dh) + "_dw" +
+             std::to_string(c.g.dw) + "_heads" + std::to_string(c.heads) + "_d" +
+             std::to_string(c.head_dim);
+    });
 
 struct DenseCase {
   int64_t n_q, n_kv;
@@ -139,7 +147,13 @@ TEST_P(DenseAttention, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention,
                          ::testing::Values(DenseCase{1, 1, 1, 64}, DenseCase{130, 512, 2, 128},
                                            DenseCase{300, 77, 40, 64}, DenseCase{257, 1000, 1, 128},
-                                           DenseCase{64, 64, 3, 128}));
+                                           DenseCase{64, 64, 3, 128}),
+                         [](const ::testing::TestParamInfo<DenseCase>& i) {
+                           const DenseCase& c = i.param;
+                           return "q" + std::to_string(c.n_q) + "_kv" + std::to_string(c.n_kv) +
+                                  "_heads" + std::to_string(c.heads) + "_d" +
+                                  std::to_string(c.head_dim);
+                         });
 
 TEST(AttentionErrors, RejectsBadArguments) {
   DeviceBf16 buf(64 * 128);
