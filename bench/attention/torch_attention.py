@@ -68,9 +68,10 @@ def main():
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
     flex = torch.compile(flex_attention, dynamic=False)
     out = []
+    printed = 0
     for r in rows:
-        if out:
-            show(out[-1:], header=len(out) == 1)
+        show(out[printed:], header=printed == 0 and len(out) > 0)
+        printed = len(out)
         d = 128
         if r["kernel"] == "window":
             T, H, W, dh, dw = r["T"], r["H"], r["W"], r["dh"], r["dw"]
