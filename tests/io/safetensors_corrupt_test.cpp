@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -107,6 +108,16 @@ TEST_F(Corrupt, HeaderLengthTwoToTheSixtyThird) {
   EXPECT_MENTIONS(msg, "header length 9223372036854775808");
   msg = open_error(with_length_field(~uint64_t{0}));
   EXPECT_MENTIONS(msg, "header length 18446744073709551615");
+}
+
+TEST_F(Corrupt, HeaderLengthOverTheLimitInsideALargeFile) {
+  // A sparse 256 MiB file (no disk used) whose length field claims a 200 MB header: it fits
+  // in the file, so only the header size limit stops it, before anything is read or allocated.
+  write_bytes(bad_, with_length_field(200'000'000));
+  std::filesystem::resize_file(bad_, uint64_t{256} << 20);
+  std::string msg = error_of([&] { SafetensorsFile::open(bad_); });
+  EXPECT_MENTIONS(msg, bad_);
+  EXPECT_MENTIONS(msg, "header length 200000000 exceeds the limit");
 }
 
 TEST_F(Corrupt, OffsetsOutsideTheData) {
