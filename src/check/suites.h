@@ -20,3 +20,11 @@ void check_upsample_cases(const Context& ctx);  // pipeline_cases*: bilinear ups
 namespace freeswim::check {
 void check_tokenizer_cases(const Context& ctx);  // *.cases.json + *.model: sentencepiece ids
 }  // namespace freeswim::check
+
+namespace freeswim::check {
+void check_scheduler_cases(const Context& ctx);  // scheduler_cases*: UniPC, flow Euler, v2v start
+}  // namespace freeswim::check
+
+namespace freeswim::check {
+void check_umt5_cases(const Context& ctx);  // umt5*_cases: UMT5 encoder, both namings
+}  // namespace freeswim::check
