@@ -84,12 +84,13 @@ void TorchZipFile::index(const uint8_t* bytes, size_t size) {
     FS_CHECK(s.numel <= e.size / esize,
              "'{}': tensor '{}': storage '{}' claims {} elements of {} bytes but holds {} bytes",
              path_, t.name, s.key, s.numel, esize, e.size);
-    FS_CHECK(contiguous(t.shape, t.stride),
-             "'{}': tensor '{}' {} is not contiguous (strides {}); re-save it after .contiguous()",
-             path_, t.name, shape_str(t.shape), shape_str(t.stride));
     int64_t numel = checked_numel(t.shape);
     FS_CHECK(numel >= 0, "'{}': tensor '{}': shape {} overflows", path_, t.name,
              shape_str(t.shape));
+    // After the numel check, so that the running products of dimensions cannot overflow.
+    FS_CHECK(contiguous(t.shape, t.stride),
+             "'{}': tensor '{}' {} is not contiguous (strides {}); re-save it after .contiguous()",
+             path_, t.name, shape_str(t.shape), shape_str(t.stride));
     FS_CHECK(static_cast<uint64_t>(t.offset) <= s.numel &&
                  static_cast<uint64_t>(numel) <= s.numel - static_cast<uint64_t>(t.offset),
              "'{}': tensor '{}' {} at offset {} exceeds its storage '{}' of {} elements", path_,
