@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Configure and build one flavour of the project.
+#   scripts/build.sh [release|asan|fuzz]   (default release) -> build/, build-asan/, build-fuzz/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flavour=${1:-release}
+jobs=${JOBS:-$(nproc)}
+case "$flavour" in
+  release) dir=build; args=(-DCMAKE_BUILD_TYPE=Release) ;;
+  asan) dir=build-asan; args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFREESWIM_SANITIZE=ON -DFREESWIM_BENCH=OFF) ;;
+  fuzz) dir=build-fuzz; args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFREESWIM_FUZZ=ON -DFREESWIM_BENCH=OFF
+                              -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++) ;;
+  *) echo "usage: $0 [release|asan|fuzz]" >&2; exit 2 ;;
+esac
+cmake -S . -B "$dir" -G Ninja "${args[@]}" "${@:2}"
+cmake --build "$dir" -j "$jobs"

@@ -1,0 +1,133 @@
+#include "pipeline/denoise.h"
+
+#include <chrono>
+
+#include "core/error.h"
+#include "sched/video2video.h"
+
+namespace freeswim::pipeline {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Tensor predict(const models::WanDit& dit, const Tensor& latents, float t, const Tensor& context, StepKind kind,
+               const FreeSwimParams* fsp = nullptr, CrossAttentionCache* cache = nullptr) {
+  models::DitInput in{latents, t, context};
+  return dit.forward(in, kind, fsp, cache).to(Device::CPU).to(DType::F32);
+}
+
+void check_latents(const Tensor& t, const char* what) {
+  FS_CHECK(t.defined() && t.ndim() == 4 && t.device() == Device::CPU && t.dtype() == DType::F32,
+           "{} must be f32 [C, F, H, W] on the CPU, got {}", what, t.defined() ? t.describe() : "nothing");
+}
+
+}  // namespace
+
+Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance) {
+  FS_CHECK(cond.numel() == uncond.numel(), "guidance: {} vs {}", cond.describe(), uncond.describe());
+  Tensor out = Tensor::empty(cond.shape());
+  const float g = static_cast<float>(guidance);
+  const float *c = cond.data<float>(), *u = uncond.data<float>();
+  float* o = out.data<float>();
+  for (int64_t i = 0; i < out.numel(); ++i) o[i] = u[i] + g * (c[i] - u[i]);
+  return out;
+}
+
+Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps, const Tensor& noise,
+                      const GuidedText& text, const StageHooks& hooks, const StageState* resume) {
+  check_latents(noise, "base-stage noise");
+  scheduler.set_timesteps(steps);
+  Tensor x = noise.clone();
+  if (resume) {
+    check_latents(resume->latents, "resumed base-stage latents");
+    scheduler.load_state(resume->scheduler);
+    x = resume->latents.clone();
+  }
+  while (!scheduler.done()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int i = scheduler.step_index();
+    const float t = scheduler.timesteps()[static_cast<size_t>(i)];
+    const Tensor cond = predict(dit, x, t, text.context, StepKind::Stock);
+    const Tensor uncond = predict(dit, x, t, text.negative, StepKind::Stock);
+    x = scheduler.step(classifier_free_guidance(cond, uncond, text.guidance), x);
+    if (hooks.checkpoint) {
+      StageState s;
+      s.next_step = scheduler.step_index();
+      s.latents = x;
+      s.scheduler = scheduler.save_state();
+      hooks.checkpoint(s);
+    }
+    if (hooks.progress) hooks.progress("base", i + 1, steps, seconds_since(t0));
+  }
+  return x;
+}
+
+Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler, const Tensor& clean_latents,
+                          const Tensor& noise, const GuidedText& text, const FreeSwimStageOptions& opt,
+                          const StageHooks& hooks, const StageState* resume) {
+  check_latents(clean_latents, "FreeSwim-stage latents");
+  FS_CHECK(opt.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}", opt.cache_every);
+  const sched::Video2VideoStart start = sched::video2video_start(opt.steps, opt.strength);
+  scheduler.set_timesteps(opt.steps);
+  scheduler.set_begin_index(start.t_start);
+  Tensor x;
+  CrossAttentionCache cache;
+  int last_guide_step = -1;
+  Tensor guide_latents;
+  if (resume) {
+    check_latents(resume->latents, "resumed FreeSwim-stage latents");
+    scheduler.load_state(resume->scheduler);
+    x = resume->latents.clone();
+    if (resume->has_guide) {
+      // Rebuild the cache exactly as the interrupted run had it.
+      last_guide_step = resume->guide_step;
+      guide_latents = resume->guide_latents;
+      const float tg = scheduler.timesteps()[static_cast<size_t>(last_guide_step)];
+      predict(dit, guide_latents, tg, text.context, StepKind::Guide, &opt.attention, &cache);
+    }
+  } else {
+    check_latents(noise, "FreeSwim-stage noise");
+    FS_CHECK(noise.shape() == clean_latents.shape(), "noise {} does not match latents {}", noise.describe(),
+             clean_latents.describe());
+    x = scheduler.add_noise(clean_latents, noise);
+  }
+  const int total = start.steps_run;
+  while (!scheduler.done()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int i = scheduler.step_index();
+    const int k = i - start.t_start;  // step within the stage: guide steps are 0, k, 2k, ...
+    const float t = scheduler.timesteps()[static_cast<size_t>(i)];
+    Tensor cond, uncond;
+    if (opt.cache_every == 0) {
+      cond = predict(dit, x, t, text.context, StepKind::Dual, &opt.attention);
+      uncond = predict(dit, x, t, text.negative, StepKind::Dual, &opt.attention);
+    } else {
+      if (k % opt.cache_every == 0) {
+        cond = predict(dit, x, t, text.context, StepKind::Guide, &opt.attention, &cache);
+        last_guide_step = i;
+        guide_latents = x;
+      } else {
+        cond = predict(dit, x, t, text.context, StepKind::Reuse, &opt.attention, &cache);
+      }
+      uncond = predict(dit, x, t, text.negative, StepKind::Uncond, &opt.attention);
+    }
+    x = scheduler.step(classifier_free_guidance(cond, uncond, text.guidance), x);
+    if (hooks.checkpoint) {
+      StageState s;
+      s.next_step = scheduler.step_index();
+      s.latents = x;
+      s.scheduler = scheduler.save_state();
+      s.has_guide = opt.cache_every > 0 && last_guide_step >= 0;
+      s.guide_step = last_guide_step;
+      s.guide_latents = guide_latents;
+      hooks.checkpoint(s);
+    }
+    if (hooks.progress) hooks.progress("freeswim", k + 1, total, seconds_since(t0));
+  }
+  return x;
+}
+
+}  // namespace freeswim::pipeline

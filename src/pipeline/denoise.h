@@ -1,0 +1,71 @@
+// The two denoising loops of FreeSwim's coarse-to-fine generation, with classifier-free
+// guidance, the cross-attention cache schedule, progress reports and resumable state.
+//
+//   base stage:  stock Wan text-to-video from pure noise at the native size
+//   FreeSwim stage: from the encoded, upsampled base video noised to the level of its first
+//                   step; window branch + full branch (dual path), or with the cache, guide
+//                   steps every k and reuse steps between (FREESWIM.md)
+//
+// Latents live on the CPU between steps (the scheduler update is elementwise and cheap next to a
+// DiT forward); the DiT runs on its own device.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/tensor.h"
+#include "freeswim/policy.h"
+#include "models/wan_dit.h"
+#include "sched/scheduler.h"
+
+namespace freeswim::pipeline {
+
+// What must be kept to continue a stage after step `next_step - 1` finished, bit for bit.
+struct StageState {
+  int next_step = 0;        // index into the scheduler's timesteps of the next step to run
+  Tensor latents;           // [C, F, H, W] f32 CPU
+  sched::SchedulerState scheduler;
+  // Cache mode: the inputs of the last guide step, so a resumed run can rebuild the
+  // cross-attention cache exactly by re-running that forward instead of storing gigabytes.
+  bool has_guide = false;
+  int guide_step = -1;
+  Tensor guide_latents;
+};
+
+struct StageHooks {
+  // After every finished step: (stage name, steps done in the stage, steps in the stage,
+  // seconds of that step).
+  std::function<void(const std::string&, int, int, double)> progress;
+  // After every finished step: the state to save for --resume.
+  std::function<void(const StageState&)> checkpoint;
+};
+
+struct GuidedText {
+  Tensor context;   // [L, text_dim] conditional prompt
+  Tensor negative;  // [L, text_dim] negative prompt
+  double guidance = 5.0;
+};
+
+// Runs the stock base stage: `steps` steps of `scheduler` from `noise` (or from `resume`).
+Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps, const Tensor& noise,
+                      const GuidedText& text, const StageHooks& hooks, const StageState* resume = nullptr);
+
+struct FreeSwimStageOptions {
+  int steps = 50;
+  double strength = 0.7;
+  FreeSwimParams attention;
+  int cache_every = 2;  // 0: no cache (dual path for both predictions at every step)
+};
+
+// Runs the FreeSwim stage from clean (normalised) latents: the last int(steps * strength)
+// steps, `noise` added at the first of them.
+Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler, const Tensor& clean_latents,
+                          const Tensor& noise, const GuidedText& text, const FreeSwimStageOptions& opt,
+                          const StageHooks& hooks, const StageState* resume = nullptr);
+
+// noise_uncond + g * (noise_cond - noise_uncond), elementwise in fp32 on the CPU.
+Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance);
+
+}  // namespace freeswim::pipeline
