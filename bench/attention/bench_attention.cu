@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -130,21 +131,38 @@ int main(int argc, char** argv) {
                  s.g.dw, scale, wms, wtf, density);
 
     const int64_t nq = std::min(dense_queries, tokens);
-    const double dms = time_ms(
-        [&] { fa::dense_attention_forward(q, k, v, o, nq, tokens, s.heads, d, scale, nullptr); },
-        3);
-    check(cudaDeviceSynchronize(), "dense");
-    const double dtf = 4.0 * double(nq) * double(tokens) * d * s.heads / (dms * 1e-3) / 1e12;
     const double dq_pad = std::ceil(double(nq) / fa::kBlockQ) * fa::kBlockQ;
     const double dk_pad = std::ceil(double(tokens) / fa::kBlockK) * fa::kBlockK;
-    const double ddens = double(nq) * double(tokens) / (dq_pad * dk_pad);
-    std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %6s\n", s.name, "dense", s.heads,
-                static_cast<long long>(nq), dms, dtf, ddens, "-");
-    std::fprintf(json,
-                 "{\"shape\":\"%s\",\"kernel\":\"dense\",\"heads\":%d,\"queries\":%lld,"
-                 "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
-                 s.name, s.heads, static_cast<long long>(nq), static_cast<long long>(tokens), scale,
-                 dms, dtf, ddens);
+    // Both dense implementations: the own kernel and cuDNN's fused SDPA (the default path).
+    const struct {
+      const char* name;
+      fa::DenseImpl impl;
+      double density;
+    } dense_impls[] = {{"dense", fa::DenseImpl::own, double(nq) * double(tokens) / (dq_pad * dk_pad)},
+                       {"cudnn", fa::DenseImpl::cudnn, 1.0}};
+    for (const auto& di : dense_impls) {
+      double dms = 0;
+      try {
+        dms = time_ms(
+            [&] {
+              fa::dense_attention_forward(q, k, v, o, nq, tokens, s.heads, d, scale, nullptr,
+                                          di.impl);
+            },
+            3);
+      } catch (const std::exception& e) {
+        std::printf("%-11s %-7s failed: %s\n", s.name, di.name, e.what());
+        continue;
+      }
+      check(cudaDeviceSynchronize(), di.name);
+      const double dtf = 4.0 * double(nq) * double(tokens) * d * s.heads / (dms * 1e-3) / 1e12;
+      std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %6s\n", s.name, di.name, s.heads,
+                  static_cast<long long>(nq), dms, dtf, di.density, "-");
+      std::fprintf(json,
+                   "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
+                   "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
+                   s.name, di.name, s.heads, static_cast<long long>(nq),
+                   static_cast<long long>(tokens), scale, dms, dtf, di.density);
+    }
     cudaFree(q);
     cudaFree(k);
     cudaFree(v);

@@ -14,6 +14,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "ops/cuda/attention/cudnn_sdpa.h"
 #include "ops/cuda/attention/window_plan.h"
 
 namespace freeswim::attention {
@@ -124,6 +125,7 @@ INSTANTIATE_TEST_SUITE_P(
 struct DenseCase {
   int64_t n_q, n_kv;
   int heads, head_dim;
+  DenseImpl impl;
 };
 
 class DenseAttention : public ::testing::TestWithParam<DenseCase> {};
@@ -135,8 +137,15 @@ TEST_P(DenseAttention, MatchesReference) {
   const size_t nkv = static_cast<size_t>(c.n_kv) * c.heads * c.head_dim;
   Inputs in(nq, nkv, rng);
   const float scale = 0.7f / std::sqrt(static_cast<float>(c.head_dim));
+  if (c.impl == DenseImpl::cudnn && !detail::cudnn_sdpa_available()) {
+    // A build without cuDNN must refuse an explicit cuDNN request, not fall back silently.
+    EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q,
+                                         c.n_kv, c.heads, c.head_dim, scale, nullptr, c.impl),
+                 Error);
+    return;
+  }
   dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q, c.n_kv, c.heads,
-                          c.head_dim, scale, nullptr);
+                          c.head_dim, scale, nullptr, c.impl);
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<float> ref(nq);
   dense_attention_reference(in.q.data(), in.k.data(), in.v.data(), ref.data(), c.n_q, c.n_kv,
@@ -144,13 +153,27 @@ TEST_P(DenseAttention, MatchesReference) {
   expect_close(in.dout, ref);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention,
-                         ::testing::Values(DenseCase{1, 1, 1, 64}, DenseCase{130, 512, 2, 128},
-                                           DenseCase{300, 77, 40, 64}, DenseCase{257, 1000, 1, 128},
-                                           DenseCase{64, 64, 3, 128}),
+// Every shape through the own kernel and through cuDNN's SDPA.
+std::vector<DenseCase> dense_cases() {
+  const DenseCase shapes[] = {{1, 1, 1, 64, {}},
+                              {130, 512, 2, 128, {}},
+                              {300, 77, 40, 64, {}},
+                              {257, 1000, 1, 128, {}},
+                              {64, 64, 3, 128, {}}};
+  std::vector<DenseCase> out;
+  for (DenseImpl impl : {DenseImpl::own, DenseImpl::cudnn})
+    for (DenseCase c : shapes) {
+      c.impl = impl;
+      out.push_back(c);
+    }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention, ::testing::ValuesIn(dense_cases()),
                          [](const ::testing::TestParamInfo<DenseCase>& i) {
                            const DenseCase& c = i.param;
-                           return "q" + std::to_string(c.n_q) + "_kv" + std::to_string(c.n_kv) +
+                           return std::string(c.impl == DenseImpl::own ? "own" : "cudnn") + "_q" +
+                                  std::to_string(c.n_q) + "_kv" + std::to_string(c.n_kv) +
                                   "_heads" + std::to_string(c.heads) + "_d" +
                                   std::to_string(c.head_dim);
                          });

@@ -3,8 +3,10 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "core/error.h"
+#include "ops/cuda/attention/cudnn_sdpa.h"
 #include "ops/cuda/attention/params.h"
 
 namespace freeswim::attention {
@@ -55,10 +57,18 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
 
 void dense_attention_forward(const void* q, const void* k, const void* v, void* out, int64_t n_q,
                              int64_t n_kv, int heads, int head_dim, float scale,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, DenseImpl impl) {
   constexpr const char* who = "dense attention";
   Params p = common(q, k, v, out, heads, head_dim, scale, who);
   FS_CHECK(n_q > 0 && n_kv > 0, "{}: n_q = {}, n_kv = {} must be positive", who, n_q, n_kv);
+  if (impl != DenseImpl::own) {
+    std::string why;
+    if (detail::cudnn_sdpa_forward(q, k, v, out, n_q, n_kv, heads, head_dim, scale, stream, &why))
+      return;
+    FS_CHECK(impl == DenseImpl::automatic,
+             "{}: cuDNN SDPA cannot run n_q {}, n_kv {}, heads {}, head_dim {}: {}", who, n_q, n_kv,
+             heads, head_dim, why);
+  }
   FS_CHECK(
       n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kBlockK,
       "{}: n_q = {} or n_kv = {} exceeds 2^31", who, n_q, n_kv);
