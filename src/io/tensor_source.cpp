@@ -40,7 +40,8 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
     FS_CHECK(!escapes,
              "{}: tensor '{}' maps to shard '{}', which is not a path relative to the index",
              index_path, name, rel.string());
-    map.emplace(name, rel.string());
+    // Normalised so that "./a" and "a" name one shard, opened once.
+    map.emplace(name, rel.lexically_normal().string());
   }
   return map;
 }

@@ -96,6 +96,14 @@ TEST_F(Sharded, IndexAndDirectoryOpenAllShards) {
   }
 }
 
+TEST_F(Sharded, ShardSpellingsAreNormalised) {
+  write_index(R"("blocks.0.w": "./)" + kShard1 + R"(", "blocks.0.b": ")" + kShard1 +
+              R"(", "head.w": ")" + kShard2 + "\"");
+  TensorSource src = TensorSource::open(index_);
+  EXPECT_EQ(src.file_of("blocks.0.w"), src.file_of("blocks.0.b"));
+  EXPECT_EQ(src.tensor("blocks.0.w").to_float_vector(), (std::vector<float>{1, 2, 3, 4}));
+}
+
 TEST_F(Sharded, ShardListedButMissing) {
   std::filesystem::remove(shard2_);
   std::string msg = open_error(index_);
