@@ -33,6 +33,12 @@ std::vector<std::pair<std::string, Suite>> all_suites() {
   return {
       {"window_mask", check_window_mask_cases},
       {"dit", check_dit_cases},
+      {"vae", check_vae_cases},
+      {"scheduler", check_scheduler_cases},
+      {"tokenizer", check_tokenizer_cases},
+      {"upsample", check_upsample_cases},
+      {"pipeline", check_pipeline_cases},
+      {"umt5", check_umt5_cases},
   };
 }
 

@@ -28,3 +28,11 @@ void check_scheduler_cases(const Context& ctx);  // scheduler_cases*: UniPC, flo
 namespace freeswim::check {
 void check_umt5_cases(const Context& ctx);  // umt5*_cases: UMT5 encoder, both namings
 }  // namespace freeswim::check
+
+namespace freeswim::check {
+void check_vae_cases(const Context& ctx);  // vae*_cases.json: Wan VAE encode / decode
+}  // namespace freeswim::check
+
+namespace freeswim::check {
+void check_pipeline_cases(const Context& ctx);  // pipeline_cases*: base stage, FreeSwim stage (both modes)
+}  // namespace freeswim::check

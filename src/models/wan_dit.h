@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ struct WanDitConfig {
   std::string describe() const;  // "30 layers of 1536 (12 heads of 128), ffn 8960"
   // Parses a diffusers `config.json` (transformer/) or an original Wan `config.json`.
   static WanDitConfig from_json_file(const std::string& path);
+  // The same from a parsed object; `label` names its origin in errors.
+  static WanDitConfig from_json(const nlohmann::json& j, const std::string& label);
   // Wan2.1 T2V configurations by name: "1.3B", "14B".
   static WanDitConfig preset(const std::string& name);
 };
@@ -84,6 +87,8 @@ class WanDit {
   // Weights are validated against the config and converted once to the device's compute dtype.
   static std::unique_ptr<WanDit> load(const std::string& path, Device device,
                                       const std::string& config_path = "");
+  // The same with a configuration already in hand.
+  static std::unique_ptr<WanDit> load(const std::string& path, Device device, const WanDitConfig& config);
   // A randomly initialised model (the built-in tiny model, and real-size benchmarks).
   static std::unique_ptr<WanDit> random(const WanDitConfig& config, Device device, uint64_t seed);
   // Infers the configuration from tensor shapes (head_dim 128 assumed when no config says

@@ -63,6 +63,10 @@ WanDitConfig WanDitConfig::from_json_file(const std::string& path) {
   } catch (const std::exception& e) {
     fail("{}: not valid JSON ({})", path, e.what());
   }
+  return from_json(j, path);
+}
+
+WanDitConfig WanDitConfig::from_json(const nlohmann::json& j, const std::string& path) {
   FS_CHECK(j.is_object(), "{}: expected a JSON object", path);
   WanDitConfig c;
   try {
@@ -169,11 +173,15 @@ std::string find_config_beside(const std::string& path) {
 }  // namespace
 
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const std::string& config_path) {
+  const std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
+  if (!cfg_path.empty()) return load(path, device, WanDitConfig::from_json_file(cfg_path));
+  return load(path, device, infer_config(io::TensorSource::open(path)));
+}
+
+std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const WanDitConfig& c) {
   const io::TensorSource src = io::TensorSource::open(path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
-  std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
-  const WanDitConfig c = cfg_path.empty() ? infer_config(src) : WanDitConfig::from_json_file(cfg_path);
-  const std::string cfg_note = cfg_path.empty() ? "config inferred from shapes" : "config " + cfg_path;
+  const std::string cfg_note = "model " + c.describe();
 
   auto get = [&](const std::string& name, const Shape& expected) -> Tensor {
     const std::string stored = naming.stored(name);
