@@ -178,9 +178,8 @@ std::unique_ptr<Desc> matmul(std::vector<std::unique_ptr<Desc> >& keep, const De
   return op;
 }
 
-std::unique_ptr<Plan> build_plan(cudnnHandle_t handle, const Key& key) {
-  auto plan = std::make_unique<Plan>();
-  auto& keep = plan->keep;
+std::vector<std::unique_ptr<Desc> > composite_ops(std::vector<std::unique_ptr<Desc> >& keep,
+                                                  const Key& key) {
   const int64_t h = key.heads, d = key.head_dim, sq = key.n_q, skv = key.n_kv;
   const auto bf16 = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
   auto q = tensor(kQ, bf16, {1, h, sq, d}, {sq * h * d, d, h * d, 1}, false);
@@ -207,7 +206,40 @@ std::unique_ptr<Plan> build_plan(cudnnHandle_t handle, const Key& key) {
   ops.push_back(reduction(keep, CUDNN_REDUCE_TENSOR_ADD, *ex, *sum));
   ops.push_back(pointwise(keep, CUDNN_POINTWISE_DIV, *ex, sum.get(), *p));
   ops.push_back(matmul(keep, *p, *v, *o));
+  for (auto* t : {&q, &kt, &v, &o, &scale, &s, &s_scaled, &mx, &sub, &ex, &sum, &p})
+    keep.push_back(std::move(*t));
+  return ops;
+}
 
+// The same attention as one SDPA_FWD operation (cuDNN >= 9.13.1), tried when the composite
+// graph finds no engine. K is given untransposed here.
+std::vector<std::unique_ptr<Desc> > unified_ops(std::vector<std::unique_ptr<Desc> >& keep,
+                                                const Key& key) {
+  const int64_t h = key.heads, d = key.head_dim, sq = key.n_q, skv = key.n_kv;
+  const auto bf16 = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
+  auto q = tensor(kQ, bf16, {1, h, sq, d}, {sq * h * d, d, h * d, 1}, false);
+  auto k = tensor(kK, bf16, {1, h, skv, d}, {skv * h * d, d, h * d, 1}, false);
+  auto v = tensor(kV, bf16, {1, h, skv, d}, {skv * h * d, d, h * d, 1}, false);
+  auto o = tensor(kO, bf16, {1, h, sq, d}, {sq * h * d, d, h * d, 1}, false);
+  auto scale = tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+  std::vector<std::unique_ptr<Desc> > ops;
+  ops.push_back(std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR));
+  ops[0]
+      ->set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, *q)
+      .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, *k)
+      .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, *v)
+      .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, *o)
+      .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC, *scale)
+      .finalize("SDPA forward operation");
+  for (auto* t : {&q, &k, &v, &o, &scale}) keep.push_back(std::move(*t));
+  return ops;
+}
+
+// Operation graph of `ops`, then the first heuristic engine configuration that finalises; what
+// each step said is appended to `tried`.
+void select_plan(cudnnHandle_t handle, Plan& plan, std::vector<std::unique_ptr<Desc> > ops,
+                 std::string& tried) {
+  auto& keep = plan.keep;
   auto graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
   std::vector<cudnnBackendDescriptor_t> raw;
   for (const auto& op : ops) raw.push_back(op->get());
@@ -223,7 +255,6 @@ std::unique_ptr<Plan> build_plan(cudnnHandle_t handle, const Key& key) {
       .finalize("operation graph");
 
   // Engine configurations from the heuristics, best first; the first that finalises wins.
-  std::string tried;
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
     Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, *graph)
@@ -257,20 +288,38 @@ std::unique_ptr<Plan> build_plan(cudnnHandle_t handle, const Key& key) {
         continue;
       }
       ok(cudnnBackendGetAttribute(ep->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                  CUDNN_TYPE_INT64, 1, nullptr, &plan->workspace),
+                                  CUDNN_TYPE_INT64, 1, nullptr, &plan.workspace),
          "workspace size");
-      plan->plan = std::move(ep);
+      plan.plan = std::move(ep);
       for (auto& c : cfgs) keep.push_back(std::move(c));
       break;
     }
-    if (plan->plan) break;
-    if (count == 0) tried += " [no engine configs]";
+    if (plan.plan) break;
+    tried += " [heuristic mode " + std::to_string(static_cast<int>(mode)) + ": " +
+             std::to_string(count) + " configs, " + std::to_string(got) + " returned]";
   }
-  if (!plan->plan) throw BuildError{"no cuDNN engine finalised for this graph:" + tried};
-  for (auto* t : {&q, &kt, &v, &o, &scale, &s, &s_scaled, &mx, &sub, &ex, &sum, &p})
-    keep.push_back(std::move(*t));
   for (auto& op : ops) keep.push_back(std::move(op));
   keep.push_back(std::move(graph));
+}
+
+std::unique_ptr<Plan> build_plan(cudnnHandle_t handle, const Key& key) {
+  auto plan = std::make_unique<Plan>();
+  std::string tried = "composite graph:";
+  try {
+    select_plan(handle, *plan, composite_ops(plan->keep, key), tried);
+  } catch (const BuildError& e) {
+    tried += " " + e.what;
+  }
+  if (!plan->plan) {
+    tried += "; SDPA_FWD operation:";
+    try {
+      select_plan(handle, *plan, unified_ops(plan->keep, key), tried);
+    } catch (const BuildError& e) {
+      tried += " " + e.what;
+    }
+  }
+  if (!plan->plan)
+    throw BuildError{"no engine (cuDNN " + std::to_string(cudnnGetVersion()) + "), " + tried};
   return plan;
 }
 
