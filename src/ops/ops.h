@@ -7,6 +7,9 @@
 // (Tensor{}) stands for "absent" where an argument is optional.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "core/tensor.h"
 #include "freeswim/window_geometry.h"
 
@@ -52,6 +55,18 @@ class Backend {
   virtual Tensor unpatchify(const Tensor& x, int T, int Hg, int Wg, int pt, int ph, int pw) = 0;
   // Conversion to the backend's compute dtype (weights are converted once at load).
   virtual Tensor to_compute(const Tensor& x) = 0;
+
+  // Text encoder (UMT5) ops.
+  // Rows of `table` [V, D] picked by `ids` -> [ids.size(), D]; an id outside [0, V) throws.
+  virtual Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) = 0;
+  // Elementwise a * b (equal numel; the result has a's shape).
+  virtual Tensor mul(const Tensor& a, const Tensor& b) = 0;
+  // softmax(scale * q k^T + bias) v per head with padded keys left out. q [Nq, heads, d], k and
+  // v [Nk, heads, d]; bias [Nq, Nk, heads] (the layout a gather of a [buckets, heads] table
+  // gives) or absent; key_mask [Nk] (nonzero: attend, 0: padding) or absent. A query whose keys
+  // are all padding averages every value uniformly, as the references' finite mask value does.
+  virtual Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                                const Tensor& bias, const Tensor& key_mask) = 0;
 };
 
 // The backend of a device (throws Error when that device is not built in).
@@ -84,6 +99,14 @@ inline Tensor patchify(const Tensor& x, int pt, int ph, int pw) {
 }
 inline Tensor unpatchify(const Tensor& x, int T, int Hg, int Wg, int pt, int ph, int pw) {
   return backend(x.device()).unpatchify(x, T, Hg, Wg, pt, ph, pw);
+}
+inline Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) {
+  return backend(table.device()).embedding(table, ids);
+}
+inline Tensor mul(const Tensor& a, const Tensor& b) { return backend(a.device()).mul(a, b); }
+inline Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                             const Tensor& bias, const Tensor& key_mask = {}) {
+  return backend(q.device()).attention_bias(q, k, v, scale, bias, key_mask);
 }
 inline Tensor to_compute(const Tensor& x, Device device) {
   return backend(device).to_compute(x.to(device));

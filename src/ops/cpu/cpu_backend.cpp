@@ -239,6 +239,15 @@ class CpuBackend final : public Backend {
 
   Tensor to_compute(const Tensor& x) override { return x.to(DType::F32); }
 
+  Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override {
+    return cpu::embedding(table, ids);
+  }
+  Tensor mul(const Tensor& a, const Tensor& b) override { return cpu::mul(a, b); }
+  Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const Tensor& bias, const Tensor& key_mask) override {
+    return cpu::attention_bias(q, k, v, scale, bias, key_mask);
+  }
+
  private:
   template <typename Fn>
   static Tensor map(const Tensor& x, const char* op, Fn fn) {

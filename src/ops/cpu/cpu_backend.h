@@ -13,4 +13,10 @@ Tensor attention_full(const Tensor& q, const Tensor& k, const Tensor& v, float s
 Tensor attention_window(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                         const WindowGeometry& g);
 
+// Text encoder ops (cpu_text_ops.cpp).
+Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                      const Tensor& bias, const Tensor& key_mask);
+
 }  // namespace freeswim::ops::cpu
