@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "sched/flow_sigmas.h"
 
 namespace freeswim::sched {
@@ -48,10 +49,12 @@ void FlowEulerScheduler::step_impl(const float* model_output, const float* x, fl
                                    size_t n) {
   const size_t i = static_cast<size_t>(step_index_);
   const float dt = sigmas_[i + 1] - sigmas_[i];
-  for (size_t j = 0; j < n; ++j) {
-    const float d = dt * model_output[j];
-    x_next[j] = x[j] + d;
-  }
+  parallel_for(static_cast<int64_t>(n), 1 << 16, [&](int64_t b, int64_t e) {
+    for (size_t j = static_cast<size_t>(b); j < static_cast<size_t>(e); ++j) {
+      const float d = dt * model_output[j];
+      x_next[j] = x[j] + d;
+    }
+  });
 }
 
 SchedulerState FlowEulerScheduler::save_state() const {

@@ -1,6 +1,7 @@
 #include "sched/scheduler.h"
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace freeswim::sched {
 
@@ -55,11 +56,13 @@ Tensor Scheduler::step(const Tensor& model_output, const Tensor& x) {
 void add_flow_noise(const float* x, const float* noise, float sigma, float* out, size_t n) {
   // The reference computes alpha = 1 - sigma first, then alpha * x + sigma * noise.
   const float alpha = 1.0f - sigma;
-  for (size_t i = 0; i < n; ++i) {
-    const float a = alpha * x[i];
-    const float b = sigma * noise[i];
-    out[i] = a + b;
-  }
+  parallel_for(static_cast<int64_t>(n), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (size_t i = static_cast<size_t>(begin); i < static_cast<size_t>(end); ++i) {
+      const float a = alpha * x[i];
+      const float b = sigma * noise[i];
+      out[i] = a + b;
+    }
+  });
 }
 
 void Scheduler::add_noise(const float* x, const float* noise, float* out, size_t n) const {

@@ -4,9 +4,14 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "sched/flow_sigmas.h"
 
 namespace freeswim::sched {
+
+namespace {
+constexpr int64_t kGrain = 1 << 16;  // elements worth a thread
+}  // namespace
 
 UniPCConfig UniPCConfig::wan(double flow_shift) {
   UniPCConfig c;
@@ -146,43 +151,46 @@ void UniPCScheduler::step_impl(const float* model_output, const float* x, float*
   const size_t cn = static_cast<size_t>(corr_order);
   const size_t pn = static_cast<size_t>(pred_order);
 
-  for (size_t j = 0; j < n; ++j) {
-    float xj = x[j];
-    // Data prediction from the flow prediction.
-    const float x0 = xj - sigma * model_output[j];
+  // Elementwise, so chunks on several threads give the same bits as one thread.
+  parallel_for(static_cast<int64_t>(n), kGrain, [&](int64_t b, int64_t e) {
+    for (size_t j = static_cast<size_t>(b); j < static_cast<size_t>(e); ++j) {
+      float xj = x[j];
+      // Data prediction from the flow prediction.
+      const float x0 = xj - sigma * model_output[j];
 
-    if (use_corrector) {
-      const float m0 = prev[ord - 1][j];
-      const float base = cc.ratio * last[j] - cc.alpha_h_phi_1 * m0;
-      const float d1_t = x0 - m0;
-      float inner = cc.rhos[cn - 1] * d1_t;
-      if (cn > 1) {
-        float corr = 0.0f;
-        for (size_t i = 1; i < cn; ++i) {
-          const float d1 = (prev[ord - 1 - i][j] - m0) / cc.rks[i - 1];
-          const float term = cc.rhos[i - 1] * d1;
-          corr = (i == 1) ? term : corr + term;
+      if (use_corrector) {
+        const float m0 = prev[ord - 1][j];
+        const float base = cc.ratio * last[j] - cc.alpha_h_phi_1 * m0;
+        const float d1_t = x0 - m0;
+        float inner = cc.rhos[cn - 1] * d1_t;
+        if (cn > 1) {
+          float corr = 0.0f;
+          for (size_t i = 1; i < cn; ++i) {
+            const float d1 = (prev[ord - 1 - i][j] - m0) / cc.rks[i - 1];
+            const float term = cc.rhos[i - 1] * d1;
+            corr = (i == 1) ? term : corr + term;
+          }
+          inner = corr + inner;
         }
-        inner = corr + inner;
+        xj = base - cc.alpha_b_h * inner;
       }
-      xj = base - cc.alpha_b_h * inner;
-    }
-    last[j] = xj;
+      last[j] = xj;
 
-    // Predictor; the older predictions are prev[ord - i] (they shift down by one this step).
-    float xt = cp.ratio * xj - cp.alpha_h_phi_1 * x0;
-    if (pn > 1) {
-      float res = 0.0f;
-      for (size_t i = 1; i < pn; ++i) {
-        const float d1 = (prev[ord - i][j] - x0) / cp.rks[i - 1];
-        const float term = cp.rhos[i - 1] * d1;
-        res = (i == 1) ? term : res + term;
+      // Predictor; the older predictions are prev[ord - i] (they shift down by one this step).
+      float xt = cp.ratio * xj - cp.alpha_h_phi_1 * x0;
+      if (pn > 1) {
+        float res = 0.0f;
+        for (size_t i = 1; i < pn; ++i) {
+          const float d1 = (prev[ord - i][j] - x0) / cp.rks[i - 1];
+          const float term = cp.rhos[i - 1] * d1;
+          res = (i == 1) ? term : res + term;
+        }
+        xt = xt - cp.alpha_b_h * res;
       }
-      xt = xt - cp.alpha_b_h * res;
+      prev[0][j] = x0;
+      x_next[j] = xt;
     }
-    prev[0][j] = x0;
-    x_next[j] = xt;
-  }
+  });
 
   std::rotate(model_outputs_.begin(), model_outputs_.begin() + 1, model_outputs_.end());
   have_last_sample_ = true;

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "sched/flow_sigmas.h"
 #include "sched/numpy_linspace.h"
 #include "sched/unipc.h"
@@ -92,6 +94,28 @@ TEST(SchedMath, CorrectorChangesTheResult) {
   };
   const std::vector<float> a = run(true), b = run(false);
   EXPECT_GT(std::fabs(a[0] - b[0]) + std::fabs(a[1] - b[1]), 1e-4);
+}
+
+TEST(SchedMath, ThreadCountDoesNotChangeBits) {
+  // Large enough to be split into several chunks.
+  const size_t n = 300000;
+  auto run = [&](int threads) {
+    set_max_threads(threads);
+    UniPCScheduler u(UniPCConfig::wan(3.0));
+    u.set_timesteps(6);
+    std::vector<float> x(n), m(n);
+    for (size_t j = 0; j < n; ++j)
+      x[j] = static_cast<float>(std::sin(0.001 * static_cast<double>(j)));
+    while (!u.done()) {
+      for (size_t j = 0; j < n; ++j)
+        m[j] = 0.5f * x[j] + 0.01f * static_cast<float>(u.step_index());
+      u.step(m.data(), x.data(), x.data(), n);
+    }
+    set_max_threads(0);
+    return x;
+  };
+  const std::vector<float> one = run(1), four = run(4);
+  EXPECT_EQ(std::memcmp(one.data(), four.data(), n * sizeof(float)), 0);
 }
 
 }  // namespace
