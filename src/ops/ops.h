@@ -22,6 +22,12 @@ struct Rope3D {
   Tensor frame, row, col;  // [T, pt, 2], [H, ph, 2], [W, pw, 2] f32 on the compute device
 };
 
+// Zero padding per side and strides of a 3D convolution over [C, F, H, W] activations.
+struct Conv3dParams {
+  int pad_front = 0, pad_back = 0, pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+  int stride_t = 1, stride_h = 1, stride_w = 1;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -67,6 +73,30 @@ class Backend {
   // are all padding averages every value uniformly, as the references' finite mask value does.
   virtual Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                                 const Tensor& bias, const Tensor& key_mask) = 0;
+
+  // Video VAE ops. Activations are [C, F, H, W] (batch 1).
+  // Convolution of x [Ci, F, H, W] with w [Co, Ci, kt, kh, kw] (+ b [Co]); zero padding and
+  // strides from `p`. -> [Co, Fo, Ho, Wo].
+  virtual Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) = 0;
+  // x [C, ...]: each position's channel vector divided by max(|v|_2, 1e-12) (F.normalize), times
+  // sqrt(C) * gamma[c] (+ bias[c]); then SiLU when `silu`.
+  virtual Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias,
+                                   bool silu) = 0;
+  // Nearest-neighbour 2x spatial upsampling: [C, F, H, W] -> [C, F, 2H, 2W].
+  virtual Tensor upsample_nearest2x(const Tensor& x) = 0;
+  // a and b joined along `dim` (every other dimension equal).
+  virtual Tensor concat(const Tensor& a, const Tensor& b, int dim) = 0;
+  // A contiguous copy of indices [begin, end) of `dim`.
+  virtual Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end) = 0;
+  // [A, B] -> [B, A].
+  virtual Tensor transpose2d(const Tensor& x) = 0;
+  virtual Tensor clamp(const Tensor& x, float lo, float hi) = 0;
+  // y[c, ...] = x[c, ...] * scale[c] + shift[c] (either may be absent).
+  virtual Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) = 0;
+  // In place: acc[c, f0 + f, y0 + y, x0 + x] += tile[c, f, y, x] * weight[y, x] (weight [h, w],
+  // or absent for 1). Assembles chunks and blends overlapping tiles.
+  virtual void accumulate_tile(Tensor& acc, const Tensor& tile, const Tensor& weight, int64_t f0,
+                               int64_t y0, int64_t x0) = 0;
 };
 
 // The backend of a device (throws Error when that device is not built in).
@@ -107,6 +137,33 @@ inline Tensor mul(const Tensor& a, const Tensor& b) { return backend(a.device())
 inline Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                              const Tensor& bias, const Tensor& key_mask = {}) {
   return backend(q.device()).attention_bias(q, k, v, scale, bias, key_mask);
+}
+inline Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) {
+  return backend(x.device()).conv3d(x, w, b, p);
+}
+inline Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias = {},
+                                bool silu = false) {
+  return backend(x.device()).rms_norm_channels(x, gamma, bias, silu);
+}
+inline Tensor upsample_nearest2x(const Tensor& x) {
+  return backend(x.device()).upsample_nearest2x(x);
+}
+inline Tensor concat(const Tensor& a, const Tensor& b, int dim) {
+  return backend(a.device()).concat(a, b, dim);
+}
+inline Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end) {
+  return backend(x.device()).slice(x, dim, begin, end);
+}
+inline Tensor transpose2d(const Tensor& x) { return backend(x.device()).transpose2d(x); }
+inline Tensor clamp(const Tensor& x, float lo, float hi) {
+  return backend(x.device()).clamp(x, lo, hi);
+}
+inline Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) {
+  return backend(x.device()).channel_affine(x, scale, shift);
+}
+inline void accumulate_tile(Tensor& acc, const Tensor& tile, const Tensor& weight, int64_t f0,
+                            int64_t y0, int64_t x0) {
+  backend(acc.device()).accumulate_tile(acc, tile, weight, f0, y0, x0);
 }
 inline Tensor to_compute(const Tensor& x, Device device) {
   return backend(device).to_compute(x.to(device));

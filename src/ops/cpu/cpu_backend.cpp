@@ -248,6 +248,28 @@ class CpuBackend final : public Backend {
     return cpu::attention_bias(q, k, v, scale, bias, key_mask);
   }
 
+  Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) override {
+    return cpu::conv3d(x, w, b, p);
+  }
+  Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias,
+                           bool silu) override {
+    return cpu::rms_norm_channels(x, gamma, bias, silu);
+  }
+  Tensor upsample_nearest2x(const Tensor& x) override { return cpu::upsample_nearest2x(x); }
+  Tensor concat(const Tensor& a, const Tensor& b, int dim) override { return cpu::concat(a, b, dim); }
+  Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end) override {
+    return cpu::slice(x, dim, begin, end);
+  }
+  Tensor transpose2d(const Tensor& x) override { return cpu::transpose2d(x); }
+  Tensor clamp(const Tensor& x, float lo, float hi) override { return cpu::clamp(x, lo, hi); }
+  Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) override {
+    return cpu::channel_affine(x, scale, shift);
+  }
+  void accumulate_tile(Tensor& acc, const Tensor& tile, const Tensor& weight, int64_t f0,
+                       int64_t y0, int64_t x0) override {
+    cpu::accumulate_tile(acc, tile, weight, f0, y0, x0);
+  }
+
  private:
   template <typename Fn>
   static Tensor map(const Tensor& x, const char* op, Fn fn) {

@@ -19,4 +19,16 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                       const Tensor& bias, const Tensor& key_mask);
 
+// Video VAE ops (cpu_conv.cpp, cpu_vae_ops.cpp).
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p);
+Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias, bool silu);
+Tensor upsample_nearest2x(const Tensor& x);
+Tensor concat(const Tensor& a, const Tensor& b, int dim);
+Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end);
+Tensor transpose2d(const Tensor& x);
+Tensor clamp(const Tensor& x, float lo, float hi);
+Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
+void accumulate_tile(Tensor& acc, const Tensor& tile, const Tensor& weight, int64_t f0, int64_t y0,
+                     int64_t x0);
+
 }  // namespace freeswim::ops::cpu
