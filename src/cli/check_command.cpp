@@ -50,9 +50,14 @@ void add_check_command(CLI::App& app) {
   g_check_app->add_option("--filter", g_check->filter, "Run only cases whose name contains this text");
 }
 
+int run_check_if_parsed() { return g_check_app && g_check_app->parsed() ? run_check(*g_check) : -1; }
+
 int run_selected(CLI::App& app) {
   (void)app;
-  if (g_check_app && g_check_app->parsed()) return run_check(*g_check);
+  for (auto run : {run_check_if_parsed, run_jobs_if_parsed, run_info_if_parsed}) {
+    const int rc = run();
+    if (rc >= 0) return rc;
+  }
   fail("no command given (try --help)");
 }
 

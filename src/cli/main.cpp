@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   CLI::App app{"freeswim: training-free 1080p-4K video with Wan2.1 and FreeSwim attention"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "freeswim 0.1.0");
+  freeswim::cli::add_job_commands(app);
+  freeswim::cli::add_info_command(app);
   freeswim::cli::add_check_command(app);
   try {
     app.parse(argc, argv);

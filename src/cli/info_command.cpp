@@ -1,0 +1,50 @@
+// `freeswim info --model DIR`: what a model folder holds, which layout, which variant.
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "models/wan_dit.h"
+#include "pipeline/models.h"
+
+namespace freeswim::cli {
+
+namespace {
+std::shared_ptr<pipeline::ModelPaths> g_paths;
+CLI::App* g_info = nullptr;
+
+int run_info(const pipeline::ModelPaths& p) {
+  const pipeline::ModelLayout l = pipeline::find_models(p, /*need_text=*/false);
+  std::printf("layout:      %s\n", l.layout.c_str());
+  if (l.layout == "tiny") {
+    std::printf("model:       built-in tiny random model (2 layers, 2 heads of 32)\n");
+    return 0;
+  }
+  std::printf("transformer: %s\n", l.dit.c_str());
+  const io::TensorSource src = io::TensorSource::open(l.dit);
+  const models::WanDitConfig c = p.dit_config.empty() ? models::WanDit::infer_config(src)
+                                                      : models::WanDitConfig::from_json_file(p.dit_config);
+  std::printf("             %zu tensors, %s\n", src.names().size(), c.describe().c_str());
+  const char* variant = c.dim() == 1536 ? "Wan2.1-T2V-1.3B (native 832x480)"
+                        : c.dim() == 5120 ? "Wan2.1-T2V-14B (native 1280x720)"
+                                          : "unknown Wan2.1 variant";
+  std::printf("variant:     %s\n", variant);
+  std::printf("vae:         %s\n", l.vae.empty() ? "(not found)" : l.vae.c_str());
+  std::printf("text:        %s\n", l.t5.empty() ? "(not found)" : l.t5.c_str());
+  std::printf("tokenizer:   %s\n", l.tokenizer.empty() ? "(not found)" : l.tokenizer.c_str());
+  return 0;
+}
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  g_paths = std::make_shared<pipeline::ModelPaths>();
+  g_info = app.add_subcommand("info", "Show what a model folder holds: layout, variant, files");
+  g_info->add_option("--model", g_paths->model, "Wan2.1 checkpoint folder, or 'tiny'");
+  g_info->add_option("--dit", g_paths->dit, "Diffusion transformer file or folder");
+  g_info->add_option("--dit-config", g_paths->dit_config, "config.json of the transformer");
+}
+
+int run_info_if_parsed() { return g_info && g_info->parsed() ? run_info(*g_paths) : -1; }
+
+}  // namespace freeswim::cli

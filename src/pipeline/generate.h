@@ -1,0 +1,60 @@
+// The user-level jobs: `generate` (prompt -> base video at the native size -> bilinear upsample
+// -> FreeSwim high-resolution stage -> mp4) and `upscale` (a user's video -> the last two).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "freeswim/policy.h"
+#include "models/wan_vae.h"
+#include "pipeline/models.h"
+#include "pipeline/size_plan.h"
+
+namespace freeswim::pipeline {
+
+struct JobOptions {
+  std::string prompt;
+  std::string negative_prompt;  // empty: Wan's default negative prompt
+  SizePlan size;                // target size (generated at multiples of 16, cropped back)
+  int frames = 81;              // 4n + 1
+  double fps = 16;
+  int base_steps = 50;
+  int steps = 50;  // schedule length of the high-resolution stage (the last int(steps*strength) run)
+  double strength = 0.7;
+  double guidance = 5.0;
+  double base_shift = 0;  // 0: the native size's shift (3 at 480p, 5 at 720p)
+  double shift = 9.0;
+  uint64_t seed = 42;
+  int cache_every = 2;  // 0: no cache
+  int window_h = 0, window_w = 0;  // half window in tokens; 0: from the base grid
+  double attn_scale = 0;           // 0: sqrt(log(2N)/log(N)/head_dim), N = base grid tokens
+  std::string output;              // .mp4
+  std::string png_dir;             // also write PNG frames here when set
+  bool resume = false;
+  models::VaeTiling tiling;
+};
+
+// What a job reports as it goes.
+struct JobReporter {
+  std::function<void(const std::string&)> info;  // one line
+  // stage, step done (1-based), steps in stage, seconds of that step
+  std::function<void(const std::string&, int, int, double)> progress;
+};
+
+// Checks a frame count: 4n + 1 and >= 1; the error names `flag` and the nearest valid counts.
+void validate_frame_count(int frames, const std::string& flag = "--frames");
+
+// Runs a whole generation and writes opt.output (atomically). Returns the frames written.
+Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobReporter& r);
+// Upscales `input` (a video file) with the FreeSwim stage and writes opt.output.
+Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt, const JobReporter& r);
+
+// The FreeSwim attention settings for a base (native) size and a model: half window from the
+// base token grid unless given, attention scale by the rule unless given.
+FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int base_h, const JobOptions& opt);
+
+// Path of the resume state written beside an output.
+std::string resume_path(const std::string& output);
+
+}  // namespace freeswim::pipeline

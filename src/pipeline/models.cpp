@@ -1,0 +1,140 @@
+#include "pipeline/models.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace freeswim::pipeline {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has_prefix_file(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(prefix, 0) == 0 && n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  }
+  return false;
+}
+
+std::string existing(const fs::path& p) { return fs::exists(p) ? p.string() : ""; }
+
+// The tiny model: the golden pipeline's tiny shapes (2 layers, 2 heads of 32, VAE width 4).
+models::WanDitConfig tiny_dit_config() {
+  models::WanDitConfig c;
+  c.heads = 2;
+  c.head_dim = 32;
+  c.text_dim = 32;
+  c.ffn_dim = 96;
+  c.num_layers = 2;
+  return c;
+}
+
+}  // namespace
+
+const std::string& wan_default_negative_prompt() {
+  static const std::string p =
+      "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+      "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+      "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+  return p;
+}
+
+ModelLayout find_models(const ModelPaths& paths, bool need_text) {
+  ModelLayout l;
+  if (paths.model == "tiny") {
+    l.layout = "tiny";
+    return l;
+  }
+  if (!paths.model.empty()) {
+    const fs::path d(paths.model);
+    FS_CHECK(fs::is_directory(d), "--model: '{}' is not a directory (give a Wan2.1 checkpoint folder, or 'tiny')",
+             paths.model);
+    if (fs::is_directory(d / "transformer")) {
+      l.layout = "diffusers";
+      l.dit = (d / "transformer").string();
+      l.vae = existing(d / "vae");
+      l.t5 = existing(d / "text_encoder");
+      l.tokenizer = existing(d / "tokenizer");
+    } else if (has_prefix_file(d, "diffusion_pytorch_model", ".safetensors") ||
+               has_prefix_file(d, "diffusion_pytorch_model", ".index.json")) {
+      l.layout = "original";
+      l.dit = d.string();
+      l.vae = existing(d / "Wan2.1_VAE.pth");
+      l.t5 = existing(d / "models_t5_umt5-xxl-enc-bf16.pth");
+      l.tokenizer = existing(d / "google" / "umt5-xxl");
+    } else {
+      fail("--model: '{}' holds neither a diffusers Wan2.1 checkpoint (transformer/, vae/, text_encoder/, "
+           "tokenizer/) nor an original one (diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth, "
+           "models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/)",
+           paths.model);
+    }
+  } else {
+    l.layout = "files";
+  }
+  if (!paths.dit.empty()) l.dit = paths.dit;
+  if (!paths.vae.empty()) l.vae = paths.vae;
+  if (!paths.t5.empty()) l.t5 = paths.t5;
+  if (!paths.tokenizer.empty()) l.tokenizer = paths.tokenizer;
+  auto need = [&](const std::string& p, const char* flag, const char* what) {
+    FS_CHECK(!p.empty(), "no {} found: give {} (or --model DIR with a Wan2.1 checkpoint; --model tiny for a test run)",
+             what, flag);
+    FS_CHECK(fs::exists(p), "{}: '{}' does not exist", flag, p);
+  };
+  need(l.dit, "--dit", "diffusion transformer");
+  need(l.vae, "--vae", "VAE");
+  if (need_text) {
+    need(l.t5, "--t5", "UMT5 text encoder");
+    need(l.tokenizer, "--tokenizer", "tokenizer (spiece.model)");
+  }
+  return l;
+}
+
+LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text) {
+  LoadedModels m;
+  m.layout = find_models(paths, need_text);
+  if (m.layout.layout == "tiny") {
+    m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
+    models::WanVaeConfig vc = models::WanVaeConfig::wan21();
+    vc.base_dim = 4;
+    m.vae = models::WanVae::random(vc, device, 4321);
+    m.native = {96, 64, 3.0, "tiny (random weights)"};
+    return m;
+  }
+  m.dit = models::WanDit::load(m.layout.dit, device, paths.dit_config);
+  m.vae = models::WanVae::load(m.layout.vae, device);
+  if (need_text) {
+    m.t5 = text::Umt5Encoder::load(m.layout.t5, device);
+    m.tokenizer = text::Tokenizer::load(m.layout.tokenizer);
+    FS_CHECK(m.t5->config().d_model == m.dit->config().text_dim,
+             "the text encoder's width {} does not match the DiT's text_dim {} (--t5 {}, --dit {})",
+             m.t5->config().d_model, m.dit->config().text_dim, m.layout.t5, m.layout.dit);
+  }
+  // Wan2.1 sizes: 1.3B is trained at 480x832 (UniPC shift 3), 14B at 720x1280 (shift 5).
+  if (m.dit->config().dim() >= 5120)
+    m.native = {1280, 720, 5.0, "Wan2.1-T2V-14B"};
+  else
+    m.native = {832, 480, 3.0, "Wan2.1-T2V-1.3B"};
+  return m;
+}
+
+Tensor LoadedModels::encode_text(const std::string& prompt) const {
+  constexpr int64_t kTextLen = 512;
+  if (!t5) {
+    // Tiny model: 12 rows derived from the prompt bytes, zeros after (as padding would be).
+    const int64_t dim = dit->config().text_dim;
+    uint64_t seed = 1469598103934665603ull;  // FNV-1a of the prompt
+    for (unsigned char ch : prompt) seed = (seed ^ ch) * 1099511628211ull;
+    Tensor ctx = Tensor::zeros({kTextLen, dim});
+    const Tensor rows = rng::normal_tensor({12, dim}, seed);
+    std::copy_n(rows.data<float>(), rows.numel(), ctx.data<float>());
+    return ctx;
+  }
+  return t5->wan_context(tokenizer->tokenize_prompt(prompt, kTextLen), kTextLen).to(Device::CPU).to(DType::F32);
+}
+
+}  // namespace freeswim::pipeline

@@ -1,0 +1,64 @@
+// Finding and loading the three models of a Wan2.1 text-to-video checkpoint.
+//
+// Layouts understood (a directory given with --model):
+//   diffusers   transformer/ vae/ text_encoder/ tokenizer/   (Wan-AI/Wan2.1-T2V-*-Diffusers)
+//   original    diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth,
+//               models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/   (Wan-AI/Wan2.1-T2V-*)
+// Single files (ComfyUI's split files, for example) are given with --dit/--vae/--t5/--tokenizer,
+// which also override what a directory holds. "tiny" builds a small random model in memory.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/tensor.h"
+#include "models/wan_dit.h"
+#include "models/wan_vae.h"
+#include "text/tokenizer.h"
+#include "text/umt5.h"
+
+namespace freeswim::pipeline {
+
+struct ModelPaths {
+  std::string model;  // a directory, or "tiny"
+  std::string dit, dit_config, vae, t5, tokenizer;
+};
+
+// Where each part was found, and what kind of checkpoint it is.
+struct ModelLayout {
+  std::string layout;  // "diffusers", "original", "files", "tiny"
+  std::string dit, vae, t5, tokenizer;
+};
+
+// Resolves paths (throws Error naming the flag and the path for anything missing).
+ModelLayout find_models(const ModelPaths& paths, bool need_text = true);
+
+// The model's native (training) size: the base stage runs there, and its token grid sets the
+// FreeSwim window.
+struct NativeSize {
+  int width = 832, height = 480;
+  double flow_shift = 3.0;  // Wan's UniPC shift at that size
+  std::string variant;      // "Wan2.1-T2V-1.3B", "Wan2.1-T2V-14B", "tiny (random)"
+};
+
+struct LoadedModels {
+  ModelLayout layout;
+  std::unique_ptr<models::WanDit> dit;
+  std::unique_ptr<models::WanVae> vae;
+  std::unique_ptr<text::Umt5Encoder> t5;        // absent for the tiny model
+  std::optional<text::Tokenizer> tokenizer;     // absent for the tiny model
+  NativeSize native;
+
+  // Text context [512, text_dim] for a prompt (Wan's cleaning, tokenizer, UMT5, zero padding).
+  // The tiny model has no text encoder: its context is a fixed pseudo-random function of the
+  // prompt's bytes, so different prompts still give different videos.
+  Tensor encode_text(const std::string& prompt) const;
+};
+
+LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true);
+
+// Wan's default negative prompt (the Wan2.1 repository's sample_neg_prompt).
+const std::string& wan_default_negative_prompt();
+
+}  // namespace freeswim::pipeline
