@@ -1,0 +1,23 @@
+// The CUDA op backend (docs/cuda_backend.md). register_cuda_backend() installs its device
+// memory services and its Backend for Device::CUDA; it touches no GPU, so a program can call it
+// at start on a machine without one and still run on the CPU. The first CUDA allocation checks
+// for a device and throws freeswim::Error when there is none.
+#pragma once
+
+#include <cstddef>
+
+namespace freeswim::ops::cuda {
+
+void register_cuda_backend();
+
+// Bytes of device memory held by tensors now and at most since the last reset, and bytes
+// reserved from the driver (held by tensors plus the allocator's cache).
+struct MemoryStats {
+  size_t in_use = 0, peak_in_use = 0, reserved = 0, peak_reserved = 0;
+};
+MemoryStats memory_stats();
+void reset_peak_memory();
+// Returns every cached (unused) block to the driver.
+void release_cached_memory();
+
+}  // namespace freeswim::ops::cuda
