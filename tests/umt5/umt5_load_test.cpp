@@ -136,7 +136,7 @@ TEST_F(Umt5Load, DiffusersShardsWithIndexAndConfigLoadAsOneFile) {
             single);
 }
 
-// Writes `tensors` (f32) as a torch.save zip checkpoint, one storage per tensor.
+// Writes `tensors` (f32 or bf16) as a torch.save zip checkpoint, one storage per tensor.
 void write_pth(const std::string& file, const Named& tensors) {
   std::vector<test::FixtureTensor> fixtures;
   std::vector<test::ZipFixtureEntry> entries;
@@ -144,7 +144,8 @@ void write_pth(const std::string& file, const Named& tensors) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i].second;
     const std::string key = std::to_string(i);
-    fixtures.push_back({tensors[i].first, "FloatStorage", key, t.numel(), 0, t.shape(), {}, false});
+    const std::string storage = t.dtype() == DType::BF16 ? "BFloat16Storage" : "FloatStorage";
+    fixtures.push_back({tensors[i].first, storage, key, t.numel(), 0, t.shape(), {}, false});
     storages[key] = std::string(static_cast<const char*>(t.raw()), t.nbytes());
   }
   entries.push_back({"archive/data.pkl", test::state_dict_pickle(fixtures)});
@@ -164,6 +165,19 @@ TEST_F(Umt5Load, WansPthAndWansFolderLoadTheOriginalNaming) {
   EXPECT_EQ(outputs(*text::Umt5Encoder::load(dir_.string(), Device::CPU)), want);
   // And the transformers naming gives the same model.
   EXPECT_EQ(outputs(*text::Umt5Encoder::load(kHf, Device::CPU, kConfig)), want);
+}
+
+TEST_F(Umt5Load, Bf16PthAsWanShipsItIsUpcastOnLoad) {
+  Named t = read_all(kOriginal);
+  for (auto& [name, tensor] : t) tensor = tensor.to(DType::BF16);
+  write_pth(path("models_t5_umt5-xxl-enc-bf16.pth"), t);
+  const auto f32 = text::Umt5Encoder::load(kOriginal, Device::CPU, kConfig);
+  const auto bf16 = text::Umt5Encoder::load(dir_.string(), Device::CPU, kConfig);
+  const std::vector<int32_t> ids{5, 9, 77, 1, 0, 0}, mask{1, 1, 1, 1, 0, 0};
+  const Tensor a = f32->forward(ids, mask), b = bf16->forward(ids, mask);
+  // Stated in golden/README.md for bf16 weights against the f32 result.
+  EXPECT_LT(relative_l2(b, a), 1e-2);
+  EXPECT_GT(relative_l2(b, a), 0.0);  // the weights really were rounded
 }
 
 }  // namespace
