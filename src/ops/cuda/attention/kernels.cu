@@ -1,13 +1,18 @@
 // Instantiates the attention kernels for the supported head sizes and launches one. Kept free of
 // host-side error formatting (fmt's compile-time format strings do not pass nvcc).
 //
-// The wgmma kernel (wgmma_kernel.cuh) is the default; FREESWIM_ATTENTION_KERNEL=mma selects the
-// earlier mma.sync kernel (flash_kernel.cuh), kept for comparison in the benchmark and tests.
+// FREESWIM_ATTENTION_KERNEL selects the kernel (kVariants below; unset = the first, the fastest
+// measured); the others are kept so that the benchmark and the tests can compare them in one
+// binary: mma = the mma.sync kernel (flash_kernel.cuh), wgmma = the wgmma kernel with loads from
+// all threads (wgmma_kernel.cuh), ws* = the warp-specialised kernel (ws_kernel.cuh) without
+// (ws) or with ping-pong turns (pp) and intra-warpgroup overlap (ov).
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 
 #include "ops/cuda/attention/flash_kernel.cuh"
 #include "ops/cuda/attention/wgmma_kernel.cuh"
+#include "ops/cuda/attention/ws_kernel.cuh"
 
 namespace freeswim::attention::detail {
 namespace {
@@ -35,21 +40,64 @@ cudaError_t launch_wgmma(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-bool use_mma() {
-  static const bool mma = [] {
+template <int D, bool kWindow, bool kSched, bool kOverlap>
+cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
+  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap>;
+  constexpr int kSmem = sizeof(WsSmem<D>) + 1024;  // slack to align the swizzle atoms
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (e != cudaSuccess) return e;
+  kernel<<<grid, kWsThreads, kSmem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+enum class Variant { wgmma, mma, ws, ws_pp, ws_ov, ws_pp_ov };
+constexpr struct {
+  const char* name;
+  Variant v;
+} kVariants[] = {{"wgmma", Variant::wgmma}, {"mma", Variant::mma},
+                 {"ws", Variant::ws},       {"ws_pp", Variant::ws_pp},
+                 {"ws_ov", Variant::ws_ov}, {"ws_pp_ov", Variant::ws_pp_ov}};
+
+// Index into kVariants, or -1 for an unknown name.
+int variant_index() {
+  static const int index = [] {
     const char* v = std::getenv("FREESWIM_ATTENTION_KERNEL");
-    return v != nullptr && std::strcmp(v, "mma") == 0;
+    if (v == nullptr || *v == '\0') return 0;
+    for (int i = 0; i < static_cast<int>(std::size(kVariants)); ++i)
+      if (std::strcmp(v, kVariants[i].name) == 0) return i;
+    return -1;
   }();
-  return mma;
+  return index;
 }
 
 template <int D, bool kWindow>
 cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
-  return use_mma() ? launch_mma<D, kWindow>(p, grid, stream)
-                   : launch_wgmma<D, kWindow>(p, grid, stream);
+  const int i = variant_index();
+  if (i < 0) return cudaErrorInvalidValue;
+  switch (kVariants[i].v) {
+    case Variant::mma:
+      return launch_mma<D, kWindow>(p, grid, stream);
+    case Variant::wgmma:
+      return launch_wgmma<D, kWindow>(p, grid, stream);
+    case Variant::ws:
+      return launch_ws<D, kWindow, false, false>(p, grid, stream);
+    case Variant::ws_pp:
+      return launch_ws<D, kWindow, true, false>(p, grid, stream);
+    case Variant::ws_ov:
+      return launch_ws<D, kWindow, false, true>(p, grid, stream);
+    case Variant::ws_pp_ov:
+      return launch_ws<D, kWindow, true, true>(p, grid, stream);
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace
+
+const char* attention_kernel_variant() {
+  const int i = variant_index();
+  return i < 0 ? nullptr : kVariants[i].name;
+}
 
 cudaError_t launch_attention(const Params& p, int head_dim, bool window, dim3 grid,
                              cudaStream_t stream) {

@@ -32,4 +32,8 @@ struct Params {
 cudaError_t launch_attention(const Params& p, int head_dim, bool window, dim3 grid,
                              cudaStream_t stream);
 
+// Name of the kernel variant FREESWIM_ATTENTION_KERNEL selects (the default when unset), or
+// nullptr when the variable names none. Defined in kernels.cu.
+const char* attention_kernel_variant();
+
 }  // namespace freeswim::attention::detail

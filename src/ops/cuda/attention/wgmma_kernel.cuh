@@ -48,6 +48,9 @@ __device__ __forceinline__ void wgmma_commit() {
 __device__ __forceinline__ void wgmma_wait0() {
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
+__device__ __forceinline__ void wgmma_wait1() {
+  asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+}
 // Keeps the compiler from moving reads or writes of accumulators across wgmma fences and waits.
 template <int N>
 __device__ __forceinline__ void fence_regs(float (&r)[N][4]) {
@@ -57,12 +60,15 @@ __device__ __forceinline__ void fence_regs(float (&r)[N][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(r[i][e])::"memory");
 }
 
-template <int D, bool kWindow>
+// Gathers K/V tile j (and its key positions) into swizzled shared memory; kLoaders threads take
+// part, `tid` in 0 .. kLoaders - 1 (all threads in the plain kernel, the producer warpgroup in
+// the warp-specialised one).
+template <int D, bool kWindow, int kLoaders>
 __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles& kt, int head,
-                                                int j, WSmem<D>& s, int buf) {
+                                                int j, __nv_bfloat16* ks, __nv_bfloat16* vs,
+                                                KeyPos* key, int tid) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  constexpr int kRowsPerPass = kThreads / kChunks;
-  const int tid = threadIdx.x;
+  constexpr int kRowsPerPass = kLoaders / kChunks;
   const int chunk = tid % kChunks;
   // Token counts fit in int (checked by the launcher), so the index arithmetic is 32-bit.
   int rect = 0;
@@ -110,10 +116,10 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
       token = (int64_t{t} * p.g.H + kr) * p.g.W + kc;
     }
     const int64_t off = (token * p.heads + head) * D + chunk * 8;
-    cp_async16(&s.k[buf][sw128<kBlockK>(row, chunk)], p.k + (valid ? off : 0), valid);
-    cp_async16(&s.v[buf][sw128<kBlockK>(row, chunk)], p.v + (valid ? off : 0), valid);
+    cp_async16(&ks[sw128<kBlockK>(row, chunk)], p.k + (valid ? off : 0), valid);
+    cp_async16(&vs[sw128<kBlockK>(row, chunk)], p.v + (valid ? off : 0), valid);
     if (chunk == 0)
-      s.key[buf][row] = valid ? KeyPos{kWindow ? kr : 0, kWindow ? kc : 0} : KeyPos{kFar, kFar};
+      key[row] = valid ? KeyPos{kWindow ? kr : 0, kWindow ? kc : 0} : KeyPos{kFar, kFar};
   }
 }
 
@@ -183,9 +189,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t off = (token * p.heads + head) * D + chunk * 8;
     cp_async16(&s.q[sw128<kBlockQ>(row, chunk)], p.q + (token >= 0 ? off : 0), token >= 0);
   }
-  if (n_tiles > 0) load_kv_tile_sw<D, kWindow>(p, kt, head, 0, s, 0);
+  if (n_tiles > 0)
+    load_kv_tile_sw<D, kWindow, kThreads>(p, kt, head, 0, s.k[0], s.v[0], s.key[0], tid);
   cp_async_commit();
-  if (n_tiles > 1) load_kv_tile_sw<D, kWindow>(p, kt, head, 1, s, 1);
+  if (n_tiles > 1)
+    load_kv_tile_sw<D, kWindow, kThreads>(p, kt, head, 1, s.k[1], s.v[1], s.key[1], tid);
   cp_async_commit();
 
   // Each thread owns query rows r0 = warp*16 + g4 and r0 + 8; their box starts drive the mask.
@@ -205,7 +213,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads through the async
                           // one
     __syncthreads();      // ... for every thread; and all are done with tile j - 1's buffer
-    if (j + 2 < n_tiles) load_kv_tile_sw<D, kWindow>(p, kt, head, j + 2, s, (j + 2) % kStages);
+    if (j + 2 < n_tiles) {
+      const int b2 = (j + 2) % kStages;
+      load_kv_tile_sw<D, kWindow, kThreads>(p, kt, head, j + 2, s.k[b2], s.v[b2], s.key[b2], tid);
+    }
     cp_async_commit();  // possibly empty: keeps one group per tile for the wait above
 
     // S = Q K^T for the warpgroup's 64 rows and the tile's 64 keys (both operands K-major in

@@ -1,0 +1,403 @@
+// Warp-specialised variant of the wgmma attention kernel (wgmma_kernel.cuh): same tiling, masks,
+// swizzled layout and online softmax, but
+//   - a producer warpgroup (threads 0..127) gathers Q and the K/V tiles with cp.async into a
+//     kWsStages-deep ring and hands each stage over through an mbarrier ("full"); the consumers
+//     give it back through a second mbarrier ("empty"), so the consumers never issue loads and
+//     never meet in a block-wide barrier;
+//   - `setmaxnreg` moves registers from the producer (which needs few) to the two consumer
+//     warpgroups (64 query rows each, as before);
+//   - kSched: the consumer warpgroups take turns issuing their wgmma through two named barriers
+//     (ping-pong), so one warpgroup's softmax runs while the other's products use the tensor
+//     cores;
+//   - kOverlap: inside a warpgroup, S of tile j is issued together with O += P V of tile j - 1,
+//     and the softmax of tile j runs while that product is in flight (O's rescale is deferred
+//     to just before the next product, which is when O is not being accumulated).
+#pragma once
+
+#include "ops/cuda/attention/wgmma_kernel.cuh"
+
+namespace freeswim::attention::detail {
+
+inline constexpr int kWsStages = 4;                // K/V ring depth
+inline constexpr int kWsThreads = kThreads + 128;  // producer + 2 consumer warpgroups
+inline constexpr int kProducerRegs = 72;           // the window loader spills at 56
+inline constexpr int kConsumerRegs = 216;          // 128 * 72 + 256 * 216 <= 65536
+inline constexpr int kSchedBarrier0 = 1;           // named barriers 1, 2 (0 = __syncthreads)
+
+template <int D>
+struct WsSmem {
+  __nv_bfloat16 q[kBlockQ * D];
+  __nv_bfloat16 k[kWsStages][kBlockK * D];
+  __nv_bfloat16 v[kWsStages][kBlockK * D];
+  KeyPos key[kWsStages][kBlockK];
+  KeyTiles kt;
+  uint64_t full[kWsStages];   // producer -> consumers: stage loaded (count: 128 producer threads)
+  uint64_t empty[kWsStages];  // consumers -> producer: stage read (count: 8 consumer warps)
+};
+
+__device__ __forceinline__ void mbar_init(uint64_t* b, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count)
+               : "memory");
+}
+// Arrive with release semantics: the thread's earlier shared-memory writes are visible to a
+// thread that then completes a wait on this phase.
+__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(smem_u32(b))
+               : "memory");
+}
+// Waits (acquire) until the phase with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
+  const uint32_t a = smem_u32(b);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(a), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+__device__ __forceinline__ void named_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+// Which queries a block has: a spatial patch in all frames (window) or 128 consecutive rows.
+template <bool kWindow>
+struct BlockQueries {
+  int h0 = 0, w0 = 0, chunk_q = 0;
+  // Token of query row i of the block, or -1 when the row is padding; box start of its window.
+  __device__ __forceinline__ int64_t token(const Params& p, int i, int& box_r, int& box_c) const {
+    if constexpr (kWindow) {
+      const int P = p.plan.ph * p.plan.pw;
+      const int qi = chunk_q * kBlockQ + i;
+      const int t = qi / P, pos = qi % P;
+      const int h = h0 + pos / p.plan.pw, w = w0 + pos % p.plan.pw;
+      box_r = window_start(h < p.g.H ? h : p.g.H - 1, p.g.H, p.g.dh);
+      box_c = window_start(w < p.g.W ? w : p.g.W - 1, p.g.W, p.g.dw);
+      if (t >= p.g.T || h >= p.g.H || w >= p.g.W) return -1;
+      return (int64_t{t} * p.g.H + h) * p.g.W + w;
+    } else {
+      box_r = 0;
+      box_c = 0;
+      const int64_t qi = int64_t{blockIdx.x} * kBlockQ + i;
+      return qi < p.n_q ? qi : -1;
+    }
+  }
+};
+
+// Producer warpgroup: Q with tile 0, then every K/V tile. Stage j % kWsStages is refilled once
+// the consumers have released its previous use. A thread keeps its last two tiles' cp.async in
+// flight and publishes tile j - 1 after issuing tile j: it waits for its own copies, fences them
+// into the async proxy (wgmma reads shared memory through it) and arrives (release) on "full".
+template <int D, bool kWindow>
+__device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D>& s,
+                                            const BlockQueries<kWindow>& bq, int head,
+                                            int n_tiles) {
+  constexpr int kChunks = D / 8;
+  const int tid = threadIdx.x;  // 0..127
+  if (n_tiles > 0) {
+    for (int row = tid / kChunks; row < kBlockQ; row += 128 / kChunks) {
+      int br, bc;
+      const int64_t token = bq.token(p, row, br, bc);
+      const int chunk = tid % kChunks;
+      const int64_t off = (token * p.heads + head) * D + chunk * 8;
+      cp_async16(&s.q[sw128<kBlockQ>(row, chunk)], p.q + (token >= 0 ? off : 0), token >= 0);
+    }
+  }
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j % kWsStages;
+    if (j >= kWsStages) mbar_wait(&s.empty[buf], ((j / kWsStages) - 1) & 1);
+    load_kv_tile_sw<D, kWindow, 128>(p, s.kt, head, j, s.k[buf], s.v[buf], s.key[buf], tid);
+    cp_async_commit();
+    if (j > 0) {
+      cp_async_wait_one();
+      fence_proxy_async();
+      mbar_arrive(&s.full[(j - 1) % kWsStages]);
+    }
+  }
+  cp_async_wait_all();
+  fence_proxy_async();
+  if (n_tiles > 0) mbar_arrive(&s.full[(n_tiles - 1) % kWsStages]);
+}
+
+// One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
+template <int D, bool kWindow>
+struct WsConsumer {
+  const Params& p;
+  WsSmem<D>& s;
+  int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
+  int lane, c4;
+  int eh, ew;  // window extents (mask)
+  int box_r[2], box_c[2];
+  float o[D / 8][4];
+  float row_max[2], row_sum[2];
+
+  __device__ __forceinline__ void issue_s(float (&sc)[kBlockK / 8][4], int buf) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint64_t da = smem_desc_sw128(&s.q[sw128<kBlockQ>(wg * 64, 2 * kk)], 16, 1024);
+      const uint64_t db = smem_desc_sw128(&s.k[buf][sw128<kBlockK>(0, 2 * kk)], 16, 1024);
+      wgmma_ss_m64n64(sc, da, db, kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+  }
+
+  __device__ __forceinline__ void issue_pv(const uint32_t (&pf)[kBlockK / 16][4], int buf) {
+    fence_regs(o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockK / 16; ++kk) {
+      const uint64_t db =
+          smem_desc_sw128(&s.v[buf][sw128<kBlockK>(kk * 16, 0)], kBlockK * 128, 1024);
+      if constexpr (D == 128)
+        wgmma_rs_m64n128_tb(o, pf[kk], db);
+      else
+        wgmma_rs_m64n64_tb(o, pf[kk], db);
+    }
+    wgmma_commit();
+  }
+
+  __device__ __forceinline__ void rescale_o(const float (&alpha)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[n][2 * r] *= alpha[r];
+        o[n][2 * r + 1] *= alpha[r];
+      }
+  }
+
+  // Masks tile j, updates the row statistics and turns sc into the (unnormalised) probabilities;
+  // alpha is the factor O must be multiplied by before P V of this tile is added.
+  __device__ __forceinline__ void softmax(float (&sc)[kBlockK / 8][4], int j, int buf,
+                                          float (&alpha)[2]) {
+    const KeyTiles& kt = s.kt;
+    bool masked;
+    if constexpr (kWindow) {
+      const int rect = kt.rect_of(j);
+      masked = rect != 0 || j == kt.first[1] - 1;
+    } else {
+      masked = j == kt.first[5] - 1;
+    }
+    if (masked) {
+#pragma unroll
+      for (int n = 0; n < kBlockK / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const KeyPos kp = s.key[buf][n * 8 + 2 * c4 + e];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const bool vis = static_cast<unsigned>(kp.r - box_r[r]) < static_cast<unsigned>(eh) &&
+                             static_cast<unsigned>(kp.c - box_c[r]) < static_cast<unsigned>(ew);
+            if (!vis) sc[n][2 * r + e] = -INFINITY;
+          }
+        }
+      }
+    }
+    float use_max[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kBlockK / 8; ++n) mx = fmaxf(mx, fmaxf(sc[n][2 * r], sc[n][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float new_max = fmaxf(row_max[r], mx * p.scale_log2);
+      // A row that has seen only masked keys keeps max -inf; use 0 so exp2 gives 0, not NaN.
+      const float use = new_max == -INFINITY ? 0.f : new_max;
+      alpha[r] = exp2f(row_max[r] - use);
+      row_max[r] = new_max;
+      use_max[r] = use;
+      row_sum[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int n = 0; n < kBlockK / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
+        row_sum[e / 2] += sc[n][e];
+      }
+    }
+  }
+
+  // C fragment of n-tiles 2k and 2k+1 of S is the A fragment of the k-th 16-key slice of P.
+  __device__ __forceinline__ static void pack(const float (&sc)[kBlockK / 8][4],
+                                              uint32_t (&pf)[kBlockK / 16][4]) {
+#pragma unroll
+    for (int n = 0; n < kBlockK / 8; ++n) {
+      pf[n / 2][(n & 1) * 2 + 0] = pack_bf16(sc[n][0], sc[n][1]);
+      pf[n / 2][(n & 1) * 2 + 1] = pack_bf16(sc[n][2], sc[n][3]);
+    }
+  }
+
+  // The warp is done with stage buf (its wgmma reads have completed, its key reads are used).
+  __device__ __forceinline__ void release(int buf) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&s.empty[buf]);
+  }
+};
+
+// Ping-pong turns: warpgroup wg issues its products between sync(own barrier) and arrive(the
+// other's). Each warpgroup takes the same number of turns; warpgroup 1 opens warpgroup 0's
+// first turn and skips its arrive on its last turn, so every arrival is matched by a sync.
+template <bool kSched>
+struct Turns {
+  int wg;
+  __device__ __forceinline__ void begin() const {
+    if constexpr (kSched) named_sync(kSchedBarrier0 + wg, 256);
+  }
+  __device__ __forceinline__ void end(bool last) const {
+    if constexpr (kSched) {
+      if (!(last && wg == 1)) named_arrive(kSchedBarrier0 + (1 - wg), 256);
+    }
+  }
+};
+
+template <int D, bool kWindow, bool kSched, bool kOverlap>
+__global__ void __launch_bounds__(kWsThreads, 1)
+    attention_ws_kernel(const __grid_constant__ Params p) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  WsSmem<D>& s = *reinterpret_cast<WsSmem<D>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
+                                               ~uintptr_t{1023});
+  const int head = blockIdx.y;
+  const int tid = threadIdx.x;
+
+  BlockQueries<kWindow> bq;
+  KeyTiles& kt = s.kt;
+  if constexpr (kWindow) {
+    const int patch = blockIdx.x / p.plan.chunks;
+    bq.chunk_q = blockIdx.x % p.plan.chunks;
+    bq.h0 = (patch / p.plan.patches_w) * p.plan.ph;
+    bq.w0 = (patch % p.plan.patches_w) * p.plan.pw;
+  }
+  if (tid == 0) {
+    if constexpr (kWindow) {
+      kt.keys = patch_keys(p.g, p.plan.ph, p.plan.pw, bq.h0, bq.w0);
+      kt.first[0] = 0;
+      for (int i = 0; i < 5; ++i)
+        kt.first[i + 1] =
+            kt.first[i] + static_cast<int>((kt.keys.rect[i].keys(p.g.T) + kBlockK - 1) / kBlockK);
+    } else {
+      kt.first[0] = 0;
+      kt.first[5] = (p.n_kv + kBlockK - 1) / kBlockK;
+    }
+    for (int i = 0; i < kWsStages; ++i) {
+      mbar_init(&s.full[i], 128);
+      mbar_init(&s.empty[i], 8);
+    }
+  }
+  __syncthreads();  // the last block-wide barrier: from here on the roles only meet in mbarriers
+  const int n_tiles = kt.first[5];
+
+  if (tid < 128) {
+    setmaxnreg_dec<kProducerRegs>();
+    ws_producer<D, kWindow>(p, s, bq, head, n_tiles);
+  } else {
+    setmaxnreg_inc<kConsumerRegs>();
+    const int ct = tid - 128;  // 0..255
+    const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
+    const int lane = ct % 32, g4 = lane / 4;
+    WsConsumer<D, kWindow> c{p, s, cw / 4, lane, lane % 4, 1, 1, {}, {}, {}, {}, {}};
+    if constexpr (kWindow) {
+      c.eh = window_extent(p.g.H, p.g.dh);
+      c.ew = window_extent(p.g.W, p.g.dw);
+    }
+    bq.token(p, cw * 16 + g4, c.box_r[0], c.box_c[0]);
+    bq.token(p, cw * 16 + g4 + 8, c.box_r[1], c.box_c[1]);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) c.o[n][0] = c.o[n][1] = c.o[n][2] = c.o[n][3] = 0.f;
+    c.row_max[0] = c.row_max[1] = -INFINITY;
+    c.row_sum[0] = c.row_sum[1] = 0.f;
+    const Turns<kSched> turn{c.wg};
+    if (kSched && c.wg == 1 && n_tiles > 0) named_arrive(kSchedBarrier0, 256);
+
+    float sc[kBlockK / 8][4];
+    uint32_t pf[kBlockK / 16][4];
+    float alpha[2];
+    if constexpr (!kOverlap) {
+      for (int j = 0; j < n_tiles; ++j) {
+        const int buf = j % kWsStages;
+        mbar_wait(&s.full[buf], (j / kWsStages) & 1);
+        turn.begin();
+        c.issue_s(sc, buf);
+        turn.end(false);
+        wgmma_wait0();
+        fence_regs(sc);
+        c.softmax(sc, j, buf, alpha);
+        c.rescale_o(alpha);
+        WsConsumer<D, kWindow>::pack(sc, pf);
+        turn.begin();
+        c.issue_pv(pf, buf);
+        turn.end(j == n_tiles - 1);
+        wgmma_wait0();
+        fence_regs(c.o);
+        c.release(buf);
+      }
+    } else if (n_tiles > 0) {
+      mbar_wait(&s.full[0], 0);
+      turn.begin();
+      c.issue_s(sc, 0);
+      turn.end(false);
+      wgmma_wait0();
+      fence_regs(sc);
+      c.softmax(sc, 0, 0, alpha);  // O is zero: its rescale is a no-op
+      WsConsumer<D, kWindow>::pack(sc, pf);
+      for (int j = 1; j < n_tiles; ++j) {
+        const int buf = j % kWsStages, prev = (j - 1) % kWsStages;
+        mbar_wait(&s.full[buf], (j / kWsStages) & 1);
+        turn.begin();
+        c.issue_s(sc, buf);
+        c.rescale_o(alpha);  // O is not being accumulated between the products
+        c.issue_pv(pf, prev);
+        turn.end(false);
+        wgmma_wait1();  // S of tile j (P V of tile j - 1 may still run)
+        fence_regs(sc);
+        c.softmax(sc, j, buf, alpha);
+        wgmma_wait0();  // pf and O are free again
+        fence_regs(c.o);
+        c.release(prev);
+        WsConsumer<D, kWindow>::pack(sc, pf);
+      }
+      turn.begin();
+      c.rescale_o(alpha);
+      c.issue_pv(pf, (n_tiles - 1) % kWsStages);
+      turn.end(true);
+      wgmma_wait0();
+      fence_regs(c.o);
+      c.release((n_tiles - 1) % kWsStages);
+    }
+
+    // ---- epilogue: normalise and store ----
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float sum = c.row_sum[r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      int br, bc;
+      const int64_t token = bq.token(p, cw * 16 + g4 + 8 * r, br, bc);
+      if (token < 0) continue;
+      __nv_bfloat16* dst = p.out + (token * p.heads + head) * D;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * c.c4) =
+            pack_bf16(c.o[n][2 * r] * inv, c.o[n][2 * r + 1] * inv);
+      }
+    }
+  }
+}
+
+}  // namespace freeswim::attention::detail
