@@ -1,7 +1,13 @@
 #include "pipeline/generate.h"
 
+#include <unistd.h>
+
+#include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -60,6 +66,22 @@ std::pair<int, int> base_size(const LoadedModels& m, const JobOptions& o) {
   return {m.native.width, m.native.height};
 }
 
+// Test hook for the resume tests: FREESWIM_TEST_EXIT_AFTER_STEP=stage:k makes the process exit
+// (status 137, as after SIGKILL) right after the resume state of step k (1-based, counted in
+// this process) of `stage` ("base" or "freeswim") is saved. Returns k for `stage`, else 0.
+int test_exit_after_step(const std::string& stage) {
+  const char* env = std::getenv("FREESWIM_TEST_EXIT_AFTER_STEP");
+  if (!env || !*env) return 0;
+  const std::string v(env);
+  const size_t colon = v.find(':');
+  int k = 0;
+  const char* b = v.data() + (colon == std::string::npos ? 0 : colon + 1);
+  const auto r = std::from_chars(b, v.data() + v.size(), k);
+  FS_CHECK(colon != std::string::npos && r.ec == std::errc() && r.ptr == v.data() + v.size() && k >= 1,
+           "FREESWIM_TEST_EXIT_AFTER_STEP must be stage:k with k >= 1, got '{}'", v);
+  return v.compare(0, colon, stage) == 0 ? k : 0;
+}
+
 class Job {
  public:
   Job(const LoadedModels& m, const JobOptions& o, const JobReporter& r, const std::string& kind)
@@ -78,7 +100,16 @@ class Job {
   StageHooks hooks(const std::string& stage) const {
     StageHooks h;
     h.progress = r_.progress;
-    h.checkpoint = [this, stage](const StageState& s) { save_resume(resume_file_, {fingerprint_, stage, s}); };
+    const int exit_after = test_exit_after_step(stage);
+    auto saved = std::make_shared<int>(0);
+    h.checkpoint = [this, stage, exit_after, saved](const StageState& s) {
+      save_resume(resume_file_, {fingerprint_, stage, s});
+      // Test hook (tests/cli): die like a killed process right after this stage's k-th saved state.
+      if (exit_after > 0 && ++*saved == exit_after) {
+        std::fflush(nullptr);
+        ::_exit(137);
+      }
+    };
     return h;
   }
 

@@ -1,0 +1,180 @@
+// Every bad input a user can give the CLI: the run must fail with a non-zero status, a message
+// on stderr naming the file / tensor / flag at fault, and leave nothing in the output folder
+// (no partial mp4, no temporary file, no resume state).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <initializer_list>
+
+#include "cli_runner.h"
+
+namespace freeswim::clitest {
+namespace {
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override { fs::create_directory(out_dir()); }
+
+  fs::path out_dir() const { return tmp_ / "out"; }
+  std::string out_mp4() const { return (out_dir() / "video.mp4").string(); }
+
+  // A quick tiny-model generate with `extra` flags; a default flag that `extra` names is left
+  // out (CLI11 refuses a flag given twice).
+  std::vector<std::string> tiny(const std::vector<std::string>& extra) const {
+    const std::vector<std::pair<std::string, std::string>> defaults{
+        {"--model", "tiny"}, {"-p", "a fox"},       {"--size", "96x64"}, {"--frames", "5"},
+        {"--steps", "2"},    {"--base-steps", "1"}, {"-o", out_mp4()}};
+    std::vector<std::string> a{"generate"};
+    for (const auto& [flag, value] : defaults)
+      if (std::find(extra.begin(), extra.end(), flag) == extra.end()) {
+        a.push_back(flag);
+        a.push_back(value);
+      }
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+
+  // Runs and expects a refusal whose stderr holds every one of `needles`, and an output
+  // folder holding exactly `allowed` afterwards (by default: nothing).
+  RunResult expect_refused(const std::vector<std::string>& args,
+                           std::initializer_list<std::string> needles,
+                           const std::vector<std::string>& allowed = {}) const {
+    const RunResult r = run_freeswim(args);
+    EXPECT_NE(r.exit_code, 0) << r.describe();
+    EXPECT_EQ(r.signal, 0) << r.describe();
+    EXPECT_NE(r.exit_code, -1) << r.describe();
+    for (const auto& n : needles)
+      EXPECT_NE(r.err.find(n), std::string::npos) << n << "\n" << r.describe();
+    EXPECT_EQ(list_tree(out_dir()), allowed) << r.describe();
+    return r;
+  }
+
+  TempDir tmp_;
+};
+
+TEST_F(BadInput, SizeOutOfRangeOrNotASize) {
+  for (const char* s : {"0x0", "0x64", "64x0", "-64x64", "64x-2", "16385x64", "64x16385", "abc",
+                        "64", "64x", "x64", "64x64x3", "6 4x64", "1e3x64", "0x10x64"}) {
+    SCOPED_TRACE(s);
+    expect_refused(tiny({"--size", s}), {"--size", s});
+  }
+}
+
+TEST_F(BadInput, FrameCountNot4nPlus1) {
+  expect_refused(tiny({"--frames", "10"}), {"--frames", "10", "9", "13"});
+  expect_refused(tiny({"--frames", "0"}), {"--frames"});
+  expect_refused(tiny({"--frames", "-3"}), {"--frames"});
+  expect_refused(tiny({"--frames", "many"}), {"--frames"});
+}
+
+TEST_F(BadInput, StepsStrengthCacheFps) {
+  expect_refused(tiny({"--steps", "0"}), {"--steps"});
+  expect_refused(tiny({"--base-steps", "0"}), {"--base-steps"});
+  expect_refused(tiny({"--strength", "0"}), {"--strength"});
+  expect_refused(tiny({"--strength", "1.5"}), {"--strength"});
+  expect_refused(tiny({"--strength", "-0.5"}), {"--strength"});
+  expect_refused(tiny({"--cache-every", "-1"}), {"--cache-every"});
+  expect_refused(tiny({"--fps", "0"}), {"--fps"});
+  expect_refused(tiny({"--fps", "-24"}), {"--fps"});
+  expect_refused(tiny({"--guidance", "-1"}), {"--guidance"});
+  expect_refused(tiny({"--shift", "0"}), {"--shift"});
+  expect_refused(tiny({"--attn-scale", "-1"}), {"--attn-scale"});
+  expect_refused(tiny({"--vae-tile", "10"}), {"--vae-tile"});
+  expect_refused(tiny({"--threads", "-1"}), {"--threads"});
+}
+
+TEST_F(BadInput, Window) {
+  for (const char* w : {"0x3", "3x0", "abc", "3", "3x", "x3", "-1x3", "3x3x3", "3xabc"}) {
+    SCOPED_TRACE(w);
+    expect_refused(tiny({"--window", w}), {"--window", w});
+  }
+}
+
+TEST_F(BadInput, Device) {
+  expect_refused(tiny({"--device", "tpu"}), {"--device", "tpu"});
+#if !FREESWIM_CLI_HAS_CUDA
+  // This build has no CUDA backend: asking for it must say so, not crash or run on the CPU.
+  expect_refused(tiny({"--device", "cuda"}), {"--device", "CUDA"});
+#endif
+}
+
+TEST_F(BadInput, OutputPath) {
+  const fs::path missing = tmp_ / "no_such_dir" / "video.mp4";
+  expect_refused(tiny({"-o", missing.string()}), {"-o", missing.string()});
+  EXPECT_FALSE(fs::exists(missing.parent_path()));
+  const std::string avi = (out_dir() / "foo.avi").string();
+  expect_refused(tiny({"-o", avi}), {"-o", "foo.avi", ".mp4"});
+  const std::string none = (out_dir() / "video").string();
+  expect_refused(tiny({"-o", none}), {"-o", ".mp4"});
+}
+
+TEST_F(BadInput, MissingPromptOrModel) {
+  expect_refused({"generate", "--model", "tiny", "-o", out_mp4()}, {"--prompt"});
+  expect_refused({"generate", "-p", "a fox", "-o", out_mp4()}, {"--model"});
+  const fs::path nowhere = tmp_ / "no_model_here";
+  expect_refused({"generate", "--model", nowhere.string(), "-p", "a fox", "-o", out_mp4()},
+                 {"--model", nowhere.string()});
+  const fs::path empty = tmp_ / "empty_model";
+  fs::create_directory(empty);
+  expect_refused({"generate", "--model", empty.string(), "-p", "a fox", "-o", out_mp4()},
+                 {"--model", empty.string()});
+  expect_refused({"frobnicate"}, {"frobnicate"});
+}
+
+TEST_F(BadInput, UpscaleInput) {
+  const fs::path missing = tmp_ / "missing.mp4";
+  expect_refused({"upscale", "--model", "tiny", "-i", missing.string(), "--size", "96x64",
+                  "--frames", "5", "--steps", "2", "-o", out_mp4()},
+                 {missing.string()});
+  const fs::path corrupt = tmp_ / "corrupt.mp4";
+  std::string junk(4096, '\0');
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 7919u + 13u) % 251u);
+  write_bytes(corrupt, junk);
+  expect_refused({"upscale", "--model", "tiny", "-i", corrupt.string(), "--size", "96x64",
+                  "--frames", "5", "--steps", "2", "-o", out_mp4()},
+                 {corrupt.string()});
+  const fs::path empty = tmp_ / "empty.mp4";
+  write_bytes(empty, "");
+  expect_refused({"upscale", "--model", "tiny", "-i", empty.string(), "--size", "96x64", "--frames",
+                  "5", "--steps", "2", "-o", out_mp4()},
+                 {empty.string()});
+  expect_refused({"upscale", "--model", "tiny", "--size", "96x64", "-o", out_mp4()}, {"--input"});
+}
+
+TEST_F(BadInput, ResumeWithoutState) {
+  expect_refused(tiny({"--resume"}), {"--resume", "video.mp4.resume.safetensors"});
+}
+
+TEST_F(BadInput, ResumeStateFromOtherSettings) {
+  // A real state: a run that dies right after its first base step.
+  const RunResult killed =
+      run_freeswim(tiny({"--seed", "1"}), {"FREESWIM_TEST_EXIT_AFTER_STEP=base:1"});
+  ASSERT_EQ(killed.exit_code, 137) << killed.describe();
+  const std::vector<std::string> state{"video.mp4.resume.safetensors"};
+  ASSERT_EQ(list_tree(out_dir()), state);
+  const std::string before = read_bytes(out_dir() / state[0]);
+  for (std::initializer_list<std::string> other :
+       {std::initializer_list<std::string>{"--seed", "2"},
+        {"-p", "a cat"},
+        {"--steps", "3"},
+        {"--size", "112x64"},
+        {"--cache-every", "0"},
+        {"--frames", "9"}}) {
+    std::vector<std::string> extra{"--resume"};
+    extra.insert(extra.end(), other.begin(), other.end());
+    if (std::find(extra.begin(), extra.end(), "--seed") == extra.end())
+      extra.insert(extra.end(), {"--seed", "1"});
+    expect_refused(tiny(extra), {"--resume", state[0], "other settings"}, state);
+  }
+  // The refused resumes left the state as it was.
+  EXPECT_EQ(read_bytes(out_dir() / state[0]), before);
+}
+
+TEST_F(BadInput, CorruptResumeState) {
+  const fs::path state = out_dir() / "video.mp4.resume.safetensors";
+  write_bytes(state, "not a safetensors file at all");
+  expect_refused(tiny({"--resume"}), {state.string()}, {"video.mp4.resume.safetensors"});
+}
+
+}  // namespace
+}  // namespace freeswim::clitest

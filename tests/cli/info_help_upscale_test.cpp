@@ -1,0 +1,107 @@
+// The commands that must simply work: `info` on the tiny model and on model folders laid out
+// as diffusers and the original Wan release do, `--help` (exit 0, every flag listed), and
+// `upscale` of a video the tiny model wrote.
+#include <gtest/gtest.h>
+
+#include "cli_runner.h"
+
+namespace freeswim::clitest {
+namespace {
+
+void expect_contains(const std::string& text, const std::vector<std::string>& needles,
+                     const RunResult& r) {
+  for (const auto& n : needles)
+    EXPECT_NE(text.find(n), std::string::npos) << "missing '" << n << "'\n" << r.describe();
+}
+
+TEST(Info, TinyModel) {
+  const RunResult r = run_freeswim({"info", "--model", "tiny"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  expect_contains(r.out, {"layout:", "tiny"}, r);
+}
+
+TEST(Info, DiffusersLayoutFromGoldenFiles) {
+  TempDir d;
+  const fs::path model = d / "Wan2.1-T2V-tiny-Diffusers";
+  fs::create_directories(model / "transformer");
+  fs::create_directories(model / "vae");
+  fs::copy_file(golden("dit_tiny.diffusers.safetensors"),
+                model / "transformer" / "diffusion_pytorch_model.safetensors");
+  fs::copy_file(golden("dit_tiny.config.json"), model / "transformer" / "config.json");
+  fs::copy_file(golden("vae_tiny.diffusers.safetensors"),
+                model / "vae" / "diffusion_pytorch_model.safetensors");
+  fs::copy_file(golden("vae_tiny.config.json"), model / "vae" / "config.json");
+  const RunResult r = run_freeswim({"info", "--model", model.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  expect_contains(r.out,
+                  {"layout:      diffusers", (model / "transformer").string(), "69 tensors",
+                   "unknown Wan2.1 variant", (model / "vae").string(), "(not found)"},
+                  r);
+}
+
+TEST(Info, OriginalLayoutFromGoldenFiles) {
+  TempDir d;
+  fs::copy_file(golden("dit_tiny.original.safetensors"), d / "diffusion_pytorch_model.safetensors");
+  const RunResult r = run_freeswim({"info", "--model", d.path().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  expect_contains(r.out, {"layout:      original", "unknown Wan2.1 variant"}, r);
+}
+
+TEST(Info, RefusesWhatIsNotAModel) {
+  TempDir d;
+  const RunResult missing = run_freeswim({"info", "--model", (d / "nothing").string()});
+  EXPECT_NE(missing.exit_code, 0);
+  expect_contains(missing.err, {"--model", (d / "nothing").string()}, missing);
+  const RunResult empty = run_freeswim({"info", "--model", d.path().string()});
+  EXPECT_NE(empty.exit_code, 0);
+  expect_contains(empty.err, {"--model", d.path().string(), "diffusers", "original"}, empty);
+}
+
+TEST(Help, ListsCommandsAndFlags) {
+  const RunResult top = run_freeswim({"--help"});
+  ASSERT_EQ(top.exit_code, 0) << top.describe();
+  expect_contains(top.out, {"generate", "upscale", "info", "check"}, top);
+  const std::vector<std::string> job_flags{
+      "--model",           "--dit",   "--vae",    "--t5",          "--tokenizer", "--prompt",
+      "--negative-prompt", "--size",  "--frames", "--fps",         "--steps",     "--strength",
+      "--guidance",        "--shift", "--seed",   "--cache-every", "--window",    "--attn-scale",
+      "--output",          "--png",   "--resume", "--device",      "--threads"};
+  const RunResult gen = run_freeswim({"generate", "--help"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.describe();
+  expect_contains(gen.out, job_flags, gen);
+  expect_contains(gen.out, {"--base-steps", "1920x1080", "4n+1"}, gen);
+  const RunResult up = run_freeswim({"upscale", "--help"});
+  ASSERT_EQ(up.exit_code, 0) << up.describe();
+  expect_contains(up.out, job_flags, up);
+  expect_contains(up.out, {"--input"}, up);
+  const RunResult info = run_freeswim({"info", "--help"});
+  ASSERT_EQ(info.exit_code, 0) << info.describe();
+  expect_contains(info.out, {"--model", "--dit"}, info);
+}
+
+TEST(Upscale, VideoFromTheTinyModel) {
+  TempDir d;
+  const fs::path small = d / "small.mp4";
+  const RunResult gen =
+      run_freeswim({"generate", "--model", "tiny", "-p", "a fox", "--size", "96x64", "--frames",
+                    "9", "--base-steps", "2", "--steps", "2", "-o", small.string()});
+  ASSERT_EQ(gen.exit_code, 0) << gen.describe();
+  const fs::path big = d / "big.mp4";
+  const RunResult up =
+      run_freeswim({"upscale", "--model", "tiny", "-i", small.string(), "--size", "160x112",
+                    "--frames", "9", "--steps", "4", "-o", big.string()});
+  ASSERT_EQ(up.exit_code, 0) << up.describe();
+  EXPECT_GT(fs::file_size(big), 0u);
+  EXPECT_EQ(list_tree(d.path()), (std::vector<std::string>{"big.mp4", "small.mp4"}));
+  // Asking for more frames than the video has is refused, naming the file and the flag.
+  const fs::path more = d / "more.mp4";
+  const RunResult too_many =
+      run_freeswim({"upscale", "--model", "tiny", "-i", small.string(), "--size", "160x112",
+                    "--frames", "13", "--steps", "4", "-o", more.string()});
+  EXPECT_NE(too_many.exit_code, 0);
+  expect_contains(too_many.err, {small.string(), "--frames"}, too_many);
+  EXPECT_FALSE(fs::exists(more));
+}
+
+}  // namespace
+}  // namespace freeswim::clitest

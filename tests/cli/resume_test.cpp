@@ -1,0 +1,137 @@
+// --resume after a kill: a run that dies right after step k (FREESWIM_TEST_EXIT_AFTER_STEP,
+// the test hook in pipeline/generate.cpp, exits with status 137 just after that step's state is
+// saved, as a SIGKILL there would) and is resumed must write the same mp4 and PNG frames, byte
+// for byte, as a run that was never interrupted, and leave no state behind.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "cli_runner.h"
+
+namespace freeswim::clitest {
+namespace {
+
+// A small generate: 9 frames, base stage of 4 steps at the tiny model's 96x64, FreeSwim stage
+// of 10 scheduled steps at strength 0.7, i.e. 7 run (with --cache-every 2: guide, reuse,
+// guide, reuse, guide, reuse, guide).
+std::vector<std::string> job(const fs::path& dir, const std::vector<std::string>& extra) {
+  std::vector<std::string> a{"generate",
+                             "--model",
+                             "tiny",
+                             "-p",
+                             "a fox in the snow",
+                             "--size",
+                             "128x96",
+                             "--frames",
+                             "9",
+                             "--base-steps",
+                             "4",
+                             "--steps",
+                             "10",
+                             "--strength",
+                             "0.7",
+                             "--seed",
+                             "7",
+                             "-o",
+                             (dir / "video.mp4").string(),
+                             "--png",
+                             (dir / "png").string()};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+// Every file below `dir` by relative path, with its bytes.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& name : list_tree(dir))
+    if (fs::is_regular_file(dir / name)) files[name] = read_bytes(dir / name);
+  return files;
+}
+
+class Resume : public ::testing::Test {
+ protected:
+  // The files of an uninterrupted run with `extra` flags.
+  static std::map<std::string, std::string> uninterrupted(const std::vector<std::string>& extra) {
+    TempDir d;
+    const RunResult r = run_freeswim(job(d.path(), extra));
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    return snapshot(d.path());
+  }
+
+  // Kills a run after each of `kills` in turn (each resumed run dies at the next), then
+  // resumes to the end; the result must equal `reference` byte for byte.
+  static void kill_and_resume(const std::vector<std::string>& kills,
+                              const std::vector<std::string>& extra,
+                              const std::map<std::string, std::string>& reference) {
+    TempDir d;
+    const fs::path state = d / "video.mp4.resume.safetensors";
+    for (size_t i = 0; i < kills.size(); ++i) {
+      std::vector<std::string> args = job(d.path(), extra);
+      if (i > 0) args.push_back("--resume");
+      const RunResult killed = run_freeswim(args, {"FREESWIM_TEST_EXIT_AFTER_STEP=" + kills[i]});
+      ASSERT_EQ(killed.exit_code, 137) << kills[i] << "\n" << killed.describe();
+      // Only the state: no mp4, no frames, no temporary file.
+      ASSERT_EQ(list_tree(d.path()), std::vector<std::string>{state.filename().string()})
+          << killed.describe();
+    }
+    std::vector<std::string> args = job(d.path(), extra);
+    args.push_back("--resume");
+    const RunResult resumed = run_freeswim(args);
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
+    const std::string stage = kills.back().substr(0, kills.back().find(':'));
+    EXPECT_NE(resumed.err.find("resuming the " + stage + " stage"), std::string::npos)
+        << resumed.describe();
+    const auto files = snapshot(d.path());
+    EXPECT_FALSE(fs::exists(state));
+    ASSERT_EQ(files.size(), reference.size());
+    for (const auto& [name, bytes] : reference) {
+      const auto it = files.find(name);
+      ASSERT_NE(it, files.end()) << name;
+      EXPECT_TRUE(it->second == bytes) << name << " differs from the uninterrupted run's";
+    }
+  }
+};
+
+TEST_F(Resume, CacheModeKillsInEachStageAndStepKind) {
+  const std::vector<std::string> cache{"--cache-every", "2"};
+  const auto reference = uninterrupted(cache);
+  ASSERT_TRUE(reference.count("video.mp4"));
+  ASSERT_EQ(reference.size(), 10u);  // the mp4 and 9 PNG frames
+  {
+    SCOPED_TRACE("base stage, step 2 of 4");
+    kill_and_resume({"base:2"}, cache, reference);
+  }
+  {
+    SCOPED_TRACE("base stage, after its last step");
+    kill_and_resume({"base:4"}, cache, reference);
+  }
+  {
+    SCOPED_TRACE("FreeSwim stage, right after the first guide step");
+    kill_and_resume({"freeswim:1"}, cache, reference);
+  }
+  {
+    SCOPED_TRACE("FreeSwim stage, right after a reuse step");
+    kill_and_resume({"freeswim:4"}, cache, reference);
+  }
+  {
+    SCOPED_TRACE("killed three times: base, after a guide step, after a reuse step");
+    kill_and_resume({"base:1", "freeswim:3", "freeswim:3"}, cache, reference);
+  }
+}
+
+TEST_F(Resume, NoCacheMode) {
+  const std::vector<std::string> no_cache{"--cache-every", "0"};
+  const auto reference = uninterrupted(no_cache);
+  ASSERT_EQ(reference.size(), 10u);
+  {
+    SCOPED_TRACE("FreeSwim stage, step 3 of 7");
+    kill_and_resume({"freeswim:3"}, no_cache, reference);
+  }
+  {
+    SCOPED_TRACE("FreeSwim stage, after its last step");
+    kill_and_resume({"freeswim:7"}, no_cache, reference);
+  }
+}
+
+}  // namespace
+}  // namespace freeswim::clitest
