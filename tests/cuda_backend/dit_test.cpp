@@ -1,0 +1,97 @@
+// Whole DiT forwards on the GPU: the golden cases (as `freeswim check --device cuda --filter dit`
+// runs them), and every step kind against the CPU backend on the tiny golden model (head_dim 32,
+// the plain attention kernel) and on a random model with head_dim 64 (the Hopper kernels).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "check/suites.h"
+#include "models/wan_dit.h"
+#include "test_util.h"
+
+namespace freeswim::cuda_test {
+namespace {
+
+using models::DitInput;
+using models::WanDit;
+using models::WanDitConfig;
+
+TEST(CudaDit, GoldenCasesPassAtBf16Tolerance) {
+  std::vector<check::CaseResult> results;
+  check::Context ctx;
+  ctx.golden_dir = FREESWIM_GOLDEN_DIR;
+  ctx.device = Device::CUDA;
+  ctx.report = [&](const check::CaseResult& r) { results.push_back(r); };
+  check::check_dit_cases(ctx);
+  // 6 cases + 2 cached cross-attention tensors, from each of the 3 weight files.
+  ASSERT_EQ(results.size(), 3u * 8u);
+  for (const auto& r : results) {
+    EXPECT_TRUE(r.pass) << r.name << " error " << r.error << " " << r.message;
+    EXPECT_LE(r.tolerance, 1e-2) << r.name;
+  }
+}
+
+// Runs every step kind of `cpu` and `gpu` (the same weights) and compares predictions and the
+// guide step's cache.
+void compare_every_kind(const WanDit& cpu, const WanDit& gpu, const Shape& latent_shape,
+                        int64_t context_len, int dh, int dw, uint64_t seed) {
+  const WanDitConfig& c = cpu.config();
+  DitInput in;
+  in.latents = random_cpu(latent_shape, seed);
+  in.timestep = 637.f;
+  in.context = random_cpu({context_len, c.text_dim}, seed + 1);
+  DitInput neg = in;
+  neg.context = random_cpu({context_len, c.text_dim}, seed + 2);
+  FreeSwimParams fsp;
+  fsp.dh = dh;
+  fsp.dw = dw;
+  fsp.attn_scale = freeswim_attention_scale(int64_t{2 * dh} * (2 * dw), c.head_dim);
+
+  auto check = [&](const char* what, const Tensor& got, const Tensor& want) {
+    ASSERT_EQ(got.device(), Device::CUDA) << what;
+    const double err = relative_l2(got, want);
+    EXPECT_LT(err, 1e-2) << what << ": relative L2 error " << err;
+  };
+  check("stock", gpu.forward(in, StepKind::Stock), cpu.forward(in, StepKind::Stock));
+  check("dual", gpu.forward(in, StepKind::Dual, &fsp), cpu.forward(in, StepKind::Dual, &fsp));
+  CrossAttentionCache cpu_cache, gpu_cache;
+  check("guide", gpu.forward(in, StepKind::Guide, &fsp, &gpu_cache),
+        cpu.forward(in, StepKind::Guide, &fsp, &cpu_cache));
+  ASSERT_EQ(gpu_cache.blocks.size(), cpu_cache.blocks.size());
+  for (size_t i = 0; i < gpu_cache.blocks.size(); ++i)
+    check(("cache block " + std::to_string(i)).c_str(), gpu_cache.blocks[i], cpu_cache.blocks[i]);
+  DitInput step2 = in;
+  step2.latents = random_cpu(latent_shape, seed + 3);
+  step2.timestep = 412.f;
+  check("reuse", gpu.forward(step2, StepKind::Reuse, &fsp, &gpu_cache),
+        cpu.forward(step2, StepKind::Reuse, &fsp, &cpu_cache));
+  DitInput neg2 = neg;
+  neg2.latents = step2.latents;
+  neg2.timestep = step2.timestep;
+  check("uncond", gpu.forward(neg2, StepKind::Uncond, &fsp), cpu.forward(neg2, StepKind::Uncond, &fsp));
+}
+
+TEST(CudaDit, TinyGoldenModelEveryStepKindMatchesCpu) {
+  const std::string dir = FREESWIM_GOLDEN_DIR;
+  const std::string weights = dir + "/dit_tiny.diffusers.safetensors";
+  const std::string config = dir + "/dit_tiny.config.json";
+  const auto cpu = WanDit::load(weights, Device::CPU, config);
+  const auto gpu = WanDit::load(weights, Device::CUDA, config);
+  compare_every_kind(*cpu, *gpu, {16, 3, 12, 16}, 12, 2, 3, 7);
+}
+
+TEST(CudaDit, HeadDim64ModelEveryStepKindMatchesCpu) {
+  WanDitConfig c;
+  c.heads = 2;
+  c.head_dim = 64;
+  c.num_layers = 2;
+  c.ffn_dim = 256;
+  c.text_dim = 64;
+  const auto cpu = WanDit::random(c, Device::CPU, 5);
+  const auto gpu = WanDit::random(c, Device::CUDA, 5);
+  compare_every_kind(*cpu, *gpu, {16, 3, 18, 22}, 20, 3, 4, 11);
+}
+
+}  // namespace
+}  // namespace freeswim::cuda_test

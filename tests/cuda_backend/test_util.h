@@ -1,0 +1,36 @@
+// Helpers of the CUDA backend tests: random CPU tensors, copies to the GPU in a given dtype,
+// the registration of the backend is in ops_test.cpp.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "core/tensor.h"
+#include "ops/cuda/cuda_backend.h"
+#include "ops/ops.h"
+
+namespace freeswim::cuda_test {
+
+inline Tensor random_cpu(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(static_cast<size_t>(shape_numel(s)));
+  for (float& x : v) x = dist(gen);
+  return Tensor::from_vector(s, v);
+}
+
+// The CPU tensor on the GPU in `dtype` (F32 or BF16).
+inline Tensor to_cuda(const Tensor& cpu, DType dtype) { return cpu.to(dtype).to(Device::CUDA); }
+
+// The CPU oracle's input: the same values the GPU sees (bf16-rounded when it sees bf16).
+inline Tensor as_seen(const Tensor& cpu, DType dtype) { return cpu.to(dtype).to(DType::F32); }
+
+inline void expect_close(const Tensor& gpu, const Tensor& cpu, double tol, const char* what) {
+  ASSERT_EQ(gpu.device(), Device::CUDA) << what;
+  ASSERT_EQ(gpu.shape(), cpu.shape()) << what << ": " << gpu.describe() << " vs " << cpu.describe();
+  const double err = relative_l2(gpu, cpu);
+  EXPECT_LT(err, tol) << what << ": relative L2 error " << err;
+}
+
+}  // namespace freeswim::cuda_test
