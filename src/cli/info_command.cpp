@@ -15,7 +15,7 @@ std::shared_ptr<pipeline::ModelPaths> g_paths;
 CLI::App* g_info = nullptr;
 
 int run_info(const pipeline::ModelPaths& p) {
-  const pipeline::ModelLayout l = pipeline::find_models(p, /*need_text=*/false);
+  const pipeline::ModelLayout l = pipeline::find_models(p, /*need_text=*/false, /*need_vae=*/false);
   std::printf("layout:      %s\n", l.layout.c_str());
   if (l.layout == "tiny") {
     std::printf("model:       built-in tiny random model (2 layers, 2 heads of 32)\n");
@@ -23,8 +23,7 @@ int run_info(const pipeline::ModelPaths& p) {
   }
   std::printf("transformer: %s\n", l.dit.c_str());
   const io::TensorSource src = io::TensorSource::open(l.dit);
-  const models::WanDitConfig c = p.dit_config.empty() ? models::WanDit::infer_config(src)
-                                                      : models::WanDitConfig::from_json_file(p.dit_config);
+  const models::WanDitConfig c = models::WanDit::resolve_config(l.dit, p.dit_config);
   std::printf("             %zu tensors, %s\n", src.names().size(), c.describe().c_str());
   const char* variant = c.dim() == 1536 ? "Wan2.1-T2V-1.3B (native 832x480)"
                         : c.dim() == 5120 ? "Wan2.1-T2V-14B (native 1280x720)"

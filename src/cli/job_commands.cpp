@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "ops/ops.h"
 #include "pipeline/generate.h"
 
 namespace freeswim::cli {
@@ -108,7 +109,14 @@ pipeline::JobOptions to_options(const JobFlags& f) {
 
 Device parse_device(const std::string& d) {
   FS_CHECK(d == "cpu" || d == "cuda", "--device must be cpu or cuda, got '{}'", d);
-  return d == "cpu" ? Device::CPU : Device::CUDA;
+  if (d == "cpu") return Device::CPU;
+  try {
+    ops::backend(Device::CUDA);  // registered only when the CUDA backend was built in
+  } catch (const Error&) {
+    fail("--device cuda: this freeswim was built without CUDA (configure with -DFREESWIM_CUDA=ON and the "
+         "CUDA toolkit), or use --device cpu");
+  }
+  return Device::CUDA;
 }
 
 pipeline::JobReporter reporter() {
@@ -131,9 +139,11 @@ pipeline::JobReporter reporter() {
 }
 
 int run_job(const JobFlags& f, bool generate) {
-  set_max_threads(f.threads);
   FS_CHECK(f.threads >= 0, "--threads must be >= 0, got {}", f.threads);
+  set_max_threads(f.threads);
   const pipeline::JobOptions o = to_options(f);
+  // Everything that needs no model is checked before loading one (minutes for the 14B model).
+  pipeline::check_job_options(o);
   if (f.models.model.empty() && f.models.dit.empty())
     fail("no model given: use --model DIR (a Wan2.1 checkpoint) or --model tiny for a quick test run");
   const Device device = parse_device(f.device);

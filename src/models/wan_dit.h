@@ -89,6 +89,8 @@ class WanDit {
                                       const std::string& config_path = "");
   // The same with a configuration already in hand.
   static std::unique_ptr<WanDit> load(const std::string& path, Device device, const WanDitConfig& config);
+  // The configuration load() uses for `path`: `config_path`, else config.json beside, else inferred.
+  static WanDitConfig resolve_config(const std::string& path, const std::string& config_path = "");
   // A randomly initialised model (the built-in tiny model, and real-size benchmarks).
   static std::unique_ptr<WanDit> random(const WanDitConfig& config, Device device, uint64_t seed);
   // Infers the configuration from tensor shapes (head_dim 128 assumed when no config says

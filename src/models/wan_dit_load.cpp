@@ -172,10 +172,14 @@ std::string find_config_beside(const std::string& path) {
 
 }  // namespace
 
-std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const std::string& config_path) {
+WanDitConfig WanDit::resolve_config(const std::string& path, const std::string& config_path) {
   const std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
-  if (!cfg_path.empty()) return load(path, device, WanDitConfig::from_json_file(cfg_path));
-  return load(path, device, infer_config(io::TensorSource::open(path)));
+  if (!cfg_path.empty()) return WanDitConfig::from_json_file(cfg_path);
+  return infer_config(io::TensorSource::open(path));
+}
+
+std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const std::string& config_path) {
+  return load(path, device, resolve_config(path, config_path));
 }
 
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const WanDitConfig& c) {

@@ -34,6 +34,11 @@ Shape latent_shape(int frames, int64_t h, int64_t w) {
 
 void check_common(const JobOptions& o) {
   FS_CHECK(!o.output.empty(), "-o/--output: an output file is required");
+  // H.264 in yuv420p keeps chroma at half resolution, so an odd side cannot be encoded (not
+  // even through the stream's crop, whose unit is 2 pixels in 4:2:0): refuse before any work.
+  FS_CHECK(o.size.width % 2 == 0 && o.size.height % 2 == 0,
+           "--size {}x{}: an mp4 (H.264, yuv420p) needs an even width and height; use {}x{}", o.size.width,
+           o.size.height, o.size.width + o.size.width % 2, o.size.height + o.size.height % 2);
   FS_CHECK(o.steps >= 1, "--steps must be >= 1, got {}", o.steps);
   FS_CHECK(o.base_steps >= 1, "--base-steps must be >= 1, got {}", o.base_steps);
   FS_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "--guidance must be >= 0, got {}", o.guidance);
@@ -175,6 +180,11 @@ class Job {
 }  // namespace
 
 std::string resume_path(const std::string& output) { return output + ".resume.safetensors"; }
+
+void check_job_options(const JobOptions& opt) {
+  check_common(opt);
+  validate_frame_count(opt.frames);
+}
 
 void validate_frame_count(int frames, const std::string& flag) {
   FS_CHECK(frames >= 1, "{} must be at least 1, got {}", flag, frames);

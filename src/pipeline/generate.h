@@ -45,6 +45,11 @@ struct JobReporter {
 // Checks a frame count: 4n + 1 and >= 1; the error names `flag` and the nearest valid counts.
 void validate_frame_count(int frames, const std::string& flag = "--frames");
 
+// Checks every option that needs no model (output path, size, frames, steps, strength, ...);
+// throws Error naming the flag. The CLI calls it before loading a model, so a mistyped flag
+// fails at once; run_generate and run_upscale call it too.
+void check_job_options(const JobOptions& opt);
+
 // Runs a whole generation and writes opt.output (atomically). Returns the frames written.
 Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobReporter& r);
 // Upscales `input` (a video file) with the FreeSwim stage and writes opt.output.

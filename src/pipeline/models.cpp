@@ -44,7 +44,7 @@ const std::string& wan_default_negative_prompt() {
   return p;
 }
 
-ModelLayout find_models(const ModelPaths& paths, bool need_text) {
+ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) {
   ModelLayout l;
   if (paths.model == "tiny") {
     l.layout = "tiny";
@@ -86,7 +86,7 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text) {
     FS_CHECK(fs::exists(p), "{}: '{}' does not exist", flag, p);
   };
   need(l.dit, "--dit", "diffusion transformer");
-  need(l.vae, "--vae", "VAE");
+  if (need_vae) need(l.vae, "--vae", "VAE");
   if (need_text) {
     need(l.t5, "--t5", "UMT5 text encoder");
     need(l.tokenizer, "--tokenizer", "tokenizer (spiece.model)");

@@ -31,8 +31,9 @@ struct ModelLayout {
   std::string dit, vae, t5, tokenizer;
 };
 
-// Resolves paths (throws Error naming the flag and the path for anything missing).
-ModelLayout find_models(const ModelPaths& paths, bool need_text = true);
+// Resolves paths (throws Error naming the flag and the path for anything missing and needed;
+// `info` needs only the DiT and reports the rest as absent).
+ModelLayout find_models(const ModelPaths& paths, bool need_text = true, bool need_vae = true);
 
 // The model's native (training) size: the base stage runs there, and its token grid sets the
 // FreeSwim window.

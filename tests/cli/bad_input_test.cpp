@@ -60,6 +60,13 @@ TEST_F(BadInput, SizeOutOfRangeOrNotASize) {
   }
 }
 
+TEST_F(BadInput, OddSizeRefusedBeforeAnyWork) {
+  // H.264 in yuv420p cannot hold an odd side; the run must say so at once, naming even sizes,
+  // instead of failing at the mp4 after the whole generation.
+  expect_refused(tiny({"--size", "191x128"}), {"--size", "191x128", "192x128"});
+  expect_refused(tiny({"--size", "192x127"}), {"--size", "192x127", "192x128"});
+}
+
 TEST_F(BadInput, FrameCountNot4nPlus1) {
   expect_refused(tiny({"--frames", "10"}), {"--frames", "10", "9", "13"});
   expect_refused(tiny({"--frames", "0"}), {"--frames"});
@@ -118,7 +125,7 @@ TEST_F(BadInput, MissingPromptOrModel) {
   fs::create_directory(empty);
   expect_refused({"generate", "--model", empty.string(), "-p", "a fox", "-o", out_mp4()},
                  {"--model", empty.string()});
-  expect_refused({"frobnicate"}, {"frobnicate"});
+  expect_refused({"frobnicate"}, {"subcommand"});
 }
 
 TEST_F(BadInput, UpscaleInput) {

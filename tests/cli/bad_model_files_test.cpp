@@ -133,7 +133,17 @@ TEST_F(BadModelFile, CorruptVae) {
   const std::string good = read_bytes(golden("vae_tiny.diffusers.safetensors"));
   const fs::path bad = tmp_ / "vae_cut.safetensors";
   write_bytes(bad, good.substr(0, good.size() / 3));
-  expect_refused(args(golden("dit_tiny.diffusers.safetensors"), bad), {"--vae", bad.string()});
+  expect_refused(args(golden("dit_tiny.diffusers.safetensors"), bad), {bad.string()});
+}
+
+TEST_F(BadModelFile, FlagsAreCheckedBeforeLoading) {
+  // A bad flag is reported before the (possibly minutes long) model load, so the flag's error
+  // shows even when the model file is broken too.
+  const fs::path bad = tmp_ / "empty.safetensors";
+  write_bytes(bad, "");
+  auto a = args(bad, golden("vae_tiny.diffusers.safetensors"));
+  a.insert(a.end(), {"--strength", "2"});
+  expect_refused(a, {"--strength"});
 }
 
 // The golden DiT rewritten with `edit` applied to its tensor list.

@@ -80,7 +80,10 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"128x96", "24", 9, "128", "96", "24/1", ""},
         Case{"200x120", "16", 5, "200", "120", "16/1",
              "200x120 is generated at 208x128 (multiples of 16) and centre-cropped to 200x120"},
-        Case{"96x64", "29.97", 13, "96", "64", "30000/1001", ""}),
+        // Rates are kept exactly: 29.97 as asked, 30000/1001 for NTSC's 29.97002997.
+        Case{"96x64", "29.97", 13, "96", "64", "2997/100", ""},
+        Case{"96x64", "29.97002997", 5, "96", "64", "30000/1001", ""},
+        Case{"96x64", "12.5", 5, "96", "64", "25/2", ""}),
     [](const auto& p) {
       std::string s = std::string(p.param.size) + "_" + p.param.fps;
       for (auto& ch : s)
