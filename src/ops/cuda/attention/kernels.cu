@@ -4,8 +4,8 @@
 // FREESWIM_ATTENTION_KERNEL selects the kernel (kVariants below; unset = the first, the fastest
 // measured); the others are kept so that the benchmark and the tests can compare them in one
 // binary: mma = the mma.sync kernel (flash_kernel.cuh), wgmma = the wgmma kernel with loads from
-// all threads (wgmma_kernel.cuh), ws* = the warp-specialised kernel (ws_kernel.cuh) without
-// (ws) or with ping-pong turns (pp) and intra-warpgroup overlap (ov).
+// all threads (wgmma_kernel.cuh), ws* = the warp-specialised kernel (ws_kernel.cuh) plain (ws)
+// or with intra-warpgroup overlap (ov), ping-pong turns (pp), Q in registers (rq).
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -40,9 +40,9 @@ cudaError_t launch_wgmma(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <int D, bool kWindow, bool kSched, bool kOverlap>
+template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs>
 cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap>;
+  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs>;
   constexpr int kSmem = sizeof(WsSmem<D>) + 1024;  // slack to align the swizzle atoms
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
@@ -51,13 +51,17 @@ cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-enum class Variant { wgmma, mma, ws, ws_pp, ws_ov, ws_pp_ov };
+enum class Variant { wgmma, mma, ws, ws_ov, ws_pp_ov, ws_ov_rq, ws_pp_ov_rq };
 constexpr struct {
   const char* name;
   Variant v;
-} kVariants[] = {{"wgmma", Variant::wgmma}, {"mma", Variant::mma},
-                 {"ws", Variant::ws},       {"ws_pp", Variant::ws_pp},
-                 {"ws_ov", Variant::ws_ov}, {"ws_pp_ov", Variant::ws_pp_ov}};
+} kVariants[] = {{"wgmma", Variant::wgmma},
+                 {"mma", Variant::mma},
+                 {"ws", Variant::ws},
+                 {"ws_ov", Variant::ws_ov},
+                 {"ws_pp_ov", Variant::ws_pp_ov},
+                 {"ws_ov_rq", Variant::ws_ov_rq},
+                 {"ws_pp_ov_rq", Variant::ws_pp_ov_rq}};
 
 // Index into kVariants, or -1 for an unknown name.
 int variant_index() {
@@ -81,13 +85,15 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
     case Variant::wgmma:
       return launch_wgmma<D, kWindow>(p, grid, stream);
     case Variant::ws:
-      return launch_ws<D, kWindow, false, false>(p, grid, stream);
-    case Variant::ws_pp:
-      return launch_ws<D, kWindow, true, false>(p, grid, stream);
+      return launch_ws<D, kWindow, false, false, false>(p, grid, stream);
     case Variant::ws_ov:
-      return launch_ws<D, kWindow, false, true>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false>(p, grid, stream);
     case Variant::ws_pp_ov:
-      return launch_ws<D, kWindow, true, true>(p, grid, stream);
+      return launch_ws<D, kWindow, true, true, false>(p, grid, stream);
+    case Variant::ws_ov_rq:
+      return launch_ws<D, kWindow, false, true, true>(p, grid, stream);
+    case Variant::ws_pp_ov_rq:
+      return launch_ws<D, kWindow, true, true, true>(p, grid, stream);
   }
   return cudaErrorInvalidValue;
 }

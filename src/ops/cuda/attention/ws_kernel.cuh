@@ -9,6 +9,9 @@
 //   - kSched: the consumer warpgroups take turns issuing their wgmma through two named barriers
 //     (ping-pong), so one warpgroup's softmax runs while the other's products use the tensor
 //     cores;
+//   - kQRegs: Q is held in registers (A fragments) for S = Q K^T. With both operands in shared
+//     memory an m64n64k16 step reads 4 KB for 131 kFLOP, more than shared memory delivers at
+//     the tensor cores' rate; from registers only K is read;
 //   - kOverlap: inside a warpgroup, S of tile j is issued together with O += P V of tile j - 1,
 //     and the softmax of tile j runs while that product is in flight (O's rescale is deferred
 //     to just before the next product, which is when O is not being accumulated).
@@ -133,7 +136,7 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D>& s,
 }
 
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
-template <int D, bool kWindow>
+template <int D, bool kWindow, bool kQRegs>
 struct WsConsumer {
   const Params& p;
   WsSmem<D>& s;
@@ -143,14 +146,32 @@ struct WsConsumer {
   int box_r[2], box_c[2];
   float o[D / 8][4];
   float row_max[2], row_sum[2];
+  uint32_t qf[D / 16][4];  // kQRegs: the A fragments of the warp's 16 query rows
+
+  // Rows r0 and r0 + 8 of Q (r0 = the warp's first row + g4), from the swizzled tile: fragment
+  // kk holds columns 16 kk + 2 c4 (+1) in [0], [1] and 8 columns further in [2], [3] (the
+  // m16n8k16 A layout, as P's fragments below).
+  __device__ __forceinline__ void load_q(int r0) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = r0 + (e & 1) * 8, chunk = 2 * kk + (e >> 1);
+        qf[kk][e] = *reinterpret_cast<const uint32_t*>(&s.q[sw128<kBlockQ>(row, chunk) + 2 * c4]);
+      }
+  }
 
   __device__ __forceinline__ void issue_s(float (&sc)[kBlockK / 8][4], int buf) {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const uint64_t da = smem_desc_sw128(&s.q[sw128<kBlockQ>(wg * 64, 2 * kk)], 16, 1024);
       const uint64_t db = smem_desc_sw128(&s.k[buf][sw128<kBlockK>(0, 2 * kk)], 16, 1024);
-      wgmma_ss_m64n64(sc, da, db, kk > 0 ? 1 : 0);
+      if constexpr (kQRegs) {
+        wgmma_rs_m64n64_kb(sc, qf[kk], db, kk > 0 ? 1 : 0);
+      } else {
+        const uint64_t da = smem_desc_sw128(&s.q[sw128<kBlockQ>(wg * 64, 2 * kk)], 16, 1024);
+        wgmma_ss_m64n64(sc, da, db, kk > 0 ? 1 : 0);
+      }
     }
     wgmma_commit();
   }
@@ -266,7 +287,7 @@ struct Turns {
   }
 };
 
-template <int D, bool kWindow, bool kSched, bool kOverlap>
+template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_ws_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -310,7 +331,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     const int ct = tid - 128;  // 0..255
     const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
     const int lane = ct % 32, g4 = lane / 4;
-    WsConsumer<D, kWindow> c{p, s, cw / 4, lane, lane % 4, 1, 1, {}, {}, {}, {}, {}};
+    WsConsumer<D, kWindow, kQRegs> c{p, s, cw / 4, lane, lane % 4, 1, 1, {}, {}, {}, {}, {}, {}};
     if constexpr (kWindow) {
       c.eh = window_extent(p.g.H, p.g.dh);
       c.ew = window_extent(p.g.W, p.g.dw);
@@ -331,6 +352,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       for (int j = 0; j < n_tiles; ++j) {
         const int buf = j % kWsStages;
         mbar_wait(&s.full[buf], (j / kWsStages) & 1);
+        if (kQRegs && j == 0) c.load_q(cw * 16 + g4);
         turn.begin();
         c.issue_s(sc, buf);
         turn.end(false);
@@ -338,7 +360,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         fence_regs(sc);
         c.softmax(sc, j, buf, alpha);
         c.rescale_o(alpha);
-        WsConsumer<D, kWindow>::pack(sc, pf);
+        WsConsumer<D, kWindow, kQRegs>::pack(sc, pf);
         turn.begin();
         c.issue_pv(pf, buf);
         turn.end(j == n_tiles - 1);
@@ -347,14 +369,15 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         c.release(buf);
       }
     } else if (n_tiles > 0) {
-      mbar_wait(&s.full[0], 0);
+      mbar_wait(&s.full[0], 0);  // Q arrives with tile 0
+      if constexpr (kQRegs) c.load_q(cw * 16 + g4);
       turn.begin();
       c.issue_s(sc, 0);
       turn.end(false);
       wgmma_wait0();
       fence_regs(sc);
       c.softmax(sc, 0, 0, alpha);  // O is zero: its rescale is a no-op
-      WsConsumer<D, kWindow>::pack(sc, pf);
+      WsConsumer<D, kWindow, kQRegs>::pack(sc, pf);
       for (int j = 1; j < n_tiles; ++j) {
         const int buf = j % kWsStages, prev = (j - 1) % kWsStages;
         mbar_wait(&s.full[buf], (j / kWsStages) & 1);
@@ -369,7 +392,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         wgmma_wait0();  // pf and O are free again
         fence_regs(c.o);
         c.release(prev);
-        WsConsumer<D, kWindow>::pack(sc, pf);
+        WsConsumer<D, kWindow, kQRegs>::pack(sc, pf);
       }
       turn.begin();
       c.rescale_o(alpha);
