@@ -117,7 +117,7 @@ TEST(WanDitLoad, WrongShapeIsNamed) {
   TempDir tmp;
   TensorList t = golden_tensors("dit_tiny.original.safetensors");
   for (auto& [name, tensor] : t)
-    if (name == "blocks.0.ffn.2.weight") tensor = Tensor::zeros({64, 95});
+    if (name.ends_with("blocks.0.ffn.2.weight")) tensor = Tensor::zeros({64, 95});
   io::write_safetensors(tmp.file("dit.safetensors"), t);
   const std::string msg = error_of(
       [&] { WanDit::load(tmp.file("dit.safetensors"), Device::CPU, kGolden + "/dit_tiny.config.json"); });
