@@ -20,7 +20,7 @@ using models::WanDitConfig;
 TEST(CudaDit, GoldenCasesPassAtBf16Tolerance) {
   std::vector<check::CaseResult> results;
   check::Context ctx;
-  ctx.golden_dir = FREESWIM_GOLDEN_DIR;
+  ctx.golden_dir = golden_dir();
   ctx.device = Device::CUDA;
   ctx.report = [&](const check::CaseResult& r) { results.push_back(r); };
   check::check_dit_cases(ctx);
@@ -69,11 +69,12 @@ void compare_every_kind(const WanDit& cpu, const WanDit& gpu, const Shape& laten
   DitInput neg2 = neg;
   neg2.latents = step2.latents;
   neg2.timestep = step2.timestep;
-  check("uncond", gpu.forward(neg2, StepKind::Uncond, &fsp), cpu.forward(neg2, StepKind::Uncond, &fsp));
+  check("uncond", gpu.forward(neg2, StepKind::Uncond, &fsp),
+        cpu.forward(neg2, StepKind::Uncond, &fsp));
 }
 
 TEST(CudaDit, TinyGoldenModelEveryStepKindMatchesCpu) {
-  const std::string dir = FREESWIM_GOLDEN_DIR;
+  const std::string dir = golden_dir();
   const std::string weights = dir + "/dit_tiny.diffusers.safetensors";
   const std::string config = dir + "/dit_tiny.config.json";
   const auto cpu = WanDit::load(weights, Device::CPU, config);

@@ -51,14 +51,17 @@ TEST_P(CudaLinear, Bf16MatchesCpu) {
   const Tensor b = c.bias ? random_cpu({c.N}, 12) : Tensor{};
   const Tensor want =
       ops::cpu::cpu_backend().linear(as_seen(x, kBF), as_seen(w, kBF), b.defined() ? b : Tensor{});
-  const Tensor got = ops::linear(to_cuda(x, kBF), to_cuda(w, kBF), b.defined() ? to_cuda(b, kF32) : Tensor{});
+  const Tensor got =
+      ops::linear(to_cuda(x, kBF), to_cuda(w, kBF), b.defined() ? to_cuda(b, kF32) : Tensor{});
   EXPECT_EQ(got.dtype(), kBF);
   expect_close(got, want, kTol, "linear");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaLinear,
-                         ::testing::Values(LinearCase{37, 96, 80, true}, LinearCase{37, 96, 80, false},
-                                           LinearCase{1, 64, 48, true}, LinearCase{513, 256, 384, true},
+                         ::testing::Values(LinearCase{37, 96, 80, true},
+                                           LinearCase{37, 96, 80, false},
+                                           LinearCase{1, 64, 48, true},
+                                           LinearCase{513, 256, 384, true},
                                            LinearCase{5, 33, 7, true}));
 
 TEST(CudaOps, LinearFp32ActivationsStayFp32) {
@@ -75,9 +78,10 @@ TEST(CudaOps, GeluAndSilu) {
   for (DType t : {kBF, kF32}) {
     const Tensor x = random_cpu({33, 70}, 30, -4.f, 4.f);
     const double tol = t == kBF ? kTol : 1e-5;
-    expect_close(ops::gelu_tanh(to_cuda(x, t)), ops::cpu::cpu_backend().gelu_tanh(as_seen(x, t)), tol,
-                 "gelu");
-    expect_close(ops::silu(to_cuda(x, t)), ops::cpu::cpu_backend().silu(as_seen(x, t)), tol, "silu");
+    expect_close(ops::gelu_tanh(to_cuda(x, t)), ops::cpu::cpu_backend().gelu_tanh(as_seen(x, t)),
+                 tol, "gelu");
+    expect_close(ops::silu(to_cuda(x, t)), ops::cpu::cpu_backend().silu(as_seen(x, t)), tol,
+                 "silu");
   }
 }
 
@@ -89,9 +93,13 @@ TEST(CudaOps, LayerNormEveryOptionalArgument) {
   auto& cpu = ops::cpu::cpu_backend();
   for (int mask = 0; mask < 16; ++mask) {
     auto pick = [&](int bit, const Tensor& t) { return (mask >> bit) & 1 ? t : Tensor{}; };
-    auto gpu = [&](int bit, const Tensor& t) { return (mask >> bit) & 1 ? to_cuda(t, kF32) : Tensor{}; };
-    const Tensor want = cpu.layer_norm(as_seen(x, kBF), pick(0, w), pick(1, b), 1e-6f, pick(2, sc), pick(3, sh));
-    const Tensor got = ops::layer_norm(to_cuda(x, kBF), gpu(0, w), gpu(1, b), 1e-6f, gpu(2, sc), gpu(3, sh));
+    auto gpu = [&](int bit, const Tensor& t) {
+      return (mask >> bit) & 1 ? to_cuda(t, kF32) : Tensor{};
+    };
+    const Tensor want =
+        cpu.layer_norm(as_seen(x, kBF), pick(0, w), pick(1, b), 1e-6f, pick(2, sc), pick(3, sh));
+    const Tensor got =
+        ops::layer_norm(to_cuda(x, kBF), gpu(0, w), gpu(1, b), 1e-6f, gpu(2, sc), gpu(3, sh));
     EXPECT_EQ(got.dtype(), kBF);
     expect_close(got, want, kTol, "layer_norm");
   }
@@ -158,19 +166,20 @@ TEST_P(CudaAttention, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Kinds, CudaAttention,
-    ::testing::Values(AttnCase{3, 12, 16, 2, 32, 2, 3, true, 0},    // tiny model: plain kernel
-                      AttnCase{3, 12, 16, 2, 32, 0, 0, false, 0},   // plain dense
-                      AttnCase{2, 5, 3, 2, 32, 0, 0, false, 12},    // plain cross-attention
-                      AttnCase{3, 9, 14, 2, 64, 2, 3, true, 0},     // Hopper window kernel
-                      AttnCase{2, 20, 24, 1, 128, 4, 6, true, 0},   // window, head_dim 128
-                      AttnCase{2, 8, 10, 2, 128, 0, 0, false, 0},   // dense self-attention
+    ::testing::Values(AttnCase{3, 12, 16, 2, 32, 2, 3, true, 0},      // tiny model: plain kernel
+                      AttnCase{3, 12, 16, 2, 32, 0, 0, false, 0},     // plain dense
+                      AttnCase{2, 5, 3, 2, 32, 0, 0, false, 12},      // plain cross-attention
+                      AttnCase{3, 9, 14, 2, 64, 2, 3, true, 0},       // Hopper window kernel
+                      AttnCase{2, 20, 24, 1, 128, 4, 6, true, 0},     // window, head_dim 128
+                      AttnCase{2, 8, 10, 2, 128, 0, 0, false, 0},     // dense self-attention
                       AttnCase{2, 8, 10, 3, 128, 0, 0, false, 77}));  // cross-attention
 
 TEST(CudaOps, AddBroadcastsAndAddGated) {
   auto& cpu = ops::cpu::cpu_backend();
   const Tensor a = random_cpu({6, 40}, 80), b = random_cpu({40}, 81);
   expect_close(ops::add(to_cuda(a, kF32), to_cuda(b, kF32)), cpu.add(a, b), 1e-6, "add f32");
-  const Tensor x = random_cpu({30, 40}, 82), y = random_cpu({30, 40}, 83), gate = random_cpu({40}, 84);
+  const Tensor x = random_cpu({30, 40}, 82), y = random_cpu({30, 40}, 83),
+               gate = random_cpu({40}, 84);
   for (bool gated : {true, false}) {
     Tensor want = as_seen(x, kBF).clone();
     cpu.add_gated(want, as_seen(y, kBF), gated ? gate : Tensor{});

@@ -4,13 +4,22 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
+#include <string>
 
 #include "core/tensor.h"
 #include "ops/cuda/cuda_backend.h"
 #include "ops/ops.h"
 
 namespace freeswim::cuda_test {
+
+// The golden directory: FREESWIM_GOLDEN_DIR from the environment when set (a GPU machine that
+// holds a copy elsewhere), else the build's.
+inline std::string golden_dir() {
+  const char* env = std::getenv("FREESWIM_GOLDEN_DIR");
+  return env && *env ? env : FREESWIM_GOLDEN_DIR;
+}
 
 inline Tensor random_cpu(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
   std::mt19937_64 gen(seed);
@@ -21,10 +30,14 @@ inline Tensor random_cpu(const Shape& s, uint64_t seed, float lo = -1.f, float h
 }
 
 // The CPU tensor on the GPU in `dtype` (F32 or BF16).
-inline Tensor to_cuda(const Tensor& cpu, DType dtype) { return cpu.to(dtype).to(Device::CUDA); }
+inline Tensor to_cuda(const Tensor& cpu, DType dtype) {
+  return cpu.to(dtype).to(Device::CUDA);
+}
 
 // The CPU oracle's input: the same values the GPU sees (bf16-rounded when it sees bf16).
-inline Tensor as_seen(const Tensor& cpu, DType dtype) { return cpu.to(dtype).to(DType::F32); }
+inline Tensor as_seen(const Tensor& cpu, DType dtype) {
+  return cpu.to(dtype).to(DType::F32);
+}
 
 inline void expect_close(const Tensor& gpu, const Tensor& cpu, double tol, const char* what) {
   ASSERT_EQ(gpu.device(), Device::CUDA) << what;

@@ -16,7 +16,9 @@ void register_cuda_memory();  // memory.cpp
 
 namespace {
 
-bool is_activation_type(DType t) { return t == DType::F32 || t == DType::BF16; }
+bool is_activation_type(DType t) {
+  return t == DType::F32 || t == DType::BF16;
+}
 
 void require(const Tensor& t, const char* op, const char* arg) {
   FS_CHECK(t.defined(), "{}: {} is missing", op, arg);
@@ -33,9 +35,13 @@ const float* vector_arg(const Tensor& t, int64_t n, const char* op, const char* 
   return t.data<float>();
 }
 
-int64_t rows_of(const Tensor& x) { return x.ndim() == 0 ? 1 : x.numel() / x.dim(-1); }
+int64_t rows_of(const Tensor& x) {
+  return x.ndim() == 0 ? 1 : x.numel() / x.dim(-1);
+}
 
-Tensor empty_like(const Tensor& x) { return Tensor::empty(x.shape(), x.dtype(), Device::CUDA); }
+Tensor empty_like(const Tensor& x) {
+  return Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+}
 
 // The tensor in bf16 (a converted copy when it is not).
 Tensor as_bf16(const Tensor& t) {
@@ -81,7 +87,9 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor gelu_tanh(const Tensor& x) override { return unary(x, kernels::Unary::gelu_tanh, "gelu_tanh"); }
+  Tensor gelu_tanh(const Tensor& x) override {
+    return unary(x, kernels::Unary::gelu_tanh, "gelu_tanh");
+  }
   Tensor silu(const Tensor& x) override { return unary(x, kernels::Unary::silu, "silu"); }
 
   Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
@@ -124,11 +132,11 @@ class CudaBackend final : public Backend {
     const int64_t pt = rope.frame.dim(1), ph = rope.row.dim(1), pw = rope.col.dim(1);
     FS_CHECK(2 * (pt + ph + pw) == x.dim(2), "rope_3d: tables cover {} of head_dim {}",
              2 * (pt + ph + pw), x.dim(2));
-    check_cuda(kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W,
-                                static_cast<int>(x.dim(1)), rope.frame.data<float>(),
-                                static_cast<int>(pt), rope.row.data<float>(), static_cast<int>(ph),
-                                rope.col.data<float>(), static_cast<int>(pw)),
-               "rope kernel");
+    check_cuda(
+        kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W, static_cast<int>(x.dim(1)),
+                         rope.frame.data<float>(), static_cast<int>(pt), rope.row.data<float>(),
+                         static_cast<int>(ph), rope.col.data<float>(), static_cast<int>(pw)),
+        "rope kernel");
   }
 
   Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, float scale,
@@ -154,15 +162,15 @@ class CudaBackend final : public Backend {
     if (nq == 0) return out;
     if (d == 64 || d == 128) {
       if (window)
-        attention::window_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), heads, d,
-                                            *window, scale, stream());
+        attention::window_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), heads, d, *window,
+                                            scale, stream());
       else
-        attention::dense_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), nq, nk, heads,
-                                           d, scale, stream());
+        attention::dense_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), nq, nk, heads, d,
+                                           scale, stream());
     } else {
       FS_CHECK(d > 0 && d <= 256, "attention: head_dim {} is not supported on cuda (1..256)", d);
-      check_cuda(kernels::attention_plain(q.raw(), k.raw(), v.raw(), out.raw(), DType::BF16, nq,
-                                          nk, heads, d, scale, window),
+      check_cuda(kernels::attention_plain(q.raw(), k.raw(), v.raw(), out.raw(), DType::BF16, nq, nk,
+                                          heads, d, scale, window),
                  "attention kernel");
     }
     return out;
@@ -196,10 +204,10 @@ class CudaBackend final : public Backend {
     const int64_t C = x.dim(0), F = x.dim(1), H = x.dim(2), W = x.dim(3);
     FS_CHECK(F % pt == 0 && H % ph == 0 && W % pw == 0,
              "patchify: {} is not divisible by patch {}x{}x{}", x.describe(), pt, ph, pw);
-    Tensor y = Tensor::empty({(F / pt) * (H / ph) * (W / pw), C * pt * ph * pw}, x.dtype(),
-                             Device::CUDA);
-    check_cuda(kernels::patchify(x.raw(), y.raw(), static_cast<int>(dtype_size(x.dtype())), C, F,
-                                 H, W, pt, ph, pw),
+    Tensor y =
+        Tensor::empty({(F / pt) * (H / ph) * (W / pw), C * pt * ph * pw}, x.dtype(), Device::CUDA);
+    check_cuda(kernels::patchify(x.raw(), y.raw(), static_cast<int>(dtype_size(x.dtype())), C, F, H,
+                                 W, pt, ph, pw),
                "patchify kernel");
     return y;
   }
@@ -207,8 +215,9 @@ class CudaBackend final : public Backend {
   Tensor unpatchify(const Tensor& x, int T, int Hg, int Wg, int pt, int ph, int pw) override {
     require(x, "unpatchify", "x");
     const int64_t patch = int64_t{pt} * ph * pw;
-    FS_CHECK(x.ndim() == 2 && patch > 0 && x.dim(0) == int64_t{T} * Hg * Wg && x.dim(1) % patch == 0,
-             "unpatchify: {} does not match grid {}x{}x{}", x.describe(), T, Hg, Wg);
+    FS_CHECK(
+        x.ndim() == 2 && patch > 0 && x.dim(0) == int64_t{T} * Hg * Wg && x.dim(1) % patch == 0,
+        "unpatchify: {} does not match grid {}x{}x{}", x.describe(), T, Hg, Wg);
     const int64_t C = x.dim(1) / patch;
     Tensor y = Tensor::empty({C, int64_t{T} * pt, int64_t{Hg} * ph, int64_t{Wg} * pw}, x.dtype(),
                              Device::CUDA);
@@ -222,10 +231,10 @@ class CudaBackend final : public Backend {
   // modulation tables, the [1, freq_dim] timestep sinusoid) stay fp32; the rest is bf16.
   Tensor to_compute(const Tensor& x_in) override {
     FS_CHECK(x_in.defined(), "to_compute: missing tensor");
-    FS_CHECK(x_in.dtype() == DType::F32 || x_in.dtype() == DType::BF16 ||
-                 x_in.dtype() == DType::F16,
-             "to_compute: {} cannot become a cuda compute tensor (F32, BF16 or F16 expected)",
-             x_in.describe());
+    FS_CHECK(
+        x_in.dtype() == DType::F32 || x_in.dtype() == DType::BF16 || x_in.dtype() == DType::F16,
+        "to_compute: {} cannot become a cuda compute tensor (F32, BF16 or F16 expected)",
+        x_in.describe());
     const Tensor x = x_in.to(Device::CUDA);
     const bool keep_f32 = x.ndim() <= 1 || x.dim(0) == 1;
     const DType want = keep_f32 ? DType::F32 : DType::BF16;

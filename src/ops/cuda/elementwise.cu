@@ -1,8 +1,8 @@
 // Elementwise kernels: dtype conversion, GELU / SiLU, broadcast add, gated residual add, bias.
 // Grid-stride loops over int64 indices; fp32 arithmetic, rounding once on store.
-#include "ops/cuda/stream.h"
 #include "ops/cuda/kernel_util.cuh"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/stream.h"
 
 namespace freeswim::ops::cuda::kernels {
 
@@ -61,9 +61,12 @@ __global__ void bias_kernel(Y* y, const B* b, int64_t n, int64_t N) {
 template <typename Fn>
 cudaError_t with_type(DType t, Fn fn) {
   switch (t) {
-    case DType::F32: return fn(float{});
-    case DType::BF16: return fn(__nv_bfloat16{});
-    default: return cudaErrorInvalidValue;
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(__nv_bfloat16{});
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 
@@ -87,7 +90,8 @@ cudaError_t convert(const void* src, DType src_t, void* dst, DType dst_t, int64_
         convert_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const __half*>(src),
                                                      static_cast<D*>(dst), n);
         break;
-      default: return cudaErrorInvalidValue;
+      default:
+        return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
   });
@@ -138,8 +142,8 @@ cudaError_t add_bias_rows(void* y, DType y_t, const void* b, DType b_t, int64_t 
     using Y = decltype(yv);
     return with_type(b_t, [&](auto bv) {
       using B = decltype(bv);
-      bias_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
-          static_cast<Y*>(y), static_cast<const B*>(b), n, N);
+      bias_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(static_cast<Y*>(y),
+                                                                    static_cast<const B*>(b), n, N);
       return cudaGetLastError();
     });
   });

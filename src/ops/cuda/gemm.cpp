@@ -3,6 +3,8 @@
 // (transposed), B = x, and the bias epilogue adds bias[N] along Y's rows. When the heuristic has
 // no algorithm with the fused bias (a type combination it lacks), the product runs without it
 // and a bias kernel follows; when it has none at all, the plain kernel runs (slow, but right).
+#include "ops/cuda/gemm.h"
+
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
@@ -11,7 +13,6 @@
 
 #include "core/error.h"
 #include "ops/cuda/cuda_check.h"
-#include "ops/cuda/gemm.h"
 #include "ops/cuda/kernels.h"
 
 namespace freeswim::ops::cuda {
@@ -38,7 +39,9 @@ Lt& lt() {
   return *instance;
 }
 
-cudaDataType_t cuda_type(DType t) { return t == DType::F32 ? CUDA_R_32F : CUDA_R_16BF; }
+cudaDataType_t cuda_type(DType t) {
+  return t == DType::F32 ? CUDA_R_32F : CUDA_R_16BF;
+}
 
 // RAII holders so that every early return releases the descriptors.
 struct Desc {
@@ -89,8 +92,8 @@ bool try_gemm(const void* x, const void* w, const void* bias, DType bias_t, void
       found == 0)
     return false;
   const float alpha = 1.f, beta = 0.f;
-  return cublasLtMatmul(l.handle, d.op, &alpha, w, d.a, x, d.b, &beta, y, d.c, y, d.c,
-                        &result.algo, l.workspace, ws, stream()) == CUBLAS_STATUS_SUCCESS;
+  return cublasLtMatmul(l.handle, d.op, &alpha, w, d.a, x, d.b, &beta, y, d.c, y, d.c, &result.algo,
+                        l.workspace, ws, stream()) == CUBLAS_STATUS_SUCCESS;
 }
 
 void warn_once(const char* what) {

@@ -21,8 +21,7 @@ enum class Unary { gelu_tanh, silu };
 cudaError_t unary(Unary op, const void* x, void* y, DType t, int64_t n);
 
 // y[i] = a[i] + b[i % nb]; y has a's dtype.
-cudaError_t add(const void* a, DType a_t, const void* b, DType b_t, void* y, int64_t n,
-                int64_t nb);
+cudaError_t add(const void* a, DType a_t, const void* b, DType b_t, void* y, int64_t n, int64_t nb);
 
 // x[i] += y[i] * gate[i % D] (gate f32, or null for 1), rounded to x's dtype.
 cudaError_t add_gated(void* x, DType x_t, const void* y, DType y_t, const float* gate, int64_t n,

@@ -79,13 +79,11 @@ cudaError_t patchify(const void* x, void* y, int elem_bytes, int64_t C, int64_t 
   if (n == 0) return cudaSuccess;
   const unsigned g = grid_for(n, kThreads);
   if (elem_bytes == 2)
-    patchify_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const uint16_t*>(x),
-                                                  static_cast<uint16_t*>(y), C, F, H, W, pt, ph,
-                                                  pw);
+    patchify_kernel<<<g, kThreads, 0, stream()>>>(
+        static_cast<const uint16_t*>(x), static_cast<uint16_t*>(y), C, F, H, W, pt, ph, pw);
   else if (elem_bytes == 4)
-    patchify_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const uint32_t*>(x),
-                                                  static_cast<uint32_t*>(y), C, F, H, W, pt, ph,
-                                                  pw);
+    patchify_kernel<<<g, kThreads, 0, stream()>>>(
+        static_cast<const uint32_t*>(x), static_cast<uint32_t*>(y), C, F, H, W, pt, ph, pw);
   else
     return cudaErrorInvalidValue;
   return cudaGetLastError();
@@ -97,13 +95,11 @@ cudaError_t unpatchify(const void* x, void* y, int elem_bytes, int64_t C, int T,
   if (n == 0) return cudaSuccess;
   const unsigned g = grid_for(n, kThreads);
   if (elem_bytes == 2)
-    unpatchify_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const uint16_t*>(x),
-                                                    static_cast<uint16_t*>(y), C, T, Hg, Wg, pt,
-                                                    ph, pw);
+    unpatchify_kernel<<<g, kThreads, 0, stream()>>>(
+        static_cast<const uint16_t*>(x), static_cast<uint16_t*>(y), C, T, Hg, Wg, pt, ph, pw);
   else if (elem_bytes == 4)
-    unpatchify_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const uint32_t*>(x),
-                                                    static_cast<uint32_t*>(y), C, T, Hg, Wg, pt,
-                                                    ph, pw);
+    unpatchify_kernel<<<g, kThreads, 0, stream()>>>(
+        static_cast<const uint32_t*>(x), static_cast<uint32_t*>(y), C, T, Hg, Wg, pt, ph, pw);
   else
     return cudaErrorInvalidValue;
   return cudaGetLastError();

@@ -29,13 +29,15 @@ size_t bucket_of(size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
-double gib(size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0); }
+double gib(size_t b) {
+  return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0);
+}
 
 struct Pool {
   std::mutex mu;
   bool checked = false;
-  std::unordered_map<void*, size_t> live;        // block -> bucket size
-  std::map<size_t, std::vector<void*>> cached;   // bucket size -> unused blocks
+  std::unordered_map<void*, size_t> live;       // block -> bucket size
+  std::map<size_t, std::vector<void*>> cached;  // bucket size -> unused blocks
   MemoryStats stats;
 
   void release_cache_locked() {

@@ -64,9 +64,8 @@ cudaError_t layer_norm(const void* x, void* y, DType t, int64_t rows, int64_t D,
                                                     static_cast<__nv_bfloat16*>(y), D, eps, weight,
                                                     bias, scale, shift);
   else if (t == DType::F32)
-    layer_norm_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const float*>(x),
-                                                    static_cast<float*>(y), D, eps, weight, bias,
-                                                    scale, shift);
+    layer_norm_kernel<<<g, kThreads, 0, stream()>>>(
+        static_cast<const float*>(x), static_cast<float*>(y), D, eps, weight, bias, scale, shift);
   else
     return cudaErrorInvalidValue;
   return cudaGetLastError();

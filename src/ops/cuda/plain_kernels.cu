@@ -30,9 +30,8 @@ __global__ void linear_kernel(const X* x, const Wt* w, const B* b, Y* y, int64_t
 }
 
 template <typename T>
-__global__ void attention_kernel(const T* q, const T* k, const T* v, T* out, int64_t nq,
-                                 int64_t nk, int heads, int d, float scale, WindowGeometry g,
-                                 bool windowed) {
+__global__ void attention_kernel(const T* q, const T* k, const T* v, T* out, int64_t nq, int64_t nk,
+                                 int heads, int d, float scale, WindowGeometry g, bool windowed) {
   constexpr int E = kMaxHeadDim / 32;
   const int lane = threadIdx.x & 31;
   const int64_t item = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
@@ -85,9 +84,12 @@ __global__ void attention_kernel(const T* q, const T* k, const T* v, T* out, int
 template <typename Fn>
 cudaError_t with_type(DType t, Fn fn) {
   switch (t) {
-    case DType::F32: return fn(float{});
-    case DType::BF16: return fn(__nv_bfloat16{});
-    default: return cudaErrorInvalidValue;
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(__nv_bfloat16{});
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 

@@ -6,6 +6,8 @@
 
 namespace freeswim::ops::cuda {
 
-inline cudaStream_t stream() { return nullptr; }
+inline cudaStream_t stream() {
+  return nullptr;
+}
 
 }  // namespace freeswim::ops::cuda

@@ -1,0 +1,134 @@
+// bench_step [T Hg Wg [kinds]]: times one DiT forward of each step kind of Wan2.1-1.3B with
+// random weights on the GPU. Default grid 21x68x120 tokens (1088x1920, 81 frames), a 512-token
+// text context, FreeSwim window of the 30x52 base grid. `kinds` is a comma list of stock, dual,
+// guide, reuse, uncond (reuse needs guide before it). Prints a markdown table: seconds per
+// forward, tensor memory at its peak during the forward, and device memory in use at the end
+// (cudaMemGetInfo).
+#include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "models/wan_dit.h"
+#include "ops/cuda/cuda_backend.h"
+
+using namespace freeswim;
+
+namespace {
+
+double gib(size_t b) {
+  return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0);
+}
+
+Tensor random_tensor(const Shape& s, uint64_t seed) {
+  // A cheap deterministic fill (the values only need a realistic spread).
+  Tensor t = Tensor::empty(s);
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  float* d = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    d[i] = static_cast<float>(static_cast<double>(x >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+  }
+  return t;
+}
+
+void sync() {
+  const cudaError_t e = cudaDeviceSynchronize();
+  FS_CHECK(e == cudaSuccess, "cuda: {}", cudaGetErrorString(e));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int run(int argc, char** argv) {
+  ops::cuda::register_cuda_backend();
+  int T = 21, Hg = 68, Wg = 120;
+  std::string kinds = "stock,dual,guide,reuse,uncond";
+  if (argc >= 4) {
+    T = std::atoi(argv[1]);
+    Hg = std::atoi(argv[2]);
+    Wg = std::atoi(argv[3]);
+  }
+  if (argc >= 5) kinds = argv[4];
+  FS_CHECK(T > 0 && Hg > 0 && Wg > 0, "bad grid {}x{}x{}", T, Hg, Wg);
+
+  const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
+  auto t0 = std::chrono::steady_clock::now();
+  const auto model = models::WanDit::random(cfg, Device::CUDA, 42);
+  sync();
+  std::printf("model %s built in %.1f s; weights %.2f GiB on the GPU\n", cfg.describe().c_str(),
+              seconds_since(t0), gib(ops::cuda::memory_stats().in_use));
+
+  const FreeSwimParams fsp = freeswim_params_for_base_grid(30, 52, cfg.head_dim);
+  models::DitInput in;
+  in.latents =
+      random_tensor({cfg.in_channels, T * cfg.patch_t, Hg * cfg.patch_h, Wg * cfg.patch_w}, 1);
+  in.timestep = 900.f;
+  in.context = random_tensor({512, cfg.text_dim}, 2);
+
+  // Warm-up at a small grid: cuBLASLt and cuDNN set-up is not part of a step.
+  {
+    models::DitInput small = in;
+    small.latents = random_tensor({cfg.in_channels, 2, 32, 32}, 3);
+    model->forward(small, StepKind::Stock);
+    model->forward(small, StepKind::Dual, &fsp);
+    sync();
+  }
+
+  std::printf(
+      "\n| step kind | grid | forward (s) | peak tensors (GiB) | device used after (GiB) |\n");
+  std::printf("| --- | --- | --- | --- | --- |\n");
+  CrossAttentionCache cache;
+  std::stringstream list(kinds);
+  std::string name;
+  while (std::getline(list, name, ',')) {
+    StepKind kind;
+    if (name == "stock")
+      kind = StepKind::Stock;
+    else if (name == "dual")
+      kind = StepKind::Dual;
+    else if (name == "guide")
+      kind = StepKind::Guide;
+    else if (name == "reuse")
+      kind = StepKind::Reuse;
+    else if (name == "uncond")
+      kind = StepKind::Uncond;
+    else
+      fail("unknown step kind '{}' (stock, dual, guide, reuse, uncond)", name);
+    sync();
+    ops::cuda::reset_peak_memory();
+    t0 = std::chrono::steady_clock::now();
+    Tensor out = model->forward(in, kind, kind == StepKind::Stock ? nullptr : &fsp, &cache);
+    sync();
+    const double s = seconds_since(t0);
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    std::printf("| %s | %dx%dx%d | %.2f | %.2f | %.2f |\n", name.c_str(), T, Hg, Wg, s,
+                gib(ops::cuda::memory_stats().peak_in_use), gib(total_b - free_b));
+    std::fflush(stdout);
+    if (kind == StepKind::Reuse) cache.blocks.clear();
+  }
+  const auto st = ops::cuda::memory_stats();
+  std::printf("\nallocator high-water mark: %.2f GiB reserved from the driver\n",
+              gib(st.peak_reserved));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_step: error: %s\n", e.what());
+    return 1;
+  }
+}
