@@ -1,11 +1,12 @@
 // Instantiates the attention kernels for the supported head sizes and launches one. Kept free of
 // host-side error formatting (fmt's compile-time format strings do not pass nvcc).
 //
-// FREESWIM_ATTENTION_KERNEL selects the kernel (kVariants below; unset = the first, the fastest
-// measured); the others are kept so that the benchmark and the tests can compare them in one
-// binary: mma = the mma.sync kernel (flash_kernel.cuh), wgmma = the wgmma kernel with loads from
-// all threads (wgmma_kernel.cuh), ws* = the warp-specialised kernel (ws_kernel.cuh) plain (ws)
-// or with intra-warpgroup overlap (ov), ping-pong turns (pp), Q in registers (rq).
+// FREESWIM_ATTENTION_KERNEL selects the kernel; unset = ws_ov_rq, the fastest measured
+// (docs/attention.md). The others stay selectable so that the benchmark and the tests compare
+// them in one binary: ws_pp_ov_rq = the same with ping-pong turns between the consumer
+// warpgroups, ws = warp-specialised without overlap and with Q in shared memory (all three in
+// ws_kernel.cuh), wgmma = loads from all threads and a block barrier per tile
+// (wgmma_kernel.cuh), mma = the mma.sync kernel (flash_kernel.cuh).
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -51,17 +52,15 @@ cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-enum class Variant { wgmma, mma, ws, ws_ov, ws_pp_ov, ws_ov_rq, ws_pp_ov_rq };
+enum class Variant { ws_ov_rq, ws_pp_ov_rq, ws, wgmma, mma };
 constexpr struct {
   const char* name;
   Variant v;
-} kVariants[] = {{"wgmma", Variant::wgmma},
-                 {"mma", Variant::mma},
+} kVariants[] = {{"ws_ov_rq", Variant::ws_ov_rq},
+                 {"ws_pp_ov_rq", Variant::ws_pp_ov_rq},
                  {"ws", Variant::ws},
-                 {"ws_ov", Variant::ws_ov},
-                 {"ws_pp_ov", Variant::ws_pp_ov},
-                 {"ws_ov_rq", Variant::ws_ov_rq},
-                 {"ws_pp_ov_rq", Variant::ws_pp_ov_rq}};
+                 {"wgmma", Variant::wgmma},
+                 {"mma", Variant::mma}};
 
 // Index into kVariants, or -1 for an unknown name.
 int variant_index() {
@@ -86,10 +85,6 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
       return launch_wgmma<D, kWindow>(p, grid, stream);
     case Variant::ws:
       return launch_ws<D, kWindow, false, false, false>(p, grid, stream);
-    case Variant::ws_ov:
-      return launch_ws<D, kWindow, false, true, false>(p, grid, stream);
-    case Variant::ws_pp_ov:
-      return launch_ws<D, kWindow, true, true, false>(p, grid, stream);
     case Variant::ws_ov_rq:
       return launch_ws<D, kWindow, false, true, true>(p, grid, stream);
     case Variant::ws_pp_ov_rq:
