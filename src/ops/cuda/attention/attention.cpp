@@ -18,8 +18,7 @@ using detail::Params;
 void run(const Params& p, int head_dim, bool window, dim3 grid, cudaStream_t stream,
          const char* who) {
   FS_CHECK(detail::attention_kernel_variant() != nullptr,
-           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of wgmma, mma, ws, ws_ov, ws_pp_ov, "
-           "ws_ov_rq, ws_pp_ov_rq",
+           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of ws_ov_rq, ws_pp_ov_rq, ws, wgmma, mma",
            who, std::getenv("FREESWIM_ATTENTION_KERNEL"));
   const cudaError_t e = detail::launch_attention(p, head_dim, window, grid, stream);
   FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
