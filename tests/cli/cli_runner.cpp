@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -40,13 +41,13 @@ std::string RunResult::describe() const {
   return s.str();
 }
 
-RunResult run_freeswim(const std::vector<std::string>& args,
-                       const std::vector<std::string>& extra_env, const fs::path& cwd) {
+Child::Child(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
+             const fs::path& cwd)
+    : capture_(make_temp_dir("freeswim_cli_capture_")) {
   // Streams go to files in a folder of their own, so the folder a test inspects only holds
   // what freeswim wrote, and no pipe can fill up and block the child.
-  const fs::path capture = make_temp_dir("freeswim_cli_capture_");
-  const std::string out_path = (capture / "stdout").string();
-  const std::string err_path = (capture / "stderr").string();
+  const std::string out_path = (capture_ / "stdout").string();
+  const std::string err_path = (capture_ / "stderr").string();
 
   std::vector<std::string> argv_s{FREESWIM_CLI};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
@@ -73,18 +74,49 @@ RunResult run_freeswim(const std::vector<std::string>& args,
   const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   check(rc, "posix_spawn " FREESWIM_CLI);
+  pid_ = pid;
+}
 
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw std::runtime_error("waitpid failed");
-  RunResult r;
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
-  r.out = read_bytes(out_path);
-  r.err = read_bytes(err_path);
+Child::~Child() {
+  if (!reaped_) {
+    ::kill(pid_, SIGKILL);
+    while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    }
+  }
   std::error_code ec;
-  fs::remove_all(capture, ec);
+  fs::remove_all(capture_, ec);
+}
+
+bool Child::running() {
+  if (reaped_) return false;
+  const pid_t r = ::waitpid(pid_, &status_, WNOHANG);
+  if (r == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+void Child::kill(int signal) {
+  if (!reaped_) ::kill(pid_, signal);
+}
+
+RunResult Child::wait() {
+  while (!reaped_) {
+    if (::waitpid(pid_, &status_, 0) == pid_)
+      reaped_ = true;
+    else if (errno != EINTR)
+      throw std::runtime_error("waitpid failed");
+  }
+  RunResult r;
+  if (WIFEXITED(status_)) r.exit_code = WEXITSTATUS(status_);
+  if (WIFSIGNALED(status_)) r.signal = WTERMSIG(status_);
+  r.out = read_bytes(capture_ / "stdout");
+  r.err = read_bytes(capture_ / "stderr");
   return r;
+}
+
+RunResult run_freeswim(const std::vector<std::string>& args,
+                       const std::vector<std::string>& extra_env, const fs::path& cwd) {
+  Child child(args, extra_env, cwd);
+  return child.wait();
 }
 
 TempDir::TempDir() : path_(make_temp_dir("freeswim_cli_test_")) {}

@@ -24,6 +24,26 @@ struct RunResult {
 RunResult run_freeswim(const std::vector<std::string>& args,
                        const std::vector<std::string>& extra_env = {}, const fs::path& cwd = {});
 
+// A running `freeswim` (the same set-up as run_freeswim), for tests that act while it runs.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::vector<std::string>& extra_env = {},
+        const fs::path& cwd = {});
+  ~Child();  // kills and reaps the child if wait() was not called
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  // Whether it is still running (reaps it when it has ended).
+  bool running();
+  void kill(int signal);
+  RunResult wait();
+
+ private:
+  int pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+  fs::path capture_;
+};
+
 // A fresh folder under the system temporary folder, removed with everything in it at the end
 // (kept when FREESWIM_KEEP_TEST_DIRS is set, for debugging).
 class TempDir {

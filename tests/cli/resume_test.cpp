@@ -4,9 +4,14 @@
 // for byte, as a run that was never interrupted, and leave no state behind.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli_runner.h"
+#include "io/safetensors.h"
 
 namespace freeswim::clitest {
 namespace {
@@ -74,11 +79,54 @@ class Resume : public ::testing::Test {
       ASSERT_EQ(list_tree(d.path()), std::vector<std::string>{state.filename().string()})
           << killed.describe();
     }
+    resume_and_compare(d, extra, kills.back().substr(0, kills.back().find(':')), reference);
+  }
+
+  // A real SIGKILL, sent as soon as a state of `stage` is on disk: it lands wherever the run is
+  // then (inside a step, or while the next state is being written beside the last one).
+  static void sigkill_and_resume(const std::string& stage, const std::vector<std::string>& extra,
+                                 const std::map<std::string, std::string>& reference) {
+    TempDir d;
+    const fs::path state = d / "video.mp4.resume.safetensors";
+    Child child(job(d.path(), extra));
+    bool killed = false;
+    while (!killed && child.running()) {
+      if (saved_stage(state) == stage) {
+        child.kill(SIGKILL);
+        killed = true;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    const RunResult r = child.wait();
+    ASSERT_TRUE(killed) << "the run ended before a '" << stage << "' state appeared\n"
+                        << r.describe();
+    ASSERT_EQ(r.signal, SIGKILL) << r.describe();
+    EXPECT_FALSE(fs::exists(d / "video.mp4"));
+    resume_and_compare(d, extra, stage, reference);
+  }
+
+  // The stage recorded in a resume state, or "" when there is none yet.
+  static std::string saved_stage(const fs::path& state) {
+    if (!fs::exists(state)) return "";
+    try {
+      const auto f = io::SafetensorsFile::open(state.string());
+      return nlohmann::json::parse(f->metadata().at("freeswim_resume")).at("stage");
+    } catch (const std::exception&) {
+      return "";  // replaced while being read: look again
+    }
+  }
+
+  // Resumes the run in `d` to the end: it must say it resumes `stage`, and leave exactly the
+  // files of `reference`, byte for byte.
+  static void resume_and_compare(const TempDir& d, const std::vector<std::string>& extra,
+                                 const std::string& stage,
+                                 const std::map<std::string, std::string>& reference) {
+    const fs::path state = d / "video.mp4.resume.safetensors";
     std::vector<std::string> args = job(d.path(), extra);
     args.push_back("--resume");
     const RunResult resumed = run_freeswim(args);
     ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
-    const std::string stage = kills.back().substr(0, kills.back().find(':'));
     EXPECT_NE(resumed.err.find("resuming the " + stage + " stage"), std::string::npos)
         << resumed.describe();
     const auto files = snapshot(d.path());
@@ -112,6 +160,10 @@ TEST_F(Resume, CacheModeKillsInEachStageAndStepKind) {
   {
     SCOPED_TRACE("FreeSwim stage, right after a reuse step");
     kill_and_resume({"freeswim:4"}, cache, reference);
+  }
+  {
+    SCOPED_TRACE("SIGKILL in the FreeSwim stage");
+    sigkill_and_resume("freeswim", cache, reference);
   }
   {
     SCOPED_TRACE("killed three times: base, after a guide step, after a reuse step");
