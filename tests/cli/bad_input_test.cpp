@@ -43,6 +43,9 @@ class BadInput : public ::testing::Test {
     EXPECT_NE(r.exit_code, 0) << r.describe();
     EXPECT_EQ(r.signal, 0) << r.describe();
     EXPECT_NE(r.exit_code, -1) << r.describe();
+    // A user's mistake is an error message, never a crash or an internal error.
+    for (const char* bad : {"internal error", "Sanitizer", "runtime error:"})
+      EXPECT_EQ(r.err.find(bad), std::string::npos) << r.describe();
     for (const auto& n : needles)
       EXPECT_NE(r.err.find(n), std::string::npos) << n << "\n" << r.describe();
     EXPECT_EQ(list_tree(out_dir()), allowed) << r.describe();

@@ -57,6 +57,9 @@ class BadModelFile : public ::testing::Test {
                       std::initializer_list<std::string> needles) {
     const RunResult r = run_freeswim(a);
     EXPECT_GT(r.exit_code, 0) << r.describe();
+    // A user's mistake is an error message, never a crash or an internal error.
+    for (const char* bad : {"internal error", "Sanitizer", "runtime error:"})
+      EXPECT_EQ(r.err.find(bad), std::string::npos) << r.describe();
     for (const auto& n : needles)
       EXPECT_NE(r.err.find(n), std::string::npos) << n << "\n" << r.describe();
     EXPECT_EQ(list_tree(out_dir()), std::vector<std::string>{}) << r.describe();
