@@ -138,8 +138,9 @@ int main(int argc, char** argv) {
       const char* name;
       fa::DenseImpl impl;
       double density;
-    } dense_impls[] = {{"dense", fa::DenseImpl::own, double(nq) * double(tokens) / (dq_pad * dk_pad)},
-                       {"cudnn", fa::DenseImpl::cudnn, 1.0}};
+    } dense_impls[] = {
+        {"dense", fa::DenseImpl::own, double(nq) * double(tokens) / (dq_pad * dk_pad)},
+        {"cudnn", fa::DenseImpl::cudnn, 1.0}};
     for (const auto& di : dense_impls) {
       double dms = 0;
       try {

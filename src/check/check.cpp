@@ -7,13 +7,15 @@
 
 namespace freeswim::check {
 
-void Context::compare(const std::string& name, const Tensor& got, const Tensor& want, double tol) const {
+void Context::compare(const std::string& name, const Tensor& got, const Tensor& want,
+                      double tol) const {
   CaseResult r;
   r.name = name;
   r.tolerance = tol;
   if (got.numel() != want.numel()) {
     r.error = INFINITY;
-    r.message = fmt::format("shape {} vs reference {}", shape_str(got.shape()), shape_str(want.shape()));
+    r.message =
+        fmt::format("shape {} vs reference {}", shape_str(got.shape()), shape_str(want.shape()));
   } else {
     r.error = relative_l2(got, want);
     r.pass = r.error < tol;  // NaN fails
@@ -43,7 +45,8 @@ std::vector<std::pair<std::string, Suite>> all_suites() {
 }
 
 int run_all(const Context& ctx) {
-  FS_CHECK(std::filesystem::is_directory(ctx.golden_dir), "--golden: '{}' is not a directory", ctx.golden_dir);
+  FS_CHECK(std::filesystem::is_directory(ctx.golden_dir), "--golden: '{}' is not a directory",
+           ctx.golden_dir);
   int failures = 0, total = 0;
   Context counting = ctx;
   counting.report = [&](const CaseResult& r) {

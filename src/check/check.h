@@ -15,11 +15,11 @@
 namespace freeswim::check {
 
 struct CaseResult {
-  std::string name;        // e.g. "dit_tiny_cases/out_plain [diffusers f32]"
-  double error = 0;        // relative L2 error (or another stated measure)
+  std::string name;  // e.g. "dit_tiny_cases/out_plain [diffusers f32]"
+  double error = 0;  // relative L2 error (or another stated measure)
   double tolerance = 0;
   bool pass = false;
-  std::string message;     // why it failed, naming the file/tensor
+  std::string message;  // why it failed, naming the file/tensor
 };
 
 struct Context {
@@ -32,7 +32,9 @@ struct Context {
   // Helpers: report a comparison / a failure.
   void compare(const std::string& name, const Tensor& got, const Tensor& want, double tol) const;
   void failed(const std::string& name, const std::string& message) const;
-  bool wanted(const std::string& name) const { return filter.empty() || name.find(filter) != std::string::npos; }
+  bool wanted(const std::string& name) const {
+    return filter.empty() || name.find(filter) != std::string::npos;
+  }
 };
 
 // A suite: runs whatever of its cases the directory holds. If none of its files are present it

@@ -17,8 +17,8 @@ namespace {
 
 // [1, C, F, H, W] or [2, ...] (row `r`) -> [C, F, H, W].
 Tensor batch_row(const Tensor& t, int64_t r) {
-  FS_CHECK(t.ndim() == 5 && t.dim(0) > r, "expected a [B, C, F, H, W] tensor with row {}, got {}", r,
-           t.describe());
+  FS_CHECK(t.ndim() == 5 && t.dim(0) > r, "expected a [B, C, F, H, W] tensor with row {}, got {}",
+           r, t.describe());
   return t.slice0(r, r + 1).reshape({t.dim(1), t.dim(2), t.dim(3), t.dim(4)});
 }
 
@@ -54,8 +54,8 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
     const double rule = freeswim_attention_scale(bg.at(0).get<int64_t>() * bg.at(1).get<int64_t>(),
                                                  model->config().head_dim);
     FS_CHECK(std::abs(rule - fsp.attn_scale) < 1e-6 * fsp.attn_scale,
-             "{}: attention_scale {} does not follow the rule for base grid ({})", cases.json_path, fsp.attn_scale,
-             rule);
+             "{}: attention_scale {} does not follow the rule for base grid ({})", cases.json_path,
+             fsp.attn_scale, rule);
   }
 
   auto input = [&](const char* latents, const char* timestep, const char* context) {
@@ -69,43 +69,53 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
     CrossAttentionCache cache;
     for (int i = 0; i < model->config().num_layers; ++i) {
       const Tensor c = cases.tensor(fmt::format("cached_cross_{}", i));
-      cache.blocks.push_back(ops::to_compute(c.reshape({c.dim(1), c.dim(2), c.dim(3)}), ctx.device));
+      cache.blocks.push_back(
+          ops::to_compute(c.reshape({c.dim(1), c.dim(2), c.dim(3)}), ctx.device));
     }
     return cache;
   };
 
   for (const auto& [name, description] : meta.at("cases").items()) {
-    const std::string case_name = fmt::format("{}/{} [{}]", fs::path(cases.json_path).stem().string(), name, label);
+    const std::string case_name =
+        fmt::format("{}/{} [{}]", fs::path(cases.json_path).stem().string(), name, label);
     if (!ctx.wanted(case_name)) continue;
     try {
       const Tensor want = batch_row(cases.tensor(name), 0);
       if (name == "out_plain") {
-        ctx.compare(case_name, model->forward(input("latents", "timestep", "context"), StepKind::Stock), want, tol);
+        ctx.compare(case_name,
+                    model->forward(input("latents", "timestep", "context"), StepKind::Stock), want,
+                    tol);
       } else if (name == "out_dual_cond" || name == "out_dual_uncond") {
         const char* context = name == "out_dual_cond" ? "context" : "negative_context";
-        ctx.compare(case_name, model->forward(input("latents", "timestep", context), StepKind::Dual, &fsp), want,
-                    tol);
+        ctx.compare(case_name,
+                    model->forward(input("latents", "timestep", context), StepKind::Dual, &fsp),
+                    want, tol);
       } else if (name == "out_cache_guide") {
         CrossAttentionCache cache;
-        ctx.compare(case_name,
-                    model->forward(input("latents", "timestep", "context"), StepKind::Guide, &fsp, &cache), want,
-                    tol);
+        ctx.compare(
+            case_name,
+            model->forward(input("latents", "timestep", "context"), StepKind::Guide, &fsp, &cache),
+            want, tol);
         for (size_t i = 0; i < cache.blocks.size(); ++i) {
           const std::string tname = fmt::format("cached_cross_{}", i);
-          ctx.compare(fmt::format("{}/{} [{}]", fs::path(cases.json_path).stem().string(), tname, label),
-                      cache.blocks[i], cases.tensor(tname), tol);
+          ctx.compare(
+              fmt::format("{}/{} [{}]", fs::path(cases.json_path).stem().string(), tname, label),
+              cache.blocks[i], cases.tensor(tname), tol);
         }
       } else if (name == "out_cache_reuse") {
         CrossAttentionCache cache = cached_from_file();
         ctx.compare(case_name,
-                    model->forward(input("latents_step2", "timestep_step2", "context"), StepKind::Reuse, &fsp, &cache),
+                    model->forward(input("latents_step2", "timestep_step2", "context"),
+                                   StepKind::Reuse, &fsp, &cache),
                     want, tol);
       } else if (name == "out_cache_uncond") {
         ctx.compare(case_name,
-                    model->forward(input("latents_step2", "timestep_step2", "negative_context"), StepKind::Uncond, &fsp),
+                    model->forward(input("latents_step2", "timestep_step2", "negative_context"),
+                                   StepKind::Uncond, &fsp),
                     want, tol);
       } else {
-        ctx.failed(case_name, fmt::format("{}: case '{}' is not known to this engine", cases.json_path, name));
+        ctx.failed(case_name,
+                   fmt::format("{}: case '{}' is not known to this engine", cases.json_path, name));
       }
     } catch (const std::exception& e) {
       ctx.failed(case_name, e.what());
@@ -117,7 +127,8 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
 
 void check_dit_cases(const Context& ctx) {
   for (const std::string& json_path : files_ending_with(ctx.golden_dir, "_cases.json")) {
-    const std::string stem_path = json_path.substr(0, json_path.size() - std::string("_cases.json").size());
+    const std::string stem_path =
+        json_path.substr(0, json_path.size() - std::string("_cases.json").size());
     const std::string stem = fs::path(stem_path).filename().string();
     const std::string config_path = stem_path + ".config.json";
     // A DiT case file is one whose json describes window/attention settings of a DiT.
@@ -128,14 +139,17 @@ void check_dit_cases(const Context& ctx) {
       if (stem.find("dit") != std::string::npos) ctx.failed(stem + "_cases", e.what());
       continue;
     }
-    if (!meta.contains("cases") || !meta.contains("attention_scale") || !meta.contains("window_half")) continue;
+    if (!meta.contains("cases") || !meta.contains("attention_scale") ||
+        !meta.contains("window_half"))
+      continue;
     std::vector<std::string> weights;
     for (const std::string& p : files_ending_with(ctx.golden_dir, ".safetensors")) {
       const std::string n = fs::path(p).filename().string();
       if (n.rfind(stem + ".", 0) == 0) weights.push_back(p);
     }
     if (weights.empty()) {
-      ctx.failed(stem + "_cases", fmt::format("no weight file {}.*.safetensors beside {}", stem, json_path));
+      ctx.failed(stem + "_cases",
+                 fmt::format("no weight file {}.*.safetensors beside {}", stem, json_path));
       continue;
     }
     CaseFile cases;

@@ -15,7 +15,8 @@ std::vector<std::string> files_ending_with(const std::string& dir, const std::st
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
       out.push_back(entry.path().string());
   }
   std::sort(out.begin(), out.end());

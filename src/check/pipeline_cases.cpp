@@ -2,9 +2,10 @@
 // embeddings: base text-to-video stage, and the FreeSwim video-to-video stage without and with
 // the cross-attention cache, compared as frames in [0, 1]. Everything (sizes, steps, shifts,
 // window, guidance, model configs, weight files) is read from the json.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "check/golden_files.h"
 #include "check/suites.h"
@@ -50,13 +51,16 @@ void run_pipeline_file(const Context& ctx, const std::string& json_path) {
   const auto& pipe = m.at("pipe");
 
   // Models: the DiT from its config object; the VAE through a config file written from the json.
-  const models::WanDitConfig dit_cfg = models::WanDitConfig::from_json(m.at("dit_config"), json_path + " dit_config");
+  const models::WanDitConfig dit_cfg =
+      models::WanDitConfig::from_json(m.at("dit_config"), json_path + " dit_config");
   const auto dit = models::WanDit::load(weight_file(f, ctx.golden_dir, "dit"), ctx.device, dit_cfg);
-  const fs::path vae_cfg_path = fs::temp_directory_path() / fmt::format("freeswim_vae_cfg_{}.json", ::getpid());
+  const fs::path vae_cfg_path =
+      fs::temp_directory_path() / fmt::format("freeswim_vae_cfg_{}.json", ::getpid());
   std::ofstream(vae_cfg_path) << m.at("vae_config").dump();
   std::unique_ptr<models::WanVae> vae;
   try {
-    vae = models::WanVae::load(weight_file(f, ctx.golden_dir, "vae"), ctx.device, vae_cfg_path.string());
+    vae = models::WanVae::load(weight_file(f, ctx.golden_dir, "vae"), ctx.device,
+                               vae_cfg_path.string());
   } catch (...) {
     fs::remove(vae_cfg_path);
     throw;
@@ -72,25 +76,29 @@ void run_pipeline_file(const Context& ctx, const std::string& json_path) {
 
   if (ctx.wanted(label + "/t2v_frames")) {
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(m.at("base_flow_shift").get<double>()));
-    const Tensor lat = pipeline::run_base_stage(*dit, sched, steps, drop_batch(f.tensor("noise_base")), text, {});
-    ctx.compare(label + "/t2v_frames", pipeline::decode_latents(*vae, lat), f.tensor("t2v_frames"), tol);
+    const Tensor lat =
+        pipeline::run_base_stage(*dit, sched, steps, drop_batch(f.tensor("noise_base")), text, {});
+    ctx.compare(label + "/t2v_frames", pipeline::decode_latents(*vae, lat), f.tensor("t2v_frames"),
+                tol);
   }
 
   // The FreeSwim stage starts from the reference's upsampled frames, so each stage is checked
   // on its own inputs.
   const Tensor up = f.tensor("upsampled_frames");
-  FS_CHECK(up.ndim() == 4 && up.dim(1) == 3, "{}: upsampled_frames must be [F, 3, H, W], got {}", f.tensors_path,
-           up.describe());
+  FS_CHECK(up.ndim() == 4 && up.dim(1) == 3, "{}: upsampled_frames must be [F, 3, H, W], got {}",
+           f.tensors_path, up.describe());
   const Tensor clean = pipeline::encode_frames(*vae, pipeline::fchw_to_fhwc(up));
   pipeline::FreeSwimStageOptions opt;
   opt.steps = steps;
   opt.strength = pipe.at("strength").get<double>();
   opt.attention.dh = m.at("window_half").at(0).get<int>();
   opt.attention.dw = m.at("window_half").at(1).get<int>();
-  opt.attention.attn_scale = freeswim_attention_scale(m.at("base_tokens").get<int64_t>(), dit_cfg.head_dim);
+  opt.attention.attn_scale =
+      freeswim_attention_scale(m.at("base_tokens").get<int64_t>(), dit_cfg.head_dim);
   const Tensor noise = drop_batch(f.tensor("noise_target"));
-  for (const auto& [name, every] : {std::pair<std::string, int>{"v2v_nocache_frames", 0},
-                                    std::pair<std::string, int>{"v2v_cache_frames", pipe.at("cache_steps").get<int>()}}) {
+  for (const auto& [name, every] :
+       {std::pair<std::string, int>{"v2v_nocache_frames", 0},
+        std::pair<std::string, int>{"v2v_cache_frames", pipe.at("cache_steps").get<int>()}}) {
     if (!ctx.wanted(label + "/" + name)) continue;
     opt.cache_every = every;
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(m.at("v2v_flow_shift").get<double>()));

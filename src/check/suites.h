@@ -34,5 +34,6 @@ void check_vae_cases(const Context& ctx);  // vae*_cases.json: Wan VAE encode / 
 }  // namespace freeswim::check
 
 namespace freeswim::check {
-void check_pipeline_cases(const Context& ctx);  // pipeline_cases*: base stage, FreeSwim stage (both modes)
+void check_pipeline_cases(
+    const Context& ctx);  // pipeline_cases*: base stage, FreeSwim stage (both modes)
 }  // namespace freeswim::check

@@ -12,7 +12,8 @@ namespace {
 
 // [1, heads, tokens, d] (PyTorch's attention layout) -> [tokens, heads, d].
 Tensor to_token_major(const Tensor& t) {
-  FS_CHECK(t.ndim() == 4 && t.dim(0) == 1, "expected [1, heads, tokens, head_dim], got {}", t.describe());
+  FS_CHECK(t.ndim() == 4 && t.dim(0) == 1, "expected [1, heads, tokens, head_dim], got {}",
+           t.describe());
   const int64_t H = t.dim(1), N = t.dim(2), D = t.dim(3);
   Tensor out = Tensor::empty({N, H, D});
   const float* s = t.data<float>();
@@ -28,16 +29,16 @@ void run_window_file(const Context& ctx, const std::string& json_path) {
   const std::string label = std::filesystem::path(stem).filename().string();
   const CaseFile f = open_case_file(json_path, stem + ".safetensors");
   const auto& m = f.meta;
-  WindowGeometry g{m.at("T").get<int>(), m.at("H").get<int>(), m.at("W").get<int>(), m.at("d_h").get<int>(),
-                   m.at("d_w").get<int>()};
+  WindowGeometry g{m.at("T").get<int>(), m.at("H").get<int>(), m.at("W").get<int>(),
+                   m.at("d_h").get<int>(), m.at("d_w").get<int>()};
   const float scale = m.at("scale").get<float>();
 
   if (ctx.wanted(label + "/mask")) {
     const Tensor mask = f.tensor("mask");
     const int64_t n = g.tokens();
     if (mask.numel() != n * n) {
-      ctx.failed(label + "/mask", fmt::format("{}: mask {} does not match grid of {} tokens", f.tensors_path,
-                                              mask.describe(), n));
+      ctx.failed(label + "/mask", fmt::format("{}: mask {} does not match grid of {} tokens",
+                                              f.tensors_path, mask.describe(), n));
     } else {
       int64_t wrong = 0;
       const float* md = mask.data<float>();
@@ -49,11 +50,13 @@ void run_window_file(const Context& ctx, const std::string& json_path) {
     }
   }
   if (ctx.wanted(label + "/out")) {
-    const Tensor q = to_token_major(f.tensor("q")).to(ctx.device), k = to_token_major(f.tensor("k")).to(ctx.device),
+    const Tensor q = to_token_major(f.tensor("q")).to(ctx.device),
+                 k = to_token_major(f.tensor("k")).to(ctx.device),
                  v = to_token_major(f.tensor("v")).to(ctx.device);
     Tensor out = ops::attention(ops::to_compute(q, ctx.device), ops::to_compute(k, ctx.device),
                                 ops::to_compute(v, ctx.device), scale, &g);
-    ctx.compare(label + "/out", out, to_token_major(f.tensor("out")), ctx.device == Device::CPU ? 1e-5 : 1e-2);
+    ctx.compare(label + "/out", out, to_token_major(f.tensor("out")),
+                ctx.device == Device::CPU ? 1e-5 : 1e-2);
   }
 }
 

@@ -24,7 +24,8 @@ CLI::App* g_check_app = nullptr;
 int run_check(const CheckOptions& o) {
   check::Context ctx;
   ctx.golden_dir = o.golden;
-  FS_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '{}'", o.device);
+  FS_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '{}'",
+           o.device);
   ctx.device = o.device == "cpu" ? Device::CPU : Device::CUDA;
   ctx.filter = o.filter;
   int passed = 0, failed = 0;
@@ -43,14 +44,20 @@ int run_check(const CheckOptions& o) {
 
 void add_check_command(CLI::App& app) {
   g_check = std::make_shared<CheckOptions>();
-  g_check_app = app.add_subcommand("check", "Run every reference case of a golden directory against this engine");
-  g_check_app->add_option("--golden", g_check->golden, "Directory of reference cases (e.g. ../shared/golden)")
+  g_check_app = app.add_subcommand(
+      "check", "Run every reference case of a golden directory against this engine");
+  g_check_app
+      ->add_option("--golden", g_check->golden,
+                   "Directory of reference cases (e.g. ../shared/golden)")
       ->required();
   g_check_app->add_option("--device", g_check->device, "cpu or cuda")->capture_default_str();
-  g_check_app->add_option("--filter", g_check->filter, "Run only cases whose name contains this text");
+  g_check_app->add_option("--filter", g_check->filter,
+                          "Run only cases whose name contains this text");
 }
 
-int run_check_if_parsed() { return g_check_app && g_check_app->parsed() ? run_check(*g_check) : -1; }
+int run_check_if_parsed() {
+  return g_check_app && g_check_app->parsed() ? run_check(*g_check) : -1;
+}
 
 int run_selected(CLI::App& app) {
   (void)app;

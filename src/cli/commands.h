@@ -5,7 +5,7 @@
 namespace freeswim::cli {
 
 void add_check_command(CLI::App& app);
-void add_job_commands(CLI::App& app);   // generate, upscale
+void add_job_commands(CLI::App& app);  // generate, upscale
 void add_info_command(CLI::App& app);
 // Runs whichever subcommand was parsed; returns the exit status.
 int run_selected(CLI::App& app);

@@ -25,7 +25,7 @@ int run_info(const pipeline::ModelPaths& p) {
   const io::TensorSource src = io::TensorSource::open(l.dit);
   const models::WanDitConfig c = models::WanDit::resolve_config(l.dit, p.dit_config);
   std::printf("             %zu tensors, %s\n", src.names().size(), c.describe().c_str());
-  const char* variant = c.dim() == 1536 ? "Wan2.1-T2V-1.3B (native 832x480)"
+  const char* variant = c.dim() == 1536   ? "Wan2.1-T2V-1.3B (native 832x480)"
                         : c.dim() == 5120 ? "Wan2.1-T2V-14B (native 1280x720)"
                                           : "unknown Wan2.1 variant";
   std::printf("variant:     %s\n", variant);
@@ -44,6 +44,8 @@ void add_info_command(CLI::App& app) {
   g_info->add_option("--dit-config", g_paths->dit_config, "config.json of the transformer");
 }
 
-int run_info_if_parsed() { return g_info && g_info->parsed() ? run_info(*g_paths) : -1; }
+int run_info_if_parsed() {
+  return g_info && g_info->parsed() ? run_info(*g_paths) : -1;
+}
 
 }  // namespace freeswim::cli

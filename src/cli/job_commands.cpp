@@ -16,7 +16,8 @@ namespace {
 
 struct JobFlags {
   pipeline::ModelPaths models;
-  std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png, device = "cpu", input;
+  std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png,
+                                device = "cpu", input;
   bool negative_given = false;
   int frames = 81, base_steps = 50, steps = 50, cache_every = 2, threads = 0, vae_tile = 256;
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
@@ -30,37 +31,56 @@ CLI::App* g_upscale = nullptr;
 
 void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--model", f.models.model,
-                "Wan2.1 checkpoint folder (diffusers or original layout), or 'tiny' for a built-in random model");
-  c->add_option("--dit", f.models.dit, "Diffusion transformer: a .safetensors file, index or folder");
-  c->add_option("--dit-config", f.models.dit_config, "config.json of the transformer (else beside it or inferred)");
-  c->add_option("--vae", f.models.vae, "VAE: Wan2.1_VAE.pth, a .safetensors file or a diffusers vae/ folder");
-  c->add_option("--t5", f.models.t5, "UMT5 encoder: models_t5_umt5-xxl-enc-bf16.pth or a text_encoder/ folder");
+                "Wan2.1 checkpoint folder (diffusers or original layout), or 'tiny' for a built-in "
+                "random model");
+  c->add_option("--dit", f.models.dit,
+                "Diffusion transformer: a .safetensors file, index or folder");
+  c->add_option("--dit-config", f.models.dit_config,
+                "config.json of the transformer (else beside it or inferred)");
+  c->add_option("--vae", f.models.vae,
+                "VAE: Wan2.1_VAE.pth, a .safetensors file or a diffusers vae/ folder");
+  c->add_option("--t5", f.models.t5,
+                "UMT5 encoder: models_t5_umt5-xxl-enc-bf16.pth or a text_encoder/ folder");
   c->add_option("--tokenizer", f.models.tokenizer, "spiece.model, or a folder holding it");
   c->add_option("-p,--prompt", f.prompt, "What the video shows")->required(generate);
-  c->add_option("-n,--negative-prompt", f.negative, "What to avoid (default: Wan's negative prompt)");
-  c->add_option("--size", f.size, "Output size WxH; made at the next multiple of 16 and centre-cropped")
+  c->add_option("-n,--negative-prompt", f.negative,
+                "What to avoid (default: Wan's negative prompt)");
+  c->add_option("--size", f.size,
+                "Output size WxH; made at the next multiple of 16 and centre-cropped")
       ->capture_default_str();
-  c->add_option("--frames", f.frames, "Frame count, 4n+1 (81 = 5 s at 16 fps)")->capture_default_str();
+  c->add_option("--frames", f.frames, "Frame count, 4n+1 (81 = 5 s at 16 fps)")
+      ->capture_default_str();
   c->add_option("--fps", f.fps, "Frames per second of the mp4")->capture_default_str();
-  if (generate) c->add_option("--base-steps", f.base_steps, "Steps of the base stage")->capture_default_str();
-  c->add_option("--steps", f.steps, "Schedule length of the high-resolution stage")->capture_default_str();
-  c->add_option("--strength", f.strength, "Fraction of the schedule the high-resolution stage runs (0, 1]")
+  if (generate)
+    c->add_option("--base-steps", f.base_steps, "Steps of the base stage")->capture_default_str();
+  c->add_option("--steps", f.steps, "Schedule length of the high-resolution stage")
+      ->capture_default_str();
+  c->add_option("--strength", f.strength,
+                "Fraction of the schedule the high-resolution stage runs (0, 1]")
       ->capture_default_str();
   c->add_option("--guidance", f.guidance, "Classifier-free guidance scale")->capture_default_str();
-  c->add_option("--shift", f.shift, "UniPC flow shift of the high-resolution stage")->capture_default_str();
-  if (generate) c->add_option("--base-shift", f.base_shift, "UniPC flow shift of the base stage (default: 3 at 480p, 5 at 720p)");
-  c->add_option("--seed", f.seed, "Random seed (same seed, same video on any thread count)")->capture_default_str();
-  c->add_option("--cache-every", f.cache_every,
-                "Run the full-attention branch every k steps and reuse its cross-attention between (0: every step)")
+  c->add_option("--shift", f.shift, "UniPC flow shift of the high-resolution stage")
       ->capture_default_str();
-  c->add_option("--window", f.window, "Half window HxW in tokens (default: half the base token grid)");
-  c->add_option("--attn-scale", f.attn_scale, "Self-attention scale (default: sqrt(log 2N / log N / head_dim))");
+  if (generate)
+    c->add_option("--base-shift", f.base_shift,
+                  "UniPC flow shift of the base stage (default: 3 at 480p, 5 at 720p)");
+  c->add_option("--seed", f.seed, "Random seed (same seed, same video on any thread count)")
+      ->capture_default_str();
+  c->add_option("--cache-every", f.cache_every,
+                "Run the full-attention branch every k steps and reuse its cross-attention between "
+                "(0: every step)")
+      ->capture_default_str();
+  c->add_option("--window", f.window,
+                "Half window HxW in tokens (default: half the base token grid)");
+  c->add_option("--attn-scale", f.attn_scale,
+                "Self-attention scale (default: sqrt(log 2N / log N / head_dim))");
   c->add_option("-o,--output", f.output, "Output .mp4 (written atomically)")->capture_default_str();
   c->add_option("--png", f.png, "Also write PNG frames into this folder");
   c->add_flag("--resume", f.resume, "Continue a killed run from the state saved beside the output");
   c->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
   c->add_option("--threads", f.threads, "CPU threads (default: all cores)");
-  c->add_option("--vae-tile", f.vae_tile, "VAE tile size in pixels (memory bounded by the tile)")->capture_default_str();
+  c->add_option("--vae-tile", f.vae_tile, "VAE tile size in pixels (memory bounded by the tile)")
+      ->capture_default_str();
   c->add_flag("--no-vae-tiling", f.no_vae_tiling, "Decode whole frames at once");
 }
 
@@ -83,8 +103,8 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   o.output = f.output;
   o.png_dir = f.png;
   o.resume = f.resume;
-  FS_CHECK(f.vae_tile >= 64 && f.vae_tile % 8 == 0, "--vae-tile must be a multiple of 8 and >= 64, got {}",
-           f.vae_tile);
+  FS_CHECK(f.vae_tile >= 64 && f.vae_tile % 8 == 0,
+           "--vae-tile must be a multiple of 8 and >= 64, got {}", f.vae_tile);
   o.tiling.enabled = !f.no_vae_tiling;
   o.tiling.tile = f.vae_tile;
   o.tiling.overlap = f.vae_tile / 4;
@@ -113,8 +133,10 @@ Device parse_device(const std::string& d) {
   try {
     ops::backend(Device::CUDA);  // registered only when the CUDA backend was built in
   } catch (const Error&) {
-    fail("--device cuda: this freeswim was built without CUDA (configure with -DFREESWIM_CUDA=ON and the "
-         "CUDA toolkit), or use --device cpu");
+    fail(
+        "--device cuda: this freeswim was built without CUDA (configure with -DFREESWIM_CUDA=ON "
+        "and the "
+        "CUDA toolkit), or use --device cpu");
   }
   return Device::CUDA;
 }
@@ -145,15 +167,18 @@ int run_job(const JobFlags& f, bool generate) {
   // Everything that needs no model is checked before loading one (minutes for the 14B model).
   pipeline::check_job_options(o);
   if (f.models.model.empty() && f.models.dit.empty())
-    fail("no model given: use --model DIR (a Wan2.1 checkpoint) or --model tiny for a quick test run");
+    fail(
+        "no model given: use --model DIR (a Wan2.1 checkpoint) or --model tiny for a quick test "
+        "run");
   const Device device = parse_device(f.device);
   const auto t0 = std::chrono::steady_clock::now();
   const pipeline::LoadedModels m = pipeline::load_models(f.models, device);
-  std::fprintf(stderr, "freeswim: model %s (%s), %s\n", m.native.variant.c_str(), m.layout.layout.c_str(),
-               m.dit->config().describe().c_str());
+  std::fprintf(stderr, "freeswim: model %s (%s), %s\n", m.native.variant.c_str(),
+               m.layout.layout.c_str(), m.dit->config().describe().c_str());
   if (m.layout.layout == "tiny")
     std::fprintf(stderr,
-                 "freeswim: the tiny model has random weights: its video is noise-like. Real video needs the "
+                 "freeswim: the tiny model has random weights: its video is noise-like. Real video "
+                 "needs the "
                  "Wan2.1 weights (see README).\n");
   if (generate)
     pipeline::run_generate(m, o, reporter());
@@ -168,10 +193,13 @@ int run_job(const JobFlags& f, bool generate) {
 
 void add_job_commands(CLI::App& app) {
   g_flags = std::make_shared<JobFlags>();
-  g_generate = app.add_subcommand("generate", "Text to high-resolution video: base stage, upsample, FreeSwim stage");
+  g_generate = app.add_subcommand(
+      "generate", "Text to high-resolution video: base stage, upsample, FreeSwim stage");
   add_common(g_generate, *g_flags, true);
-  g_upscale = app.add_subcommand("upscale", "Upscale your own video with the FreeSwim high-resolution stage");
-  g_upscale->add_option("-i,--input", g_flags->input, "Input video (any format FFmpeg reads)")->required();
+  g_upscale = app.add_subcommand("upscale",
+                                 "Upscale your own video with the FreeSwim high-resolution stage");
+  g_upscale->add_option("-i,--input", g_flags->input, "Input video (any format FFmpeg reads)")
+      ->required();
   add_common(g_upscale, *g_flags, false);
 }
 

@@ -29,7 +29,7 @@ template <typename... Args>
 }  // namespace freeswim
 
 // FS_CHECK(cond, "format {}", args...): throws freeswim::Error when cond is false.
-#define FS_CHECK(cond, ...)                   \
-  do {                                        \
+#define FS_CHECK(cond, ...)                     \
+  do {                                          \
     if (!(cond)) ::freeswim::fail(__VA_ARGS__); \
   } while (0)

@@ -21,7 +21,9 @@ void* cpu_alloc(size_t bytes) {
   return p;
 }
 
-void cpu_release(void* p) { std::free(p); }
+void cpu_release(void* p) {
+  std::free(p);
+}
 
 void cpu_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   FS_CHECK(dst_dev == Device::CPU && src_dev == Device::CPU, "cpu copy between devices");
@@ -36,7 +38,9 @@ void register_device_memory(Device device, const DeviceMemory& mem) {
   g_memory[static_cast<int>(device)] = mem;
 }
 
-bool device_available(Device device) { return g_memory[static_cast<int>(device)].alloc != nullptr; }
+bool device_available(Device device) {
+  return g_memory[static_cast<int>(device)].alloc != nullptr;
+}
 
 const DeviceMemory& device_memory(Device device) {
   const DeviceMemory& m = g_memory[static_cast<int>(device)];
@@ -44,7 +48,9 @@ const DeviceMemory& device_memory(Device device) {
   return m;
 }
 
-std::string device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+std::string device_name(Device d) {
+  return d == Device::CPU ? "cpu" : "cuda";
+}
 
 std::string shape_str(const Shape& s) {
   std::string out = "[";
@@ -105,7 +111,8 @@ Tensor Tensor::borrow(void* data, const Shape& shape, DType dtype, Device device
 int64_t Tensor::dim(int i) const {
   int n = ndim();
   int j = i < 0 ? i + n : i;
-  FS_CHECK(j >= 0 && j < n, "dimension {} out of range for tensor of shape {}", i, shape_str(shape_));
+  FS_CHECK(j >= 0 && j < n, "dimension {} out of range for tensor of shape {}", i,
+           shape_str(shape_));
   return shape_[static_cast<size_t>(j)];
 }
 
@@ -161,12 +168,18 @@ Tensor Tensor::to(Device device) const {
 namespace {
 float load_as_float(const void* p, DType t, int64_t i) {
   switch (t) {
-    case DType::F32: return static_cast<const float*>(p)[i];
-    case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
-    case DType::F16: return f16_to_float(static_cast<const uint16_t*>(p)[i]);
-    case DType::I64: return static_cast<float>(static_cast<const int64_t*>(p)[i]);
-    case DType::I32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
-    case DType::U8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+    case DType::F32:
+      return static_cast<const float*>(p)[i];
+    case DType::BF16:
+      return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::F16:
+      return f16_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::I64:
+      return static_cast<float>(static_cast<const int64_t*>(p)[i]);
+    case DType::I32:
+      return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+    case DType::U8:
+      return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
   }
   return 0.f;
 }
@@ -175,7 +188,8 @@ float load_as_float(const void* p, DType t, int64_t i) {
 std::vector<float> Tensor::to_float_vector() const {
   Tensor c = to(Device::CPU);
   std::vector<float> out(static_cast<size_t>(numel()));
-  for (int64_t i = 0; i < numel(); ++i) out[static_cast<size_t>(i)] = load_as_float(c.raw(), dtype_, i);
+  for (int64_t i = 0; i < numel(); ++i)
+    out[static_cast<size_t>(i)] = load_as_float(c.raw(), dtype_, i);
   return out;
 }
 
@@ -190,7 +204,8 @@ Tensor Tensor::to(DType dtype) const {
       for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = load_as_float(raw(), dtype_, i);
       break;
     case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) t.data<uint16_t>()[i] = float_to_bf16(load_as_float(raw(), dtype_, i));
+      for (int64_t i = 0; i < n; ++i)
+        t.data<uint16_t>()[i] = float_to_bf16(load_as_float(raw(), dtype_, i));
       break;
     default:
       fail("conversion from {} to {} is not supported", dtype_name(dtype_), dtype_name(dtype));

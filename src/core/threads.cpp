@@ -15,7 +15,9 @@ int max_threads() {
   return hc ? static_cast<int>(hc) : 1;
 }
 
-void set_max_threads(int n) { g_threads.store(n < 0 ? 0 : n); }
+void set_max_threads(int n) {
+  g_threads.store(n < 0 ? 0 : n);
+}
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -8,17 +8,23 @@ namespace freeswim {
 
 std::string step_kind_name(StepKind k) {
   switch (k) {
-    case StepKind::Stock: return "stock";
-    case StepKind::Dual: return "dual";
-    case StepKind::Guide: return "guide";
-    case StepKind::Reuse: return "reuse";
-    case StepKind::Uncond: return "uncond";
+    case StepKind::Stock:
+      return "stock";
+    case StepKind::Dual:
+      return "dual";
+    case StepKind::Guide:
+      return "guide";
+    case StepKind::Reuse:
+      return "reuse";
+    case StepKind::Uncond:
+      return "uncond";
   }
   return "?";
 }
 
 double freeswim_attention_scale(int64_t n, int head_dim) {
-  FS_CHECK(n >= 2, "attention scale: the base grid must have at least 2 tokens per frame, got {}", n);
+  FS_CHECK(n >= 2, "attention scale: the base grid must have at least 2 tokens per frame, got {}",
+           n);
   FS_CHECK(head_dim > 0, "attention scale: head_dim must be positive, got {}", head_dim);
   const double N = static_cast<double>(n);
   return std::sqrt(std::log(2.0 * N) / std::log(N) / head_dim);

@@ -25,8 +25,8 @@ std::string step_kind_name(StepKind k);
 
 // Settings of the high-resolution stage's attention.
 struct FreeSwimParams {
-  int dh = 0, dw = 0;        // half window (rows, columns) in tokens; from the base grid
-  double attn_scale = 0;     // scale of both self-attention branches
+  int dh = 0, dw = 0;     // half window (rows, columns) in tokens; from the base grid
+  double attn_scale = 0;  // scale of both self-attention branches
 };
 
 // Half window of a base (native) token grid: floor(Hb/2), floor(Wb/2).

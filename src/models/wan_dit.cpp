@@ -10,10 +10,10 @@
 namespace freeswim::models {
 
 struct WanDit::Embedded {
-  Tensor x;        // [tokens, dim]
-  Tensor temb;     // [1, dim]
+  Tensor x;         // [tokens, dim]
+  Tensor temb;      // [1, dim]
   Tensor mod_proj;  // [1, 6*dim] (time_proj(SiLU(temb)))
-  Tensor context;  // [L, dim]
+  Tensor context;   // [L, dim]
   int T = 0, Hg = 0, Wg = 0;
 };
 
@@ -52,7 +52,9 @@ Tensor rope_axis(int positions, int dim_axis) {
 }
 
 // Row i of a [n, dim] tensor as a [dim] view.
-Tensor row(const Tensor& t, int64_t i) { return t.slice0(i, i + 1).reshape({t.dim(-1)}); }
+Tensor row(const Tensor& t, int64_t i) {
+  return t.slice0(i, i + 1).reshape({t.dim(-1)});
+}
 
 }  // namespace
 
@@ -61,8 +63,10 @@ ops::Rope3D WanDit::rope_for(int T, int Hg, int Wg) const {
   // dimensions each, frames the rest (44/42/42 for d = 128).
   const int d = config_.head_dim;
   const int hw_dim = 2 * (d / 6), t_dim = d - 2 * hw_dim;
-  FS_CHECK(T <= config_.rope_max_seq_len && Hg <= config_.rope_max_seq_len && Wg <= config_.rope_max_seq_len,
-           "token grid {}x{}x{} exceeds the rotary table length {}", T, Hg, Wg, config_.rope_max_seq_len);
+  FS_CHECK(T <= config_.rope_max_seq_len && Hg <= config_.rope_max_seq_len &&
+               Wg <= config_.rope_max_seq_len,
+           "token grid {}x{}x{} exceeds the rotary table length {}", T, Hg, Wg,
+           config_.rope_max_seq_len);
   ops::Rope3D r;
   r.T = T;
   r.H = Hg;
@@ -79,8 +83,8 @@ WanDit::Embedded WanDit::embed(const DitInput& in) const {
            "DiT input latents must be [{}, F, H, W], got {}", c.in_channels, in.latents.describe());
   FS_CHECK(in.latents.dim(1) % c.patch_t == 0 && in.latents.dim(2) % c.patch_h == 0 &&
                in.latents.dim(3) % c.patch_w == 0,
-           "latents {} are not divisible by the patch size {}x{}x{}", in.latents.describe(), c.patch_t,
-           c.patch_h, c.patch_w);
+           "latents {} are not divisible by the patch size {}x{}x{}", in.latents.describe(),
+           c.patch_t, c.patch_h, c.patch_w);
   FS_CHECK(in.context.ndim() == 2 && in.context.dim(1) == c.text_dim,
            "text context must be [L, {}], got {}", c.text_dim, in.context.describe());
   Embedded e;
@@ -91,20 +95,25 @@ WanDit::Embedded WanDit::embed(const DitInput& in) const {
   e.x = ops::linear(ops::patchify(lat, c.patch_t, c.patch_h, c.patch_w), w_.patch_w, w_.patch_b);
 
   Tensor sinus = ops::to_compute(timestep_sinusoid(in.timestep, c.freq_dim), device_);
-  e.temb = ops::linear(ops::silu(ops::linear(sinus, w_.time1_w, w_.time1_b)), w_.time2_w, w_.time2_b);
+  e.temb =
+      ops::linear(ops::silu(ops::linear(sinus, w_.time1_w, w_.time1_b)), w_.time2_w, w_.time2_b);
   e.mod_proj = ops::linear(ops::silu(e.temb), w_.time_proj_w, w_.time_proj_b);
 
   Tensor ctx = ops::to_compute(in.context, device_);
-  e.context = ops::linear(ops::gelu_tanh(ops::linear(ctx, w_.text1_w, w_.text1_b)), w_.text2_w, w_.text2_b);
+  e.context =
+      ops::linear(ops::gelu_tanh(ops::linear(ctx, w_.text1_w, w_.text1_b)), w_.text2_w, w_.text2_b);
   return e;
 }
 
-Tensor WanDit::self_attention(const WanAttentionWeights& a, const Tensor& x, const ops::Rope3D& rope,
-                              float scale, const WindowGeometry* window) const {
+Tensor WanDit::self_attention(const WanAttentionWeights& a, const Tensor& x,
+                              const ops::Rope3D& rope, float scale,
+                              const WindowGeometry* window) const {
   const int64_t n = x.dim(0);
   const Shape heads{n, config_.heads, config_.head_dim};
-  Tensor q = ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps).reshape(heads);
-  Tensor k = ops::rms_norm(ops::linear(x, a.to_k_w, a.to_k_b), a.norm_k, config_.eps).reshape(heads);
+  Tensor q =
+      ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps).reshape(heads);
+  Tensor k =
+      ops::rms_norm(ops::linear(x, a.to_k_w, a.to_k_b), a.norm_k, config_.eps).reshape(heads);
   Tensor v = ops::linear(x, a.to_v_w, a.to_v_b).reshape(heads);
   ops::rope_3d(q, rope);
   ops::rope_3d(k, rope);
@@ -112,7 +121,8 @@ Tensor WanDit::self_attention(const WanAttentionWeights& a, const Tensor& x, con
   return ops::linear(o.reshape({n, config_.dim()}), a.to_out_w, a.to_out_b);
 }
 
-Tensor WanDit::cross_attention_core(const WanAttentionWeights& a, const Tensor& x, const Tensor& context) const {
+Tensor WanDit::cross_attention_core(const WanAttentionWeights& a, const Tensor& x,
+                                    const Tensor& context) const {
   const int64_t n = x.dim(0), l = context.dim(0);
   Tensor q = ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps)
                  .reshape({n, config_.heads, config_.head_dim});
@@ -150,8 +160,8 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
   const WanDitConfig& c = config_;
   FS_CHECK(kind == StepKind::Stock || freeswim != nullptr, "{} step needs FreeSwim parameters",
            step_kind_name(kind));
-  FS_CHECK((kind != StepKind::Guide && kind != StepKind::Reuse) || cache != nullptr, "{} step needs a cache",
-           step_kind_name(kind));
+  FS_CHECK((kind != StepKind::Guide && kind != StepKind::Reuse) || cache != nullptr,
+           "{} step needs a cache", step_kind_name(kind));
   Embedded e = embed(in);
   const int64_t dim = c.dim(), tokens = e.x.dim(0);
   const ops::Rope3D rope = rope_for(e.T, e.Hg, e.Wg);
@@ -160,8 +170,8 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
   float self_scale = static_cast<float>(1.0 / std::sqrt(c.head_dim));
   if (kind != StepKind::Stock) {
     window = WindowGeometry{e.T, e.Hg, e.Wg, freeswim->dh, freeswim->dw};
-    FS_CHECK(freeswim->dh >= 0 && freeswim->dw >= 0, "window half sizes must be >= 0, got {}x{}", freeswim->dh,
-             freeswim->dw);
+    FS_CHECK(freeswim->dh >= 0 && freeswim->dw >= 0, "window half sizes must be >= 0, got {}x{}",
+             freeswim->dh, freeswim->dw);
     self_scale = static_cast<float>(freeswim->attn_scale);
   }
   const bool dual = kind == StepKind::Dual || kind == StepKind::Guide;
@@ -190,7 +200,8 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
     };
     auto ffn = [&](Tensor& h) {
       Tensor n3 = ops::layer_norm(h, {}, {}, c.eps, m.c_scale, m.c_shift);
-      Tensor f = ops::linear(ops::gelu_tanh(ops::linear(n3, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
+      Tensor f =
+          ops::linear(ops::gelu_tanh(ops::linear(n3, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
       ops::add_gated(h, f, m.c_gate);
     };
 
@@ -208,7 +219,8 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
       core = cross_attention_core(b.attn2, cross_input(dual ? full : x), e.context);
     }
     if (kind == StepKind::Guide) cache->blocks[i] = core;
-    const Tensor cross = ops::linear(core.reshape({tokens, dim}), b.attn2.to_out_w, b.attn2.to_out_b);
+    const Tensor cross =
+        ops::linear(core.reshape({tokens, dim}), b.attn2.to_out_w, b.attn2.to_out_b);
     ops::add_gated(x, cross);
     if (dual) ops::add_gated(full, cross);
 

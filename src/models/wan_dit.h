@@ -58,7 +58,7 @@ struct WanBlockWeights {
   WanAttentionWeights attn1, attn2;  // self, cross
   Tensor norm2_w, norm2_b;           // LayerNorm before cross-attention (affine)
   Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
-  Tensor scale_shift_table;          // [1, 6, dim] f32
+  Tensor scale_shift_table;  // [1, 6, dim] f32
 };
 
 struct WanDitWeights {
@@ -88,14 +88,17 @@ class WanDit {
   static std::unique_ptr<WanDit> load(const std::string& path, Device device,
                                       const std::string& config_path = "");
   // The same with a configuration already in hand.
-  static std::unique_ptr<WanDit> load(const std::string& path, Device device, const WanDitConfig& config);
-  // The configuration load() uses for `path`: `config_path`, else config.json beside, else inferred.
+  static std::unique_ptr<WanDit> load(const std::string& path, Device device,
+                                      const WanDitConfig& config);
+  // The configuration load() uses for `path`: `config_path`, else config.json beside, else
+  // inferred.
   static WanDitConfig resolve_config(const std::string& path, const std::string& config_path = "");
   // A randomly initialised model (the built-in tiny model, and real-size benchmarks).
   static std::unique_ptr<WanDit> random(const WanDitConfig& config, Device device, uint64_t seed);
   // Infers the configuration from tensor shapes (head_dim 128 assumed when no config says
   // otherwise: every released Wan2.1 DiT uses it).
-  static WanDitConfig infer_config(const io::TensorSource& src, const std::string& prefix_note = "");
+  static WanDitConfig infer_config(const io::TensorSource& src,
+                                   const std::string& prefix_note = "");
 
   const WanDitConfig& config() const { return config_; }
   Device device() const { return device_; }
@@ -108,9 +111,10 @@ class WanDit {
  private:
   struct Embedded;
   Embedded embed(const DitInput& in) const;
-  Tensor self_attention(const WanAttentionWeights& a, const Tensor& x, const ops::Rope3D& rope, float scale,
-                        const WindowGeometry* window) const;
-  Tensor cross_attention_core(const WanAttentionWeights& a, const Tensor& x, const Tensor& context) const;
+  Tensor self_attention(const WanAttentionWeights& a, const Tensor& x, const ops::Rope3D& rope,
+                        float scale, const WindowGeometry* window) const;
+  Tensor cross_attention_core(const WanAttentionWeights& a, const Tensor& x,
+                              const Tensor& context) const;
   Tensor head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const;
   ops::Rope3D rope_for(int T, int Hg, int Wg) const;
 

@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::string WanDitConfig::describe() const {
-  return fmt::format("{} layers of {} ({} heads of {}), ffn {}, text {}, patch {}x{}x{}", num_layers, dim(), heads,
-                     head_dim, ffn_dim, text_dim, patch_t, patch_h, patch_w);
+  return fmt::format("{} layers of {} ({} heads of {}), ffn {}, text {}, patch {}x{}x{}",
+                     num_layers, dim(), heads, head_dim, ffn_dim, text_dim, patch_t, patch_h,
+                     patch_w);
 }
 
 WanDitConfig WanDitConfig::preset(const std::string& name) {
@@ -71,8 +72,10 @@ WanDitConfig WanDitConfig::from_json(const nlohmann::json& j, const std::string&
   WanDitConfig c;
   try {
     if (j.contains("num_attention_heads")) {  // diffusers WanTransformer3DModel
-      FS_CHECK(get_or<json>(j, "image_dim", json()).is_null() && get_or<json>(j, "added_kv_proj_dim", json()).is_null(),
-               "{}: an image-to-video DiT (image_dim set); only text-to-video Wan2.1 is supported", path);
+      FS_CHECK(get_or<json>(j, "image_dim", json()).is_null() &&
+                   get_or<json>(j, "added_kv_proj_dim", json()).is_null(),
+               "{}: an image-to-video DiT (image_dim set); only text-to-video Wan2.1 is supported",
+               path);
       c.heads = positive(j.at("num_attention_heads").get<int>(), "num_attention_heads", path);
       c.head_dim = positive(j.at("attention_head_dim").get<int>(), "attention_head_dim", path);
       c.in_channels = positive(get_or(j, "in_channels", 16), "in_channels", path);
@@ -85,8 +88,8 @@ WanDitConfig WanDitConfig::from_json(const nlohmann::json& j, const std::string&
       c.rope_max_seq_len = positive(get_or(j, "rope_max_seq_len", 1024), "rope_max_seq_len", path);
       c.cross_attn_norm = get_or(j, "cross_attn_norm", true);
       const std::string qk = get_or<std::string>(j, "qk_norm", "rms_norm_across_heads");
-      FS_CHECK(qk == "rms_norm_across_heads", "{}: qk_norm '{}' is not supported (Wan2.1 uses rms_norm_across_heads)",
-               path, qk);
+      FS_CHECK(qk == "rms_norm_across_heads",
+               "{}: qk_norm '{}' is not supported (Wan2.1 uses rms_norm_across_heads)", path, qk);
       auto patch = get_or<std::vector<int>>(j, "patch_size", {1, 2, 2});
       FS_CHECK(patch.size() == 3, "{}: patch_size must have 3 entries", path);
       c.patch_t = positive(patch[0], "patch_size", path);
@@ -94,10 +97,12 @@ WanDitConfig WanDitConfig::from_json(const nlohmann::json& j, const std::string&
       c.patch_w = positive(patch[2], "patch_size", path);
     } else if (j.contains("num_heads") && j.contains("dim")) {  // original Wan config.json
       const std::string type = get_or<std::string>(j, "model_type", "t2v");
-      FS_CHECK(type == "t2v", "{}: model_type '{}'; only text-to-video (t2v) Wan2.1 is supported", path, type);
+      FS_CHECK(type == "t2v", "{}: model_type '{}'; only text-to-video (t2v) Wan2.1 is supported",
+               path, type);
       c.heads = positive(j.at("num_heads").get<int>(), "num_heads", path);
       const int dim = positive(j.at("dim").get<int>(), "dim", path);
-      FS_CHECK(dim % c.heads == 0, "{}: dim {} is not divisible by num_heads {}", path, dim, c.heads);
+      FS_CHECK(dim % c.heads == 0, "{}: dim {} is not divisible by num_heads {}", path, dim,
+               c.heads);
       c.head_dim = dim / c.heads;
       c.in_channels = positive(get_or(j, "in_dim", 16), "in_dim", path);
       c.out_channels = positive(get_or(j, "out_dim", 16), "out_dim", path);
@@ -119,8 +124,8 @@ WanDitConfig WanDitConfig::from_json(const nlohmann::json& j, const std::string&
   } catch (const std::exception& e) {
     fail("{}: malformed DiT config ({})", path, e.what());
   }
-  FS_CHECK(c.head_dim % 2 == 0 && c.head_dim >= 6, "{}: head_dim {} must be even and >= 6 for 3D RoPE", path,
-           c.head_dim);
+  FS_CHECK(c.head_dim % 2 == 0 && c.head_dim >= 6,
+           "{}: head_dim {} must be even and >= 6 for 3D RoPE", path, c.head_dim);
   return c;
 }
 
@@ -129,12 +134,14 @@ WanDitConfig WanDit::infer_config(const io::TensorSource& src, const std::string
   auto shape = [&](const std::string& name) -> Shape {
     const std::string stored = naming.stored(name);
     const io::TensorInfo* t = src.find(stored);
-    FS_CHECK(t != nullptr, "{}: missing tensor '{}' ({}){}", src.path(), stored, naming.describe(), note);
+    FS_CHECK(t != nullptr, "{}: missing tensor '{}' ({}){}", src.path(), stored, naming.describe(),
+             note);
     return t->shape;
   };
   WanDitConfig c;
   const Shape pe = shape("patch_embedding.weight");
-  FS_CHECK(pe.size() == 5, "{}: patch_embedding.weight must be 5-d, got {}", src.path(), shape_str(pe));
+  FS_CHECK(pe.size() == 5, "{}: patch_embedding.weight must be 5-d, got {}", src.path(),
+           shape_str(pe));
   const int dim = static_cast<int>(pe[0]);
   c.in_channels = static_cast<int>(pe[1]);
   c.patch_t = static_cast<int>(pe[2]);
@@ -142,7 +149,8 @@ WanDitConfig WanDit::infer_config(const io::TensorSource& src, const std::string
   c.patch_w = static_cast<int>(pe[4]);
   // Every released Wan2.1 DiT has 128-dimensional heads (1.3B: 12 x 128, 14B: 40 x 128); a
   // model that does not needs its config.json.
-  FS_CHECK(dim % 128 == 0, "{}: model width {} is not a multiple of 128; give its config.json (--dit-config)",
+  FS_CHECK(dim % 128 == 0,
+           "{}: model width {} is not a multiple of 128; give its config.json (--dit-config)",
            src.path(), dim);
   c.head_dim = 128;
   c.heads = dim / 128;
@@ -178,22 +186,26 @@ WanDitConfig WanDit::resolve_config(const std::string& path, const std::string& 
   return infer_config(io::TensorSource::open(path));
 }
 
-std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const std::string& config_path) {
+std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
+                                     const std::string& config_path) {
   return load(path, device, resolve_config(path, config_path));
 }
 
-std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const WanDitConfig& c) {
+std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
+                                     const WanDitConfig& c) {
   const io::TensorSource src = io::TensorSource::open(path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
   const std::string cfg_note = "model " + c.describe();
 
   auto get = [&](const std::string& name, const Shape& expected) -> Tensor {
     const std::string stored = naming.stored(name);
-    FS_CHECK(src.contains(stored), "{}: missing tensor '{}' ({}; model {})", path, stored, naming.describe(),
-             c.describe());
+    FS_CHECK(src.contains(stored), "{}: missing tensor '{}' ({}; model {})", path, stored,
+             naming.describe(), c.describe());
     Tensor t = src.tensor(stored);
-    FS_CHECK(t.shape() == expected, "{}: tensor '{}' has shape {}, expected {} for a model of {} ({})",
-             src.file_of(stored), stored, shape_str(t.shape()), shape_str(expected), c.describe(), cfg_note);
+    FS_CHECK(t.shape() == expected,
+             "{}: tensor '{}' has shape {}, expected {} for a model of {} ({})",
+             src.file_of(stored), stored, shape_str(t.shape()), shape_str(expected), c.describe(),
+             cfg_note);
     FS_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16,
              "{}: tensor '{}' has dtype {}, expected F32, BF16 or F16", src.file_of(stored), stored,
              dtype_name(t.dtype()));
@@ -246,7 +258,8 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, con
     w.blocks.push_back(std::move(b));
   }
   FS_CHECK(!src.contains(naming.stored(fmt::format("blocks.{}.attn1.to_q.weight", c.num_layers))),
-           "{}: holds more than the {} blocks of {} ({})", path, c.num_layers, c.describe(), cfg_note);
+           "{}: holds more than the {} blocks of {} ({})", path, c.num_layers, c.describe(),
+           cfg_note);
   w.head_table = get("scale_shift_table", {1, 2, D});
   w.proj_out_w = get("proj_out.weight", {c.out_channels * P, D});
   w.proj_out_b = get("proj_out.bias", {c.out_channels * P});
@@ -266,7 +279,9 @@ std::unique_ptr<WanDit> WanDit::random(const WanDitConfig& c, Device device, uin
     }
     return ops::to_compute(t, device);
   };
-  auto lin = [&](int64_t out, int64_t in) { return uniform({out, in}, static_cast<float>(1.0 / std::sqrt(in))); };
+  auto lin = [&](int64_t out, int64_t in) {
+    return uniform({out, in}, static_cast<float>(1.0 / std::sqrt(in)));
+  };
   const int64_t D = c.dim(), P = int64_t{c.patch_t} * c.patch_h * c.patch_w;
   WanDitWeights w;
   w.patch_w = lin(D, c.in_channels * P);

@@ -8,7 +8,9 @@ namespace {
 Backend* g_backends[2] = {nullptr, nullptr};
 }
 
-void register_backend(Device device, Backend* b) { g_backends[static_cast<int>(device)] = b; }
+void register_backend(Device device, Backend* b) {
+  g_backends[static_cast<int>(device)] = b;
+}
 
 Backend& backend(Device device) {
   if (device == Device::CPU) return cpu::cpu_backend();

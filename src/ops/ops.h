@@ -49,7 +49,8 @@ class Backend {
   // window, Nq == Nk == window->tokens() and each query sees only its inward window.
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                            const WindowGeometry* window) = 0;
-  // Elementwise a + b; b may be smaller, repeating over a's leading rows (numel(b) divides numel(a)).
+  // Elementwise a + b; b may be smaller, repeating over a's leading rows (numel(b) divides
+  // numel(a)).
   virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
   // In place x += y * gate, gate [features] broadcast over rows (gate absent: x += y).
   virtual void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) = 0;
@@ -77,7 +78,8 @@ class Backend {
   // Video VAE ops. Activations are [C, F, H, W] (batch 1).
   // Convolution of x [Ci, F, H, W] with w [Co, Ci, kt, kh, kw] (+ b [Co]); zero padding and
   // strides from `p`. -> [Co, Fo, Ho, Wo].
-  virtual Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) = 0;
+  virtual Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b,
+                        const Conv3dParams& p) = 0;
   // x [C, ...]: each position's channel vector divided by max(|v|_2, 1e-12) (F.normalize), times
   // sqrt(C) * gamma[c] (+ bias[c]); then SiLU when `silu`.
   virtual Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias,
@@ -106,8 +108,12 @@ void register_backend(Device device, Backend* b);
 inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = {}) {
   return backend(x.device()).linear(x, w, b);
 }
-inline Tensor gelu_tanh(const Tensor& x) { return backend(x.device()).gelu_tanh(x); }
-inline Tensor silu(const Tensor& x) { return backend(x.device()).silu(x); }
+inline Tensor gelu_tanh(const Tensor& x) {
+  return backend(x.device()).gelu_tanh(x);
+}
+inline Tensor silu(const Tensor& x) {
+  return backend(x.device()).silu(x);
+}
 inline Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
                          const Tensor& scale = {}, const Tensor& shift = {}) {
   return backend(x.device()).layer_norm(x, weight, bias, eps, scale, shift);
@@ -115,12 +121,16 @@ inline Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bi
 inline Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   return backend(x.device()).rms_norm(x, weight, eps);
 }
-inline void rope_3d(Tensor& x, const Rope3D& rope) { backend(x.device()).rope_3d(x, rope); }
+inline void rope_3d(Tensor& x, const Rope3D& rope) {
+  backend(x.device()).rope_3d(x, rope);
+}
 inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                         const WindowGeometry* window = nullptr) {
   return backend(q.device()).attention(q, k, v, scale, window);
 }
-inline Tensor add(const Tensor& a, const Tensor& b) { return backend(a.device()).add(a, b); }
+inline Tensor add(const Tensor& a, const Tensor& b) {
+  return backend(a.device()).add(a, b);
+}
 inline void add_gated(Tensor& x, const Tensor& y, const Tensor& gate = {}) {
   backend(x.device()).add_gated(x, y, gate);
 }
@@ -133,7 +143,9 @@ inline Tensor unpatchify(const Tensor& x, int T, int Hg, int Wg, int pt, int ph,
 inline Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) {
   return backend(table.device()).embedding(table, ids);
 }
-inline Tensor mul(const Tensor& a, const Tensor& b) { return backend(a.device()).mul(a, b); }
+inline Tensor mul(const Tensor& a, const Tensor& b) {
+  return backend(a.device()).mul(a, b);
+}
 inline Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                              const Tensor& bias, const Tensor& key_mask = {}) {
   return backend(q.device()).attention_bias(q, k, v, scale, bias, key_mask);
@@ -154,7 +166,9 @@ inline Tensor concat(const Tensor& a, const Tensor& b, int dim) {
 inline Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end) {
   return backend(x.device()).slice(x, dim, begin, end);
 }
-inline Tensor transpose2d(const Tensor& x) { return backend(x.device()).transpose2d(x); }
+inline Tensor transpose2d(const Tensor& x) {
+  return backend(x.device()).transpose2d(x);
+}
 inline Tensor clamp(const Tensor& x, float lo, float hi) {
   return backend(x.device()).clamp(x, lo, hi);
 }

@@ -13,21 +13,24 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Tensor predict(const models::WanDit& dit, const Tensor& latents, float t, const Tensor& context, StepKind kind,
-               const FreeSwimParams* fsp = nullptr, CrossAttentionCache* cache = nullptr) {
+Tensor predict(const models::WanDit& dit, const Tensor& latents, float t, const Tensor& context,
+               StepKind kind, const FreeSwimParams* fsp = nullptr,
+               CrossAttentionCache* cache = nullptr) {
   models::DitInput in{latents, t, context};
   return dit.forward(in, kind, fsp, cache).to(Device::CPU).to(DType::F32);
 }
 
 void check_latents(const Tensor& t, const char* what) {
   FS_CHECK(t.defined() && t.ndim() == 4 && t.device() == Device::CPU && t.dtype() == DType::F32,
-           "{} must be f32 [C, F, H, W] on the CPU, got {}", what, t.defined() ? t.describe() : "nothing");
+           "{} must be f32 [C, F, H, W] on the CPU, got {}", what,
+           t.defined() ? t.describe() : "nothing");
 }
 
 }  // namespace
 
 Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance) {
-  FS_CHECK(cond.numel() == uncond.numel(), "guidance: {} vs {}", cond.describe(), uncond.describe());
+  FS_CHECK(cond.numel() == uncond.numel(), "guidance: {} vs {}", cond.describe(),
+           uncond.describe());
   Tensor out = Tensor::empty(cond.shape());
   const float g = static_cast<float>(guidance);
   const float *c = cond.data<float>(), *u = uncond.data<float>();
@@ -36,8 +39,9 @@ Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double
   return out;
 }
 
-Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps, const Tensor& noise,
-                      const GuidedText& text, const StageHooks& hooks, const StageState* resume) {
+Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps,
+                      const Tensor& noise, const GuidedText& text, const StageHooks& hooks,
+                      const StageState* resume) {
   check_latents(noise, "base-stage noise");
   scheduler.set_timesteps(steps);
   Tensor x = noise.clone();
@@ -65,11 +69,13 @@ Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, in
   return x;
 }
 
-Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler, const Tensor& clean_latents,
-                          const Tensor& noise, const GuidedText& text, const FreeSwimStageOptions& opt,
-                          const StageHooks& hooks, const StageState* resume) {
+Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler,
+                          const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
+                          const FreeSwimStageOptions& opt, const StageHooks& hooks,
+                          const StageState* resume) {
   check_latents(clean_latents, "FreeSwim-stage latents");
-  FS_CHECK(opt.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}", opt.cache_every);
+  FS_CHECK(opt.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}",
+           opt.cache_every);
   const sched::Video2VideoStart start = sched::video2video_start(opt.steps, opt.strength);
   scheduler.set_timesteps(opt.steps);
   scheduler.set_begin_index(start.t_start);
@@ -90,8 +96,8 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
     }
   } else {
     check_latents(noise, "FreeSwim-stage noise");
-    FS_CHECK(noise.shape() == clean_latents.shape(), "noise {} does not match latents {}", noise.describe(),
-             clean_latents.describe());
+    FS_CHECK(noise.shape() == clean_latents.shape(), "noise {} does not match latents {}",
+             noise.describe(), clean_latents.describe());
     x = scheduler.add_noise(clean_latents, noise);
   }
   const int total = start.steps_run;

@@ -24,8 +24,8 @@ namespace freeswim::pipeline {
 
 // What must be kept to continue a stage after step `next_step - 1` finished, bit for bit.
 struct StageState {
-  int next_step = 0;        // index into the scheduler's timesteps of the next step to run
-  Tensor latents;           // [C, F, H, W] f32 CPU
+  int next_step = 0;  // index into the scheduler's timesteps of the next step to run
+  Tensor latents;     // [C, F, H, W] f32 CPU
   sched::SchedulerState scheduler;
   // Cache mode: the inputs of the last guide step, so a resumed run can rebuild the
   // cross-attention cache exactly by re-running that forward instead of storing gigabytes.
@@ -49,8 +49,9 @@ struct GuidedText {
 };
 
 // Runs the stock base stage: `steps` steps of `scheduler` from `noise` (or from `resume`).
-Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps, const Tensor& noise,
-                      const GuidedText& text, const StageHooks& hooks, const StageState* resume = nullptr);
+Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps,
+                      const Tensor& noise, const GuidedText& text, const StageHooks& hooks,
+                      const StageState* resume = nullptr);
 
 struct FreeSwimStageOptions {
   int steps = 50;
@@ -61,9 +62,10 @@ struct FreeSwimStageOptions {
 
 // Runs the FreeSwim stage from clean (normalised) latents: the last int(steps * strength)
 // steps, `noise` added at the first of them.
-Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler, const Tensor& clean_latents,
-                          const Tensor& noise, const GuidedText& text, const FreeSwimStageOptions& opt,
-                          const StageHooks& hooks, const StageState* resume = nullptr);
+Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler,
+                          const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
+                          const FreeSwimStageOptions& opt, const StageHooks& hooks,
+                          const StageState* resume = nullptr);
 
 // noise_uncond + g * (noise_cond - noise_uncond), elementwise in fp32 on the CPU.
 Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance);

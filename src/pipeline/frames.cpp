@@ -5,7 +5,8 @@
 namespace freeswim::pipeline {
 
 Tensor fhwc_to_cfhw(const Tensor& frames) {
-  FS_CHECK(frames.ndim() == 4 && frames.dim(3) == 3 && frames.device() == Device::CPU && frames.dtype() == DType::F32,
+  FS_CHECK(frames.ndim() == 4 && frames.dim(3) == 3 && frames.device() == Device::CPU &&
+               frames.dtype() == DType::F32,
            "expected CPU f32 frames [F, H, W, 3], got {}", frames.describe());
   const int64_t F = frames.dim(0), H = frames.dim(1), W = frames.dim(2);
   Tensor out = Tensor::empty({3, F, H, W});
@@ -30,7 +31,8 @@ Tensor cfhw_to_fhwc(const Tensor& video) {
   return out;
 }
 
-Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc, const models::VaeTiling& tiling) {
+Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc,
+                     const models::VaeTiling& tiling) {
   Tensor video = fhwc_to_cfhw(frames_fhwc);
   float* d = video.data<float>();
   for (int64_t i = 0; i < video.numel(); ++i) d[i] = 2.f * d[i] - 1.f;
@@ -38,7 +40,8 @@ Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc, const
   return vae.normalize(enc.mean).to(Device::CPU).to(DType::F32);
 }
 
-Tensor decode_latents(const models::WanVae& vae, const Tensor& latents, const models::VaeTiling& tiling) {
+Tensor decode_latents(const models::WanVae& vae, const Tensor& latents,
+                      const models::VaeTiling& tiling) {
   const Tensor z = vae.denormalize(latents.to(vae.device()));
   Tensor frames = cfhw_to_fhwc(vae.decode(z, tiling, /*clamp=*/true));
   float* d = frames.data<float>();

@@ -37,18 +37,24 @@ void check_common(const JobOptions& o) {
   // H.264 in yuv420p keeps chroma at half resolution, so an odd side cannot be encoded (not
   // even through the stream's crop, whose unit is 2 pixels in 4:2:0): refuse before any work.
   FS_CHECK(o.size.width % 2 == 0 && o.size.height % 2 == 0,
-           "--size {}x{}: an mp4 (H.264, yuv420p) needs an even width and height; use {}x{}", o.size.width,
-           o.size.height, o.size.width + o.size.width % 2, o.size.height + o.size.height % 2);
+           "--size {}x{}: an mp4 (H.264, yuv420p) needs an even width and height; use {}x{}",
+           o.size.width, o.size.height, o.size.width + o.size.width % 2,
+           o.size.height + o.size.height % 2);
   FS_CHECK(o.steps >= 1, "--steps must be >= 1, got {}", o.steps);
   FS_CHECK(o.base_steps >= 1, "--base-steps must be >= 1, got {}", o.base_steps);
-  FS_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "--guidance must be >= 0, got {}", o.guidance);
+  FS_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "--guidance must be >= 0, got {}",
+           o.guidance);
   FS_CHECK(std::isfinite(o.shift) && o.shift > 0, "--shift must be > 0, got {}", o.shift);
-  FS_CHECK(o.base_shift >= 0 && std::isfinite(o.base_shift), "--base-shift must be > 0, got {}", o.base_shift);
-  FS_CHECK(std::isfinite(o.fps) && o.fps > 0 && o.fps <= 240, "--fps must be in (0, 240], got {}", o.fps);
-  FS_CHECK(o.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}", o.cache_every);
-  FS_CHECK(o.window_h >= 0 && o.window_w >= 0, "--window half sizes must be >= 0, got {}x{}", o.window_h,
-           o.window_w);
-  FS_CHECK(o.attn_scale >= 0 && std::isfinite(o.attn_scale), "--attn-scale must be > 0, got {}", o.attn_scale);
+  FS_CHECK(o.base_shift >= 0 && std::isfinite(o.base_shift), "--base-shift must be > 0, got {}",
+           o.base_shift);
+  FS_CHECK(std::isfinite(o.fps) && o.fps > 0 && o.fps <= 240, "--fps must be in (0, 240], got {}",
+           o.fps);
+  FS_CHECK(o.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}",
+           o.cache_every);
+  FS_CHECK(o.window_h >= 0 && o.window_w >= 0, "--window half sizes must be >= 0, got {}x{}",
+           o.window_h, o.window_w);
+  FS_CHECK(o.attn_scale >= 0 && std::isfinite(o.attn_scale), "--attn-scale must be > 0, got {}",
+           o.attn_scale);
   const fs::path out(o.output);
   const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   FS_CHECK(fs::is_directory(dir), "-o: the directory of '{}' does not exist", o.output);
@@ -58,11 +64,11 @@ void check_common(const JobOptions& o) {
 
 // Every setting that changes the result, for the resume fingerprint.
 std::string fingerprint(const LoadedModels& m, const JobOptions& o, const std::string& job) {
-  return fmt::format("{}|{}|{}|{}|{}x{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}x{}|{}|{}|{}|{}", job, m.native.variant,
-                     m.layout.dit, m.dit->config().describe(), o.size.gen_width, o.size.gen_height, o.frames,
-                     o.base_steps, o.steps, o.strength, o.guidance, o.base_shift, o.shift, o.seed, o.cache_every,
-                     o.window_h, o.window_w, o.attn_scale, o.prompt, o.negative_prompt,
-                     device_name(m.dit->device()));
+  return fmt::format("{}|{}|{}|{}|{}x{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}x{}|{}|{}|{}|{}", job,
+                     m.native.variant, m.layout.dit, m.dit->config().describe(), o.size.gen_width,
+                     o.size.gen_height, o.frames, o.base_steps, o.steps, o.strength, o.guidance,
+                     o.base_shift, o.shift, o.seed, o.cache_every, o.window_h, o.window_w,
+                     o.attn_scale, o.prompt, o.negative_prompt, device_name(m.dit->device()));
 }
 
 // Base size for a target: the native size, turned to portrait for portrait targets.
@@ -82,19 +88,26 @@ int test_exit_after_step(const std::string& stage) {
   int k = 0;
   const char* b = v.data() + (colon == std::string::npos ? 0 : colon + 1);
   const auto r = std::from_chars(b, v.data() + v.size(), k);
-  FS_CHECK(colon != std::string::npos && r.ec == std::errc() && r.ptr == v.data() + v.size() && k >= 1,
-           "FREESWIM_TEST_EXIT_AFTER_STEP must be stage:k with k >= 1, got '{}'", v);
+  FS_CHECK(
+      colon != std::string::npos && r.ec == std::errc() && r.ptr == v.data() + v.size() && k >= 1,
+      "FREESWIM_TEST_EXIT_AFTER_STEP must be stage:k with k >= 1, got '{}'", v);
   return v.compare(0, colon, stage) == 0 ? k : 0;
 }
 
 class Job {
  public:
   Job(const LoadedModels& m, const JobOptions& o, const JobReporter& r, const std::string& kind)
-      : m_(m), o_(o), r_(r), resume_file_(resume_path(o.output)), fingerprint_(fingerprint(m, o, kind)) {
+      : m_(m),
+        o_(o),
+        r_(r),
+        resume_file_(resume_path(o.output)),
+        fingerprint_(fingerprint(m, o, kind)) {
     if (o.resume) {
-      FS_CHECK(fs::exists(resume_file_), "--resume: no saved state '{}' beside the output", resume_file_);
+      FS_CHECK(fs::exists(resume_file_), "--resume: no saved state '{}' beside the output",
+               resume_file_);
       record_ = load_resume(resume_file_, fingerprint_);
-      info(fmt::format("resuming the {} stage at step {}", record_->stage, record_->state.next_step));
+      info(fmt::format("resuming the {} stage at step {}", record_->stage,
+                       record_->state.next_step));
     }
   }
 
@@ -121,13 +134,16 @@ class Job {
   const StageState* resume_for(const std::string& stage) const {
     return record_ && record_->stage == stage ? &record_->state : nullptr;
   }
-  bool past(const std::string& stage) const { return record_ && stage == "base" && record_->stage == "freeswim"; }
+  bool past(const std::string& stage) const {
+    return record_ && stage == "base" && record_->stage == "freeswim";
+  }
 
   GuidedText text() const {
     GuidedText t;
     info("encoding the prompts");
     t.context = m_.encode_text(o_.prompt);
-    t.negative = m_.encode_text(o_.negative_prompt.empty() ? wan_default_negative_prompt() : o_.negative_prompt);
+    t.negative = m_.encode_text(o_.negative_prompt.empty() ? wan_default_negative_prompt()
+                                                           : o_.negative_prompt);
     t.guidance = o_.guidance;
     return t;
   }
@@ -139,33 +155,38 @@ class Job {
     fo.strength = o_.strength;
     fo.cache_every = o_.cache_every;
     fo.attention = freeswim_params(m_.dit->config(), base_w, base_h, o_);
-    info(fmt::format("FreeSwim stage at {}x{}: window half {}x{} tokens, attention scale {:.5f}, {}",
-                     o_.size.gen_width, o_.size.gen_height, fo.attention.dh, fo.attention.dw, fo.attention.attn_scale,
-                     o_.cache_every ? fmt::format("cross-attention cache every {} steps", o_.cache_every)
-                                    : std::string("no cache")));
+    info(fmt::format(
+        "FreeSwim stage at {}x{}: window half {}x{} tokens, attention scale {:.5f}, {}",
+        o_.size.gen_width, o_.size.gen_height, fo.attention.dh, fo.attention.dw,
+        fo.attention.attn_scale,
+        o_.cache_every ? fmt::format("cross-attention cache every {} steps", o_.cache_every)
+                       : std::string("no cache")));
     const Shape shape = latent_shape(o_.frames, o_.size.gen_height, o_.size.gen_width);
     Tensor clean, noise;
     const StageState* resume = resume_for("freeswim");
     if (!resume) {
       info("encoding the upsampled video");
       clean = encode_frames(*m_.vae, *clean_frames, o_.tiling);
-      FS_CHECK(clean.shape() == shape, "encoded latents {} differ from the expected {}", clean.describe(),
-               shape_str(shape));
+      FS_CHECK(clean.shape() == shape, "encoded latents {} differ from the expected {}",
+               clean.describe(), shape_str(shape));
       // The FreeSwim stage's noise follows the base stage's in the seed's stream.
       noise = rng::normal_tensor(shape, o_.seed, 1ull << 40);
     } else {
       clean = Tensor::zeros(shape);  // unused when resuming: the state holds the latents
     }
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(o_.shift));
-    const Tensor lat = run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"), resume);
+    const Tensor lat =
+        run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"), resume);
     info("decoding");
     const Tensor frames = decode_latents(*m_.vae, lat, o_.tiling);
-    const Tensor out = o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
+    const Tensor out =
+        o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
     video::write_mp4(o_.output, out, o_.fps);
     if (!o_.png_dir.empty()) video::write_png_frames(o_.png_dir, out);
     std::error_code ec;
     fs::remove(resume_file_, ec);
-    info(fmt::format("wrote {} ({} frames, {}x{}, {} fps)", o_.output, out.dim(0), out.dim(2), out.dim(1), o_.fps));
+    info(fmt::format("wrote {} ({} frames, {}x{}, {} fps)", o_.output, out.dim(0), out.dim(2),
+                     out.dim(1), o_.fps));
     return out;
   }
 
@@ -179,7 +200,9 @@ class Job {
 
 }  // namespace
 
-std::string resume_path(const std::string& output) { return output + ".resume.safetensors"; }
+std::string resume_path(const std::string& output) {
+  return output + ".resume.safetensors";
+}
 
 void check_job_options(const JobOptions& opt) {
   check_common(opt);
@@ -190,12 +213,15 @@ void validate_frame_count(int frames, const std::string& flag) {
   FS_CHECK(frames >= 1, "{} must be at least 1, got {}", flag, frames);
   if ((frames - 1) % 4 != 0) {
     const int lower = (frames - 1) / 4 * 4 + 1;
-    fail("{} must be 4n+1 (the VAE packs 4 frames per latent after the first); {} is not: use {} or {}", flag,
-         frames, lower, lower + 4);
+    fail(
+        "{} must be 4n+1 (the VAE packs 4 frames per latent after the first); {} is not: use {} or "
+        "{}",
+        flag, frames, lower, lower + 4);
   }
 }
 
-FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int base_h, const JobOptions& opt) {
+FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int base_h,
+                               const JobOptions& opt) {
   const int grid_h = base_h / (kSpatial * kPatch), grid_w = base_w / (kSpatial * kPatch);
   FreeSwimParams p = freeswim_params_for_base_grid(grid_h, grid_w, dit.head_dim);
   if (opt.window_h > 0 || opt.window_w > 0) {
@@ -215,20 +241,23 @@ Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobRepor
   const GuidedText text = job.text();
   Tensor upsampled;
   if (!job.past("base")) {
-    job.info(fmt::format("base stage: {} at {}x{}, {} frames, {} steps", m.native.variant, base_w, base_h,
-                         opt.frames, opt.base_steps));
+    job.info(fmt::format("base stage: {} at {}x{}, {} frames, {} steps", m.native.variant, base_w,
+                         base_h, opt.frames, opt.base_steps));
     const Tensor noise = rng::normal_tensor(latent_shape(opt.frames, base_h, base_w), opt.seed, 0);
-    sched::UniPCScheduler sched(sched::UniPCConfig::wan(opt.base_shift > 0 ? opt.base_shift : m.native.flow_shift));
+    sched::UniPCScheduler sched(
+        sched::UniPCConfig::wan(opt.base_shift > 0 ? opt.base_shift : m.native.flow_shift));
     const Tensor lat = run_base_stage(*m.dit, sched, opt.base_steps, noise, text, job.hooks("base"),
                                       job.resume_for("base"));
     job.info("decoding the base video and upsampling it");
     const Tensor base_frames = decode_latents(*m.vae, lat, opt.tiling);
-    upsampled = resize_bilinear(base_frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
+    upsampled =
+        resize_bilinear(base_frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
   }
   return job.finish(upsampled.defined() ? &upsampled : nullptr, text, base_w, base_h);
 }
 
-Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt, const JobReporter& r) {
+Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt,
+                   const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
   Job job(m, opt, r, "upscale:" + input);
@@ -238,9 +267,10 @@ Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOpt
   Tensor upsampled;
   if (!job.past("base")) {
     const video::DecodedVideo in = video::read_video(input, opt.frames);
-    FS_CHECK(in.frames.dim(0) == opt.frames, "--input: '{}' has {} frames, fewer than --frames {}", input,
-             in.frames.dim(0), opt.frames);
-    upsampled = resize_bilinear(in.frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
+    FS_CHECK(in.frames.dim(0) == opt.frames, "--input: '{}' has {} frames, fewer than --frames {}",
+             input, in.frames.dim(0), opt.frames);
+    upsampled =
+        resize_bilinear(in.frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
   }
   return job.finish(upsampled.defined() ? &upsampled : nullptr, text, base_w, base_h);
 }

@@ -20,13 +20,14 @@ struct JobOptions {
   int frames = 81;              // 4n + 1
   double fps = 16;
   int base_steps = 50;
-  int steps = 50;  // schedule length of the high-resolution stage (the last int(steps*strength) run)
+  int steps =
+      50;  // schedule length of the high-resolution stage (the last int(steps*strength) run)
   double strength = 0.7;
   double guidance = 5.0;
   double base_shift = 0;  // 0: the native size's shift (3 at 480p, 5 at 720p)
   double shift = 9.0;
   uint64_t seed = 42;
-  int cache_every = 2;  // 0: no cache
+  int cache_every = 2;             // 0: no cache
   int window_h = 0, window_w = 0;  // half window in tokens; 0: from the base grid
   double attn_scale = 0;           // 0: sqrt(log(2N)/log(N)/head_dim), N = base grid tokens
   std::string output;              // .mp4
@@ -53,11 +54,13 @@ void check_job_options(const JobOptions& opt);
 // Runs a whole generation and writes opt.output (atomically). Returns the frames written.
 Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobReporter& r);
 // Upscales `input` (a video file) with the FreeSwim stage and writes opt.output.
-Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt, const JobReporter& r);
+Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt,
+                   const JobReporter& r);
 
 // The FreeSwim attention settings for a base (native) size and a model: half window from the
 // base token grid unless given, attention scale by the rule unless given.
-FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int base_h, const JobOptions& opt);
+FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int base_h,
+                               const JobOptions& opt);
 
 // Path of the resume state written beside an output.
 std::string resume_path(const std::string& output);

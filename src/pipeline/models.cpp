@@ -15,13 +15,16 @@ bool has_prefix_file(const fs::path& dir, const std::string& prefix, const std::
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind(prefix, 0) == 0 && n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (n.rfind(prefix, 0) == 0 && n.size() >= suffix.size() &&
+        n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
       return true;
   }
   return false;
 }
 
-std::string existing(const fs::path& p) { return fs::exists(p) ? p.string() : ""; }
+std::string existing(const fs::path& p) {
+  return fs::exists(p) ? p.string() : "";
+}
 
 // The tiny model: the golden pipeline's tiny shapes (2 layers, 2 heads of 32, VAE width 4).
 models::WanDitConfig tiny_dit_config() {
@@ -38,8 +41,10 @@ models::WanDitConfig tiny_dit_config() {
 
 const std::string& wan_default_negative_prompt() {
   static const std::string p =
-      "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
-      "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+      "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
+      "低质量，"
+      "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形"
+      "态畸形的肢体，"
       "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
   return p;
 }
@@ -52,7 +57,8 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
   }
   if (!paths.model.empty()) {
     const fs::path d(paths.model);
-    FS_CHECK(fs::is_directory(d), "--model: '{}' is not a directory (give a Wan2.1 checkpoint folder, or 'tiny')",
+    FS_CHECK(fs::is_directory(d),
+             "--model: '{}' is not a directory (give a Wan2.1 checkpoint folder, or 'tiny')",
              paths.model);
     if (fs::is_directory(d / "transformer")) {
       l.layout = "diffusers";
@@ -68,10 +74,12 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
       l.t5 = existing(d / "models_t5_umt5-xxl-enc-bf16.pth");
       l.tokenizer = existing(d / "google" / "umt5-xxl");
     } else {
-      fail("--model: '{}' holds neither a diffusers Wan2.1 checkpoint (transformer/, vae/, text_encoder/, "
-           "tokenizer/) nor an original one (diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth, "
-           "models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/)",
-           paths.model);
+      fail(
+          "--model: '{}' holds neither a diffusers Wan2.1 checkpoint (transformer/, vae/, "
+          "text_encoder/, "
+          "tokenizer/) nor an original one (diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth, "
+          "models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/)",
+          paths.model);
     }
   } else {
     l.layout = "files";
@@ -81,7 +89,9 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
   if (!paths.t5.empty()) l.t5 = paths.t5;
   if (!paths.tokenizer.empty()) l.tokenizer = paths.tokenizer;
   auto need = [&](const std::string& p, const char* flag, const char* what) {
-    FS_CHECK(!p.empty(), "no {} found: give {} (or --model DIR with a Wan2.1 checkpoint; --model tiny for a test run)",
+    FS_CHECK(!p.empty(),
+             "no {} found: give {} (or --model DIR with a Wan2.1 checkpoint; --model tiny for a "
+             "test run)",
              what, flag);
     FS_CHECK(fs::exists(p), "{}: '{}' does not exist", flag, p);
   };
@@ -134,7 +144,9 @@ Tensor LoadedModels::encode_text(const std::string& prompt) const {
     std::copy_n(rows.data<float>(), rows.numel(), ctx.data<float>());
     return ctx;
   }
-  return t5->wan_context(tokenizer->tokenize_prompt(prompt, kTextLen), kTextLen).to(Device::CPU).to(DType::F32);
+  return t5->wan_context(tokenizer->tokenize_prompt(prompt, kTextLen), kTextLen)
+      .to(Device::CPU)
+      .to(DType::F32);
 }
 
 }  // namespace freeswim::pipeline

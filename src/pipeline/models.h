@@ -47,8 +47,8 @@ struct LoadedModels {
   ModelLayout layout;
   std::unique_ptr<models::WanDit> dit;
   std::unique_ptr<models::WanVae> vae;
-  std::unique_ptr<text::Umt5Encoder> t5;        // absent for the tiny model
-  std::optional<text::Tokenizer> tokenizer;     // absent for the tiny model
+  std::unique_ptr<text::Umt5Encoder> t5;     // absent for the tiny model
+  std::optional<text::Tokenizer> tokenizer;  // absent for the tiny model
   NativeSize native;
 
   // Text context [512, text_dim] for a prompt (Wan's cleaning, tokenizer, UMT5, zero padding).

@@ -40,25 +40,30 @@ ResumeRecord load_resume(const std::string& path, const std::string& expected_fi
   ResumeRecord r;
   try {
     const auto meta = nlohmann::json::parse(it->second);
-    FS_CHECK(meta.at("version").get<int>() == kVersion, "--resume: '{}' was written by another version", path);
+    FS_CHECK(meta.at("version").get<int>() == kVersion,
+             "--resume: '{}' was written by another version", path);
     r.fingerprint = meta.at("fingerprint").get<std::string>();
     FS_CHECK(r.fingerprint == expected_fingerprint,
-             "--resume: '{}' was written for other settings (prompt, size, frames, steps, seed, model or "
+             "--resume: '{}' was written for other settings (prompt, size, frames, steps, seed, "
+             "model or "
              "attention); run without --resume to start over",
              path);
     r.stage = meta.at("stage").get<std::string>();
-    FS_CHECK(r.stage == "base" || r.stage == "freeswim", "--resume: '{}': unknown stage '{}'", path, r.stage);
+    FS_CHECK(r.stage == "base" || r.stage == "freeswim", "--resume: '{}': unknown stage '{}'", path,
+             r.stage);
     r.state.next_step = meta.at("next_step").get<int>();
     r.state.scheduler.meta = meta.at("scheduler");
     for (const auto& name : meta.at("scheduler_arrays")) {
       const Tensor t = file->tensor("scheduler." + name.get<std::string>()).to(DType::F32);
-      r.state.scheduler.arrays.emplace_back(name.get<std::string>(),
-                                            std::vector<float>(t.data<float>(), t.data<float>() + t.numel()));
+      r.state.scheduler.arrays.emplace_back(
+          name.get<std::string>(),
+          std::vector<float>(t.data<float>(), t.data<float>() + t.numel()));
     }
     r.state.latents = file->tensor("latents").to(DType::F32).clone();
     r.state.has_guide = meta.at("has_guide").get<bool>();
     r.state.guide_step = meta.at("guide_step").get<int>();
-    if (r.state.has_guide) r.state.guide_latents = file->tensor("guide_latents").to(DType::F32).clone();
+    if (r.state.has_guide)
+      r.state.guide_latents = file->tensor("guide_latents").to(DType::F32).clone();
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

@@ -19,8 +19,9 @@ const std::string kGolden = FREESWIM_GOLDEN_DIR;
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("fs_dit_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-                                        "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    path = fs::temp_directory_path() /
+           ("fs_dit_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -33,7 +34,8 @@ using TensorList = std::vector<std::pair<std::string, Tensor>>;
 TensorList golden_tensors(const std::string& file) {
   auto f = io::SafetensorsFile::open(kGolden + "/" + file);
   TensorList out;
-  for (const auto& t : f->tensors()) out.emplace_back(t.name, f->tensor(t.name).to(DType::F32).clone());
+  for (const auto& t : f->tensors())
+    out.emplace_back(t.name, f->tensor(t.name).to(DType::F32).clone());
   return out;
 }
 
@@ -98,7 +100,8 @@ TEST(WanDitLoad, InfersConfigFromShapes) {
 
 TEST(WanDitLoad, TinyModelNeedsItsConfig) {
   // The tiny model has 32-wide heads, which shapes cannot reveal: without a config it is refused.
-  const std::string msg = error_of([] { WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU); });
+  const std::string msg =
+      error_of([] { WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU); });
   EXPECT_NE(msg.find("not a multiple of 128"), std::string::npos) << msg;
 }
 
@@ -107,8 +110,9 @@ TEST(WanDitLoad, MissingTensorIsNamed) {
   TensorList t = golden_tensors("dit_tiny.diffusers.safetensors");
   std::erase_if(t, [](const auto& x) { return x.first == "blocks.1.attn2.norm_k.weight"; });
   io::write_safetensors(tmp.file("dit.safetensors"), t);
-  const std::string msg = error_of(
-      [&] { WanDit::load(tmp.file("dit.safetensors"), Device::CPU, kGolden + "/dit_tiny.config.json"); });
+  const std::string msg = error_of([&] {
+    WanDit::load(tmp.file("dit.safetensors"), Device::CPU, kGolden + "/dit_tiny.config.json");
+  });
   EXPECT_NE(msg.find("blocks.1.attn2.norm_k.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find(tmp.file("dit.safetensors")), std::string::npos) << msg;
 }
@@ -119,8 +123,9 @@ TEST(WanDitLoad, WrongShapeIsNamed) {
   for (auto& [name, tensor] : t)
     if (name.ends_with("blocks.0.ffn.2.weight")) tensor = Tensor::zeros({64, 95});
   io::write_safetensors(tmp.file("dit.safetensors"), t);
-  const std::string msg = error_of(
-      [&] { WanDit::load(tmp.file("dit.safetensors"), Device::CPU, kGolden + "/dit_tiny.config.json"); });
+  const std::string msg = error_of([&] {
+    WanDit::load(tmp.file("dit.safetensors"), Device::CPU, kGolden + "/dit_tiny.config.json");
+  });
   EXPECT_NE(msg.find("blocks.0.ffn.2.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[64, 95]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[64, 96]"), std::string::npos) << msg;
@@ -132,25 +137,34 @@ TEST(WanDitLoad, MoreBlocksThanTheConfigIsRefused) {
   auto cfg = nlohmann::json::parse(in);
   cfg["num_layers"] = 1;
   std::ofstream(tmp.file("config.json")) << cfg.dump();
-  const std::string msg = error_of(
-      [&] { WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU, tmp.file("config.json")); });
+  const std::string msg = error_of([&] {
+    WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU, tmp.file("config.json"));
+  });
   EXPECT_NE(msg.find("more than the 1 blocks"), std::string::npos) << msg;
 }
 
 TEST(WanDitConfig, RefusesBadConfigs) {
   TempDir tmp;
   std::ofstream(tmp.file("bad.json")) << "{ not json";
-  EXPECT_NE(error_of([&] { WanDitConfig::from_json_file(tmp.file("bad.json")); }).find(tmp.file("bad.json")),
+  EXPECT_NE(error_of([&] {
+              WanDitConfig::from_json_file(tmp.file("bad.json"));
+            }).find(tmp.file("bad.json")),
             std::string::npos);
-  std::ofstream(tmp.file("i2v.json")) << R"({"num_attention_heads": 40, "attention_head_dim": 128, "ffn_dim": 13824,
+  std::ofstream(tmp.file("i2v.json"))
+      << R"({"num_attention_heads": 40, "attention_head_dim": 128, "ffn_dim": 13824,
       "num_layers": 40, "image_dim": 1280})";
-  EXPECT_NE(error_of([&] { WanDitConfig::from_json_file(tmp.file("i2v.json")); }).find("image-to-video"),
-            std::string::npos);
-  std::ofstream(tmp.file("zero.json")) << R"({"num_attention_heads": 0, "attention_head_dim": 128, "ffn_dim": 1,
+  EXPECT_NE(
+      error_of([&] { WanDitConfig::from_json_file(tmp.file("i2v.json")); }).find("image-to-video"),
+      std::string::npos);
+  std::ofstream(tmp.file("zero.json"))
+      << R"({"num_attention_heads": 0, "attention_head_dim": 128, "ffn_dim": 1,
       "num_layers": 1})";
-  EXPECT_NE(error_of([&] { WanDitConfig::from_json_file(tmp.file("zero.json")); }).find("num_attention_heads"),
+  EXPECT_NE(error_of([&] {
+              WanDitConfig::from_json_file(tmp.file("zero.json"));
+            }).find("num_attention_heads"),
             std::string::npos);
-  std::ofstream(tmp.file("orig.json")) << R"({"dim": 1536, "num_heads": 12, "ffn_dim": 8960, "num_layers": 30,
+  std::ofstream(tmp.file("orig.json"))
+      << R"({"dim": 1536, "num_heads": 12, "ffn_dim": 8960, "num_layers": 30,
       "model_type": "t2v", "in_dim": 16, "out_dim": 16, "text_dim": 4096, "freq_dim": 256, "eps": 1e-6})";
   const WanDitConfig c = WanDitConfig::from_json_file(tmp.file("orig.json"));
   EXPECT_EQ(c.heads, 12);

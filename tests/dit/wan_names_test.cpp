@@ -1,11 +1,12 @@
 // The DiT naming map against the golden keymap (original -> diffusers for every tensor).
+#include "io/wan_names.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/wan_names.h"
 
 namespace freeswim::io {
 namespace {
@@ -20,7 +21,8 @@ TEST(WanNames, EveryKeymapEntryMaps) {
 }
 
 TEST(WanNames, DetectsSchemeAndPrefix) {
-  const std::vector<std::string> diffusers{"condition_embedder.time_proj.weight", "patch_embedding.weight"};
+  const std::vector<std::string> diffusers{"condition_embedder.time_proj.weight",
+                                           "patch_embedding.weight"};
   WanDitNaming n = detect_wan_dit_naming(diffusers, "x");
   EXPECT_EQ(n.scheme, WanDitScheme::Diffusers);
   EXPECT_EQ(n.prefix, "");
@@ -29,7 +31,8 @@ TEST(WanNames, DetectsSchemeAndPrefix) {
   n = detect_wan_dit_naming(comfy, "x");
   EXPECT_EQ(n.scheme, WanDitScheme::Original);
   EXPECT_EQ(n.prefix, "model.diffusion_model.");
-  EXPECT_EQ(n.stored("blocks.3.attn2.to_out.0.weight"), "model.diffusion_model.blocks.3.cross_attn.o.weight");
+  EXPECT_EQ(n.stored("blocks.3.attn2.to_out.0.weight"),
+            "model.diffusion_model.blocks.3.cross_attn.o.weight");
 }
 
 TEST(WanNames, RefusesOtherModels) {

@@ -1,14 +1,14 @@
 // The inward window against the reference's literal formula, on many grids: interior, every
 // border, grids smaller than the box in one or both dimensions, T = 1.
+#include "freeswim/window_geometry.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
-
 #include "freeswim/policy.h"
-#include "freeswim/window_geometry.h"
 
 namespace freeswim {
 namespace {
@@ -31,7 +31,8 @@ TEST(WindowGeometry, MatchesReferenceFormulaOnManyGrids) {
               const int qh = static_cast<int>((q / W) % H), qw = static_cast<int>(q % W);
               const int kh = static_cast<int>((k / W) % H), kw = static_cast<int>(k % W);
               ASSERT_EQ(window_visible(g, q, k), reference_visible(H, W, dh, dw, qh, qw, kh, kw))
-                  << "H=" << H << " W=" << W << " dh=" << dh << " dw=" << dw << " q=" << q << " k=" << k;
+                  << "H=" << H << " W=" << W << " dh=" << dh << " dw=" << dw << " q=" << q
+                  << " k=" << k;
             }
         }
 }
@@ -82,7 +83,8 @@ TEST(WindowGeometry, SingleFrameAndAllFramesShareKeys) {
 TEST(AttentionScale, FollowsTheRuleOfTheBaseGrid) {
   // 1.3B at 480x832: N = 30*52, head_dim 128.
   const double n = 30.0 * 52.0;
-  EXPECT_NEAR(freeswim_attention_scale(30 * 52, 128), std::sqrt(std::log(2 * n) / std::log(n) / 128.0), 1e-15);
+  EXPECT_NEAR(freeswim_attention_scale(30 * 52, 128),
+              std::sqrt(std::log(2 * n) / std::log(n) / 128.0), 1e-15);
   const FreeSwimParams p = freeswim_params_for_base_grid(30, 52, 128);
   EXPECT_EQ(p.dh, 15);
   EXPECT_EQ(p.dw, 26);

@@ -1,5 +1,7 @@
 // The denoising loops on the golden tiny DiT: guidance arithmetic, the cache schedule, and
 // resuming from a saved state at every step giving the same bits.
+#include "pipeline/denoise.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -7,7 +9,6 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/wan_dit.h"
-#include "pipeline/denoise.h"
 #include "sched/unipc.h"
 
 namespace freeswim::pipeline {
@@ -16,8 +17,8 @@ namespace {
 const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 struct Fixture {
-  std::unique_ptr<models::WanDit> dit = models::WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors",
-                                                             Device::CPU, kGolden + "/dit_tiny.config.json");
+  std::unique_ptr<models::WanDit> dit = models::WanDit::load(
+      kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU, kGolden + "/dit_tiny.config.json");
   GuidedText text{rng::normal_tensor({5, 32}, 1), rng::normal_tensor({5, 32}, 2), 5.0};
   Tensor clean = rng::normal_tensor({16, 2, 8, 12}, 3);
   Tensor noise = rng::normal_tensor({16, 2, 8, 12}, 4);
@@ -80,7 +81,8 @@ TEST(Denoise, ResumeFromEveryStepIsBitExact) {
   ASSERT_EQ(states.size(), 6u);
   for (size_t k = 0; k + 1 < states.size(); ++k) {
     sched::UniPCScheduler r(sched::UniPCConfig::wan(9));
-    const Tensor resumed = run_freeswim_stage(*f.dit, r, f.clean, f.noise, f.text, opt, {}, &states[k]);
+    const Tensor resumed =
+        run_freeswim_stage(*f.dit, r, f.clean, f.noise, f.text, opt, {}, &states[k]);
     EXPECT_TRUE(same_bits(resumed, full)) << "resumed after step " << k;
   }
   // The base stage too.
@@ -105,7 +107,8 @@ TEST(Denoise, RejectsBadInputs) {
   opt.strength = 0;
   EXPECT_THROW(run_freeswim_stage(*f.dit, s, f.clean, f.noise, f.text, opt, {}), Error);
   opt.strength = 0.7;
-  EXPECT_THROW(run_freeswim_stage(*f.dit, s, f.clean, rng::normal_tensor({16, 2, 8, 10}, 1), f.text, opt, {}),
+  EXPECT_THROW(run_freeswim_stage(*f.dit, s, f.clean, rng::normal_tensor({16, 2, 8, 10}, 1), f.text,
+                                  opt, {}),
                Error);
 }
 

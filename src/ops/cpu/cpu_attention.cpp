@@ -16,12 +16,13 @@ namespace freeswim::ops::cpu {
 namespace {
 
 // out[nq, d] (row stride ldo) = softmax(scale * q k^T) v for q [nq, d] (ldq), k, v [nk, d] (ldk).
-void attend_block(const float* q, int64_t ldq, const float* k, const float* v, int64_t ldk, int64_t nq,
-                  int64_t nk, int64_t d, float scale, float* out, int64_t ldo, std::vector<float>& s) {
+void attend_block(const float* q, int64_t ldq, const float* k, const float* v, int64_t ldk,
+                  int64_t nq, int64_t nk, int64_t d, float scale, float* out, int64_t ldo,
+                  std::vector<float>& s) {
   s.resize(static_cast<size_t>(nq * nk));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq), static_cast<int>(nk),
-              static_cast<int>(d), scale, q, static_cast<int>(ldq), k, static_cast<int>(ldk), 0.f, s.data(),
-              static_cast<int>(nk));
+              static_cast<int>(d), scale, q, static_cast<int>(ldq), k, static_cast<int>(ldk), 0.f,
+              s.data(), static_cast<int>(nk));
   for (int64_t i = 0; i < nq; ++i) {
     float* row = s.data() + i * nk;
     float m = -INFINITY;
@@ -35,8 +36,8 @@ void attend_block(const float* q, int64_t ldq, const float* k, const float* v, i
     for (int64_t j = 0; j < nk; ++j) row[j] *= inv;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nq), static_cast<int>(d),
-              static_cast<int>(nk), 1.f, s.data(), static_cast<int>(nk), v, static_cast<int>(ldk), 0.f, out,
-              static_cast<int>(ldo));
+              static_cast<int>(nk), 1.f, s.data(), static_cast<int>(nk), v, static_cast<int>(ldk),
+              0.f, out, static_cast<int>(ldo));
 }
 
 }  // namespace
@@ -52,8 +53,9 @@ Tensor attention_full(const Tensor& q, const Tensor& k, const Tensor& v, float s
     std::vector<float> s;
     for (int64_t item = b; item < e; ++item) {
       const int64_t h = item / blocks, q0 = (item % blocks) * kBlock, n = std::min(kBlock, nq - q0);
-      attend_block(q.data<float>() + q0 * ld + h * d, ld, k.data<float>() + h * d, v.data<float>() + h * d, ld,
-                   n, nk, d, scale, out.data<float>() + q0 * ld + h * d, ld, s);
+      attend_block(q.data<float>() + q0 * ld + h * d, ld, k.data<float>() + h * d,
+                   v.data<float>() + h * d, ld, n, nk, d, scale,
+                   out.data<float>() + q0 * ld + h * d, ld, s);
     }
   });
   return out;

@@ -13,12 +13,14 @@ namespace {
 
 void require_f32(const Tensor& t, const char* op, const char* arg) {
   FS_CHECK(t.defined(), "{}: {} is missing", op, arg);
-  FS_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32, "{}: {} must be an f32 cpu tensor, got {}",
-           op, arg, t.describe());
+  FS_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32,
+           "{}: {} must be an f32 cpu tensor, got {}", op, arg, t.describe());
 }
 
 // Rows of a [.., features] tensor.
-int64_t rows_of(const Tensor& x) { return x.ndim() == 0 ? 1 : x.numel() / x.dim(-1); }
+int64_t rows_of(const Tensor& x) {
+  return x.ndim() == 0 ? 1 : x.numel() / x.dim(-1);
+}
 
 constexpr int64_t kGrain = 1 << 14;  // elements per thread chunk for elementwise ops
 
@@ -39,7 +41,8 @@ class CpuBackend final : public Backend {
     float beta = 0.f;
     if (b.defined()) {
       require_f32(b, "linear", "bias");
-      FS_CHECK(b.numel() == N, "linear: bias {} does not match weight {}", b.describe(), w.describe());
+      FS_CHECK(b.numel() == N, "linear: bias {} does not match weight {}", b.describe(),
+               w.describe());
       const float* bd = b.data<float>();
       for (int64_t i = 0; i < M; ++i) std::copy(bd, bd + N, yd + i * N);
       beta = 1.f;
@@ -76,27 +79,28 @@ class CpuBackend final : public Backend {
     Tensor y = Tensor::empty(x.shape());
     const float* xd = x.data<float>();
     float* yd = y.data<float>();
-    parallel_for(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const float* xr = xd + r * D;
-        float* yr = yd + r * D;
-        double mean = 0, var = 0;
-        for (int64_t i = 0; i < D; ++i) mean += xr[i];
-        mean /= static_cast<double>(D);
-        for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-        var /= static_cast<double>(D);
-        const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-        const float m = static_cast<float>(mean);
-        for (int64_t i = 0; i < D; ++i) {
-          float v = (xr[i] - m) * inv;
-          if (wd) v *= wd[i];
-          if (bd) v += bd[i];
-          if (sc) v *= 1.f + sc[i];
-          if (sh) v += sh[i];
-          yr[i] = v;
-        }
-      }
-    });
+    parallel_for(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(D, 1)),
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t r = b; r < e; ++r) {
+                     const float* xr = xd + r * D;
+                     float* yr = yd + r * D;
+                     double mean = 0, var = 0;
+                     for (int64_t i = 0; i < D; ++i) mean += xr[i];
+                     mean /= static_cast<double>(D);
+                     for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+                     var /= static_cast<double>(D);
+                     const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+                     const float m = static_cast<float>(mean);
+                     for (int64_t i = 0; i < D; ++i) {
+                       float v = (xr[i] - m) * inv;
+                       if (wd) v *= wd[i];
+                       if (bd) v += bd[i];
+                       if (sc) v *= 1.f + sc[i];
+                       if (sh) v += sh[i];
+                       yr[i] = v;
+                     }
+                   }
+                 });
     return y;
   }
 
@@ -107,15 +111,18 @@ class CpuBackend final : public Backend {
     Tensor y = Tensor::empty(x.shape());
     const float* xd = x.data<float>();
     float* yd = y.data<float>();
-    parallel_for(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const float* xr = xd + r * D;
-        double ss = 0;
-        for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-        const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
-        for (int64_t i = 0; i < D; ++i) yd[r * D + i] = xr[i] * inv * (wd ? wd[i] : 1.f);
-      }
-    });
+    parallel_for(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(D, 1)),
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t r = b; r < e; ++r) {
+                     const float* xr = xd + r * D;
+                     double ss = 0;
+                     for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+                     const float inv =
+                         static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+                     for (int64_t i = 0; i < D; ++i)
+                       yd[r * D + i] = xr[i] * inv * (wd ? wd[i] : 1.f);
+                   }
+                 });
     return y;
   }
 
@@ -125,7 +132,8 @@ class CpuBackend final : public Backend {
              "rope_3d: x {} does not match grid {}x{}x{}", x.describe(), rope.T, rope.H, rope.W);
     const int64_t heads = x.dim(1), hd = x.dim(2);
     const int64_t pt = rope.frame.dim(1), ph = rope.row.dim(1), pw = rope.col.dim(1);
-    FS_CHECK(2 * (pt + ph + pw) == hd, "rope_3d: tables cover {} of head_dim {}", 2 * (pt + ph + pw), hd);
+    FS_CHECK(2 * (pt + ph + pw) == hd, "rope_3d: tables cover {} of head_dim {}",
+             2 * (pt + ph + pw), hd);
     const float* ft = rope.frame.data<float>();
     const float* rt = rope.row.data<float>();
     const float* ct = rope.col.data<float>();
@@ -160,8 +168,8 @@ class CpuBackend final : public Backend {
              "attention: q {} k {} v {} do not match", q.describe(), k.describe(), v.describe());
     if (window) {
       FS_CHECK(q.dim(0) == window->tokens() && k.dim(0) == window->tokens(),
-               "attention: window grid {}x{}x{} does not match {} query tokens", window->T, window->H,
-               window->W, q.dim(0));
+               "attention: window grid {}x{}x{} does not match {} query tokens", window->T,
+               window->H, window->W, q.dim(0));
       return attention_window(q, k, v, scale, *window);
     }
     return attention_full(q, k, v, scale);
@@ -170,7 +178,8 @@ class CpuBackend final : public Backend {
   Tensor add(const Tensor& a, const Tensor& b) override {
     require_f32(a, "add", "a");
     require_f32(b, "add", "b");
-    FS_CHECK(b.numel() > 0 && a.numel() % b.numel() == 0, "add: {} vs {}", a.describe(), b.describe());
+    FS_CHECK(b.numel() > 0 && a.numel() % b.numel() == 0, "add: {} vs {}", a.describe(),
+             b.describe());
     Tensor y = Tensor::empty(a.shape());
     const float *ad = a.data<float>(), *bd = b.data<float>();
     float* yd = y.data<float>();
@@ -196,8 +205,8 @@ class CpuBackend final : public Backend {
     require_f32(x, "patchify", "x");
     FS_CHECK(x.ndim() == 4, "patchify: expected [C, F, H, W], got {}", x.describe());
     const int64_t C = x.dim(0), F = x.dim(1), H = x.dim(2), W = x.dim(3);
-    FS_CHECK(F % pt == 0 && H % ph == 0 && W % pw == 0, "patchify: {} is not divisible by patch {}x{}x{}",
-             x.describe(), pt, ph, pw);
+    FS_CHECK(F % pt == 0 && H % ph == 0 && W % pw == 0,
+             "patchify: {} is not divisible by patch {}x{}x{}", x.describe(), pt, ph, pw);
     const int64_t T = F / pt, Hg = H / ph, Wg = W / pw, P = C * pt * ph * pw;
     Tensor y = Tensor::empty({T * Hg * Wg, P});
     const float* xd = x.data<float>();
@@ -256,7 +265,9 @@ class CpuBackend final : public Backend {
     return cpu::rms_norm_channels(x, gamma, bias, silu);
   }
   Tensor upsample_nearest2x(const Tensor& x) override { return cpu::upsample_nearest2x(x); }
-  Tensor concat(const Tensor& a, const Tensor& b, int dim) override { return cpu::concat(a, b, dim); }
+  Tensor concat(const Tensor& a, const Tensor& b, int dim) override {
+    return cpu::concat(a, b, dim);
+  }
   Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end) override {
     return cpu::slice(x, dim, begin, end);
   }
