@@ -196,11 +196,26 @@ void add_job_commands(CLI::App& app) {
   g_generate = app.add_subcommand(
       "generate", "Text to high-resolution video: base stage, upsample, FreeSwim stage");
   add_common(g_generate, *g_flags, true);
+  g_generate->footer(
+      "\nExamples:\n"
+      "  freeswim generate --model ~/models/Wan2.1-T2V-1.3B -p \"a red fox in fresh snow, "
+      "cinematic\" \\\n"
+      "      --size 1920x1080 --frames 81 -o fox.mp4\n"
+      "  freeswim generate --model tiny -p test --size 192x128 --frames 9 -o test.mp4\n"
+      "      (built-in random weights: a smoke test; its video is noise)\n"
+      "\nWeights: Wan-AI/Wan2.1-T2V-1.3B or -14B (original or -Diffusers layout) from Hugging Face "
+      "or\n"
+      "ModelScope; ComfyUI's split files work with --dit/--vae/--t5/--tokenizer.");
   g_upscale = app.add_subcommand("upscale",
                                  "Upscale your own video with the FreeSwim high-resolution stage");
   g_upscale->add_option("-i,--input", g_flags->input, "Input video (any format FFmpeg reads)")
       ->required();
   add_common(g_upscale, *g_flags, false);
+  g_upscale->footer(
+      "\nExample:\n"
+      "  freeswim upscale --model ~/models/Wan2.1-T2V-1.3B -i clip_480p.mp4 -p \"what the clip "
+      "shows\" \\\n"
+      "      --size 1920x1080 --frames 81 -o clip_1080p.mp4");
 }
 
 int run_jobs_if_parsed() {
