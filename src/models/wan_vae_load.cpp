@@ -328,8 +328,9 @@ std::unique_ptr<WanVae> WanVae::load(const std::string& path, Device device,
     FS_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16,
              "{}: tensor '{}' has dtype {}, expected F32, BF16 or F16", src.file_of(stored), stored,
              dtype_name(t.dtype()));
-    // The VAE runs in fp32 (as the reference pipelines do); half weights are upcast.
-    return ops::to_compute(t.to(DType::F32).reshape(expected), device);
+    // The VAE runs in fp32 on every device (as the reference pipelines do); half weights are
+    // upcast, and not narrowed again by a GPU backend's to_compute.
+    return t.to(DType::F32).reshape(expected).to(device);
   });
   const int next = c.levels() * c.num_res_blocks + c.levels() - 1;
   FS_CHECK(
@@ -356,7 +357,7 @@ std::unique_ptr<WanVae> WanVae::random(const WanVaeConfig& c, Device device, uin
       const double u = static_cast<double>(gen() >> 11) * (1.0 / 9007199254740992.0);
       d[i] = (gamma ? 1.f : 0.f) + bound * static_cast<float>(2.0 * u - 1.0);
     }
-    return ops::to_compute(t, device);
+    return t.to(device);  // fp32 on every device, as load() keeps it
   });
   return std::make_unique<WanVae>(c, std::move(w), device);
 }

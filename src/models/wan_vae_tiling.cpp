@@ -79,7 +79,7 @@ void run_tiled(Tensor& out, int64_t height, int64_t width, int64_t tile, int64_t
         for (int64_t x = 0; x < tw; ++x)
           map[static_cast<size_t>(y * tw + x)] =
               wy[i][static_cast<size_t>(y)] * wx[j][static_cast<size_t>(x)];
-      const Tensor weight = ops::to_compute(Tensor::from_vector({th, tw}, map), out.device());
+      const Tensor weight = Tensor::from_vector({th, tw}, map).to(out.device());  // fp32
       const int64_t y0 = ys[i].begin * scale, x0 = xs[j].begin * scale;
       region(ys[i].begin, xs[j].begin, ys[i].size, xs[j].size,
              [&](int64_t f0, const Tensor& chunk) {
@@ -89,6 +89,12 @@ void run_tiled(Tensor& out, int64_t height, int64_t width, int64_t tile, int64_t
 }
 
 namespace {
+
+// The VAE computes in fp32 on every device (the reference does): its input in f32 on `device`.
+Tensor fp32_on(const Tensor& t, Device device) {
+  if (t.device() == device && t.dtype() == DType::F32) return t;
+  return t.to(Device::CPU).to(DType::F32).to(device);
+}
 
 // Cells [y0, y0 + h) x [x0, x0 + w) of the last two dimensions, times `scale`.
 Tensor crop(const Tensor& x, int64_t y0, int64_t x0, int64_t h, int64_t w, int64_t scale) {
@@ -115,7 +121,7 @@ VaeEncoding WanVae::encode(const Tensor& video, const VaeTiling& tiling) const {
            1 + (F - 1) / tf * tf, 1 + ((F - 1) / tf + 1) * tf);
   FS_CHECK(H > 0 && W > 0 && H % s == 0 && W % s == 0,
            "VAE encode: frame size {}x{} must be a multiple of {}", W, H, s);
-  const Tensor x = ops::to_compute(video, device_);
+  const Tensor x = fp32_on(video, device_);
   const int64_t h = H / s, w = W / s, T = 1 + (F - 1) / tf, z = config_.z_dim;
   Tensor out = Tensor::zeros({2 * z, T, h, w}, x.dtype(), device_);
   if (tiling.enabled && (H > tiling.tile || W > tiling.tile)) {
@@ -140,7 +146,7 @@ Tensor WanVae::decode(const Tensor& latents, const VaeTiling& tiling, bool clamp
   FS_CHECK(latents.ndim() == 4 && latents.dim(0) == config_.z_dim && latents.dim(1) >= 1 &&
                latents.dim(2) > 0 && latents.dim(3) > 0,
            "VAE decode: expected latents [{}, T, h, w], got {}", config_.z_dim, latents.describe());
-  const Tensor z = ops::to_compute(latents, device_);
+  const Tensor z = fp32_on(latents, device_);
   const int64_t T = z.dim(1), h = z.dim(2), w = z.dim(3);
   Tensor out = Tensor::zeros({3, 1 + (T - 1) * tf, h * s, w * s}, z.dtype(), device_);
   if (tiling.enabled && (h * s > tiling.tile || w * s > tiling.tile)) {

@@ -3,11 +3,15 @@
 // vectors and modulation tables stay fp32; every kernel computes in fp32 and rounds on store.
 #include "ops/cuda/cuda_backend.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "ops/cuda/attention/attention.h"
+#include "ops/cuda/conv3d.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/gemm.h"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/vae_kernels.h"
 #include "ops/ops.h"
 
 namespace freeswim::ops::cuda {
@@ -49,6 +53,19 @@ Tensor as_bf16(const Tensor& t) {
   Tensor y = Tensor::empty(t.shape(), DType::BF16, Device::CUDA);
   check_cuda(kernels::convert(t.raw(), t.dtype(), y.raw(), DType::BF16, t.numel()), "convert");
   return y;
+}
+
+int dim_index(const Tensor& x, int dim, const char* op) {
+  const int d = dim < 0 ? dim + x.ndim() : dim;
+  FS_CHECK(d >= 0 && d < x.ndim(), "{}: dim {} out of range for {}", op, dim, x.describe());
+  return d;
+}
+
+// Product of the dimensions before `d`.
+int64_t outer_of(const Shape& s, int d) {
+  int64_t n = 1;
+  for (int i = 0; i < d; ++i) n *= s[static_cast<size_t>(i)];
+  return n;
 }
 
 [[noreturn]] void not_on_cuda(const char* op, const char* who) {
@@ -155,7 +172,22 @@ class CudaBackend final : public Backend {
       FS_CHECK(nq == window->tokens() && nk == window->tokens(),
                "attention: window grid {}x{}x{} does not match {} query tokens", window->T,
                window->H, window->W, nq);
-    // Attention runs in bf16 (a mixed call, e.g. an fp32 one-token context, is converted).
+    // All-fp32 inputs (the VAE's middle attention: the VAE runs in fp32) stay fp32 in the plain
+    // kernel.
+    if (!window && q_in.dtype() == DType::F32 && k_in.dtype() == DType::F32 &&
+        v_in.dtype() == DType::F32) {
+      const int d = static_cast<int>(q_in.dim(2));
+      FS_CHECK(d > 0 && d <= 256, "attention: fp32 head_dim {} is not supported on cuda (1..256)",
+               d);
+      Tensor out = Tensor::empty(q_in.shape(), DType::F32, Device::CUDA);
+      if (nq == 0) return out;
+      check_cuda(kernels::attention_plain(q_in.raw(), k_in.raw(), v_in.raw(), out.raw(), DType::F32,
+                                          nq, nk, static_cast<int>(q_in.dim(1)), d, scale, nullptr),
+                 "attention kernel");
+      return out;
+    }
+    // Otherwise attention runs in bf16 (a mixed call, e.g. an fp32 one-token context, is
+    // converted).
     const Tensor q = as_bf16(q_in), k = as_bf16(k_in), v = as_bf16(v_in);
     const int heads = static_cast<int>(q.dim(1)), d = static_cast<int>(q.dim(2));
     Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
@@ -244,31 +276,154 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  // Text encoder and VAE ops: not on the GPU yet (the pipeline runs those models on the CPU).
-  Tensor embedding(const Tensor&, const std::vector<int32_t>&) override {
-    not_on_cuda("embedding", "text encoder");
+  // Text encoder ops: the elementwise product and the embedding gather run here; the biased
+  // attention is not on the GPU yet (the pipeline runs the text encoder on the CPU).
+  Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override {
+    require(table, "embedding", "table");
+    FS_CHECK(table.ndim() == 2, "embedding: table must be [V, D], got {}", table.describe());
+    const int64_t V = table.dim(0), D = table.dim(1), n = static_cast<int64_t>(ids.size());
+    for (int32_t id : ids)
+      FS_CHECK(id >= 0 && id < V, "embedding: token id {} outside the table's {} rows", id, V);
+    Tensor y = Tensor::empty({n, D}, table.dtype(), Device::CUDA);
+    if (n == 0) return y;
+    Tensor host_ids = Tensor::empty({n}, DType::I32);
+    std::copy(ids.begin(), ids.end(), host_ids.data<int32_t>());
+    const Tensor dev_ids = host_ids.to(Device::CUDA);
+    check_cuda(kernels::gather_rows(table.raw(), dev_ids.data<int32_t>(), y.raw(),
+                                    static_cast<int>(dtype_size(table.dtype())), n, D),
+               "embedding kernel");
+    return y;
   }
-  Tensor mul(const Tensor&, const Tensor&) override { not_on_cuda("mul", "text encoder"); }
+  Tensor mul(const Tensor& a, const Tensor& b) override {
+    require(a, "mul", "a");
+    require(b, "mul", "b");
+    FS_CHECK(a.numel() == b.numel(), "mul: {} vs {}", a.describe(), b.describe());
+    Tensor y = empty_like(a);
+    check_cuda(kernels::mul(a.raw(), a.dtype(), b.raw(), b.dtype(), y.raw(), a.numel()),
+               "mul kernel");
+    return y;
+  }
   Tensor attention_bias(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&,
                         const Tensor&) override {
     not_on_cuda("attention_bias", "text encoder");
   }
-  Tensor conv3d(const Tensor&, const Tensor&, const Tensor&, const Conv3dParams&) override {
-    not_on_cuda("conv3d", "VAE");
+
+  // VAE ops: F32 (the VAE's dtype on the GPU) or BF16 activations, per-channel vectors F32.
+  Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) override {
+    return cuda::conv3d(x, w, b, p);
   }
-  Tensor rms_norm_channels(const Tensor&, const Tensor&, const Tensor&, bool) override {
-    not_on_cuda("rms_norm_channels", "VAE");
+
+  Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias,
+                           bool silu) override {
+    require(x, "rms_norm_channels", "x");
+    FS_CHECK(x.ndim() >= 1, "rms_norm_channels: x is a scalar");
+    const int64_t C = x.dim(0), N = C > 0 ? x.numel() / C : 0;
+    Tensor y = empty_like(x);
+    check_cuda(kernels::rms_norm_channels(x.raw(), y.raw(), x.dtype(), C, N,
+                                          vector_arg(gamma, C, "rms_norm_channels", "gamma"),
+                                          vector_arg(bias, C, "rms_norm_channels", "bias"), silu),
+               "rms_norm_channels kernel");
+    return y;
   }
-  Tensor upsample_nearest2x(const Tensor&) override { not_on_cuda("upsample_nearest2x", "VAE"); }
-  Tensor concat(const Tensor&, const Tensor&, int) override { not_on_cuda("concat", "VAE"); }
-  Tensor slice(const Tensor&, int, int64_t, int64_t) override { not_on_cuda("slice", "VAE"); }
-  Tensor transpose2d(const Tensor&) override { not_on_cuda("transpose2d", "VAE"); }
-  Tensor clamp(const Tensor&, float, float) override { not_on_cuda("clamp", "VAE"); }
-  Tensor channel_affine(const Tensor&, const Tensor&, const Tensor&) override {
-    not_on_cuda("channel_affine", "VAE");
+
+  Tensor upsample_nearest2x(const Tensor& x) override {
+    require(x, "upsample_nearest2x", "x");
+    FS_CHECK(x.ndim() == 4, "upsample_nearest2x: expected [C, F, H, W], got {}", x.describe());
+    Tensor y =
+        Tensor::empty({x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)}, x.dtype(), Device::CUDA);
+    check_cuda(kernels::upsample_nearest2x(x.raw(), y.raw(), x.dtype(), x.dim(0) * x.dim(1),
+                                           x.dim(2), x.dim(3)),
+               "upsample kernel");
+    return y;
   }
-  void accumulate_tile(Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t) override {
-    not_on_cuda("accumulate_tile", "VAE");
+
+  Tensor concat(const Tensor& a, const Tensor& b, int dim) override {
+    require(a, "concat", "a");
+    require(b, "concat", "b");
+    FS_CHECK(a.dtype() == b.dtype(), "concat: {} vs {} (dtypes differ)", a.describe(),
+             b.describe());
+    const int d = dim_index(a, dim, "concat");
+    const Shape &sa = a.shape(), &sb = b.shape();
+    FS_CHECK(sa.size() == sb.size(), "concat: {} vs {}", a.describe(), b.describe());
+    for (size_t i = 0; i < sa.size(); ++i)
+      FS_CHECK(static_cast<int>(i) == d || sa[i] == sb[i], "concat: {} vs {} along dim {}",
+               a.describe(), b.describe(), d);
+    Shape so = sa;
+    so[static_cast<size_t>(d)] += sb[static_cast<size_t>(d)];
+    Tensor y = Tensor::empty(so, a.dtype(), Device::CUDA);
+    const int64_t outer = outer_of(sa, d);
+    const int64_t na = outer > 0 ? a.numel() / outer : 0, nb = outer > 0 ? b.numel() / outer : 0;
+    const int eb = static_cast<int>(dtype_size(a.dtype()));
+    check_cuda(kernels::copy_blocks(a.raw(), na, 0, y.raw(), na + nb, 0, outer, na, eb),
+               "concat kernel");
+    check_cuda(kernels::copy_blocks(b.raw(), nb, 0, y.raw(), na + nb, na, outer, nb, eb),
+               "concat kernel");
+    return y;
+  }
+
+  Tensor slice(const Tensor& x, int dim, int64_t begin, int64_t end) override {
+    require(x, "slice", "x");
+    const int d = dim_index(x, dim, "slice");
+    const int64_t n = x.dim(d);
+    FS_CHECK(0 <= begin && begin <= end && end <= n,
+             "slice: [{}, {}) out of range for dim {} of {}", begin, end, d, x.describe());
+    Shape so = x.shape();
+    so[static_cast<size_t>(d)] = end - begin;
+    Tensor y = Tensor::empty(so, x.dtype(), Device::CUDA);
+    const int64_t outer = outer_of(x.shape(), d);
+    const int64_t inner = n > 0 && outer > 0 ? x.numel() / (outer * n) : 0;
+    check_cuda(
+        kernels::copy_blocks(x.raw(), n * inner, begin * inner, y.raw(), (end - begin) * inner, 0,
+                             outer, (end - begin) * inner, static_cast<int>(dtype_size(x.dtype()))),
+        "slice kernel");
+    return y;
+  }
+
+  Tensor transpose2d(const Tensor& x) override {
+    require(x, "transpose2d", "x");
+    FS_CHECK(x.ndim() == 2, "transpose2d: expected a 2-d tensor, got {}", x.describe());
+    Tensor y = Tensor::empty({x.dim(1), x.dim(0)}, x.dtype(), Device::CUDA);
+    check_cuda(kernels::transpose2d(x.raw(), y.raw(), static_cast<int>(dtype_size(x.dtype())),
+                                    x.dim(0), x.dim(1)),
+               "transpose kernel");
+    return y;
+  }
+
+  Tensor clamp(const Tensor& x, float lo, float hi) override {
+    require(x, "clamp", "x");
+    Tensor y = empty_like(x);
+    check_cuda(kernels::clamp(x.raw(), y.raw(), x.dtype(), x.numel(), lo, hi), "clamp kernel");
+    return y;
+  }
+
+  Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) override {
+    require(x, "channel_affine", "x");
+    FS_CHECK(x.ndim() >= 1, "channel_affine: x is a scalar");
+    const int64_t C = x.dim(0), N = C > 0 ? x.numel() / C : 0;
+    Tensor y = empty_like(x);
+    check_cuda(kernels::channel_affine(x.raw(), y.raw(), x.dtype(), C, N,
+                                       vector_arg(scale, C, "channel_affine", "scale"),
+                                       vector_arg(shift, C, "channel_affine", "shift")),
+               "channel_affine kernel");
+    return y;
+  }
+
+  void accumulate_tile(Tensor& acc, const Tensor& tile, const Tensor& weight, int64_t f0,
+                       int64_t y0, int64_t x0) override {
+    require(acc, "accumulate_tile", "acc");
+    require(tile, "accumulate_tile", "tile");
+    FS_CHECK(acc.dtype() == tile.dtype() && acc.ndim() == 4 && tile.ndim() == 4 &&
+                 acc.dim(0) == tile.dim(0) && f0 >= 0 && y0 >= 0 && x0 >= 0 &&
+                 f0 + tile.dim(1) <= acc.dim(1) && y0 + tile.dim(2) <= acc.dim(2) &&
+                 x0 + tile.dim(3) <= acc.dim(3),
+             "accumulate_tile: tile {} at ({}, {}, {}) does not fit in {}", tile.describe(), f0, y0,
+             x0, acc.describe());
+    const int64_t h = tile.dim(2), w = tile.dim(3);
+    check_cuda(
+        kernels::accumulate_tile(acc.raw(), tile.raw(), acc.dtype(),
+                                 vector_arg(weight, h * w, "accumulate_tile", "weight"), acc.dim(0),
+                                 acc.dim(1), acc.dim(2), acc.dim(3), tile.dim(1), h, w, f0, y0, x0),
+        "accumulate_tile kernel");
   }
 
  private:

@@ -1,0 +1,14 @@
+// The VAE's 3D convolution on the GPU through cuDNN (legacy convolution API, NCDHW, fp32).
+#pragma once
+
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace freeswim::ops::cuda {
+
+// ops.h's conv3d: x [Ci, F, H, W] (F32 or BF16), w [Co, Ci, kt, kh, kw] (F32 or BF16), b [Co]
+// F32 or absent. Computed in fp32 (inputs in bf16 are widened first, TF32 is not used); the
+// result has x's dtype.
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p);
+
+}  // namespace freeswim::ops::cuda

@@ -1,0 +1,273 @@
+// Kernels of the video VAE ops (and the text encoder's mul / embedding gather): padding for the
+// convolution, the channel RMS norm, upsampling, block copies, transposition, clamp, per-channel
+// affine and tile accumulation. Grid-stride loops over int64 indices, fp32 arithmetic.
+#include "ops/cuda/kernel_util.cuh"
+#include "ops/cuda/stream.h"
+#include "ops/cuda/vae_kernels.h"
+
+namespace freeswim::ops::cuda::kernels {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ int64_t first_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// Calls fn(T{}) with T the C++ type of an activation dtype (F32 or BF16).
+template <typename Fn>
+cudaError_t with_type(DType t, Fn fn) {
+  switch (t) {
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(__nv_bfloat16{});
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+// Calls fn(T{}) with an integer type of the element size (moves without arithmetic).
+template <typename Fn>
+cudaError_t with_bytes(int elem_bytes, Fn fn) {
+  switch (elem_bytes) {
+    case 2:
+      return fn(uint16_t{});
+    case 4:
+      return fn(uint32_t{});
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+__global__ void pad3d_kernel(const float* x, float* y, int64_t F, int64_t H, int64_t W, int64_t Fo,
+                             int64_t Ho, int64_t Wo, int pf, int pt, int pl, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const int64_t wo = i % Wo, ho = (i / Wo) % Ho, fo = (i / (Wo * Ho)) % Fo,
+                  c = i / (Wo * Ho * Fo);
+    const int64_t f = fo - pf, h = ho - pt, w = wo - pl;
+    y[i] = (f >= 0 && f < F && h >= 0 && h < H && w >= 0 && w < W)
+               ? x[((c * F + f) * H + h) * W + w]
+               : 0.f;
+  }
+}
+
+// One thread per position j: the channel loop reads x[c, j] for consecutive j across a warp,
+// so every load is coalesced.
+template <typename T>
+__global__ void rms_channels_kernel(const T* x, T* y, int64_t C, int64_t N, const float* gamma,
+                                    const float* bias, bool silu) {
+  const float root_c = sqrtf(static_cast<float>(C));
+  for (int64_t j = first_index(); j < N; j += grid_stride()) {
+    float ss = 0.f;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = to_f(x[c * N + j]);
+      ss = fmaf(v, v, ss);
+    }
+    const float inv = 1.f / fmaxf(sqrtf(ss), 1e-12f);  // F.normalize's eps
+    for (int64_t c = 0; c < C; ++c) {
+      float v =
+          to_f(x[c * N + j]) * inv * root_c * (gamma ? gamma[c] : 1.f) + (bias ? bias[c] : 0.f);
+      if (silu) v = v / (1.f + expf(-v));
+      y[c * N + j] = from_f<T>(v);
+    }
+  }
+}
+
+template <typename T>
+__global__ void upsample_kernel(const T* x, T* y, int64_t H, int64_t W, int64_t n) {
+  const int64_t Wo = 2 * W, Ho = 2 * H;
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const int64_t wo = i % Wo, ho = (i / Wo) % Ho, p = i / (Wo * Ho);
+    y[i] = x[(p * H + ho / 2) * W + wo / 2];
+  }
+}
+
+template <typename T>
+__global__ void copy_blocks_kernel(const T* src, int64_t src_row, int64_t src_off, T* dst,
+                                   int64_t dst_row, int64_t dst_off, int64_t m, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const int64_t o = i / m, k = i % m;
+    dst[o * dst_row + dst_off + k] = src[o * src_row + src_off + k];
+  }
+}
+
+// 32x32 tiles through shared memory so that reads and writes are both row-contiguous.
+template <typename T>
+__global__ void transpose_kernel(const T* x, T* y, int64_t A, int64_t B) {
+  __shared__ T tile[32][33];
+  const int64_t b0 = static_cast<int64_t>(blockIdx.x) * 32,
+                a0 = static_cast<int64_t>(blockIdx.y) * 32;
+  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+    const int64_t a = a0 + r, b = b0 + threadIdx.x;
+    if (a < A && b < B) tile[r][threadIdx.x] = x[a * B + b];
+  }
+  __syncthreads();
+  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+    const int64_t b = b0 + r, a = a0 + threadIdx.x;
+    if (a < A && b < B) y[b * A + a] = tile[threadIdx.x][r];
+  }
+}
+
+template <typename T>
+__global__ void clamp_kernel(const T* x, T* y, int64_t n, float lo, float hi) {
+  for (int64_t i = first_index(); i < n; i += grid_stride())
+    y[i] = from_f<T>(fminf(fmaxf(to_f(x[i]), lo), hi));
+}
+
+template <typename T>
+__global__ void channel_affine_kernel(const T* x, T* y, int64_t N, const float* scale,
+                                      const float* shift, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const int64_t c = i / N;
+    y[i] = from_f<T>(to_f(x[i]) * (scale ? scale[c] : 1.f) + (shift ? shift[c] : 0.f));
+  }
+}
+
+template <typename T>
+__global__ void accumulate_kernel(T* acc, const T* tile, const float* weight, int64_t F, int64_t H,
+                                  int64_t W, int64_t f, int64_t h, int64_t w, int64_t f0,
+                                  int64_t y0, int64_t x0, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const int64_t xx = i % w, yy = (i / w) % h, ff = (i / (w * h)) % f, c = i / (w * h * f);
+    T& dst = acc[((c * F + f0 + ff) * H + y0 + yy) * W + x0 + xx];
+    dst = from_f<T>(to_f(dst) + to_f(tile[i]) * (weight ? weight[yy * w + xx] : 1.f));
+  }
+}
+
+template <typename A, typename B>
+__global__ void mul_kernel(const A* a, const B* b, A* y, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride())
+    y[i] = from_f<A>(to_f(a[i]) * to_f(b[i]));
+}
+
+template <typename T>
+__global__ void gather_kernel(const T* table, const int32_t* ids, T* y, int64_t D, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride())
+    y[i] = table[static_cast<int64_t>(ids[i / D]) * D + i % D];
+}
+
+}  // namespace
+
+cudaError_t pad3d(const float* x, float* y, int64_t C, int64_t F, int64_t H, int64_t W, int pf,
+                  int pb, int pt, int pbot, int pl, int pr) {
+  const int64_t Fo = F + pf + pb, Ho = H + pt + pbot, Wo = W + pl + pr, n = C * Fo * Ho * Wo;
+  if (n == 0) return cudaSuccess;
+  pad3d_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(x, y, F, H, W, Fo, Ho, Wo, pf, pt,
+                                                                 pl, n);
+  return cudaGetLastError();
+}
+
+cudaError_t rms_norm_channels(const void* x, void* y, DType t, int64_t C, int64_t N,
+                              const float* gamma, const float* bias, bool silu) {
+  if (C == 0 || N == 0) return cudaSuccess;
+  return with_type(t, [&](auto v) {
+    using T = decltype(v);
+    rms_channels_kernel<<<grid_for(N, kThreads), kThreads, 0, stream()>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), C, N, gamma, bias, silu);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t upsample_nearest2x(const void* x, void* y, DType t, int64_t planes, int64_t H,
+                               int64_t W) {
+  const int64_t n = planes * 4 * H * W;
+  if (n == 0) return cudaSuccess;
+  return with_bytes(static_cast<int>(dtype_size(t)), [&](auto v) {
+    using T = decltype(v);
+    upsample_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(static_cast<const T*>(x),
+                                                                      static_cast<T*>(y), H, W, n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t copy_blocks(const void* src, int64_t src_row, int64_t src_off, void* dst,
+                        int64_t dst_row, int64_t dst_off, int64_t outer, int64_t m,
+                        int elem_bytes) {
+  const int64_t n = outer * m;
+  if (n == 0) return cudaSuccess;
+  return with_bytes(elem_bytes, [&](auto v) {
+    using T = decltype(v);
+    copy_blocks_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+        static_cast<const T*>(src), src_row, src_off, static_cast<T*>(dst), dst_row, dst_off, m, n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t transpose2d(const void* x, void* y, int elem_bytes, int64_t A, int64_t B) {
+  if (A == 0 || B == 0) return cudaSuccess;
+  if ((A + 31) / 32 > 65535) return cudaErrorInvalidValue;  // grid.y limit
+  return with_bytes(elem_bytes, [&](auto v) {
+    using T = decltype(v);
+    const dim3 grid(static_cast<unsigned>((B + 31) / 32), static_cast<unsigned>((A + 31) / 32));
+    transpose_kernel<<<grid, dim3(32, 8), 0, stream()>>>(static_cast<const T*>(x),
+                                                         static_cast<T*>(y), A, B);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t clamp(const void* x, void* y, DType t, int64_t n, float lo, float hi) {
+  if (n == 0) return cudaSuccess;
+  return with_type(t, [&](auto v) {
+    using T = decltype(v);
+    clamp_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(static_cast<const T*>(x),
+                                                                   static_cast<T*>(y), n, lo, hi);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t channel_affine(const void* x, void* y, DType t, int64_t C, int64_t N,
+                           const float* scale, const float* shift) {
+  const int64_t n = C * N;
+  if (n == 0) return cudaSuccess;
+  return with_type(t, [&](auto v) {
+    using T = decltype(v);
+    channel_affine_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), N, scale, shift, n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t accumulate_tile(void* acc, const void* tile, DType t, const float* weight, int64_t C,
+                            int64_t F, int64_t H, int64_t W, int64_t f, int64_t h, int64_t w,
+                            int64_t f0, int64_t y0, int64_t x0) {
+  const int64_t n = C * f * h * w;
+  if (n == 0) return cudaSuccess;
+  return with_type(t, [&](auto v) {
+    using T = decltype(v);
+    accumulate_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+        static_cast<T*>(acc), static_cast<const T*>(tile), weight, F, H, W, f, h, w, f0, y0, x0, n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t mul(const void* a, DType a_t, const void* b, DType b_t, void* y, int64_t n) {
+  if (n == 0) return cudaSuccess;
+  return with_type(a_t, [&](auto av) {
+    using A = decltype(av);
+    return with_type(b_t, [&](auto bv) {
+      using B = decltype(bv);
+      mul_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+          static_cast<const A*>(a), static_cast<const B*>(b), static_cast<A*>(y), n);
+      return cudaGetLastError();
+    });
+  });
+}
+
+cudaError_t gather_rows(const void* table, const int32_t* ids, void* y, int elem_bytes,
+                        int64_t rows, int64_t D) {
+  const int64_t n = rows * D;
+  if (n == 0) return cudaSuccess;
+  return with_bytes(elem_bytes, [&](auto v) {
+    using T = decltype(v);
+    gather_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(static_cast<const T*>(table),
+                                                                    ids, static_cast<T*>(y), D, n);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace freeswim::ops::cuda::kernels
