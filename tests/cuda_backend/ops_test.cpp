@@ -207,12 +207,10 @@ TEST(CudaOps, BadArgumentsThrowNamedErrors) {
   const Tensor x = to_cuda(random_cpu({4, 8}, 100), kBF);
   EXPECT_THROW(ops::linear(x, to_cuda(random_cpu({3, 7}, 101), kBF)), Error);
   EXPECT_THROW(ops::layer_norm(x, to_cuda(random_cpu({7}, 102), kF32), {}, 1e-6f), Error);
-  try {
-    ops::conv3d(x, x, {}, ops::Conv3dParams{});
-    FAIL() << "conv3d on cuda should throw";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not yet on cuda"), std::string::npos) << e.what();
-  }
+  EXPECT_THROW(ops::conv3d(x, x, {}, ops::Conv3dParams{}), Error);  // 2-D x, 2-D weight
+  const Tensor q = to_cuda(random_cpu({4, 2, 8}, 103), kBF);
+  EXPECT_THROW(ops::attention_bias(q, q, to_cuda(random_cpu({4, 2, 8}, 104), kF32), 1.f, {}),
+               Error);  // mixed dtypes
 }
 
 TEST(CudaMemory, CachingAllocatorReusesAndCountsBlocks) {

@@ -68,10 +68,6 @@ int64_t outer_of(const Shape& s, int d) {
   return n;
 }
 
-[[noreturn]] void not_on_cuda(const char* op, const char* who) {
-  fail("{} ({}) is not yet on cuda: run the {} on the CPU", op, who, who);
-}
-
 class CudaBackend final : public Backend {
  public:
   Device device() const override { return Device::CUDA; }
@@ -172,17 +168,19 @@ class CudaBackend final : public Backend {
       FS_CHECK(nq == window->tokens() && nk == window->tokens(),
                "attention: window grid {}x{}x{} does not match {} query tokens", window->T,
                window->H, window->W, nq);
-    // All-fp32 inputs (the VAE's middle attention: the VAE runs in fp32) stay fp32 in the plain
-    // kernel.
+    // All-fp32 inputs (the VAE's middle attention: the VAE runs in fp32) stay fp32, in the
+    // biased-attention kernel without bias or mask (head_dim up to 512: the VAE's 384).
     if (!window && q_in.dtype() == DType::F32 && k_in.dtype() == DType::F32 &&
         v_in.dtype() == DType::F32) {
       const int d = static_cast<int>(q_in.dim(2));
-      FS_CHECK(d > 0 && d <= 256, "attention: fp32 head_dim {} is not supported on cuda (1..256)",
-               d);
+      FS_CHECK(d > 0 && d <= kernels::kMaxBiasedHeadDim,
+               "attention: fp32 head_dim {} is not supported on cuda (1..{})", d,
+               kernels::kMaxBiasedHeadDim);
       Tensor out = Tensor::empty(q_in.shape(), DType::F32, Device::CUDA);
       if (nq == 0) return out;
-      check_cuda(kernels::attention_plain(q_in.raw(), k_in.raw(), v_in.raw(), out.raw(), DType::F32,
-                                          nq, nk, static_cast<int>(q_in.dim(1)), d, scale, nullptr),
+      check_cuda(kernels::attention_bias(q_in.raw(), k_in.raw(), v_in.raw(), out.raw(), DType::F32,
+                                         nq, nk, static_cast<int>(q_in.dim(1)), d, scale, nullptr,
+                                         DType::F32, nullptr),
                  "attention kernel");
       return out;
     }
@@ -276,8 +274,7 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  // Text encoder ops: the elementwise product and the embedding gather run here; the biased
-  // attention is not on the GPU yet (the pipeline runs the text encoder on the CPU).
+  // Text encoder (UMT5) ops.
   Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override {
     require(table, "embedding", "table");
     FS_CHECK(table.ndim() == 2, "embedding: table must be [V, D], got {}", table.describe());
@@ -303,9 +300,34 @@ class CudaBackend final : public Backend {
                "mul kernel");
     return y;
   }
-  Tensor attention_bias(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&,
-                        const Tensor&) override {
-    not_on_cuda("attention_bias", "text encoder");
+  Tensor attention_bias(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const Tensor& bias, const Tensor& key_mask) override {
+    require(q, "attention_bias", "q");
+    require(k, "attention_bias", "k");
+    require(v, "attention_bias", "v");
+    FS_CHECK(q.ndim() == 3 && k.ndim() == 3 && q.dim(1) == k.dim(1) && q.dim(2) == k.dim(2) &&
+                 k.shape() == v.shape() && q.dtype() == k.dtype() && k.dtype() == v.dtype(),
+             "attention_bias: q {} k {} v {} do not match", q.describe(), k.describe(),
+             v.describe());
+    const int64_t nq = q.dim(0), nk = k.dim(0), heads = q.dim(1);
+    const int d = static_cast<int>(q.dim(2));
+    FS_CHECK(nk > 0, "attention_bias: no keys");
+    FS_CHECK(d > 0 && d <= kernels::kMaxBiasedHeadDim,
+             "attention_bias: head_dim {} is not supported on cuda (1..{})", d,
+             kernels::kMaxBiasedHeadDim);
+    if (bias.defined()) {
+      require(bias, "attention_bias", "bias");
+      FS_CHECK(bias.numel() == nq * nk * heads, "attention_bias: bias {} is not [{}, {}, {}]",
+               bias.describe(), nq, nk, heads);
+    }
+    const float* mask = vector_arg(key_mask, nk, "attention_bias", "key_mask");
+    Tensor out = empty_like(q);
+    check_cuda(kernels::attention_bias(q.raw(), k.raw(), v.raw(), out.raw(), q.dtype(), nq, nk,
+                                       static_cast<int>(heads), d, scale,
+                                       bias.defined() ? bias.raw() : nullptr,
+                                       bias.defined() ? bias.dtype() : DType::F32, mask),
+               "attention_bias kernel");
+    return out;
   }
 
   // VAE ops: F32 (the VAE's dtype on the GPU) or BF16 activations, per-channel vectors F32.

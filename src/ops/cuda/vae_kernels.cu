@@ -96,20 +96,24 @@ __global__ void copy_blocks_kernel(const T* src, int64_t src_row, int64_t src_of
   }
 }
 
-// 32x32 tiles through shared memory so that reads and writes are both row-contiguous.
+// 32x32 tiles through shared memory so that reads and writes are both row-contiguous. Tiles of
+// A are visited in a grid-stride loop over blockIdx.y (gridDim.y is limited to 65535).
 template <typename T>
 __global__ void transpose_kernel(const T* x, T* y, int64_t A, int64_t B) {
   __shared__ T tile[32][33];
-  const int64_t b0 = static_cast<int64_t>(blockIdx.x) * 32,
-                a0 = static_cast<int64_t>(blockIdx.y) * 32;
-  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
-    const int64_t a = a0 + r, b = b0 + threadIdx.x;
-    if (a < A && b < B) tile[r][threadIdx.x] = x[a * B + b];
-  }
-  __syncthreads();
-  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
-    const int64_t b = b0 + r, a = a0 + threadIdx.x;
-    if (a < A && b < B) y[b * A + a] = tile[threadIdx.x][r];
+  const int64_t b0 = static_cast<int64_t>(blockIdx.x) * 32;
+  for (int64_t a0 = static_cast<int64_t>(blockIdx.y) * 32; a0 < A;
+       a0 += static_cast<int64_t>(gridDim.y) * 32) {
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t a = a0 + r, b = b0 + threadIdx.x;
+      if (a < A && b < B) tile[r][threadIdx.x] = x[a * B + b];
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t b = b0 + r, a = a0 + threadIdx.x;
+      if (a < A && b < B) y[b * A + a] = tile[threadIdx.x][r];
+    }
+    __syncthreads();  // the tile is refilled on the next pass
   }
 }
 
@@ -200,10 +204,12 @@ cudaError_t copy_blocks(const void* src, int64_t src_row, int64_t src_off, void*
 
 cudaError_t transpose2d(const void* x, void* y, int elem_bytes, int64_t A, int64_t B) {
   if (A == 0 || B == 0) return cudaSuccess;
-  if ((A + 31) / 32 > 65535) return cudaErrorInvalidValue;  // grid.y limit
   return with_bytes(elem_bytes, [&](auto v) {
     using T = decltype(v);
-    const dim3 grid(static_cast<unsigned>((B + 31) / 32), static_cast<unsigned>((A + 31) / 32));
+    if ((B + 31) / 32 > 0x7fffffff) return cudaErrorInvalidValue;
+    const int64_t a_tiles = (A + 31) / 32;
+    const dim3 grid(static_cast<unsigned>((B + 31) / 32),
+                    static_cast<unsigned>(a_tiles < 65535 ? a_tiles : 65535));
     transpose_kernel<<<grid, dim3(32, 8), 0, stream()>>>(static_cast<const T*>(x),
                                                          static_cast<T*>(y), A, B);
     return cudaGetLastError();

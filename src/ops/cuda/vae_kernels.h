@@ -53,4 +53,13 @@ cudaError_t mul(const void* a, DType a_t, const void* b, DType b_t, void* y, int
 cudaError_t gather_rows(const void* table, const int32_t* ids, void* y, int elem_bytes,
                         int64_t rows, int64_t D);
 
+// softmax(scale q k^T + bias) v per head over the keys whose key_mask is nonzero (every key, with
+// scores of 0, when all are masked). q [nq, heads, d], k, v [nk, heads, d], out like q, all of
+// dtype t; bias [nq, nk, heads] of bias_t or null; key_mask [nk] f32 or null. head_dim up to
+// kMaxBiasedHeadDim.
+constexpr int kMaxBiasedHeadDim = 512;
+cudaError_t attention_bias(const void* q, const void* k, const void* v, void* out, DType t,
+                           int64_t nq, int64_t nk, int heads, int head_dim, float scale,
+                           const void* bias, DType bias_t, const float* key_mask);
+
 }  // namespace freeswim::ops::cuda::kernels

@@ -1,0 +1,301 @@
+// The VAE ops and the text encoder ops (mul, embedding, attention_bias) of the CUDA backend
+// against the CPU oracle on random inputs, and the VAE on the GPU: the golden cases (both namings,
+// fp32 on the GPU, so at 1e-3) and a tiled encode / decode against the CPU. The VAE runs in fp32;
+// cuDNN's convolution algorithms (Winograd, FFT, implicit GEMM) sum in other orders than the CPU's
+// sgemm, hence 3e-5 rather than exact for convolutions; element moves are exact.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "check/suites.h"
+#include "core/error.h"
+#include "models/wan_vae.h"
+#include "ops/cpu/cpu_backend.h"
+#include "test_util.h"
+
+namespace freeswim::cuda_test {
+namespace {
+
+constexpr DType kBF = DType::BF16;
+constexpr DType kF32 = DType::F32;
+constexpr double kConvTol = 3e-5;
+
+ops::Backend& cpu() {
+  return ops::cpu::cpu_backend();
+}
+
+struct ConvCase {
+  const char* name;
+  Shape x, w;
+  ops::Conv3dParams p;
+  bool bias;
+};
+
+ops::Conv3dParams params(int pf, int pb, int pt, int pbot, int pl, int pr, int st = 1, int sh = 1,
+                         int sw = 1) {
+  ops::Conv3dParams p;
+  p.pad_front = pf;
+  p.pad_back = pb;
+  p.pad_top = pt;
+  p.pad_bottom = pbot;
+  p.pad_left = pl;
+  p.pad_right = pr;
+  p.stride_t = st;
+  p.stride_h = sh;
+  p.stride_w = sw;
+  return p;
+}
+
+class CudaConv3d : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(CudaConv3d, Fp32MatchesCpu) {
+  const ConvCase& c = GetParam();
+  const Tensor x = random_cpu(c.x, 100), w = random_cpu(c.w, 101, -0.3f, 0.3f);
+  const Tensor b = c.bias ? random_cpu({c.w[0]}, 102) : Tensor{};
+  const Tensor want = cpu().conv3d(x, w, b, c.p);
+  const Tensor got =
+      ops::conv3d(to_cuda(x, kF32), to_cuda(w, kF32), c.bias ? to_cuda(b, kF32) : Tensor{}, c.p);
+  EXPECT_EQ(got.dtype(), kF32);
+  expect_close(got, want, kConvTol, c.name);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaConv3d,
+    ::testing::Values(
+        // The causal 3x3x3 convolution: time padded in front only, space symmetric.
+        ConvCase{"causal 3x3x3", {6, 3, 9, 11}, {8, 6, 3, 3, 3}, params(2, 0, 1, 1, 1, 1), true},
+        // Symmetric padding handed to cuDNN directly.
+        ConvCase{"symmetric", {5, 4, 7, 6}, {4, 5, 3, 3, 3}, params(1, 1, 1, 1, 1, 1), false},
+        ConvCase{"pointwise", {12, 2, 5, 7}, {16, 12, 1, 1, 1}, params(0, 0, 0, 0, 0, 0), true},
+        // The downsampler: ZeroPad2d((0, 1, 0, 1)) then a stride-2 3x3.
+        ConvCase{"stride-2 spatial",
+                 {4, 3, 10, 12},
+                 {4, 4, 1, 3, 3},
+                 params(0, 0, 0, 1, 0, 1, 1, 2, 2),
+                 true},
+        // The time downsampler: 3x1x1 with stride 2 in time.
+        ConvCase{"stride-2 time",
+                 {8, 5, 4, 4},
+                 {8, 8, 3, 1, 1},
+                 params(0, 0, 0, 0, 0, 0, 2, 1, 1),
+                 true},
+        // The 2-frame causal cache of a time upsampler.
+        ConvCase{
+            "time 3x1x1 causal", {6, 1, 6, 5}, {12, 6, 3, 1, 1}, params(2, 0, 0, 0, 0, 0), true}));
+
+TEST(CudaVaeOps, Conv3dBf16InputsComputeInFp32AndKeepTheInputDtype) {
+  const Tensor x = random_cpu({6, 3, 8, 9}, 110), w = random_cpu({5, 6, 3, 3, 3}, 111, -0.3f, 0.3f);
+  const Tensor b = random_cpu({5}, 112);
+  const auto p = params(2, 0, 1, 1, 1, 1);
+  const Tensor want = cpu().conv3d(as_seen(x, kBF), as_seen(w, kBF), b, p);
+  const Tensor got = ops::conv3d(to_cuda(x, kBF), to_cuda(w, kBF), to_cuda(b, kF32), p);
+  EXPECT_EQ(got.dtype(), kBF);
+  expect_close(got, want, 1e-2, "bf16 conv3d");
+}
+
+TEST(CudaVaeOps, Conv3dRefusesMismatchedArguments) {
+  const Tensor x = to_cuda(random_cpu({4, 2, 5, 5}, 120), kF32);
+  EXPECT_THROW(ops::conv3d(x, to_cuda(random_cpu({3, 5, 1, 3, 3}, 121), kF32), {}, {}), Error);
+  EXPECT_THROW(ops::conv3d(x, to_cuda(random_cpu({3, 4, 1, 3, 3}, 121), kF32),
+                           to_cuda(random_cpu({4}, 122), kF32), {}),
+               Error);  // bias of 4 for 3 outputs
+  EXPECT_THROW(ops::conv3d(x, to_cuda(random_cpu({3, 4, 3, 3, 3}, 121), kF32), {}, {}),
+               Error);  // 2 frames, kernel of 3
+}
+
+TEST(CudaVaeOps, RmsNormChannels) {
+  const Tensor x = random_cpu({24, 3, 5, 7}, 130, -2.f, 2.f);
+  const Tensor g = random_cpu({24}, 131, 0.5f, 1.5f), b = random_cpu({24}, 132);
+  for (bool silu : {false, true})
+    for (bool with_bias : {false, true}) {
+      const Tensor bias = with_bias ? b : Tensor{};
+      const Tensor want = cpu().rms_norm_channels(x, g, bias, silu);
+      const Tensor got = ops::rms_norm_channels(to_cuda(x, kF32), to_cuda(g, kF32),
+                                                with_bias ? to_cuda(b, kF32) : Tensor{}, silu);
+      EXPECT_EQ(got.dtype(), kF32);
+      expect_close(got, want, 1e-6, "rms_norm_channels f32");
+      const Tensor got_bf = ops::rms_norm_channels(to_cuda(x, kBF), to_cuda(g, kF32),
+                                                   with_bias ? to_cuda(b, kF32) : Tensor{}, silu);
+      EXPECT_EQ(got_bf.dtype(), kBF);
+      expect_close(got_bf, cpu().rms_norm_channels(as_seen(x, kBF), g, bias, silu), 1e-2,
+                   "rms_norm_channels bf16");
+    }
+  // A zero channel vector is divided by 1e-12, not by zero: the result is 0, not NaN.
+  const Tensor z = ops::rms_norm_channels(Tensor::zeros({24, 1, 2, 2}).to(Device::CUDA),
+                                          to_cuda(g, kF32), {}, false)
+                       .to(Device::CPU);
+  for (int64_t i = 0; i < z.numel(); ++i) EXPECT_EQ(z.data<float>()[i], 0.f) << i;
+}
+
+TEST(CudaVaeOps, MovesAreExact) {
+  for (DType t : {kF32, kBF}) {
+    const Tensor x = random_cpu({5, 3, 4, 6}, 140), y = random_cpu({5, 3, 4, 2}, 141);
+    const Tensor xs = as_seen(x, t), ys = as_seen(y, t);
+    const Tensor xc = to_cuda(x, t), yc = to_cuda(y, t);
+    EXPECT_EQ(relative_l2(ops::upsample_nearest2x(xc), cpu().upsample_nearest2x(xs)), 0.0);
+    EXPECT_EQ(ops::upsample_nearest2x(xc).dtype(), t);
+    EXPECT_EQ(relative_l2(ops::concat(xc, yc, 3), cpu().concat(xs, ys, 3)), 0.0);
+    EXPECT_EQ(relative_l2(ops::concat(xc, yc, -1), cpu().concat(xs, ys, -1)), 0.0);
+    for (int d = 0; d < 3; ++d)
+      EXPECT_EQ(relative_l2(ops::concat(xc, xc, d), cpu().concat(xs, xs, d)), 0.0) << d;
+    for (int d = 0; d < 4; ++d) {
+      const int64_t n = x.dim(d);
+      EXPECT_EQ(relative_l2(ops::slice(xc, d, 1, n), cpu().slice(xs, d, 1, n)), 0.0) << d;
+      EXPECT_EQ(relative_l2(ops::slice(xc, d, 0, 1), cpu().slice(xs, d, 0, 1)), 0.0) << d;
+    }
+    EXPECT_EQ(ops::slice(xc, 1, 2, 2).numel(), 0);
+    for (Shape s : {Shape{37, 70}, Shape{1, 5}, Shape{64, 33}, Shape{100, 1}}) {
+      const Tensor m = random_cpu(s, 142);
+      const Tensor got = ops::transpose2d(to_cuda(m, t));
+      EXPECT_EQ(relative_l2(got, cpu().transpose2d(as_seen(m, t))), 0.0);
+      EXPECT_EQ(got.shape(), (Shape{s[1], s[0]}));
+    }
+    EXPECT_EQ(relative_l2(ops::clamp(to_cuda(random_cpu({1000}, 143, -3.f, 3.f), t), -1.f, 1.f),
+                          cpu().clamp(as_seen(random_cpu({1000}, 143, -3.f, 3.f), t), -1.f, 1.f)),
+              0.0);
+  }
+  const Tensor x = to_cuda(random_cpu({2, 3}, 144), kF32);
+  EXPECT_THROW(ops::slice(x, 1, 2, 4), Error);
+  EXPECT_THROW(ops::slice(x, 2, 0, 1), Error);
+  EXPECT_THROW(ops::concat(x, to_cuda(random_cpu({3, 3}, 145), kF32), 1), Error);
+  EXPECT_THROW(ops::transpose2d(to_cuda(random_cpu({2, 3, 4}, 146), kF32)), Error);
+}
+
+TEST(CudaVaeOps, ChannelAffineEveryOptionalArgument) {
+  const Tensor x = random_cpu({16, 3, 4, 5}, 150);
+  const Tensor s = random_cpu({16}, 151), t = random_cpu({16}, 152);
+  for (int mask = 0; mask < 4; ++mask) {
+    const Tensor sc = mask & 1 ? s : Tensor{}, sh = mask & 2 ? t : Tensor{};
+    const Tensor got =
+        ops::channel_affine(to_cuda(x, kF32), sc.defined() ? to_cuda(sc, kF32) : Tensor{},
+                            sh.defined() ? to_cuda(sh, kF32) : Tensor{});
+    expect_close(got, cpu().channel_affine(x, sc, sh), 1e-6, "channel_affine");
+  }
+  EXPECT_THROW(ops::channel_affine(to_cuda(x, kF32), to_cuda(random_cpu({15}, 153), kF32), {}),
+               Error);
+}
+
+TEST(CudaVaeOps, AccumulateTileWithAndWithoutWeight) {
+  const Tensor acc0 = random_cpu({3, 5, 12, 14}, 160), tile = random_cpu({3, 2, 6, 7}, 161);
+  const Tensor weight = random_cpu({6, 7}, 162, 0.f, 1.f);
+  for (bool weighted : {false, true}) {
+    Tensor want = acc0.to(Device::CUDA).to(Device::CPU);  // a copy of acc0
+    cpu().accumulate_tile(want, tile, weighted ? weight : Tensor{}, 2, 5, 7);
+    Tensor got = acc0.to(Device::CUDA);
+    ops::accumulate_tile(got, to_cuda(tile, kF32), weighted ? to_cuda(weight, kF32) : Tensor{}, 2,
+                         5, 7);
+    expect_close(got, want, 1e-6, "accumulate_tile");
+  }
+  Tensor acc = acc0.to(Device::CUDA);
+  EXPECT_THROW(ops::accumulate_tile(acc, to_cuda(tile, kF32), {}, 4, 0, 0), Error);
+  EXPECT_THROW(ops::accumulate_tile(acc, to_cuda(tile, kF32),
+                                    to_cuda(random_cpu({6, 6}, 163), kF32), 0, 0, 0),
+               Error);
+}
+
+TEST(CudaTextOps, MulAndEmbedding) {
+  const Tensor a = random_cpu({7, 33}, 170), b = random_cpu({7, 33}, 171);
+  expect_close(ops::mul(to_cuda(a, kF32), to_cuda(b, kF32)), cpu().mul(a, b), 1e-7, "mul f32");
+  const Tensor mb = ops::mul(to_cuda(a, kBF), to_cuda(b, kF32));
+  EXPECT_EQ(mb.dtype(), kBF);
+  expect_close(mb, cpu().mul(as_seen(a, kBF), b), 1e-2, "mul bf16");
+  const Tensor table = random_cpu({50, 24}, 172);
+  const std::vector<int32_t> ids = {3, 0, 49, 3, 17};
+  for (DType t : {kF32, kBF}) {
+    const Tensor got = ops::embedding(to_cuda(table, t), ids);
+    EXPECT_EQ(got.dtype(), t);
+    EXPECT_EQ(relative_l2(got, cpu().embedding(as_seen(table, t), ids)), 0.0);
+  }
+  EXPECT_THROW(ops::embedding(to_cuda(table, kF32), {1, 50}), Error);
+  EXPECT_THROW(ops::embedding(to_cuda(table, kF32), {-1}), Error);
+}
+
+struct BiasCase {
+  int64_t nq, nk;
+  int heads, d;
+  bool bias, mask, all_padding;
+};
+
+class CudaAttentionBias : public ::testing::TestWithParam<BiasCase> {};
+
+TEST_P(CudaAttentionBias, MatchesCpu) {
+  const BiasCase c = GetParam();
+  const Tensor q = random_cpu({c.nq, c.heads, c.d}, 190), k = random_cpu({c.nk, c.heads, c.d}, 191);
+  const Tensor v = random_cpu({c.nk, c.heads, c.d}, 192);
+  const Tensor bias = c.bias ? random_cpu({c.nq, c.nk, c.heads}, 193, -3.f, 3.f) : Tensor{};
+  Tensor mask;
+  if (c.mask) {
+    std::vector<float> m(static_cast<size_t>(c.nk), 0.f);
+    if (!c.all_padding)
+      for (size_t j = 0; j < m.size(); ++j) m[j] = j % 3 == 1 ? 0.f : 1.f;
+    mask = Tensor::from_vector({c.nk}, m);
+  }
+  const float scale = 1.f / std::sqrt(static_cast<float>(c.d));
+  for (DType t : {kF32, kBF}) {
+    const Tensor want =
+        cpu().attention_bias(as_seen(q, t), as_seen(k, t), as_seen(v, t), scale, bias, mask);
+    const Tensor got = ops::attention_bias(to_cuda(q, t), to_cuda(k, t), to_cuda(v, t), scale,
+                                           c.bias ? to_cuda(bias, kF32) : Tensor{},
+                                           c.mask ? to_cuda(mask, kF32) : Tensor{});
+    EXPECT_EQ(got.dtype(), t);
+    expect_close(got, want, t == kF32 ? 1e-5 : 1e-2, "attention_bias");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaAttentionBias,
+                         ::testing::Values(BiasCase{7, 7, 2, 64, false, false, false},
+                                           BiasCase{12, 12, 4, 64, true, true, false},
+                                           BiasCase{5, 9, 3, 32, true, false, false},
+                                           BiasCase{6, 6, 2, 16, true, true, true},
+                                           BiasCase{3, 40, 1, 384, false, true, false}));
+
+// The VAE's middle attention: fp32 q/k/v with one head of all channels (384 in the real VAE).
+TEST(CudaVaeOps, Fp32AttentionStaysFp32UpToHeadDim512) {
+  for (int d : {16, 384}) {
+    const Tensor q = random_cpu({50, 1, d}, 200), k = random_cpu({50, 1, d}, 201),
+                 v = random_cpu({50, 1, d}, 202);
+    const float scale = 1.f / std::sqrt(static_cast<float>(d));
+    const Tensor got =
+        ops::attention(to_cuda(q, kF32), to_cuda(k, kF32), to_cuda(v, kF32), scale, nullptr);
+    EXPECT_EQ(got.dtype(), kF32);
+    expect_close(got, cpu().attention(q, k, v, scale, nullptr), 1e-5, "fp32 attention");
+  }
+}
+
+TEST(CudaVae, GoldenCasesPassInFp32) {
+  std::vector<check::CaseResult> results;
+  check::Context ctx;
+  ctx.golden_dir = golden_dir();
+  ctx.device = Device::CUDA;
+  ctx.report = [&](const check::CaseResult& r) { results.push_back(r); };
+  check::check_vae_cases(ctx);
+  // vae_tiny_cases: latent_mean, latent_logvar, decoded, decoded_original and the two
+  // normalisation vectors, from the diffusers and the original weight files.
+  ASSERT_EQ(results.size(), 2u * 6u);
+  for (const auto& r : results) {
+    EXPECT_TRUE(r.pass) << r.name << " error " << r.error << " " << r.message;
+    EXPECT_LT(r.error, 1e-3) << r.name << ": the VAE runs in fp32 on the GPU";
+  }
+}
+
+TEST(CudaVae, TiledEncodeAndDecodeMatchCpu) {
+  const std::string weights = golden_dir() + "/vae_tiny.diffusers.safetensors";
+  const std::string config = golden_dir() + "/vae_tiny.config.json";
+  const auto on_cpu = models::WanVae::load(weights, Device::CPU, config);
+  const auto on_gpu = models::WanVae::load(weights, Device::CUDA, config);
+  models::VaeTiling tiling;
+  tiling.tile = 32;
+  tiling.overlap = 16;
+  const Tensor video = random_cpu({3, 5, 48, 64}, 180);
+  const auto enc_cpu = on_cpu->encode(video, tiling);
+  const auto enc_gpu = on_gpu->encode(video, tiling);
+  EXPECT_EQ(enc_gpu.mean.dtype(), kF32);
+  expect_close(enc_gpu.mean, enc_cpu.mean, 1e-4, "tiled encode mean");
+  expect_close(enc_gpu.logvar, enc_cpu.logvar, 1e-4, "tiled encode logvar");
+  const Tensor z = random_cpu({16, 2, 6, 8}, 181);
+  expect_close(on_gpu->decode(z, tiling, true), on_cpu->decode(z, tiling, true), 1e-4,
+               "tiled decode");
+}
+
+}  // namespace
+}  // namespace freeswim::cuda_test
