@@ -2,10 +2,8 @@
 // embeddings: base text-to-video stage, and the FreeSwim video-to-video stage without and with
 // the cross-attention cache, compared as frames in [0, 1]. Everything (sizes, steps, shifts,
 // window, guidance, model configs, weight files) is read from the json.
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "check/golden_files.h"
 #include "check/suites.h"
@@ -50,22 +48,14 @@ void run_pipeline_file(const Context& ctx, const std::string& json_path) {
   const auto& m = f.meta;
   const auto& pipe = m.at("pipe");
 
-  // Models: the DiT from its config object; the VAE through a config file written from the json.
+  // Models from the config objects of the json.
   const models::WanDitConfig dit_cfg =
       models::WanDitConfig::from_json(m.at("dit_config"), json_path + " dit_config");
   const auto dit = models::WanDit::load(weight_file(f, ctx.golden_dir, "dit"), ctx.device, dit_cfg);
-  const fs::path vae_cfg_path =
-      fs::temp_directory_path() / fmt::format("freeswim_vae_cfg_{}.json", ::getpid());
-  std::ofstream(vae_cfg_path) << m.at("vae_config").dump();
-  std::unique_ptr<models::WanVae> vae;
-  try {
-    vae = models::WanVae::load(weight_file(f, ctx.golden_dir, "vae"), ctx.device,
-                               vae_cfg_path.string());
-  } catch (...) {
-    fs::remove(vae_cfg_path);
-    throw;
-  }
-  fs::remove(vae_cfg_path);
+  const auto vae = models::WanVae::load(
+      weight_file(f, ctx.golden_dir, "vae"), ctx.device,
+      models::WanVaeConfig::from_json(m.at("vae_config"), json_path + " vae_config"),
+      "config " + json_path);
 
   pipeline::GuidedText text;
   text.context = drop_batch(f.tensor("context"));

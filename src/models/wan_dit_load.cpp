@@ -195,17 +195,14 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
                                      const WanDitConfig& c) {
   const io::TensorSource src = io::TensorSource::open(path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
-  const std::string cfg_note = "model " + c.describe();
 
   auto get = [&](const std::string& name, const Shape& expected) -> Tensor {
     const std::string stored = naming.stored(name);
     FS_CHECK(src.contains(stored), "{}: missing tensor '{}' ({}; model {})", path, stored,
              naming.describe(), c.describe());
     Tensor t = src.tensor(stored);
-    FS_CHECK(t.shape() == expected,
-             "{}: tensor '{}' has shape {}, expected {} for a model of {} ({})",
-             src.file_of(stored), stored, shape_str(t.shape()), shape_str(expected), c.describe(),
-             cfg_note);
+    FS_CHECK(t.shape() == expected, "{}: tensor '{}' has shape {}, expected {} for a model of {}",
+             src.file_of(stored), stored, shape_str(t.shape()), shape_str(expected), c.describe());
     FS_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16,
              "{}: tensor '{}' has dtype {}, expected F32, BF16 or F16", src.file_of(stored), stored,
              dtype_name(t.dtype()));
@@ -258,8 +255,7 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
     w.blocks.push_back(std::move(b));
   }
   FS_CHECK(!src.contains(naming.stored(fmt::format("blocks.{}.attn1.to_q.weight", c.num_layers))),
-           "{}: holds more than the {} blocks of {} ({})", path, c.num_layers, c.describe(),
-           cfg_note);
+           "{}: holds more than the {} blocks of {}", path, c.num_layers, c.describe());
   w.head_table = get("scale_shift_table", {1, 2, D});
   w.proj_out_w = get("proj_out.weight", {c.out_channels * P, D});
   w.proj_out_b = get("proj_out.bias", {c.out_channels * P});

@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,8 @@ struct WanVaeConfig {
   static WanVaeConfig wan21();
   // A diffusers AutoencoderKLWan config.json; absent normalisation constants take Wan's.
   static WanVaeConfig from_json_file(const std::string& path);
+  // The same from a parsed object; `label` names its origin in errors.
+  static WanVaeConfig from_json(const nlohmann::json& j, const std::string& label);
   std::string describe() const;
   int levels() const { return static_cast<int>(dim_mult.size()); }
   int spatial_factor() const { return 1 << (levels() - 1); }
@@ -115,6 +119,11 @@ class WanVae {
   // Wan's normalisation constants).
   static std::unique_ptr<WanVae> load(const std::string& path, Device device,
                                       const std::string& config_path = "");
+  // The same with the configuration in hand (inferred from the shapes when absent); `cfg_note`
+  // says where it came from in error messages.
+  static std::unique_ptr<WanVae> load(const std::string& path, Device device,
+                                      const std::optional<WanVaeConfig>& config,
+                                      const std::string& cfg_note);
   static std::unique_ptr<WanVae> random(const WanVaeConfig& config, Device device, uint64_t seed);
 
   const WanVaeConfig& config() const { return config_; }

@@ -75,6 +75,10 @@ WanVaeConfig WanVaeConfig::from_json_file(const std::string& path) {
   } catch (const std::exception& e) {
     fail("{}: not valid JSON ({})", path, e.what());
   }
+  return from_json(j, path);
+}
+
+WanVaeConfig WanVaeConfig::from_json(const nlohmann::json& j, const std::string& path) {
   FS_CHECK(j.is_object() && j.contains("base_dim") && j.contains("z_dim"),
            "{}: not a Wan VAE config (no base_dim / z_dim)", path);
   WanVaeConfig c = wan21();
@@ -307,14 +311,19 @@ WanVaeWeights build_weights(const WanVaeConfig& c, const WeightGetter& get) {
 
 std::unique_ptr<WanVae> WanVae::load(const std::string& path, Device device,
                                      const std::string& config_path) {
+  const std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
+  if (!cfg_path.empty())
+    return load(path, device, WanVaeConfig::from_json_file(cfg_path), "config " + cfg_path);
+  return load(path, device, std::optional<WanVaeConfig>{}, "config inferred from shapes");
+}
+
+std::unique_ptr<WanVae> WanVae::load(const std::string& path, Device device,
+                                     const std::optional<WanVaeConfig>& config,
+                                     const std::string& cfg_note) {
   const VaeSource src = VaeSource::open(path);
   io::WanVaeNaming naming = io::detect_wan_vae_naming(src.names(), path);
-  const std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
-  const WanVaeConfig c =
-      cfg_path.empty() ? infer_config(src, naming) : WanVaeConfig::from_json_file(cfg_path);
+  const WanVaeConfig c = config ? *config : infer_config(src, naming);
   naming.num_res_blocks = c.num_res_blocks;
-  const std::string cfg_note =
-      cfg_path.empty() ? "config inferred from shapes" : "config " + cfg_path;
 
   WanVaeWeights w = build_weights(c, [&](const std::string& name, const Shape& expected) -> Tensor {
     const std::string stored = naming.stored(name);

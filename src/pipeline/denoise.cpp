@@ -73,7 +73,6 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
                           const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
                           const FreeSwimStageOptions& opt, const StageHooks& hooks,
                           const StageState* resume) {
-  check_latents(clean_latents, "FreeSwim-stage latents");
   FS_CHECK(opt.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}",
            opt.cache_every);
   const sched::Video2VideoStart start = sched::video2video_start(opt.steps, opt.strength);
@@ -95,6 +94,7 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
       predict(dit, guide_latents, tg, text.context, StepKind::Guide, &opt.attention, &cache);
     }
   } else {
+    check_latents(clean_latents, "FreeSwim-stage latents");
     check_latents(noise, "FreeSwim-stage noise");
     FS_CHECK(noise.shape() == clean_latents.shape(), "noise {} does not match latents {}",
              noise.describe(), clean_latents.describe());

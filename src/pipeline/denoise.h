@@ -61,7 +61,8 @@ struct FreeSwimStageOptions {
 };
 
 // Runs the FreeSwim stage from clean (normalised) latents: the last int(steps * strength)
-// steps, `noise` added at the first of them.
+// steps, `noise` added at the first of them. When resuming, the state holds the latents and
+// `clean_latents` / `noise` are not read (they may be undefined).
 Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler,
                           const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
                           const FreeSwimStageOptions& opt, const StageHooks& hooks,

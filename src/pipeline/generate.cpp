@@ -171,8 +171,6 @@ class Job {
                clean.describe(), shape_str(shape));
       // The FreeSwim stage's noise follows the base stage's in the seed's stream.
       noise = rng::normal_tensor(shape, o_.seed, 1ull << 40);
-    } else {
-      clean = Tensor::zeros(shape);  // unused when resuming: the state holds the latents
     }
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(o_.shift));
     const Tensor lat =

@@ -67,18 +67,6 @@ __global__ void biased_attention_kernel(const T* q, const T* k, const T* v, T* o
   }
 }
 
-template <typename Fn>
-cudaError_t with_type(DType t, Fn fn) {
-  switch (t) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    default:
-      return cudaErrorInvalidValue;
-  }
-}
-
 }  // namespace
 
 cudaError_t attention_bias(const void* q, const void* k, const void* v, void* out, DType t,

@@ -8,15 +8,6 @@ namespace freeswim::ops::cuda::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-__device__ __forceinline__ int64_t first_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
-
 template <typename S, typename D>
 __global__ void convert_kernel(const S* src, D* dst, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) dst[i] = from_f<D>(to_f(src[i]));
@@ -55,19 +46,6 @@ template <typename Y, typename B>
 __global__ void bias_kernel(Y* y, const B* b, int64_t n, int64_t N) {
   for (int64_t i = first_index(); i < n; i += grid_stride())
     y[i] = from_f<Y>(to_f(y[i]) + to_f(b[i % N]));
-}
-
-// Calls fn(T{}) with T the C++ type of an activation dtype (F32 or BF16).
-template <typename Fn>
-cudaError_t with_type(DType t, Fn fn) {
-  switch (t) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    default:
-      return cudaErrorInvalidValue;
-  }
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
 
 #include <cstdint>
+
+#include "core/dtype.h"
 
 namespace freeswim::ops::cuda::kernels {
 
@@ -45,6 +48,30 @@ __device__ __forceinline__ float block_sum(float v, float* scratch /* [32] */) {
   const int warps = static_cast<int>(blockDim.x >> 5);
   float s = lane < warps ? scratch[lane] : 0.f;
   return warp_sum(s);
+}
+
+// Threads per block of the grid-stride elementwise kernels.
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ int64_t first_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// Calls fn(T{}) with T the C++ type of an activation dtype (F32 or BF16); other dtypes give
+// cudaErrorInvalidValue.
+template <typename Fn>
+cudaError_t with_type(DType t, Fn fn) {
+  switch (t) {
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(__nv_bfloat16{});
+    default:
+      return cudaErrorInvalidValue;
+  }
 }
 
 inline unsigned grid_for(int64_t n, int threads) {

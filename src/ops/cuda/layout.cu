@@ -10,8 +10,6 @@ namespace freeswim::ops::cuda::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
-
 template <typename E>
 __global__ void patchify_kernel(const E* x, E* y, int64_t C, int64_t F, int64_t H, int64_t W,
                                 int pt, int ph, int pw) {

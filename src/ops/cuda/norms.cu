@@ -8,8 +8,6 @@ namespace freeswim::ops::cuda::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
-
 template <typename T>
 __global__ void layer_norm_kernel(const T* x, T* y, int64_t D, float eps, const float* weight,
                                   const float* bias, const float* scale, const float* shift) {

@@ -81,18 +81,6 @@ __global__ void attention_kernel(const T* q, const T* k, const T* v, T* out, int
   }
 }
 
-template <typename Fn>
-cudaError_t with_type(DType t, Fn fn) {
-  switch (t) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    default:
-      return cudaErrorInvalidValue;
-  }
-}
-
 }  // namespace
 
 cudaError_t linear_simple(const void* x, DType x_t, const void* w, DType w_t, const void* b,

@@ -9,28 +9,6 @@ namespace freeswim::ops::cuda::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-__device__ __forceinline__ int64_t first_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
-
-// Calls fn(T{}) with T the C++ type of an activation dtype (F32 or BF16).
-template <typename Fn>
-cudaError_t with_type(DType t, Fn fn) {
-  switch (t) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    default:
-      return cudaErrorInvalidValue;
-  }
-}
-
 // Calls fn(T{}) with an integer type of the element size (moves without arithmetic).
 template <typename Fn>
 cudaError_t with_bytes(int elem_bytes, Fn fn) {
