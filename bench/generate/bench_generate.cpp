@@ -1,17 +1,29 @@
-// bench_generate [frames W H base_W base_H vae_tile]: every stage of `generate` for Wan2.1-1.3B at
-// real sizes on the GPU with random weights (speed does not depend on weight values): base-stage
-// CFG steps at the native size, VAE decode of the base video, bilinear upsampling, VAE encode at
-// the target size, FreeSwim CFG steps (guide + uncond, reuse + uncond), VAE decode at the target
-// size. Steps are timed two at a time and extrapolated to 50 base steps and 35 FreeSwim steps
-// (strength 0.7, cache every 2), the reference's settings. Lines are printed as they finish.
+// bench_generate [frames W H base_W base_H vae_tile stages vae_precision]: the stages of
+// `generate` for Wan2.1-1.3B at real sizes on the GPU with random weights (speed does not depend on
+// weight values): base-stage CFG steps at the native size, VAE decode of the base video, bilinear
+// upsampling, VAE encode at the target size, FreeSwim CFG steps (guide + uncond, reuse + uncond),
+// VAE decode at the target size. Steps are timed two at a time and extrapolated to 50 base steps
+// and 35 FreeSwim steps (strength 0.7, cache every 2), the reference's settings. Lines are printed
+// as they finish.
+//
+// `stages` (default all) is a comma list of base, decode_base, upsample, encode, freeswim, decode,
+// or `vae` for the four VAE / upsample stages alone: without base and freeswim the DiT is not
+// built, and a stage whose input was not produced gets a synthetic one of the right size (random
+// latents, a smooth frame pattern). vae_tile 0 (default) is the CLI's GPU default; vae_precision
+// is tf32 (default) or fp32. The tile plan of each VAE stage is printed.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <string>
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "models/wan_dit.h"
 #include "models/wan_vae.h"
 #include "ops/cuda/cuda_backend.h"
@@ -44,28 +56,81 @@ void row(const char* what, double seconds, const char* note = "") {
   std::fflush(stdout);
 }
 
+bool has_stage(const std::string& list, const std::string& name) {
+  std::string padded = "," + list + ",";
+  return list == "all" || padded.find("," + name + ",") != std::string::npos ||
+         (padded.find(",vae,") != std::string::npos &&
+          (name == "decode_base" || name == "upsample" || name == "encode" || name == "decode"));
+}
+
+// "3x5 tiles of 51x55 latent cells" for a latent grid h x w.
+std::string tile_note(int64_t h, int64_t w, const models::VaeTiling& t) {
+  const auto ys = models::plan_tiles(h, t.tile / 8, t.overlap / 8);
+  const auto xs = models::plan_tiles(w, t.tile / 8, t.overlap / 8);
+  const double work = static_cast<double>(ys.size() * ys[0].size * xs.size() * xs[0].size) /
+                      static_cast<double>(h * w);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%zux%zu tiles of %lldx%lld latent cells, %.2fx the frame's work",
+                ys.size(), xs.size(), static_cast<long long>(ys[0].size),
+                static_cast<long long>(xs[0].size), work);
+  return buf;
+}
+
+// Smooth frames [F, H, W, 3] in [0, 1] (a stand-in for upsampled video; VAE speed does not
+// depend on the values).
+Tensor pattern_frames(int64_t F, int64_t H, int64_t W) {
+  Tensor t = Tensor::empty({F, H, W, 3});
+  float* d = t.data<float>();
+  parallel_for(F, 1, [&](int64_t f0, int64_t f1) {
+    for (int64_t f = f0; f < f1; ++f)
+      for (int64_t i = 0; i < H * W * 3; ++i)
+        d[f * H * W * 3 + i] =
+            0.5f + 0.4f * std::sin(0.001f * static_cast<float>(i) + 0.1f * static_cast<float>(f));
+  });
+  return t;
+}
+
 int run(int argc, char** argv) {
   ops::cuda::register_cuda_backend();
   const int frames = argc > 1 ? std::atoi(argv[1]) : 81;
   const int W = argc > 2 ? std::atoi(argv[2]) : 1920, H = argc > 3 ? std::atoi(argv[3]) : 1088;
   const int bw = argc > 4 ? std::atoi(argv[4]) : 832, bh = argc > 5 ? std::atoi(argv[5]) : 480;
   models::VaeTiling tiling;
-  tiling.tile = argc > 6 ? std::atoi(argv[6]) : 512;
-  tiling.overlap = tiling.tile / 4;
+  const int tile_arg = argc > 6 ? std::atoi(argv[6]) : 0;
+  tiling.tile = tile_arg > 0 ? tile_arg : 768;  // the CLI's default on cuda
+  tiling.overlap = std::min(tiling.tile / 4 / 8 * 8, 64);
+  const std::string stages = argc > 7 ? argv[7] : "all";
+  const std::string precision = argc > 8 ? argv[8] : "tf32";
   FS_CHECK(frames % 4 == 1 && W % 16 == 0 && H % 16 == 0 && bw % 16 == 0 && bh % 16 == 0,
            "bad sizes");
+  FS_CHECK(precision == "tf32" || precision == "fp32", "vae_precision must be tf32 or fp32");
+  // A mistyped stage would silently time nothing: every name must be known.
+  for (size_t b = 0; b <= stages.size();) {
+    const size_t e = std::min(stages.find(',', b), stages.size());
+    const std::string name = stages.substr(b, e - b);
+    FS_CHECK(name == "all" || name == "vae" || name == "base" || name == "decode_base" ||
+                 name == "upsample" || name == "encode" || name == "freeswim" || name == "decode",
+             "unknown stage '{}' (all, vae, base, decode_base, upsample, encode, freeswim, decode)",
+             name);
+    b = e + 1;
+  }
+  const bool dit_needed = has_stage(stages, "base") || has_stage(stages, "freeswim");
   const int T = (frames - 1) / 4 + 1;
 
   auto t0 = Clock::now();
   const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
-  const auto dit = models::WanDit::random(cfg, Device::CUDA, 1);
+  std::unique_ptr<models::WanDit> dit;
+  if (dit_needed) dit = models::WanDit::random(cfg, Device::CUDA, 1);
   const auto vae = models::WanVae::random(models::WanVaeConfig::wan21(), Device::CUDA, 2);
+  vae->set_precision(precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32);
   sync();
   std::printf(
-      "Wan2.1-1.3B (random weights) + Wan VAE on the GPU, built in %.1f s; %d frames, %dx%d from "
-      "%dx%d, "
-      "VAE tile %d\n\n",
-      since(t0), frames, W, H, bw, bh, tiling.tile);
+      "Wan2.1-1.3B (random weights%s) + Wan VAE on the GPU, built in %.1f s; %d frames, %dx%d "
+      "from %dx%d, VAE tile %d overlap %d, VAE %s; stages %s\n",
+      dit_needed ? "" : ", DiT not built", since(t0), frames, W, H, bw, bh, tiling.tile,
+      tiling.overlap, precision.c_str(), stages.c_str());
+  std::printf("  base decode: %s\n  encode / decode at the target size: %s\n\n",
+              tile_note(bh / 8, bw / 8, tiling).c_str(), tile_note(H / 8, W / 8, tiling).c_str());
   std::printf("| stage | seconds | peak tensors (GiB) | note |\n| --- | --- | --- | --- |\n");
   std::fflush(stdout);
 
@@ -77,74 +142,98 @@ int run(int argc, char** argv) {
     return dit->forward(in, k, p, c).to(Device::CPU);
   };
 
-  // Base stage: two CFG steps (stock, cond + uncond), after a warm-up forward.
+  double base_step = 0, dec_base = 0, ups = 0, enc = 0, guide_step = 0, reuse_step = 0, dec = 0;
   const Tensor base = rng::normal_tensor({16, T, bh / 8, bw / 8}, 5);
-  predict(base, text.context, StepKind::Stock, nullptr, nullptr);
-  sync();
-  ops::cuda::reset_peak_memory();
-  t0 = Clock::now();
-  for (int i = 0; i < 2; ++i) {
+  if (has_stage(stages, "base")) {
+    // Two CFG steps (stock, cond + uncond), after a warm-up forward.
     predict(base, text.context, StepKind::Stock, nullptr, nullptr);
-    predict(base, text.negative, StepKind::Stock, nullptr, nullptr);
+    sync();
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+    for (int i = 0; i < 2; ++i) {
+      predict(base, text.context, StepKind::Stock, nullptr, nullptr);
+      predict(base, text.negative, StepKind::Stock, nullptr, nullptr);
+    }
+    sync();
+    base_step = since(t0) / 2;
+    row("base stage, one CFG step", base_step, "x50 below");
   }
-  sync();
-  const double base_step = since(t0) / 2;
-  row("base stage, one CFG step", base_step, "x50 below");
 
-  ops::cuda::reset_peak_memory();
-  t0 = Clock::now();
-  const Tensor base_frames = pipeline::decode_latents(*vae, base, tiling);
-  sync();
-  const double dec_base = since(t0);
-  row("VAE decode, base size", dec_base);
+  Tensor base_frames;
+  if (has_stage(stages, "decode_base")) {
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+    base_frames = pipeline::decode_latents(*vae, base, tiling);
+    sync();
+    dec_base = since(t0);
+    row("VAE decode, base size", dec_base, "includes the first-call algorithm search");
+  }
 
-  t0 = Clock::now();
-  const Tensor up = pipeline::resize_bilinear(base_frames, H, W, pipeline::FrameLayout::FHWC);
-  const double ups = since(t0);
-  row("bilinear upsample (CPU)", ups);
+  Tensor up;
+  if (has_stage(stages, "upsample")) {
+    if (!base_frames.defined()) base_frames = pattern_frames(frames, bh, bw);
+    t0 = Clock::now();
+    up = pipeline::resize_bilinear(base_frames, H, W, pipeline::FrameLayout::FHWC);
+    ups = since(t0);
+    row("bilinear upsample (CPU threads)", ups);
+  }
+  base_frames = {};
 
-  ops::cuda::reset_peak_memory();
-  t0 = Clock::now();
-  const Tensor clean = pipeline::encode_frames(*vae, up, tiling);
-  sync();
-  const double enc = since(t0);
-  row("VAE encode, target size", enc);
+  Tensor clean;
+  if (has_stage(stages, "encode")) {
+    if (!up.defined()) up = pattern_frames(frames, H, W);
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+    clean = pipeline::encode_frames(*vae, up, tiling);
+    sync();
+    enc = since(t0);
+    row("VAE encode, target size", enc, "includes the first-call algorithm search");
+  }
+  up = {};
+  if (!clean.defined()) clean = rng::normal_tensor({16, T, H / 8, W / 8}, 6);
 
-  const FreeSwimParams fsp = freeswim_params_for_base_grid(bh / 16, bw / 16, cfg.head_dim);
-  CrossAttentionCache cache;
-  ops::cuda::reset_peak_memory();
-  t0 = Clock::now();
-  predict(clean, text.context, StepKind::Guide, &fsp, &cache);
-  predict(clean, text.negative, StepKind::Uncond, &fsp, nullptr);
-  sync();
-  const double guide_step = since(t0);
-  row("FreeSwim CFG step, guide + uncond", guide_step);
-  ops::cuda::reset_peak_memory();
-  t0 = Clock::now();
-  predict(clean, text.context, StepKind::Reuse, &fsp, &cache);
-  predict(clean, text.negative, StepKind::Uncond, &fsp, nullptr);
-  sync();
-  const double reuse_step = since(t0);
-  row("FreeSwim CFG step, reuse + uncond", reuse_step);
-  cache.clear();
+  if (has_stage(stages, "freeswim")) {
+    const FreeSwimParams fsp = freeswim_params_for_base_grid(bh / 16, bw / 16, cfg.head_dim);
+    CrossAttentionCache cache;
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+    predict(clean, text.context, StepKind::Guide, &fsp, &cache);
+    predict(clean, text.negative, StepKind::Uncond, &fsp, nullptr);
+    sync();
+    guide_step = since(t0);
+    row("FreeSwim CFG step, guide + uncond", guide_step);
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+    predict(clean, text.context, StepKind::Reuse, &fsp, &cache);
+    predict(clean, text.negative, StepKind::Uncond, &fsp, nullptr);
+    sync();
+    reuse_step = since(t0);
+    row("FreeSwim CFG step, reuse + uncond", reuse_step);
+    cache.clear();
+  }
 
-  ops::cuda::reset_peak_memory();
-  t0 = Clock::now();
-  pipeline::decode_latents(*vae, clean, tiling);
-  sync();
-  const double dec = since(t0);
-  row("VAE decode, target size", dec);
+  if (has_stage(stages, "decode")) {
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+    pipeline::decode_latents(*vae, clean, tiling);
+    sync();
+    dec = since(t0);
+    row("VAE decode, target size", dec, "includes the first-call algorithm search");
+  }
 
-  const double base_total = 50 * base_step, hr_total = 18 * guide_step + 17 * reuse_step;
-  std::printf(
-      "\nextrapolated whole generate: base 50 steps %.0f s + VAE %.0f s + upsample %.0f s + "
-      "FreeSwim 35 steps "
-      "(cache every 2) %.0f s = %.0f s (%.1f min); text encoding not included\n",
-      base_total, dec_base + enc + dec, ups, hr_total,
-      base_total + dec_base + enc + dec + ups + hr_total,
-      (base_total + dec_base + enc + dec + ups + hr_total) / 60);
-  std::printf("one CFG step with cache every 2 (mean of the two kinds): %.2f s\n",
-              (guide_step + reuse_step) / 2);
+  if (stages == "all") {
+    const double base_total = 50 * base_step, hr_total = 18 * guide_step + 17 * reuse_step;
+    const double total = base_total + dec_base + enc + dec + ups + hr_total;
+    std::printf(
+        "\nextrapolated whole generate: base 50 steps %.0f s + VAE %.0f s + upsample %.0f s + "
+        "FreeSwim 35 steps (cache every 2) %.0f s = %.0f s (%.1f min); text encoding not "
+        "included\n",
+        base_total, dec_base + enc + dec, ups, hr_total, total, total / 60);
+    std::printf("one CFG step with cache every 2 (mean of the two kinds): %.2f s\n",
+                (guide_step + reuse_step) / 2);
+  } else {
+    std::printf("\nVAE stages run: %.1f s\n", dec_base + ups + enc + dec);
+  }
   std::printf("allocator high-water mark: %.2f GiB\n",
               gib(ops::cuda::memory_stats().peak_reserved));
   return 0;

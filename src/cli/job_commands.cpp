@@ -1,5 +1,6 @@
 // `freeswim generate` and `freeswim upscale`: flags as Wan's generate.py and stable-diffusion.cpp
 // users know them.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -19,7 +20,8 @@ struct JobFlags {
   std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png,
                                 device = "cpu", input;
   bool negative_given = false;
-  int frames = 81, base_steps = 50, steps = 50, cache_every = 2, threads = 0, vae_tile = 256;
+  int frames = 81, base_steps = 50, steps = 50, cache_every = 2, threads = 0, vae_tile = 0;
+  std::string vae_precision = "tf32";
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
   bool resume = false, no_vae_tiling = false;
@@ -79,7 +81,12 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_flag("--resume", f.resume, "Continue a killed run from the state saved beside the output");
   c->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
   c->add_option("--threads", f.threads, "CPU threads (default: all cores)");
-  c->add_option("--vae-tile", f.vae_tile, "VAE tile size in pixels (memory bounded by the tile)")
+  c->add_option("--vae-tile", f.vae_tile,
+                "VAE tile size in pixels (memory bounded by the tile; default 256 on cpu, 768 on "
+                "cuda)");
+  c->add_option("--vae-precision", f.vae_precision,
+                "VAE convolutions on cuda: tf32 (tensor cores, as PyTorch's default) or fp32 "
+                "(exact, slower); the cpu is always fp32")
       ->capture_default_str();
   c->add_flag("--no-vae-tiling", f.no_vae_tiling, "Decode whole frames at once");
 }
@@ -103,11 +110,20 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   o.output = f.output;
   o.png_dir = f.png;
   o.resume = f.resume;
-  FS_CHECK(f.vae_tile >= 64 && f.vae_tile % 8 == 0,
+  FS_CHECK(f.vae_tile == 0 || (f.vae_tile >= 64 && f.vae_tile % 8 == 0),
            "--vae-tile must be a multiple of 8 and >= 64, got {}", f.vae_tile);
+  // The GPU has the memory for larger tiles, which recompute less of the overlaps (~13 GB of
+  // VAE working memory at 768).
+  const int tile = f.vae_tile > 0 ? f.vae_tile : f.device == "cuda" ? 768 : 256;
   o.tiling.enabled = !f.no_vae_tiling;
-  o.tiling.tile = f.vae_tile;
-  o.tiling.overlap = f.vae_tile / 4;
+  o.tiling.tile = tile;
+  // A quarter of the tile up to the reference's 64-pixel blend (diffusers: 256 tiles, stride
+  // 192), in whole latent cells.
+  o.tiling.overlap = std::min(tile / 4 / 8 * 8, 64);
+  FS_CHECK(f.vae_precision == "tf32" || f.vae_precision == "fp32",
+           "--vae-precision must be tf32 or fp32, got '{}'", f.vae_precision);
+  o.vae_precision =
+      f.vae_precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32;
   if (!f.window.empty()) {
     const size_t x = f.window.find_first_of("xX");
     int h = 0, w = 0;

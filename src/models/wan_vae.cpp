@@ -61,10 +61,15 @@ Tensor frames(const Tensor& x, int64_t begin, int64_t end) {
 
 }  // namespace
 
+Tensor WanVae::conv(const VaeConv& c, const Tensor& x, ops::Conv3dParams p) const {
+  p.precision = precision_;
+  return ops::conv3d(x, c.w, c.b, p);
+}
+
 Tensor WanVae::causal_conv(const VaeConv& c, const Tensor& x, Caches& caches) const {
   ops::Conv3dParams p = same_spatial(c.w);
   const int64_t kt = c.w.dim(2);
-  if (kt == 1) return ops::conv3d(x, c.w, c.b, p);
+  if (kt == 1) return conv(c, x, p);
   // The input is (cached frames of earlier chunks, this chunk), zero-padded in front to kt - 1
   // frames of history; the next chunk keeps the last kt - 1 frames of it.
   Caches::Slot& slot = caches.take();
@@ -72,11 +77,11 @@ Tensor WanVae::causal_conv(const VaeConv& c, const Tensor& x, Caches& caches) co
   p.pad_front = static_cast<int>(kt - 1 - (in.dim(1) - x.dim(1)));
   const int64_t F = in.dim(1);
   slot.frames = frames(in, std::max<int64_t>(0, F - (kt - 1)), F);
-  return ops::conv3d(in, c.w, c.b, p);
+  return conv(c, in, p);
 }
 
 Tensor WanVae::res_block(const VaeResBlock& r, const Tensor& x, Caches& caches) const {
-  const Tensor h = r.shortcut.w.defined() ? ops::conv3d(x, r.shortcut.w, r.shortcut.b, {}) : x;
+  const Tensor h = r.shortcut.w.defined() ? conv(r.shortcut, x, {}) : x;
   Tensor y = ops::rms_norm_channels(x, r.norm1, {}, /*silu=*/true);
   y = causal_conv(r.conv1, y, caches);
   y = ops::rms_norm_channels(y, r.norm2, {}, /*silu=*/true);  // dropout is identity at inference
@@ -131,14 +136,14 @@ Tensor WanVae::resample(const VaeResample& r, const Tensor& x, Caches& caches) c
         }
       }
       y = ops::upsample_nearest2x(y);
-      return ops::conv3d(y, r.conv.w, r.conv.b, same_spatial(r.conv.w));
+      return conv(r.conv, y, same_spatial(r.conv.w));
     }
     case ResampleMode::Down2d:
     case ResampleMode::Down3d: {
       ops::Conv3dParams p;  // ZeroPad2d((0, 1, 0, 1)) then a 3x3 stride-2 convolution
       p.pad_bottom = p.pad_right = 1;
       p.stride_h = p.stride_w = 2;
-      const Tensor y = ops::conv3d(x, r.conv.w, r.conv.b, p);
+      const Tensor y = conv(r.conv, x, p);
       if (r.mode == ResampleMode::Down2d) return y;
       // The first chunk passes untouched; later ones are prefixed with the previous chunk's
       // last frame and reduced by a stride-2 kernel-3 time convolution.
@@ -154,7 +159,7 @@ Tensor WanVae::resample(const VaeResample& r, const Tensor& x, Caches& caches) c
       state.frames = last;
       ops::Conv3dParams tp;
       tp.stride_t = 2;
-      return ops::conv3d(in, r.time_conv.w, r.time_conv.b, tp);
+      return conv(r.time_conv, in, tp);
     }
   }
   fail("VAE: unknown resample mode");
@@ -171,12 +176,12 @@ Tensor WanVae::encoder_chunk(const Tensor& x, Caches& caches) const {
   y = mid(e.mid, y, caches);
   y = ops::rms_norm_channels(y, e.norm_out, {}, /*silu=*/true);
   y = causal_conv(e.conv_out, y, caches);
-  return ops::conv3d(y, w_.quant_conv.w, w_.quant_conv.b, {});
+  return conv(w_.quant_conv, y, {});
 }
 
 Tensor WanVae::decoder_chunk(const Tensor& z, Caches& caches) const {
   const VaeDecoderWeights& d = w_.decoder;
-  Tensor y = ops::conv3d(z, w_.post_quant_conv.w, w_.post_quant_conv.b, {});
+  Tensor y = conv(w_.post_quant_conv, z, {});
   y = causal_conv(d.conv_in, y, caches);
   y = mid(d.mid, y, caches);
   const size_t R = static_cast<size_t>(config_.num_res_blocks) + 1;

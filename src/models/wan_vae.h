@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/ops.h"
 
 namespace freeswim::models {
 
@@ -129,6 +130,12 @@ class WanVae {
   const WanVaeConfig& config() const { return config_; }
   Device device() const { return device_; }
 
+  // How the convolutions compute (ops::ConvPrecision): FP32 by default, the exact path the golden
+  // parity is checked at; TF32 is the reference's own precision on Ampere and newer GPUs. The
+  // CPU backend ignores it (always exact fp32).
+  void set_precision(ops::ConvPrecision p) { precision_ = p; }
+  ops::ConvPrecision precision() const { return precision_; }
+
   // video [3, F, H, W] with F = 1 + 4k and H, W multiples of 8 -> posterior [z_dim, 1 + k, H/8,
   // W/8].
   VaeEncoding encode(const Tensor& video, const VaeTiling& tiling = {}) const;
@@ -148,6 +155,8 @@ class WanVae {
 
  private:
   struct Caches;
+  // ops::conv3d at this VAE's precision.
+  Tensor conv(const VaeConv& c, const Tensor& x, ops::Conv3dParams p) const;
   Tensor causal_conv(const VaeConv& c, const Tensor& x, Caches& caches) const;
   Tensor res_block(const VaeResBlock& r, const Tensor& x, Caches& caches) const;
   Tensor attention(const VaeAttention& a, const Tensor& x) const;
@@ -159,6 +168,7 @@ class WanVae {
   WanVaeConfig config_;
   WanVaeWeights w_;
   Device device_;
+  ops::ConvPrecision precision_ = ops::ConvPrecision::FP32;
   Tensor mean_, inv_std_, std_, neg_mean_over_std_;  // [z_dim] on the device
 };
 
@@ -166,8 +176,8 @@ class WanVae {
 struct TileSpan {
   int64_t begin = 0, size = 0;
 };
-// Tiles covering [0, length) with `tile` cells and at least `overlap` shared between
-// neighbours; one tile when length <= tile.
+// Equal tiles of at most `tile` cells covering [0, length), as few as share at least `overlap`
+// cells between neighbours and each the smallest that does; one tile when length <= tile.
 std::vector<TileSpan> plan_tiles(int64_t length, int64_t tile, int64_t overlap);
 // Per-cell blend weights of every tile (`scale` cells per planned cell), normalised so that the
 // weights of all tiles sum to 1 at each cell: each tile ramps linearly across its overlap with a

@@ -22,10 +22,16 @@ struct Rope3D {
   Tensor frame, row, col;  // [T, pt, 2], [H, ph, 2], [W, pw, 2] f32 on the compute device
 };
 
+// How a backend may compute a convolution of fp32 data. The CPU backend is always exact fp32;
+// CUDA: FP32 = fp32 FMA (no tensor cores), TF32 = tensor cores reading 10-bit mantissas with
+// fp32 accumulation (PyTorch's default for cuDNN convolutions, torch.backends.cudnn.allow_tf32).
+enum class ConvPrecision { FP32, TF32 };
+
 // Zero padding per side and strides of a 3D convolution over [C, F, H, W] activations.
 struct Conv3dParams {
   int pad_front = 0, pad_back = 0, pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
   int stride_t = 1, stride_h = 1, stride_w = 1;
+  ConvPrecision precision = ConvPrecision::FP32;
 };
 
 class Backend {

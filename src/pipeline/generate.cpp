@@ -233,6 +233,7 @@ FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int 
 Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
+  m.vae->set_precision(opt.vae_precision);
   Job job(m, opt, r, "generate");
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
@@ -258,6 +259,7 @@ Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOpt
                    const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
+  m.vae->set_precision(opt.vae_precision);
   Job job(m, opt, r, "upscale:" + input);
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);

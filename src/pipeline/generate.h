@@ -34,6 +34,8 @@ struct JobOptions {
   std::string png_dir;             // also write PNG frames here when set
   bool resume = false;
   models::VaeTiling tiling;
+  // The VAE's convolutions on a GPU (the CPU is always exact fp32): TF32 as the reference runs.
+  ops::ConvPrecision vae_precision = ops::ConvPrecision::TF32;
 };
 
 // What a job reports as it goes.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace freeswim::pipeline {
 
@@ -73,8 +74,11 @@ Tensor resize_bilinear(const Tensor& frames, int64_t out_h, int64_t out_w, Frame
   const int64_t d_row = hwc ? out_w * 3 : out_w, d_col = hwc ? 3 : 1,
                 d_ch = hwc ? 1 : out_h * out_w;
   const int64_t in_frame = in_h * in_w * 3, out_frame = out_h * out_w * 3;
-  for (int64_t f = 0; f < count; ++f)
-    for (int64_t c = 0; c < 3; ++c) {
+  // One (frame, channel) plane per task: every pixel is computed by one thread with the same
+  // arithmetic, so the result does not depend on the thread count.
+  parallel_for(count * 3, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      const int64_t f = plane / 3, c = plane % 3;
       const float* s = src + f * in_frame + c * s_ch;
       float* d = dst + f * out_frame + c * d_ch;
       for (int64_t y = 0; y < out_h; ++y) {
@@ -92,6 +96,7 @@ Tensor resize_bilinear(const Tensor& frames, int64_t out_h, int64_t out_w, Frame
         }
       }
     }
+  });
   return out;
 }
 

@@ -1,16 +1,23 @@
 // The VAE ops and the text encoder ops (mul, embedding, attention_bias) of the CUDA backend
-// against the CPU oracle on random inputs, and the VAE on the GPU: the golden cases (both namings,
-// fp32 on the GPU, so at 1e-3) and a tiled encode / decode against the CPU. The VAE runs in fp32;
-// cuDNN's convolution algorithms (Winograd, FFT, implicit GEMM) sum in other orders than the CPU's
-// sgemm, hence 3e-5 rather than exact for convolutions; element moves are exact.
+// against the CPU oracle on random inputs, and the VAE on the GPU at each convolution precision:
+// the golden cases (both namings) and tiled encode / decode against the CPU. Tolerances: FP32
+// (fp32 FMA) convolutions 3e-5, whole VAE passes 1e-3 / 1e-4, since cuDNN's algorithms (Winograd,
+// FFT, implicit GEMM) sum in other orders than the CPU's sgemm; TF32 (10-bit mantissa products,
+// fp32 sums) 1e-2, the bound the bf16 paths use; element moves are exact.
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include <chrono>
+#include <cstdio>
+
+#include "check/golden_files.h"
 #include "check/suites.h"
 #include "core/error.h"
 #include "models/wan_vae.h"
 #include "ops/cpu/cpu_backend.h"
+#include "pipeline/frames.h"
 #include "test_util.h"
 
 namespace freeswim::cuda_test {
@@ -57,6 +64,22 @@ TEST_P(CudaConv3d, Fp32MatchesCpu) {
       ops::conv3d(to_cuda(x, kF32), to_cuda(w, kF32), c.bias ? to_cuda(b, kF32) : Tensor{}, c.p);
   EXPECT_EQ(got.dtype(), kF32);
   expect_close(got, want, kConvTol, c.name);
+}
+
+// TF32 products keep 10 mantissa bits: ~5e-4 relative per product, less after summation.
+constexpr double kTf32Tol = 1e-2;
+
+TEST_P(CudaConv3d, Tf32MatchesCpuWithinTf32Rounding) {
+  const ConvCase& c = GetParam();
+  const Tensor x = random_cpu(c.x, 100), w = random_cpu(c.w, 101, -0.3f, 0.3f);
+  const Tensor b = c.bias ? random_cpu({c.w[0]}, 102) : Tensor{};
+  const Tensor want = cpu().conv3d(x, w, b, c.p);
+  ops::Conv3dParams p = c.p;
+  p.precision = ops::ConvPrecision::TF32;
+  const Tensor got =
+      ops::conv3d(to_cuda(x, kF32), to_cuda(w, kF32), c.bias ? to_cuda(b, kF32) : Tensor{}, p);
+  EXPECT_EQ(got.dtype(), kF32);
+  expect_close(got, want, kTf32Tol, c.name);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -295,6 +318,110 @@ TEST(CudaVae, TiledEncodeAndDecodeMatchCpu) {
   const Tensor z = random_cpu({16, 2, 6, 8}, 181);
   expect_close(on_gpu->decode(z, tiling, true), on_cpu->decode(z, tiling, true), 1e-4,
                "tiled decode");
+}
+
+// Seconds of one conv3d call (after a first, untimed call that picks the algorithm).
+double time_conv(const Tensor& x, const Tensor& w, const Tensor& b, const ops::Conv3dParams& p,
+                 int reps) {
+  ops::conv3d(x, w, b, p);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) ops::conv3d(x, w, b, p);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+// A real-size VAE convolution (the full-resolution 96-channel causal 3x3x3 of a 4-frame chunk
+// with its 2 cached frames): TF32 must really run on tensor cores (its rounding shows against
+// the FP32 result, and it is clearly faster), and FP32 must really stay fp32.
+TEST(CudaConv3dPrecision, Tf32UsesTensorCoresAndFp32DoesNot) {
+  const Tensor x = to_cuda(random_cpu({96, 6, 256, 256}, 210), kF32);
+  const Tensor w = to_cuda(random_cpu({96, 96, 3, 3, 3}, 211, -0.05f, 0.05f), kF32);
+  const Tensor b = to_cuda(random_cpu({96}, 212), kF32);
+  ops::Conv3dParams fp32 = params(0, 0, 1, 1, 1, 1), tf32 = fp32;
+  tf32.precision = ops::ConvPrecision::TF32;
+  const Tensor y32 = ops::conv3d(x, w, b, fp32), yt = ops::conv3d(x, w, b, tf32);
+  // fp32 against fp32: order-of-summation differences only (~1e-7); TF32 rounds the operands to
+  // 10 mantissa bits (~1e-4 here).
+  const double diff = relative_l2(yt, y32.to(Device::CPU));
+  std::printf("tf32 vs fp32 relative L2 on the real-size convolution: %.3g\n", diff);
+  EXPECT_GT(diff, 1e-5) << "the TF32 setting computed in fp32: no tensor cores";
+  EXPECT_LT(diff, kTf32Tol);
+  const double s32 = time_conv(x, w, b, fp32, 3), st = time_conv(x, w, b, tf32, 3);
+  const double flop = 2.0 * 96 * 96 * 27 * 4 * 256 * 256;
+  std::printf("conv3d [96, 6, 256, 256] x [96, 96, 3, 3, 3]: fp32 %.2f ms (%.1f TFLOP/s), tf32 "
+              "%.2f ms (%.1f TFLOP/s)\n",
+              s32 * 1e3, flop / s32 / 1e12, st * 1e3, flop / st / 1e12);
+  EXPECT_LT(st, 0.6 * s32) << "TF32 is not faster than FP32";
+}
+
+// The golden tiny-VAE case at TF32, computed here rather than through check_vae_cases (which
+// loads the VAE at its default FP32).
+TEST(CudaVae, GoldenCaseAtTf32) {
+  const std::string dir = golden_dir();
+  const check::CaseFile cases =
+      check::open_case_file(dir + "/vae_tiny_cases.json", dir + "/vae_tiny_cases.safetensors");
+  const auto vae = models::WanVae::load(dir + "/vae_tiny.diffusers.safetensors", Device::CUDA,
+                                        dir + "/vae_tiny.config.json");
+  vae->set_precision(ops::ConvPrecision::TF32);
+  auto unbatch = [](const Tensor& t) { return t.reshape({t.dim(1), t.dim(2), t.dim(3), t.dim(4)}); };
+  models::VaeTiling untiled;
+  untiled.enabled = false;
+  const auto enc = vae->encode(unbatch(cases.tensor("video")), untiled);
+  expect_close(enc.mean, unbatch(cases.tensor("latent_mean")), kTf32Tol, "tf32 latent_mean");
+  expect_close(enc.logvar, unbatch(cases.tensor("latent_logvar")), kTf32Tol, "tf32 latent_logvar");
+  const Tensor z = unbatch(cases.tensor("latent_mean"));
+  expect_close(vae->decode(z, untiled, true), unbatch(cases.tensor("decoded")), kTf32Tol,
+               "tf32 decoded");
+  expect_close(vae->decode(z, untiled, false), unbatch(cases.tensor("decoded_original")),
+               kTf32Tol, "tf32 decoded_original");
+}
+
+// Tiled passes at both precisions against the CPU: a 9 x 7 latent grid in 5-cell tiles with 2
+// shared is 3 x 2 tiles of 5 x 5 cells; both precisions cache their own algorithms per shape.
+TEST(CudaVae, TiledEncodeAndDecodeMatchCpuAtEachPrecision) {
+  const std::string weights = golden_dir() + "/vae_tiny.diffusers.safetensors";
+  const std::string config = golden_dir() + "/vae_tiny.config.json";
+  const auto on_cpu = models::WanVae::load(weights, Device::CPU, config);
+  const auto on_gpu = models::WanVae::load(weights, Device::CUDA, config);
+  models::VaeTiling tiling;
+  tiling.tile = 40;
+  tiling.overlap = 16;
+  const Tensor video = random_cpu({3, 9, 72, 56}, 220);
+  const Tensor z = random_cpu({16, 3, 9, 7}, 221);
+  const auto enc_cpu = on_cpu->encode(video, tiling);
+  const Tensor dec_cpu = on_cpu->decode(z, tiling, true);
+  for (auto prec : {ops::ConvPrecision::FP32, ops::ConvPrecision::TF32}) {
+    const bool tf = prec == ops::ConvPrecision::TF32;
+    const double tol = tf ? kTf32Tol : 1e-4;
+    on_gpu->set_precision(prec);
+    const auto enc = on_gpu->encode(video, tiling);
+    expect_close(enc.mean, enc_cpu.mean, tol, tf ? "tf32 tiled mean" : "fp32 tiled mean");
+    expect_close(enc.logvar, enc_cpu.logvar, tol, tf ? "tf32 tiled logvar" : "fp32 tiled logvar");
+    expect_close(on_gpu->decode(z, tiling, true), dec_cpu, tol,
+                 tf ? "tf32 tiled decode" : "fp32 tiled decode");
+  }
+}
+
+// The pipeline's pixel <-> latent conversions do their layout change and affine map on the GPU
+// when the VAE is there: same layout and values as the CPU route (a transposed layout would be
+// off by O(1)).
+TEST(CudaVae, FrameConversionsOnTheGpuMatchTheCpuRoute) {
+  const std::string weights = golden_dir() + "/vae_tiny.diffusers.safetensors";
+  const std::string config = golden_dir() + "/vae_tiny.config.json";
+  const auto on_cpu = models::WanVae::load(weights, Device::CPU, config);
+  const auto on_gpu = models::WanVae::load(weights, Device::CUDA, config);
+  const Tensor frames = random_cpu({5, 24, 40, 3}, 230, 0.f, 1.f);
+  const Tensor lat_cpu = pipeline::encode_frames(*on_cpu, frames);
+  const Tensor lat_gpu = pipeline::encode_frames(*on_gpu, frames);
+  ASSERT_EQ(lat_gpu.device(), Device::CPU);
+  ASSERT_EQ(lat_gpu.shape(), lat_cpu.shape());
+  EXPECT_LT(relative_l2(lat_gpu, lat_cpu), 1e-4);
+  const Tensor back_cpu = pipeline::decode_latents(*on_cpu, lat_cpu);
+  const Tensor back_gpu = pipeline::decode_latents(*on_gpu, lat_cpu);
+  ASSERT_EQ(back_gpu.device(), Device::CPU);
+  ASSERT_EQ(back_gpu.shape(), back_cpu.shape());
+  EXPECT_LT(relative_l2(back_gpu, back_cpu), 1e-4);
 }
 
 }  // namespace

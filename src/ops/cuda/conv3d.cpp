@@ -1,14 +1,28 @@
 // cuDNN convolution for the VAE. cuDNN pads symmetrically only, so the causal time padding
-// (front only) and ZeroPad2d((0, 1, 0, 1)) of the downsamplers go through an explicit padded
-// copy first. The algorithm is chosen once per shape by cuDNN's heuristics (fastest first, with
-// a bounded workspace) and cached; the workspace comes from the caching allocator, which hands
-// the same block back on the next call of that shape.
+// (front only, first chunk only: later chunks carry two cached frames instead) and the
+// downsamplers' ZeroPad2d((0, 1, 0, 1)) go through an explicit padded copy first; that copy is one
+// memory pass per call, small next to the convolution it feeds.
+//
+// Math: ConvPrecision::FP32 pins CUDNN_FMA_MATH (no tensor cores); TF32 uses CUDNN_DEFAULT_MATH,
+// which lets cuDNN run fp32 data through TF32 tensor cores, as PyTorch does when
+// torch.backends.cudnn.allow_tf32 is on (its default). CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION is
+// not used: it also permits down-conversion of the data to fp16.
+//
+// Algorithm: once per (shape, precision), cuDNN's heuristics rank the algorithms; the first few
+// that fit the workspace bound are run on the real data and timed, and the fastest is cached.
+// Heuristics alone sometimes rank a slow 3D algorithm first; timing every algorithm (what
+// cudnnFindConvolutionForwardAlgorithm does) would spend seconds on FFT variants that never win.
+// The timed runs write the real output, so the search costs (candidates - 1) extra convolutions
+// per shape. The workspace comes from the caching allocator, which hands the same block back on
+// the next call of that shape.
 #include "ops/cuda/conv3d.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "core/error.h"
 #include "ops/cuda/cuda_check.h"
@@ -71,53 +85,145 @@ struct FilterDesc {
 };
 struct ConvDesc {
   cudnnConvolutionDescriptor_t d = nullptr;
-  ConvDesc(const std::array<int, 3>& pad, const std::array<int, 3>& stride) {
+  ConvDesc(const std::array<int, 3>& pad, const std::array<int, 3>& stride, ConvPrecision prec) {
     check_cudnn(cudnnCreateConvolutionDescriptor(&d), "cudnnCreateConvolutionDescriptor");
     const std::array<int, 3> dilation{1, 1, 1};
     check_cudnn(cudnnSetConvolutionNdDescriptor(d, 3, pad.data(), stride.data(), dilation.data(),
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                 "cudnnSetConvolutionNdDescriptor");
-    // Plain fp32 FMA: TF32 tensor cores would cost the VAE its fp32 parity.
-    check_cudnn(cudnnSetConvolutionMathType(d, CUDNN_FMA_MATH), "cudnnSetConvolutionMathType");
+    set_math(base_math(prec));
   }
   ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
   ConvDesc(const ConvDesc&) = delete;
   ConvDesc& operator=(const ConvDesc&) = delete;
+  void set_math(cudnnMathType_t m) const {
+    check_cudnn(cudnnSetConvolutionMathType(d, m), "cudnnSetConvolutionMathType");
+  }
+  static cudnnMathType_t base_math(ConvPrecision prec) {
+    return prec == ConvPrecision::TF32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+  }
 };
 
 struct Choice {
   cudnnConvolutionFwdAlgo_t algo;
   size_t workspace;
+  cudnnMathType_t math;  // what the heuristic reported for the algorithm; set before each run
 };
 
-using ShapeKey =
-    std::tuple<std::array<int, 5>, std::array<int, 5>, std::array<int, 3>, std::array<int, 3>>;
+// Candidates timed per new shape: the heuristic's best few (a correct but slow first pick is the
+// case this guards against; beyond three the ranking has not been seen to matter).
+constexpr int kTimedCandidates = 3;
 
-Choice choose(const ShapeKey& key, const TensorDesc& xd, const FilterDesc& wd, const ConvDesc& cd,
-              const TensorDesc& yd) {
-  static std::mutex mu;
-  static std::map<ShapeKey, Choice> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  std::array<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT> perf{};
+using ShapeKey = std::tuple<std::array<int, 5>, std::array<int, 5>, std::array<int, 3>,
+                            std::array<int, 3>, ConvPrecision>;
+
+// Whether a reported algorithm computes at the requested precision.
+bool math_allowed(cudnnMathType_t m, ConvPrecision prec) {
+  if (prec == ConvPrecision::FP32) return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+  return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+// The heuristic's usable candidates for a shape, best first.
+std::vector<Choice> candidates(const TensorDesc& xd, const FilterDesc& wd, const ConvDesc& cd,
+                               const TensorDesc& yd, ConvPrecision prec) {
+  std::array<cudnnConvolutionFwdAlgoPerf_t, 2 * CUDNN_CONVOLUTION_FWD_ALGO_COUNT> perf{};
   int returned = 0;
   check_cudnn(
       cudnnGetConvolutionForwardAlgorithm_v7(handle(), xd.d, wd.d, cd.d, yd.d,
                                              static_cast<int>(perf.size()), &returned, perf.data()),
       "cudnnGetConvolutionForwardAlgorithm_v7");
+  std::vector<Choice> out;
   for (int i = 0; i < returned; ++i) {
     const auto& r = perf[static_cast<size_t>(i)];
-    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspace) continue;
-    const Choice c{r.algo, r.memory};
-    cache.emplace(key, c);
-    return c;
+    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspace ||
+        !math_allowed(r.mathType, prec))
+      continue;
+    // FP32 runs with the descriptor's FMA math whatever the report says (DEFAULT would let
+    // cuDNN pick TF32 on Hopper).
+    const cudnnMathType_t m = prec == ConvPrecision::FP32 ? CUDNN_FMA_MATH : r.mathType;
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const Choice& c) {
+      return c.algo == r.algo && c.math == m;
+    });
+    if (!seen) out.push_back({r.algo, r.memory, m});
   }
-  fail(
-      "conv3d: cuDNN offers no fp32 algorithm for input [{}, {}, {}, {}] and weight [{}, {}, {}, "
-      "{}, {}]",
-      std::get<0>(key)[1], std::get<0>(key)[2], std::get<0>(key)[3], std::get<0>(key)[4],
-      std::get<1>(key)[0], std::get<1>(key)[1], std::get<1>(key)[2], std::get<1>(key)[3],
-      std::get<1>(key)[4]);
+  return out;
+}
+
+struct ConvArgs {
+  const TensorDesc& xd;
+  const void* x;
+  const FilterDesc& wd;
+  const void* w;
+  const ConvDesc& cd;
+  const TensorDesc& yd;
+  void* y;
+};
+
+void run_conv(const ConvArgs& a, const Choice& c, void* workspace) {
+  a.cd.set_math(c.math);
+  const float alpha = 1.f, beta = 0.f;
+  check_cudnn(cudnnConvolutionForward(handle(), &alpha, a.xd.d, a.x, a.wd.d, a.w, a.cd.d, c.algo,
+                                      c.workspace > 0 ? workspace : nullptr, c.workspace, &beta,
+                                      a.yd.d, a.y),
+              "cudnnConvolutionForward");
+}
+
+Tensor workspace_for(size_t bytes) {
+  if (bytes == 0) return {};
+  return Tensor::empty({static_cast<int64_t>(bytes)}, DType::U8, Device::CUDA);
+}
+
+// Runs the convolution, choosing (and caching) the algorithm on the first call of a shape.
+void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
+  static std::mutex mu;
+  static std::map<ShapeKey, Choice> cache;
+  std::unique_lock<std::mutex> lock(mu);
+  if (auto it = cache.find(key); it != cache.end()) {
+    const Choice c = it->second;
+    lock.unlock();
+    const Tensor ws = workspace_for(c.workspace);
+    run_conv(a, c, ws.defined() ? ws.raw() : nullptr);
+    return;
+  }
+  std::vector<Choice> cands = candidates(a.xd, a.wd, a.cd, a.yd, prec);
+  if (cands.empty())
+    fail(
+        "conv3d: cuDNN offers no {} algorithm within {} MiB of workspace for input [{}, {}, {}, "
+        "{}] and weight [{}, {}, {}, {}, {}]",
+        prec == ConvPrecision::TF32 ? "tf32" : "fp32", kMaxWorkspace >> 20, std::get<0>(key)[1],
+        std::get<0>(key)[2], std::get<0>(key)[3], std::get<0>(key)[4], std::get<1>(key)[0],
+        std::get<1>(key)[1], std::get<1>(key)[2], std::get<1>(key)[3], std::get<1>(key)[4]);
+  if (cands.size() > static_cast<size_t>(kTimedCandidates))
+    cands.resize(static_cast<size_t>(kTimedCandidates));
+  size_t most = 0;
+  for (const Choice& c : cands) most = std::max(most, c.workspace);
+  const Tensor ws = workspace_for(most);
+  void* wsp = ws.defined() ? ws.raw() : nullptr;
+  Choice best = cands.front();
+  if (cands.size() > 1) {
+    cudaEvent_t t0 = nullptr, t1 = nullptr;
+    check_cuda(cudaEventCreate(&t0), "cudaEventCreate");
+    check_cuda(cudaEventCreate(&t1), "cudaEventCreate");
+    float best_ms = 0.f;
+    // The last candidate's output stays in y; every candidate computes the same convolution.
+    for (size_t i = 0; i < cands.size(); ++i) {
+      check_cuda(cudaEventRecord(t0, stream()), "cudaEventRecord");
+      run_conv(a, cands[i], wsp);
+      check_cuda(cudaEventRecord(t1, stream()), "cudaEventRecord");
+      check_cuda(cudaEventSynchronize(t1), "cudaEventSynchronize");
+      float ms = 0.f;
+      check_cuda(cudaEventElapsedTime(&ms, t0, t1), "cudaEventElapsedTime");
+      if (i == 0 || ms < best_ms) {
+        best_ms = ms;
+        best = cands[i];
+      }
+    }
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+  } else {
+    run_conv(a, best, wsp);
+  }
+  cache.emplace(key, best);
 }
 
 int as_int(int64_t v, const char* what) {
@@ -188,16 +294,9 @@ Tensor conv3d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
     const std::array<int, 3> stride{p.stride_t, p.stride_h, p.stride_w};
     const TensorDesc xd(xdims), yd(ydims);
     const FilterDesc wd(wdims);
-    const ConvDesc cd(pad, stride);
-    const Choice c = choose(ShapeKey{xdims, wdims, pad, stride}, xd, wd, cd, yd);
-    Tensor workspace;
-    if (c.workspace > 0)
-      workspace = Tensor::empty({static_cast<int64_t>(c.workspace)}, DType::U8, Device::CUDA);
-    const float alpha = 1.f, beta = 0.f;
-    check_cudnn(cudnnConvolutionForward(handle(), &alpha, xd.d, x.raw(), wd.d, w.raw(), cd.d,
-                                        c.algo, c.workspace > 0 ? workspace.raw() : nullptr,
-                                        c.workspace, &beta, yd.d, y.raw()),
-                "cudnnConvolutionForward");
+    const ConvDesc cd(pad, stride, p.precision);
+    convolve(ShapeKey{xdims, wdims, pad, stride, p.precision},
+             ConvArgs{xd, x.raw(), wd, w.raw(), cd, yd, y.raw()}, p.precision);
     if (b.defined())
       check_cuda(kernels::channel_affine(y.raw(), y.raw(), DType::F32, Co, Fo * Ho * Wo, nullptr,
                                          b.data<float>()),

@@ -7,8 +7,8 @@
 namespace freeswim::ops::cuda {
 
 // ops.h's conv3d: x [Ci, F, H, W] (F32 or BF16), w [Co, Ci, kt, kh, kw] (F32 or BF16), b [Co]
-// F32 or absent. Computed in fp32 (inputs in bf16 are widened first, TF32 is not used); the
-// result has x's dtype.
+// F32 or absent. Data in fp32 (inputs in bf16 are widened first); products in fp32 FMA or TF32
+// tensor cores as p.precision says, accumulation in fp32; the result has x's dtype.
 Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p);
 
 }  // namespace freeswim::ops::cuda
