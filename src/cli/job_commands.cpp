@@ -122,8 +122,7 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   o.tiling.overlap = std::min(tile / 4 / 8 * 8, 64);
   FS_CHECK(f.vae_precision == "tf32" || f.vae_precision == "fp32",
            "--vae-precision must be tf32 or fp32, got '{}'", f.vae_precision);
-  o.vae_precision =
-      f.vae_precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32;
+  o.vae_precision = f.vae_precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32;
   if (!f.window.empty()) {
     const size_t x = f.window.find_first_of("xX");
     int h = 0, w = 0;

@@ -7,9 +7,8 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
-
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "check/golden_files.h"
@@ -349,9 +348,10 @@ TEST(CudaConv3dPrecision, Tf32UsesTensorCoresAndFp32DoesNot) {
   EXPECT_LT(diff, kTf32Tol);
   const double s32 = time_conv(x, w, b, fp32, 3), st = time_conv(x, w, b, tf32, 3);
   const double flop = 2.0 * 96 * 96 * 27 * 4 * 256 * 256;
-  std::printf("conv3d [96, 6, 256, 256] x [96, 96, 3, 3, 3]: fp32 %.2f ms (%.1f TFLOP/s), tf32 "
-              "%.2f ms (%.1f TFLOP/s)\n",
-              s32 * 1e3, flop / s32 / 1e12, st * 1e3, flop / st / 1e12);
+  std::printf(
+      "conv3d [96, 6, 256, 256] x [96, 96, 3, 3, 3]: fp32 %.2f ms (%.1f TFLOP/s), tf32 "
+      "%.2f ms (%.1f TFLOP/s)\n",
+      s32 * 1e3, flop / s32 / 1e12, st * 1e3, flop / st / 1e12);
   EXPECT_LT(st, 0.6 * s32) << "TF32 is not faster than FP32";
 }
 
@@ -364,7 +364,9 @@ TEST(CudaVae, GoldenCaseAtTf32) {
   const auto vae = models::WanVae::load(dir + "/vae_tiny.diffusers.safetensors", Device::CUDA,
                                         dir + "/vae_tiny.config.json");
   vae->set_precision(ops::ConvPrecision::TF32);
-  auto unbatch = [](const Tensor& t) { return t.reshape({t.dim(1), t.dim(2), t.dim(3), t.dim(4)}); };
+  auto unbatch = [](const Tensor& t) {
+    return t.reshape({t.dim(1), t.dim(2), t.dim(3), t.dim(4)});
+  };
   models::VaeTiling untiled;
   untiled.enabled = false;
   const auto enc = vae->encode(unbatch(cases.tensor("video")), untiled);
@@ -373,8 +375,8 @@ TEST(CudaVae, GoldenCaseAtTf32) {
   const Tensor z = unbatch(cases.tensor("latent_mean"));
   expect_close(vae->decode(z, untiled, true), unbatch(cases.tensor("decoded")), kTf32Tol,
                "tf32 decoded");
-  expect_close(vae->decode(z, untiled, false), unbatch(cases.tensor("decoded_original")),
-               kTf32Tol, "tf32 decoded_original");
+  expect_close(vae->decode(z, untiled, false), unbatch(cases.tensor("decoded_original")), kTf32Tol,
+               "tf32 decoded_original");
 }
 
 // Tiled passes at both precisions against the CPU: a 9 x 7 latent grid in 5-cell tiles with 2

@@ -141,9 +141,8 @@ std::vector<Choice> candidates(const TensorDesc& xd, const FilterDesc& wd, const
     // FP32 runs with the descriptor's FMA math whatever the report says (DEFAULT would let
     // cuDNN pick TF32 on Hopper).
     const cudnnMathType_t m = prec == ConvPrecision::FP32 ? CUDNN_FMA_MATH : r.mathType;
-    const bool seen = std::any_of(out.begin(), out.end(), [&](const Choice& c) {
-      return c.algo == r.algo && c.math == m;
-    });
+    const bool seen = std::any_of(out.begin(), out.end(),
+                                  [&](const Choice& c) { return c.algo == r.algo && c.math == m; });
     if (!seen) out.push_back({r.algo, r.memory, m});
   }
   return out;
