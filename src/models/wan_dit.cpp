@@ -3,11 +3,32 @@
 // in float64 cast to fp32; the timestep sinusoid in fp32 with cos before sin.
 #include "models/wan_dit.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "core/error.h"
+#include "models/wan_dit_chunks.h"
 
 namespace freeswim::models {
+
+namespace {
+std::atomic<int64_t> g_ffn_rows_cap{0};  // set_ffn_chunk_rows_cap (tests)
+}  // namespace
+
+int64_t ffn_chunk_rows(int64_t tokens, int64_t ffn_dim) {
+  int64_t cap = std::max<int64_t>(1, kFfnChunkElements / std::max<int64_t>(ffn_dim, 1));
+  const int64_t test_cap = g_ffn_rows_cap.load();
+  if (test_cap > 0) cap = std::min(cap, test_cap);
+  const int64_t chunks = std::max<int64_t>(1, (tokens + cap - 1) / cap);
+  const int64_t even = (tokens + chunks - 1) / chunks;
+  const int64_t block = ops::kLinearRowBlock;
+  return std::max<int64_t>(block, (even + block - 1) / block * block);
+}
+
+int64_t set_ffn_chunk_rows_cap(int64_t rows) {
+  return g_ffn_rows_cap.exchange(rows);
+}
 
 struct WanDit::Embedded {
   Tensor x;         // [tokens, dim]
@@ -100,25 +121,25 @@ WanDit::Embedded WanDit::embed(const DitInput& in) const {
   e.mod_proj = ops::linear(ops::silu(e.temb), w_.time_proj_w, w_.time_proj_b);
 
   Tensor ctx = ops::to_compute(in.context, device_);
-  e.context =
-      ops::linear(ops::gelu_tanh(ops::linear(ctx, w_.text1_w, w_.text1_b)), w_.text2_w, w_.text2_b);
+  e.context = ops::linear(ops::linear_gelu_tanh(ctx, w_.text1_w, w_.text1_b), w_.text2_w,
+                          w_.text2_b);
   return e;
 }
 
+// Self-attention up to (not including) the output projection, which the caller fuses with the
+// gated residual add: [n, dim].
 Tensor WanDit::self_attention(const WanAttentionWeights& a, const Tensor& x,
                               const ops::Rope3D& rope, float scale,
                               const WindowGeometry* window) const {
   const int64_t n = x.dim(0);
   const Shape heads{n, config_.heads, config_.head_dim};
-  Tensor q =
-      ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps).reshape(heads);
-  Tensor k =
-      ops::rms_norm(ops::linear(x, a.to_k_w, a.to_k_b), a.norm_k, config_.eps).reshape(heads);
+  // RMSNorm over all heads and the rotation in one pass, in place on the projections.
+  Tensor q = ops::linear(x, a.to_q_w, a.to_q_b).reshape(heads);
+  ops::rms_norm_rope_3d(q, a.norm_q, config_.eps, rope);
+  Tensor k = ops::linear(x, a.to_k_w, a.to_k_b).reshape(heads);
+  ops::rms_norm_rope_3d(k, a.norm_k, config_.eps, rope);
   Tensor v = ops::linear(x, a.to_v_w, a.to_v_b).reshape(heads);
-  ops::rope_3d(q, rope);
-  ops::rope_3d(k, rope);
-  Tensor o = ops::attention(q, k, v, scale, window);
-  return ops::linear(o.reshape({n, config_.dim()}), a.to_out_w, a.to_out_b);
+  return ops::attention(q, k, v, scale, window).reshape({n, config_.dim()});
 }
 
 Tensor WanDit::cross_attention_core(const WanAttentionWeights& a, const Tensor& x,
@@ -192,17 +213,27 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
     const WanBlockWeights& b = w_.blocks[i];
     const Modulation m = block_modulation(b.scale_shift_table, e.mod_proj, dim);
     auto self_attn = [&](Tensor& h, const WindowGeometry* win) {
-      Tensor n1 = ops::layer_norm(h, {}, {}, c.eps, m.scale_msa, m.shift_msa);
-      ops::add_gated(h, self_attention(b.attn1, n1, rope, self_scale, win), m.gate_msa);
+      Tensor o;
+      {
+        const Tensor n1 = ops::layer_norm(h, {}, {}, c.eps, m.scale_msa, m.shift_msa);
+        o = self_attention(b.attn1, n1, rope, self_scale, win);
+      }  // n1 is released before the projection
+      // h += gate * to_out(o), the gate and residual add in the product's epilogue.
+      ops::linear_add_gated(h, o, b.attn1.to_out_w, b.attn1.to_out_b, m.gate_msa);
     };
     auto cross_input = [&](const Tensor& h) {
       return c.cross_attn_norm ? ops::layer_norm(h, b.norm2_w, b.norm2_b, c.eps) : h;
     };
+    // The FFN is token-wise: it runs over row chunks of h (views, updated in place), so only
+    // one chunk's [rows, ffn_dim] hidden activation exists at a time (wan_dit_chunks.h).
     auto ffn = [&](Tensor& h) {
-      Tensor n3 = ops::layer_norm(h, {}, {}, c.eps, m.c_scale, m.c_shift);
-      Tensor f =
-          ops::linear(ops::gelu_tanh(ops::linear(n3, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
-      ops::add_gated(h, f, m.c_gate);
+      const int64_t rows = ffn_chunk_rows(tokens, c.ffn_dim);
+      for (int64_t r0 = 0; r0 < tokens; r0 += rows) {
+        Tensor hc = h.slice0(r0, std::min(tokens, r0 + rows));
+        const Tensor n3 = ops::layer_norm(hc, {}, {}, c.eps, m.c_scale, m.c_shift);
+        const Tensor hidden = ops::linear_gelu_tanh(n3, b.ffn0_w, b.ffn0_b);
+        ops::linear_add_gated(hc, hidden, b.ffn2_w, b.ffn2_b, m.c_gate);
+      }
     };
 
     self_attn(x, main_window);
@@ -219,10 +250,15 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
       core = cross_attention_core(b.attn2, cross_input(dual ? full : x), e.context);
     }
     if (kind == StepKind::Guide) cache->blocks[i] = core;
-    const Tensor cross =
-        ops::linear(core.reshape({tokens, dim}), b.attn2.to_out_w, b.attn2.to_out_b);
-    ops::add_gated(x, cross);
-    if (dual) ops::add_gated(full, cross);
+    const Tensor core2d = core.reshape({tokens, dim});
+    if (dual) {
+      // Both branches add the same projection: computed once, added twice.
+      const Tensor cross = ops::linear(core2d, b.attn2.to_out_w, b.attn2.to_out_b);
+      ops::add_gated(x, cross);
+      ops::add_gated(full, cross);
+    } else {
+      ops::linear_add_gated(x, core2d, b.attn2.to_out_w, b.attn2.to_out_b);
+    }
 
     ffn(x);
     // Only the main branch's prediction is used: the full branch's last FFN would be wasted.

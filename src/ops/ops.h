@@ -34,6 +34,12 @@ struct Conv3dParams {
   ConvPrecision precision = ConvPrecision::FP32;
 };
 
+// Rows of a `linear` product that the CPU backend computes in one BLAS call. BLAS results for a
+// row depend on how the rows around it are blocked, so the CPU backend always blocks rows at
+// multiples of this count from the first row: a caller that splits a product into row chunks
+// starting at multiples of it (the DiT's FFN chunks) gets bit-identical results on the CPU.
+constexpr int64_t kLinearRowBlock = 512;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -60,6 +66,19 @@ class Backend {
   virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
   // In place x += y * gate, gate [features] broadcast over rows (gate absent: x += y).
   virtual void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) = 0;
+  // Fused forms of the DiT's hot sequences; each computes what the composition of the plain ops
+  // computes (the CPU backend literally composes them), a backend may round less in between.
+  // gelu_tanh(linear(x, w, b)).
+  virtual Tensor linear_gelu_tanh(const Tensor& x, const Tensor& w, const Tensor& b) = 0;
+  // In place x += (y w^T + b) * gate, i.e. add_gated(x, linear(y, w, b), gate): x [M, N],
+  // y [M, K], w [N, K], b and gate [N] or absent. y must not overlap x.
+  virtual void linear_add_gated(Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b,
+                                const Tensor& gate) = 0;
+  // In place rms_norm then rope_3d: x [T*H*W, heads, head_dim], each token's heads*head_dim
+  // values RMS-normalised together with weight [heads*head_dim] (Wan's rms_norm_across_heads),
+  // then every head rotated.
+  virtual void rms_norm_rope_3d(Tensor& x, const Tensor& weight, float eps,
+                                const Rope3D& rope) = 0;
   // x [C, F, H, W] -> [(F/pt)*(H/ph)*(W/pw), C*pt*ph*pw], patch vector ordered (c, kt, kh, kw)
   // as a Conv3d weight flattens.
   virtual Tensor patchify(const Tensor& x, int pt, int ph, int pw) = 0;
@@ -139,6 +158,16 @@ inline Tensor add(const Tensor& a, const Tensor& b) {
 }
 inline void add_gated(Tensor& x, const Tensor& y, const Tensor& gate = {}) {
   backend(x.device()).add_gated(x, y, gate);
+}
+inline Tensor linear_gelu_tanh(const Tensor& x, const Tensor& w, const Tensor& b = {}) {
+  return backend(x.device()).linear_gelu_tanh(x, w, b);
+}
+inline void linear_add_gated(Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b = {},
+                             const Tensor& gate = {}) {
+  backend(x.device()).linear_add_gated(x, y, w, b, gate);
+}
+inline void rms_norm_rope_3d(Tensor& x, const Tensor& weight, float eps, const Rope3D& rope) {
+  backend(x.device()).rms_norm_rope_3d(x, weight, eps, rope);
 }
 inline Tensor patchify(const Tensor& x, int pt, int ph, int pw) {
   return backend(x.device()).patchify(x, pt, ph, pw);

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -47,21 +48,50 @@ class CpuBackend final : public Backend {
       for (int64_t i = 0; i < M; ++i) std::copy(bd, bd + N, yd + i * N);
       beta = 1.f;
     }
-    if (M > 0 && N > 0 && K > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N),
-                  static_cast<int>(K), 1.f, x.data<float>(), static_cast<int>(K), w.data<float>(),
-                  static_cast<int>(K), beta, yd, static_cast<int>(N));
-    else if (!b.defined())
+    if (M > 0 && N > 0 && K > 0) {
+      // One BLAS call per kLinearRowBlock rows (ops.h): OpenBLAS rounds a row differently
+      // depending on the call's row count, so fixed blocks make a product split into row
+      // chunks at block multiples bit-identical to the whole one.
+      const float* xd = x.data<float>();
+      for (int64_t r0 = 0; r0 < M; r0 += kLinearRowBlock) {
+        const int64_t m = std::min(kLinearRowBlock, M - r0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
+                    static_cast<int>(N), static_cast<int>(K), 1.f, xd + r0 * K, static_cast<int>(K),
+                    w.data<float>(), static_cast<int>(K), beta, yd + r0 * N, static_cast<int>(N));
+      }
+    } else if (!b.defined()) {
       std::fill(yd, yd + M * N, 0.f);
+    }
     return y;
   }
 
-  Tensor gelu_tanh(const Tensor& x) override {
-    return map(x, "gelu_tanh", [](float v) {
-      // GELU with the tanh approximation, as torch's gelu(approximate="tanh").
-      const float c = 0.7978845608028654f;  // sqrt(2/pi)
-      return 0.5f * v * (1.f + std::tanh(c * (v + 0.044715f * v * v * v)));
+  Tensor gelu_tanh(const Tensor& x) override { return map(x, "gelu_tanh", gelu_tanh_value); }
+
+  // The composition of linear and gelu_tanh, the GELU applied in place on the product.
+  Tensor linear_gelu_tanh(const Tensor& x, const Tensor& w, const Tensor& b) override {
+    Tensor y = linear(x, w, b);
+    float* yd = y.data<float>();
+    parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) yd[i] = gelu_tanh_value(yd[i]);
     });
+    return y;
+  }
+
+  void linear_add_gated(Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b,
+                        const Tensor& gate) override {
+    require_f32(x, "linear_add_gated", "x");
+    FS_CHECK(x.ndim() >= 1 && x.dim(-1) == w.dim(0),
+             "linear_add_gated: x {} does not match weight {}", x.describe(), w.describe());
+    add_gated(x, linear(y, w, b), gate);
+  }
+
+  void rms_norm_rope_3d(Tensor& x, const Tensor& weight, float eps, const Rope3D& rope) override {
+    require_f32(x, "rms_norm_rope_3d", "x");
+    FS_CHECK(x.ndim() == 3, "rms_norm_rope_3d: x must be [tokens, heads, head_dim], got {}",
+             x.describe());
+    Tensor y = rms_norm(x.reshape({x.dim(0), x.dim(1) * x.dim(2)}), weight, eps).reshape(x.shape());
+    rope_3d(y, rope);
+    std::copy(y.data<float>(), y.data<float>() + y.numel(), x.data<float>());
   }
 
   Tensor silu(const Tensor& x) override {
@@ -292,6 +322,12 @@ class CpuBackend final : public Backend {
       for (int64_t i = b; i < e; ++i) yd[i] = fn(xd[i]);
     });
     return y;
+  }
+
+  // GELU with the tanh approximation, as torch's gelu(approximate="tanh").
+  static float gelu_tanh_value(float v) {
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * v * (1.f + std::tanh(c * (v + 0.044715f * v * v * v)));
   }
 
   static const float* optional(const Tensor& t, int64_t n, const char* op, const char* arg) {

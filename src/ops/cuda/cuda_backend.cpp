@@ -73,35 +73,60 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
 
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) override {
-    require(x, "linear", "x");
-    require(w, "linear", "weight");
-    FS_CHECK(w.ndim() == 2 && x.ndim() >= 1 && x.dim(-1) == w.dim(1),
-             "linear: x {} does not match weight {}", x.describe(), w.describe());
-    const int64_t M = rows_of(x), K = w.dim(1), N = w.dim(0);
-    if (b.defined()) {
-      require(b, "linear", "bias");
-      FS_CHECK(b.numel() == N, "linear: bias {} does not match weight {}", b.describe(),
-               w.describe());
-    }
-    Shape out_shape = x.shape();
-    out_shape.back() = N;
-    // bf16 activations go through cuBLASLt; fp32 ones (the timestep path) keep fp32 through
-    // the plain kernel, which reads the bf16 weight directly.
-    Tensor y = Tensor::empty(out_shape, x.dtype(), Device::CUDA);
-    const void* bias = b.defined() ? b.raw() : nullptr;
-    const DType bias_t = b.defined() ? b.dtype() : DType::F32;
-    if (x.dtype() == DType::BF16 && w.dtype() == DType::BF16) {
-      gemm_bf16(x.raw(), w.raw(), bias, bias_t, y.raw(), M, N, K);
-    } else {
-      check_cuda(kernels::linear_simple(x.raw(), x.dtype(), w.raw(), w.dtype(), bias, bias_t,
-                                        y.raw(), y.dtype(), M, N, K),
-                 "linear kernel");
-    }
-    return y;
+    return linear_with(x, w, b, GemmEpilogue::none, "linear");
   }
 
   Tensor gelu_tanh(const Tensor& x) override {
     return unary(x, kernels::Unary::gelu_tanh, "gelu_tanh");
+  }
+
+  // bf16: the GELU in cuBLASLt's epilogue where it is the tanh form (gemm.cpp), else in place
+  // after the product; fp32 activations: the plain product, then GELU in place.
+  Tensor linear_gelu_tanh(const Tensor& x, const Tensor& w, const Tensor& b) override {
+    return linear_with(x, w, b, GemmEpilogue::gelu_tanh, "linear_gelu_tanh");
+  }
+
+  // x += gate * (y w^T + b) as ONE product where cuBLASLt takes it: D = alpha * (y w^T) + 1 * C
+  // + bias with C = D = x, alpha = gate per output feature, bias = gate * b (an fp32 vector made
+  // here; the bias epilogue adds after the alpha scaling). Everything is fp32 up to one rounding
+  // of x, where the reference (and the unfused path) rounds y w^T + b to bf16 first and then
+  // (x + y * gate) again: the fused result is the more accurate of the two, by at most one bf16
+  // rounding of gate * y per element. Falls back to linear then add_gated.
+  void linear_add_gated(Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b,
+                        const Tensor& gate) override {
+    require(x, "linear_add_gated", "x");
+    require(y, "linear_add_gated", "y");
+    require(w, "linear_add_gated", "weight");
+    FS_CHECK(w.ndim() == 2 && x.ndim() >= 1 && y.ndim() >= 1 && y.dim(-1) == w.dim(1) &&
+                 x.dim(-1) == w.dim(0) && rows_of(x) == rows_of(y),
+             "linear_add_gated: x {} y {} do not match weight {}", x.describe(), y.describe(),
+             w.describe());
+    const int64_t M = rows_of(x), K = w.dim(1), N = w.dim(0);
+    const float* g = vector_arg(gate, N, "linear_add_gated", "gate");
+    if (b.defined()) {
+      require(b, "linear_add_gated", "bias");
+      FS_CHECK(b.numel() == N, "linear_add_gated: bias {} does not match weight {}", b.describe(),
+               w.describe());
+    }
+    if (x.dtype() == DType::BF16 && y.dtype() == DType::BF16 && w.dtype() == DType::BF16) {
+      Tensor bias;  // fp32 [N]: gate * b, or b
+      if (b.defined()) {
+        if (g) {
+          bias = Tensor::empty({N}, DType::F32, Device::CUDA);
+          check_cuda(kernels::mul(gate.raw(), DType::F32, b.raw(), b.dtype(), bias.raw(), N),
+                     "gate * bias");
+        } else if (b.dtype() == DType::F32) {
+          bias = b;
+        } else {
+          bias = Tensor::empty({N}, DType::F32, Device::CUDA);
+          check_cuda(kernels::convert(b.raw(), b.dtype(), bias.raw(), DType::F32, N), "convert");
+        }
+      }
+      if (gemm_bf16_accumulate(y.raw(), w.raw(), g, bias.defined() ? bias.data<float>() : nullptr,
+                               x.raw(), M, N, K))
+        return;
+    }
+    add_gated(x, linear(y, w, b), gate);
   }
   Tensor silu(const Tensor& x) override { return unary(x, kernels::Unary::silu, "silu"); }
 
@@ -129,27 +154,28 @@ class CudaBackend final : public Backend {
     return y;
   }
 
+  // One block per token: the sum of squares over its heads*head_dim values, then each pair
+  // normalised, weighted, rotated and stored in place, fp32 throughout with one rounding (the
+  // unfused ops round the normalised value once more before the rotation).
+  void rms_norm_rope_3d(Tensor& x, const Tensor& weight, float eps, const Rope3D& rope) override {
+    require(x, "rms_norm_rope_3d", "x");
+    FS_CHECK(x.ndim() == 3, "rms_norm_rope_3d: x must be [tokens, heads, head_dim], got {}",
+             x.describe());
+    const float* wd = vector_arg(weight, x.dim(1) * x.dim(2), "rms_norm_rope_3d", "weight");
+    const RopeArgs r = rope_args(x, rope, "rms_norm_rope_3d");
+    check_cuda(kernels::rms_norm_rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W,
+                                         static_cast<int>(x.dim(1)), eps, wd, r.frame, r.pt, r.row,
+                                         r.ph, r.col, r.pw),
+               "rms_norm_rope kernel");
+  }
+
   void rope_3d(Tensor& x, const Rope3D& rope) override {
     require(x, "rope_3d", "x");
-    FS_CHECK(x.ndim() == 3 && x.dim(0) == int64_t{rope.T} * rope.H * rope.W,
-             "rope_3d: x {} does not match grid {}x{}x{}", x.describe(), rope.T, rope.H, rope.W);
-    const Tensor* tables[3] = {&rope.frame, &rope.row, &rope.col};
-    const int positions[3] = {rope.T, rope.H, rope.W};
-    for (int i = 0; i < 3; ++i) {
-      const Tensor& t = *tables[i];
-      FS_CHECK(t.defined() && t.device() == Device::CUDA && t.dtype() == DType::F32 &&
-                   t.ndim() == 3 && t.dim(0) >= positions[i] && t.dim(2) == 2,
-               "rope_3d: table {} must be f32 cuda [>= {}, pairs, 2], got {}", i, positions[i],
-               t.defined() ? t.describe() : std::string("none"));
-    }
-    const int64_t pt = rope.frame.dim(1), ph = rope.row.dim(1), pw = rope.col.dim(1);
-    FS_CHECK(2 * (pt + ph + pw) == x.dim(2), "rope_3d: tables cover {} of head_dim {}",
-             2 * (pt + ph + pw), x.dim(2));
-    check_cuda(
-        kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W, static_cast<int>(x.dim(1)),
-                         rope.frame.data<float>(), static_cast<int>(pt), rope.row.data<float>(),
-                         static_cast<int>(ph), rope.col.data<float>(), static_cast<int>(pw)),
-        "rope kernel");
+    const RopeArgs r = rope_args(x, rope, "rope_3d");
+    check_cuda(kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W,
+                                static_cast<int>(x.dim(1)), r.frame, r.pt, r.row, r.ph, r.col,
+                                r.pw),
+               "rope kernel");
   }
 
   Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, float scale,
@@ -449,6 +475,62 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // linear and linear_gelu_tanh. bf16 activations go through cuBLASLt; fp32 ones (the timestep
+  // path) keep fp32 through the plain kernel, which reads the bf16 weight directly.
+  static Tensor linear_with(const Tensor& x, const Tensor& w, const Tensor& b, GemmEpilogue epi,
+                            const char* op) {
+    require(x, op, "x");
+    require(w, op, "weight");
+    FS_CHECK(w.ndim() == 2 && x.ndim() >= 1 && x.dim(-1) == w.dim(1),
+             "{}: x {} does not match weight {}", op, x.describe(), w.describe());
+    const int64_t M = rows_of(x), K = w.dim(1), N = w.dim(0);
+    if (b.defined()) {
+      require(b, op, "bias");
+      FS_CHECK(b.numel() == N, "{}: bias {} does not match weight {}", op, b.describe(),
+               w.describe());
+    }
+    Shape out_shape = x.shape();
+    out_shape.back() = N;
+    Tensor y = Tensor::empty(out_shape, x.dtype(), Device::CUDA);
+    const void* bias = b.defined() ? b.raw() : nullptr;
+    const DType bias_t = b.defined() ? b.dtype() : DType::F32;
+    if (x.dtype() == DType::BF16 && w.dtype() == DType::BF16) {
+      gemm_bf16(x.raw(), w.raw(), bias, bias_t, y.raw(), M, N, K, epi);
+      return y;
+    }
+    check_cuda(kernels::linear_simple(x.raw(), x.dtype(), w.raw(), w.dtype(), bias, bias_t,
+                                      y.raw(), y.dtype(), M, N, K),
+               "linear kernel");
+    if (epi == GemmEpilogue::gelu_tanh)
+      check_cuda(kernels::unary(kernels::Unary::gelu_tanh, y.raw(), y.raw(), y.dtype(), y.numel()),
+                 "gelu kernel");
+    return y;
+  }
+
+  struct RopeArgs {
+    const float *frame, *row, *col;
+    int pt, ph, pw;
+  };
+  // The checked tables of `rope` for x [T*H*W, heads, head_dim].
+  static RopeArgs rope_args(const Tensor& x, const Rope3D& rope, const char* op) {
+    FS_CHECK(x.ndim() == 3 && x.dim(0) == int64_t{rope.T} * rope.H * rope.W,
+             "{}: x {} does not match grid {}x{}x{}", op, x.describe(), rope.T, rope.H, rope.W);
+    const Tensor* tables[3] = {&rope.frame, &rope.row, &rope.col};
+    const int positions[3] = {rope.T, rope.H, rope.W};
+    for (int i = 0; i < 3; ++i) {
+      const Tensor& t = *tables[i];
+      FS_CHECK(t.defined() && t.device() == Device::CUDA && t.dtype() == DType::F32 &&
+                   t.ndim() == 3 && t.dim(0) >= positions[i] && t.dim(2) == 2,
+               "{}: table {} must be f32 cuda [>= {}, pairs, 2], got {}", op, i, positions[i],
+               t.defined() ? t.describe() : std::string("none"));
+    }
+    const int64_t pt = rope.frame.dim(1), ph = rope.row.dim(1), pw = rope.col.dim(1);
+    FS_CHECK(2 * (pt + ph + pw) == x.dim(2), "{}: tables cover {} of head_dim {}", op,
+             2 * (pt + ph + pw), x.dim(2));
+    return {rope.frame.data<float>(), rope.row.data<float>(), rope.col.data<float>(),
+            static_cast<int>(pt), static_cast<int>(ph), static_cast<int>(pw)};
+  }
+
   static Tensor unary(const Tensor& x, kernels::Unary op, const char* name) {
     require(x, name, "x");
     Tensor y = empty_like(x);

@@ -1,19 +1,31 @@
 // cuBLASLt products for linear layers. Row-major y = x w^T is, in cuBLAS's column-major terms,
 // Y'[N, M] = W'^T[N, K] X'[K, M] with W' = w viewed as K x N and X' = x viewed as K x M, so A = w
-// (transposed), B = x, and the bias epilogue adds bias[N] along Y's rows. When the heuristic has
-// no algorithm with the fused bias (a type combination it lacks), the product runs without it
-// and a bias kernel follows; when it has none at all, the plain kernel runs (slow, but right).
+// (transposed), B = x, and the output features are the rows of cuBLAS's D: the bias epilogue
+// adds bias[N] along them and a per-row alpha vector scales them. When the heuristic has no
+// algorithm with a fused epilogue (a type combination it lacks), the product runs without it and
+// kernels follow; when it has none at all, the plain kernel runs (slow, but right).
+//
+// Heuristic answers are cached per shape, epilogue and pointer alignment: a DiT forward makes
+// hundreds of products of a handful of shapes, and a heuristic query costs tens of microseconds.
 #include "ops/cuda/gemm.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <array>
+#include <atomic>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "core/error.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/stream.h"
 
 namespace freeswim::ops::cuda {
 
@@ -57,9 +69,44 @@ struct Desc {
   }
 };
 
+// One cuBLASLt call: D = alpha * (x w^T) + beta * D (+ bias) (then GELU), bf16 matrices.
+struct Product {
+  const void* x = nullptr;  // B
+  const void* w = nullptr;  // A
+  void* y = nullptr;        // D, and C when accumulating
+  int64_t M = 0, N = 0, K = 0;
+  const void* bias = nullptr;
+  DType bias_t = DType::F32;
+  bool gelu = false;
+  bool accumulate = false;       // beta = 1 with C = D (in place; cuBLASLt allows C == D)
+  const float* alpha = nullptr;  // per output feature, device; null: alpha = 1
+};
+
+// The largest power of two up to 16 dividing the address: cuBLASLt's heuristic otherwise
+// assumes 16-byte aligned matrices, which row views of odd-width tensors are not.
+uint32_t alignment(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  for (uint32_t v = 16; v > 2; v /= 2)
+    if (a % v == 0) return v;
+  return 2;
+}
+
+using AlgoKey = std::array<int64_t, 10>;
+
+struct AlgoCache {
+  std::mutex mutex;
+  std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>> algos;  // nullopt: none offered
+};
+
+AlgoCache& algo_cache() {
+  static AlgoCache* c = new AlgoCache;
+  return *c;
+}
+
+std::atomic<int64_t> g_gelu_fused{0}, g_gelu_unfused{0}, g_acc_fused{0}, g_acc_refused{0};
+
 // One attempt; false when cuBLASLt offers no algorithm or refuses to run.
-bool try_gemm(const void* x, const void* w, const void* bias, DType bias_t, void* y, int64_t M,
-              int64_t N, int64_t K) {
+bool run(const Product& p) {
   Lt& l = lt();
   Desc d;
   if (cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
@@ -67,33 +114,94 @@ bool try_gemm(const void* x, const void* w, const void* bias, DType bias_t, void
   const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
   cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-  if (bias) {
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    const cudaDataType_t bt = cuda_type(bias_t);
-    cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
-    cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
+  if (p.alpha) {
+    // alpha: a device vector over D's rows (the output features); beta: a host scalar.
+    const int32_t mode = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST;
+    if (cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_POINTER_MODE, &mode,
+                                       sizeof(mode)) != CUBLAS_STATUS_SUCCESS)
+      return false;
+  }
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+  if (p.gelu)
+    epi = p.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+  else if (p.bias)
+    epi = CUBLASLT_EPILOGUE_BIAS;
+  if (epi != CUBLASLT_EPILOGUE_DEFAULT &&
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)) !=
+          CUBLAS_STATUS_SUCCESS)
+    return false;
+  if (p.bias) {
+    const cudaDataType_t bt = cuda_type(p.bias_t);
+    cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias,
+                                   sizeof(p.bias));
     if (cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
                                        sizeof(bt)) != CUBLAS_STATUS_SUCCESS)
       return false;
   }
   const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
-  if (cublasLtMatrixLayoutCreate(&d.a, CUDA_R_16BF, u(K), u(N), K) != CUBLAS_STATUS_SUCCESS ||
-      cublasLtMatrixLayoutCreate(&d.b, CUDA_R_16BF, u(K), u(M), K) != CUBLAS_STATUS_SUCCESS ||
-      cublasLtMatrixLayoutCreate(&d.c, CUDA_R_16BF, u(N), u(M), N) != CUBLAS_STATUS_SUCCESS)
+  if (cublasLtMatrixLayoutCreate(&d.a, CUDA_R_16BF, u(p.K), u(p.N), p.K) != CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatrixLayoutCreate(&d.b, CUDA_R_16BF, u(p.K), u(p.M), p.K) != CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatrixLayoutCreate(&d.c, CUDA_R_16BF, u(p.N), u(p.M), p.N) != CUBLAS_STATUS_SUCCESS)
     return false;
-  if (cublasLtMatmulPreferenceCreate(&d.pref) != CUBLAS_STATUS_SUCCESS) return false;
-  const size_t ws = kWorkspaceBytes;
-  cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                       sizeof(ws));
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
-                                     &found) != CUBLAS_STATUS_SUCCESS ||
-      found == 0)
-    return false;
-  const float alpha = 1.f, beta = 0.f;
-  return cublasLtMatmul(l.handle, d.op, &alpha, w, d.a, x, d.b, &beta, y, d.c, y, d.c, &result.algo,
-                        l.workspace, ws, stream()) == CUBLAS_STATUS_SUCCESS;
+
+  const uint32_t align_a = alignment(p.w), align_b = alignment(p.x), align_d = alignment(p.y);
+  const AlgoKey key{p.M,
+                    p.N,
+                    p.K,
+                    static_cast<int64_t>(epi),
+                    p.bias ? static_cast<int64_t>(p.bias_t) : -1,
+                    p.accumulate,
+                    p.alpha != nullptr,
+                    align_a,
+                    align_b,
+                    align_d};
+  std::optional<cublasLtMatmulAlgo_t> algo;
+  bool cached = false;
+  {
+    AlgoCache& c = algo_cache();
+    const std::lock_guard<std::mutex> lock(c.mutex);
+    const auto it = c.algos.find(key);
+    if (it != c.algos.end()) {
+      algo = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    if (cublasLtMatmulPreferenceCreate(&d.pref) != CUBLAS_STATUS_SUCCESS) return false;
+    const size_t ws = kWorkspaceBytes;
+    cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                         sizeof(ws));
+    cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                         &align_a, sizeof(align_a));
+    cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                         &align_b, sizeof(align_b));
+    cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                         &align_d, sizeof(align_d));
+    cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                         &align_d, sizeof(align_d));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
+                                       &found) == CUBLAS_STATUS_SUCCESS &&
+        found > 0)
+      algo = result.algo;
+    AlgoCache& c = algo_cache();
+    const std::lock_guard<std::mutex> lock(c.mutex);
+    c.algos[key] = algo;
+  }
+  if (!algo) return false;
+  const float one = 1.f, beta = p.accumulate ? 1.f : 0.f;
+  const void* alpha = p.alpha ? static_cast<const void*>(p.alpha) : &one;
+  const bool ok =
+      cublasLtMatmul(l.handle, d.op, alpha, p.w, d.a, p.x, d.b, &beta, p.y, d.c, p.y, d.c, &*algo,
+                     l.workspace, kWorkspaceBytes, stream()) == CUBLAS_STATUS_SUCCESS;
+  if (!ok) {
+    // Do not try this configuration again.
+    AlgoCache& c = algo_cache();
+    const std::lock_guard<std::mutex> lock(c.mutex);
+    c.algos[key] = std::nullopt;
+  }
+  return ok;
 }
 
 void warn_once(const char* what) {
@@ -101,22 +209,141 @@ void warn_once(const char* what) {
   std::call_once(flag, [&] { std::fprintf(stderr, "freeswim: warning: %s\n", what); });
 }
 
+// NVIDIA's cuBLASLt documentation (cublasLtEpilogue_t) says only "apply GELU point-wise
+// transform to the results (x:=GELU(x))" and gives no formula, i.e. it does not say whether it is
+// the exact erf GELU or the tanh approximation Wan uses (torch gelu(approximate="tanh")).
+// PyTorch treats it as the tanh form: its addmm GELU path computes gelu(..., "tanh") whenever it
+// cannot use this epilogue. Since the documentation does not promise it, the form is measured
+// once here instead of assumed: x = 0 and w = 0, so the product is 0 and the epilogue sees
+// exactly the bias, 64 points in [-3.5, -2.5], where the tanh form and the erf form differ by
+// 7 to 50 bf16 ulps (2e-4 to 4e-4). The epilogue is used only if its outputs sit within a quarter
+// of that gap of the tanh form on average (an accurate tanh form lands within about one ulp).
+bool probe_gelu_epilogue() {
+  constexpr int64_t M = 16, N = 64, K = 16;
+  void *x = nullptr, *w = nullptr, *y = nullptr, *b = nullptr;
+  auto release = [&] {
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(y);
+    cudaFree(b);
+  };
+  std::vector<float> v(N);
+  for (int64_t n = 0; n < N; ++n) v[n] = -3.5f + static_cast<float>(n) / (N - 1);
+  if (cudaMalloc(&x, M * K * 2) != cudaSuccess || cudaMalloc(&w, N * K * 2) != cudaSuccess ||
+      cudaMalloc(&y, M * N * 2) != cudaSuccess || cudaMalloc(&b, N * 4) != cudaSuccess ||
+      cudaMemset(x, 0, M * K * 2) != cudaSuccess || cudaMemset(w, 0, N * K * 2) != cudaSuccess ||
+      cudaMemcpy(b, v.data(), N * 4, cudaMemcpyHostToDevice) != cudaSuccess) {
+    release();
+    return false;
+  }
+  Product p;
+  p.x = x;
+  p.w = w;
+  p.y = y;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.bias = b;
+  p.bias_t = DType::F32;
+  p.gelu = true;
+  std::vector<uint16_t> out(M * N);
+  const bool ran =
+      run(p) && cudaMemcpy(out.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
+  release();
+  if (!ran) return false;
+  double err = 0, gap = 0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      const uint32_t bits = static_cast<uint32_t>(out[m * N + n]) << 16;
+      float o;
+      std::memcpy(&o, &bits, sizeof(o));
+      const double z = v[n];
+      const double t = 0.5 * z * (1 + std::tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)));
+      const double e = 0.5 * z * (1 + std::erf(z / std::sqrt(2.0)));
+      err += std::abs(o - t);
+      gap += std::abs(t - e);
+    }
+  return err < 0.25 * gap;
+}
+
 }  // namespace
 
+bool gelu_epilogue_is_tanh() {
+  static const bool tanh_form = probe_gelu_epilogue();
+  return tanh_form;
+}
+
 void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, void* y, int64_t M,
-               int64_t N, int64_t K) {
+               int64_t N, int64_t K, GemmEpilogue epilogue) {
   if (M == 0 || N == 0) return;
+  const bool gelu = epilogue == GemmEpilogue::gelu_tanh;
+  auto finish = [&] {
+    // GELU after an unfused product: in place on y (elementwise, so aliasing is safe).
+    if (!gelu) return;
+    ++g_gelu_unfused;
+    check_cuda(kernels::unary(kernels::Unary::gelu_tanh, y, y, DType::BF16, M * N), "gelu kernel");
+  };
   if (K > 0) {
-    if (try_gemm(x, w, bias, bias_t, y, M, N, K)) return;
-    if (bias && try_gemm(x, w, nullptr, bias_t, y, M, N, K)) {
-      check_cuda(kernels::add_bias_rows(y, DType::BF16, bias, bias_t, M, N), "bias kernel");
-      return;
+    Product p;
+    p.x = x;
+    p.w = w;
+    p.y = y;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.bias = bias;
+    p.bias_t = bias_t;
+    if (gelu && gelu_epilogue_is_tanh()) {
+      p.gelu = true;
+      if (run(p)) {
+        ++g_gelu_fused;
+        return;
+      }
+      p.gelu = false;
+    }
+    if (run(p)) return finish();
+    if (bias) {
+      p.bias = nullptr;
+      if (run(p)) {
+        check_cuda(kernels::add_bias_rows(y, DType::BF16, bias, bias_t, M, N), "bias kernel");
+        return finish();
+      }
     }
     warn_once("cuBLASLt has no algorithm for a linear layer; using the plain kernel (slow)");
   }
   check_cuda(kernels::linear_simple(x, DType::BF16, w, DType::BF16, bias,
                                     bias ? bias_t : DType::F32, y, DType::BF16, M, N, K),
              "linear kernel");
+  finish();
+}
+
+bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, const float* bias,
+                          void* y, int64_t M, int64_t N, int64_t K) {
+  if (M == 0 || N == 0) return true;
+  if (K == 0) return false;  // no product to fuse with: the caller's plain path adds the bias
+  Product p;
+  p.x = x;
+  p.w = w;
+  p.y = y;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.bias = bias;
+  p.bias_t = DType::F32;
+  p.accumulate = true;
+  p.alpha = alpha;
+  const bool ok = run(p);
+  ++(ok ? g_acc_fused : g_acc_refused);
+  return ok;
+}
+
+GemmFusionCounts gemm_fusion_counts() {
+  GemmFusionCounts c;
+  c.gelu_fused = g_gelu_fused.load();
+  c.gelu_unfused = g_gelu_unfused.load();
+  c.accumulate_fused = g_acc_fused.load();
+  c.accumulate_refused = g_acc_refused.load();
+  return c;
 }
 
 }  // namespace freeswim::ops::cuda

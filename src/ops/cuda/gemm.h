@@ -7,9 +7,31 @@
 
 namespace freeswim::ops::cuda {
 
-// y[M, N] (bf16) = x[M, K] (bf16) * w[N, K]^T (bf16) (+ bias[N] of bias_t, or null), fp32
-// accumulation, bias added in the epilogue where cuBLASLt offers it for these types.
+// What follows the product in gemm_bf16.
+enum class GemmEpilogue { none, gelu_tanh };
+
+// y[M, N] (bf16) = x[M, K] (bf16) * w[N, K]^T (bf16) (+ bias[N] of bias_t, or null), then GELU
+// (tanh form) with `gelu_tanh`; fp32 accumulation, bias and GELU applied in fp32 in the epilogue
+// where cuBLASLt offers it for these types, else by kernels after the product.
 void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, void* y, int64_t M,
-               int64_t N, int64_t K);
+               int64_t N, int64_t K, GemmEpilogue epilogue = GemmEpilogue::none);
+
+// In place y[M, N] (bf16) = alpha[n] * (x w^T)[m, n] + y[m, n] + bias[n] in one product, every
+// term in fp32 and y rounded once: alpha [N] f32 on the device or null for 1, bias [N] f32 or
+// null. False when cuBLASLt offers no algorithm for it (y is then untouched): the caller falls
+// back to a separate product and add.
+bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, const float* bias,
+                          void* y, int64_t M, int64_t N, int64_t K);
+
+// Whether cuBLASLt's GELU epilogue computes the tanh form (probed once on the device, see
+// gemm.cpp); gemm_bf16 uses the epilogue only then.
+bool gelu_epilogue_is_tanh();
+
+// How many products of this process ran each fused epilogue and how many fell back (for tests
+// and benchmarks to report which path the device took).
+struct GemmFusionCounts {
+  int64_t gelu_fused = 0, gelu_unfused = 0, accumulate_fused = 0, accumulate_refused = 0;
+};
+GemmFusionCounts gemm_fusion_counts();
 
 }  // namespace freeswim::ops::cuda

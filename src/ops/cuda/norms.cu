@@ -1,5 +1,6 @@
 // LayerNorm (+ affine, + adaLN modulation) and RMSNorm over the last dimension: one block per
-// row, statistics in fp32 (mean first, then the centred second moment, as the CPU oracle).
+// row, statistics in fp32 (mean first, then the centred second moment, as the CPU oracle); and
+// the DiT's q/k RMSNorm fused with the rotary embedding.
 #include "ops/cuda/kernel_util.cuh"
 #include "ops/cuda/kernels.h"
 #include "ops/cuda/stream.h"
@@ -48,7 +49,60 @@ __global__ void rms_norm_kernel(const T* x, T* y, int64_t D, float eps, const fl
     yr[i] = from_f<T>(to_f(xr[i]) * inv * (weight ? weight[i] : 1.f));
 }
 
+// RMSNorm over a token's heads * head_dim values, then the 3D rotation of every head, in place:
+// one block per token. Each thread reads and writes the same (even, odd) pairs in both loops, and
+// block_sum's barriers order every read of the first loop before any write of the second.
+template <typename T>
+__global__ void rms_norm_rope_kernel(T* x, int H, int W, int heads, float eps, const float* weight,
+                                     const float* frame, int pt, const float* row, int ph,
+                                     const float* col, int pw) {
+  __shared__ float scratch[32];
+  const int half = pt + ph + pw;  // pairs per head
+  const int pairs = heads * half;
+  const int64_t tok = blockIdx.x;
+  T* xr = x + tok * 2 * pairs;
+  float s = 0.f;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const float a = to_f(xr[2 * p]), b = to_f(xr[2 * p + 1]);
+    s += a * a + b * b;
+  }
+  const float inv = rsqrtf(block_sum(s, scratch) / static_cast<float>(2 * pairs) + eps);
+  // The token's grid position, once per block (the unfused rope kernel divides per pair).
+  const int64_t hw = int64_t{H} * W;
+  const float* ft = frame + (tok / hw) * pt * 2;
+  const float* rt = row + ((tok / W) % H) * ph * 2;
+  const float* ct = col + (tok % W) * pw * 2;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int j = p % half;
+    const float* cs = j < pt        ? ft + 2 * j
+                      : j < pt + ph ? rt + 2 * (j - pt)
+                                    : ct + 2 * (j - pt - ph);
+    const float wa = weight ? weight[2 * p] : 1.f, wb = weight ? weight[2 * p + 1] : 1.f;
+    const float a = to_f(xr[2 * p]) * inv * wa, b = to_f(xr[2 * p + 1]) * inv * wb;
+    xr[2 * p] = from_f<T>(a * cs[0] - b * cs[1]);
+    xr[2 * p + 1] = from_f<T>(a * cs[1] + b * cs[0]);
+  }
+}
+
 }  // namespace
+
+cudaError_t rms_norm_rope_3d(void* x, DType t, int T, int H, int W, int heads, float eps,
+                             const float* weight, const float* frame, int pt, const float* row,
+                             int ph, const float* col, int pw) {
+  const int64_t tokens = int64_t{T} * H * W;
+  if (tokens == 0 || heads == 0 || pt + ph + pw == 0) return cudaSuccess;
+  if (tokens >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  const unsigned g = static_cast<unsigned>(tokens);
+  if (t == DType::BF16)
+    rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(static_cast<__nv_bfloat16*>(x), H, W, heads,
+                                                       eps, weight, frame, pt, row, ph, col, pw);
+  else if (t == DType::F32)
+    rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(static_cast<float*>(x), H, W, heads, eps,
+                                                       weight, frame, pt, row, ph, col, pw);
+  else
+    return cudaErrorInvalidValue;
+  return cudaGetLastError();
+}
 
 // Rows go on grid.x (up to 2^31 - 1), enough for any token count of a video.
 cudaError_t layer_norm(const void* x, void* y, DType t, int64_t rows, int64_t D, float eps,
