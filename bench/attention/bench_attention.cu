@@ -89,7 +89,10 @@ int main(int argc, char** argv) {
                           {"14B-4K", {21, 135, 240, 22, 40}, heads_4k, 45, 80}};
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "properties");
-  std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  std::printf("device: %s, %d SMs; kernel %s (%d keys per tile)\n", prop.name,
+              prop.multiProcessorCount, fa::attention_kernel_name(),
+              fa::window_attention_tile_keys());
+  const int tile_keys = fa::window_attention_tile_keys();
   std::FILE* json = std::fopen(json_path, "w");
   if (!json) {
     std::fprintf(stderr, "cannot write %s\n", json_path);
@@ -113,10 +116,10 @@ int main(int argc, char** argv) {
     const double nb = double{1} * s.base_h * s.base_w;
     const float scale = static_cast<float>(std::sqrt(std::log(2 * nb) / std::log(nb) / d));
 
-    const fa::WindowPlan plan = fa::choose_plan(s.g);
+    const fa::WindowPlan plan = fa::choose_plan(s.g, tile_keys);
     const double kpq = static_cast<double>(freeswim::window_keys_per_query(s.g));
     const double useful_pairs = static_cast<double>(tokens) * kpq;
-    const double density = useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan));
+    const double density = useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
     const double wms = time_ms(
         [&] { fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr); }, 5);
     check(cudaDeviceSynchronize(), "window");
@@ -132,7 +135,7 @@ int main(int argc, char** argv) {
 
     const int64_t nq = std::min(dense_queries, tokens);
     const double dq_pad = std::ceil(double(nq) / fa::kBlockQ) * fa::kBlockQ;
-    const double dk_pad = std::ceil(double(tokens) / fa::kBlockK) * fa::kBlockK;
+    const double dk_pad = std::ceil(double(tokens) / tile_keys) * tile_keys;
     // Both dense implementations: the own kernel and cuDNN's fused SDPA (the default path).
     const struct {
       const char* name;

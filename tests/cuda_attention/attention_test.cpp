@@ -113,7 +113,11 @@ INSTANTIATE_TEST_SUITE_P(
                       WindowCase{{5, 12, 11, 6, 2}, 2, 64},    // H smaller than the box only
                       WindowCase{{4, 10, 26, 4, 7}, 40, 128},  // 40 heads
                       WindowCase{{21, 8, 12, 2, 3}, 1, 128},   // T = 21 as the real models
-                      WindowCase{{2, 31, 5, 7, 0}, 1, 64}),    // dw = 0
+                      WindowCase{{2, 31, 5, 7, 0}, 1, 64},     // dw = 0
+                      // Many patches with multi-tile key rectangles (several 128-key tiles per
+                      // rectangle, interior and border patches), both head sizes.
+                      WindowCase{{3, 40, 64, 7, 12}, 2, 128},
+                      WindowCase{{2, 33, 50, 15, 26}, 1, 64}),
     [](const ::testing::TestParamInfo<WindowCase>& i) {
       const WindowCase& c = i.param;
       return "T" + std::to_string(c.g.T) + "_H" + std::to_string(c.g.H) + "_W" +

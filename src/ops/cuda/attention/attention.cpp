@@ -18,7 +18,8 @@ using detail::Params;
 void run(const Params& p, int head_dim, bool window, dim3 grid, cudaStream_t stream,
          const char* who) {
   FS_CHECK(detail::attention_kernel_variant() != nullptr,
-           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of ws_ov_rq, ws_pp_ov_rq, ws, wgmma, mma",
+           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of ws_ov_rq, ws_ov_rq_s6, wide, wide_rq, "
+           "ws_pp_ov_rq, ws, wgmma, mma",
            who, std::getenv("FREESWIM_ATTENTION_KERNEL"));
   const cudaError_t e = detail::launch_attention(p, head_dim, window, grid, stream);
   FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
@@ -44,6 +45,14 @@ Params common(const void* q, const void* k, const void* v, void* out, int heads,
 
 }  // namespace
 
+const char* attention_kernel_name() {
+  return detail::attention_kernel_variant();
+}
+
+int window_attention_tile_keys() {
+  return detail::attention_kernel_tile_keys();
+}
+
 void window_attention_forward(const void* q, const void* k, const void* v, void* out, int heads,
                               int head_dim, const WindowGeometry& g, float scale,
                               cudaStream_t stream) {
@@ -53,8 +62,11 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
   FS_CHECK(g.dh >= 0 && g.dw >= 0, "{}: negative half window {}x{}", who, g.dh, g.dw);
   FS_CHECK(g.tokens() < std::numeric_limits<int>::max(), "{}: {} tokens exceed 2^31", who,
            g.tokens());
+  // The warp-specialised kernels keep key positions in 16 bits (KeyPos16).
+  FS_CHECK(g.H < 16384 && g.W < 16384, "{}: token grid {}x{} exceeds 16383 rows or columns", who,
+           g.H, g.W);
   p.g = g;
-  p.plan = choose_plan(g);
+  p.plan = choose_plan(g, detail::attention_kernel_tile_keys());
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
   run(p, head_dim, true, dim3(static_cast<unsigned>(p.plan.blocks()), heads), stream, who);
 }
@@ -74,7 +86,7 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
              heads, head_dim, why);
   }
   FS_CHECK(
-      n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kBlockK,
+      n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kBlockKWide,
       "{}: n_q = {} or n_kv = {} exceeds 2^31", who, n_q, n_kv);
   p.n_q = static_cast<int>(n_q);
   p.n_kv = static_cast<int>(n_kv);

@@ -32,6 +32,12 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
                              int64_t n_kv, int heads, int head_dim, float scale,
                              cudaStream_t stream, DenseImpl impl = DenseImpl::automatic);
 
+// The kernel variant in use (FREESWIM_ATTENTION_KERNEL, or the default when unset; nullptr for
+// an unknown name) and its keys per tile, which the window plan pads each key rectangle to
+// (benchmarks count the computed work with it).
+const char* attention_kernel_name();
+int window_attention_tile_keys();
+
 // CPU fp32 twins, the oracle of the GPU tests: same layout, fp32 values.
 void window_attention_reference(const float* q, const float* k, const float* v, float* out,
                                 int heads, int head_dim, const WindowGeometry& geometry,

@@ -27,6 +27,22 @@ struct KeyPos {
   int r, c;
 };
 inline constexpr int kFar = -(1 << 28);
+// The same in 16 bits, for the wide kernels whose shared memory is full to the byte: grids are
+// limited to 16383 rows and columns there (attention.cpp checks), and the far value keeps every
+// range test failing (its distance to any box start exceeds every extent).
+struct KeyPos16 {
+  int16_t r, c;
+};
+inline constexpr int kFar16 = -16384;
+template <typename KP>
+__device__ __forceinline__ KP make_key_pos(bool valid, int r, int c) {
+  if constexpr (sizeof(KP) == sizeof(KeyPos16)) {
+    return valid ? KP{static_cast<int16_t>(r), static_cast<int16_t>(c)}
+                 : KP{static_cast<int16_t>(kFar16), static_cast<int16_t>(kFar16)};
+  } else {
+    return valid ? KP{r, c} : KP{kFar, kFar};
+  }
+}
 
 // Where the block's key tiles come from: tile j lies in rectangle rect_of(j).
 struct KeyTiles {

@@ -41,10 +41,12 @@ cudaError_t launch_wgmma(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs>
+template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
+          int ST = kWsStages>
 cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs>;
-  constexpr int kSmem = sizeof(WsSmem<D>) + 1024;  // slack to align the swizzle atoms
+  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST>;
+  constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;  // slack to align the swizzle atoms
+  static_assert(kSmem <= 227 * 1024, "more shared memory than a Hopper block may have");
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (e != cudaSuccess) return e;
@@ -52,15 +54,19 @@ cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-enum class Variant { ws_ov_rq, ws_pp_ov_rq, ws, wgmma, mma };
+enum class Variant { ws_ov_rq_s6, wide, wide_rq, ws_ov_rq, ws_pp_ov_rq, ws, wgmma, mma };
 constexpr struct {
   const char* name;
   Variant v;
-} kVariants[] = {{"ws_ov_rq", Variant::ws_ov_rq},
-                 {"ws_pp_ov_rq", Variant::ws_pp_ov_rq},
-                 {"ws", Variant::ws},
-                 {"wgmma", Variant::wgmma},
-                 {"mma", Variant::mma}};
+  int tile_keys;
+} kVariants[] = {{"ws_ov_rq", Variant::ws_ov_rq, kBlockK},
+                 {"ws_ov_rq_s6", Variant::ws_ov_rq_s6, kBlockK},
+                 {"wide", Variant::wide, kBlockKWide},
+                 {"wide_rq", Variant::wide_rq, kBlockKWide},
+                 {"ws_pp_ov_rq", Variant::ws_pp_ov_rq, kBlockK},
+                 {"ws", Variant::ws, kBlockK},
+                 {"wgmma", Variant::wgmma, kBlockK},
+                 {"mma", Variant::mma, kBlockK}};
 
 // Index into kVariants, or -1 for an unknown name.
 int variant_index() {
@@ -79,6 +85,12 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
   const int i = variant_index();
   if (i < 0) return cudaErrorInvalidValue;
   switch (kVariants[i].v) {
+    case Variant::ws_ov_rq_s6:
+      return launch_ws<D, kWindow, false, true, true, kBlockK, 6>(p, grid, stream);
+    case Variant::wide:
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3>(p, grid, stream);
+    case Variant::wide_rq:
+      return launch_ws<D, kWindow, false, true, true, kBlockKWide, 3>(p, grid, stream);
     case Variant::mma:
       return launch_mma<D, kWindow>(p, grid, stream);
     case Variant::wgmma:
@@ -98,6 +110,11 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
 const char* attention_kernel_variant() {
   const int i = variant_index();
   return i < 0 ? nullptr : kVariants[i].name;
+}
+
+int attention_kernel_tile_keys() {
+  const int i = variant_index();
+  return i < 0 ? kBlockK : kVariants[i].tile_keys;
 }
 
 cudaError_t launch_attention(const Params& p, int head_dim, bool window, dim3 grid,

@@ -36,4 +36,7 @@ cudaError_t launch_attention(const Params& p, int head_dim, bool window, dim3 gr
 // nullptr when the variable names none. Defined in kernels.cu.
 const char* attention_kernel_variant();
 
+// Keys per tile of that variant (the window plan pads each key rectangle to whole tiles of it).
+int attention_kernel_tile_keys();
+
 }  // namespace freeswim::attention::detail

@@ -63,10 +63,10 @@ __device__ __forceinline__ void fence_regs(float (&r)[N][4]) {
 // Gathers K/V tile j (and its key positions) into swizzled shared memory; kLoaders threads take
 // part, `tid` in 0 .. kLoaders - 1 (all threads in the plain kernel, the producer warpgroup in
 // the warp-specialised one).
-template <int D, bool kWindow, int kLoaders>
+template <int D, bool kWindow, int kLoaders, int BK = kBlockK, typename KP = KeyPos>
 __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles& kt, int head,
                                                 int j, __nv_bfloat16* ks, __nv_bfloat16* vs,
-                                                KeyPos* key, int tid) {
+                                                KP* key, int tid) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kRowsPerPass = kLoaders / kChunks;
   const int chunk = tid % kChunks;
@@ -75,9 +75,9 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
   int local0;
   if constexpr (kWindow) {
     rect = kt.rect_of(j);
-    local0 = (j - kt.first[rect]) * kBlockK;
+    local0 = (j - kt.first[rect]) * BK;
   } else {
-    local0 = j * kBlockK;
+    local0 = j * BK;
   }
   // Window keys: decode (frame, row, column) of the thread's first key once, then step by
   // kRowsPerPass without dividing (the loop below visits keys row0, row0 + kRowsPerPass, ...).
@@ -97,7 +97,7 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
     }
   }
 #pragma unroll
-  for (int i = 0; i < kBlockK / kRowsPerPass; ++i) {
+  for (int i = 0; i < BK / kRowsPerPass; ++i) {
     const int row = tid / kChunks + i * kRowsPerPass;
     const int idx = local0 + row;
     const bool valid = idx < n_keys;
@@ -116,10 +116,10 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
       token = (int64_t{t} * p.g.H + kr) * p.g.W + kc;
     }
     const int64_t off = (token * p.heads + head) * D + chunk * 8;
-    cp_async16(&ks[sw128<kBlockK>(row, chunk)], p.k + (valid ? off : 0), valid);
-    cp_async16(&vs[sw128<kBlockK>(row, chunk)], p.v + (valid ? off : 0), valid);
+    cp_async16(&ks[sw128<BK>(row, chunk)], p.k + (valid ? off : 0), valid);
+    cp_async16(&vs[sw128<BK>(row, chunk)], p.v + (valid ? off : 0), valid);
     if (chunk == 0)
-      key[row] = valid ? KeyPos{kWindow ? kr : 0, kWindow ? kc : 0} : KeyPos{kFar, kFar};
+      key[row] = make_key_pos<KP>(valid, kWindow ? kr : 0, kWindow ? kc : 0);
   }
 }
 

@@ -21,7 +21,8 @@
 namespace freeswim::attention {
 
 inline constexpr int kBlockQ = 128;  // queries per thread block (8 warps x 16 rows)
-inline constexpr int kBlockK = 64;   // keys per tile
+inline constexpr int kBlockK = 64;   // keys per tile of the 64-key kernels
+inline constexpr int kBlockKWide = 128;  // keys per tile of the wide (m64n128 S) kernels
 
 // One rectangle of key positions [r0, r1) x [c0, c1), taken in all T frames.
 struct KeyRect {
@@ -61,10 +62,12 @@ FS_HD inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h
   return p;
 }
 
-// Key tiles a patch costs: each rectangle is padded to whole tiles on its own.
-FS_HD inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p) {
+// Key tiles of `tile_keys` keys a patch costs: each rectangle is padded to whole tiles on its
+// own.
+FS_HD inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p,
+                                     int tile_keys = kBlockK) {
   int64_t tiles = 0;
-  for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + kBlockK - 1) / kBlockK;
+  for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + tile_keys - 1) / tile_keys;
   return tiles;
 }
 
@@ -79,18 +82,20 @@ inline WindowPlan make_plan(const WindowGeometry& g, int ph, int pw) {
 }
 
 // Query-key pairs the kernel computes for one head under this plan (exact, all patches).
-inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan) {
+inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan,
+                              int tile_keys = kBlockK) {
   int64_t tiles = 0;
   for (int bh = 0; bh < plan.patches_h; ++bh)
     for (int bw = 0; bw < plan.patches_w; ++bw)
-      tiles += patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw));
-  return tiles * plan.chunks * int64_t{kBlockQ} * kBlockK;
+      tiles += patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw),
+                               tile_keys);
+  return tiles * plan.chunks * int64_t{kBlockQ} * tile_keys;
 }
 
 // Picks the patch with the least computed work, estimated from an interior patch (border
 // patches have the same union size or a smaller one). Patches larger than the box would leave
 // no core, so they are not considered.
-inline WindowPlan choose_plan(const WindowGeometry& g) {
+inline WindowPlan choose_plan(const WindowGeometry& g, int tile_keys = kBlockK) {
   const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
   WindowPlan best = make_plan(g, 1, 1);
   double best_cost = -1;
@@ -98,7 +103,8 @@ inline WindowPlan choose_plan(const WindowGeometry& g) {
     for (int pw = 1; pw <= ew && pw <= 16; ++pw) {
       const WindowPlan plan = make_plan(g, ph, pw);
       const int hm = (g.H - ph) / 2, wm = (g.W - pw) / 2;  // a patch in the middle
-      const double tiles = static_cast<double>(patch_key_tiles(g, patch_keys(g, ph, pw, hm, wm)));
+      const double tiles =
+          static_cast<double>(patch_key_tiles(g, patch_keys(g, ph, pw, hm, wm), tile_keys));
       const double cost = tiles * static_cast<double>(plan.blocks());
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;

@@ -1,7 +1,7 @@
 // Warp-specialised variant of the wgmma attention kernel (wgmma_kernel.cuh): same tiling, masks,
 // swizzled layout and online softmax, but
 //   - a producer warpgroup (threads 0..127) gathers Q and the K/V tiles with cp.async into a
-//     kWsStages-deep ring and hands each stage over through an mbarrier ("full"); the consumers
+//     ST-deep ring and hands each stage over through an mbarrier ("full"); the consumers
 //     give it back through a second mbarrier ("empty"), so the consumers never issue loads and
 //     never meet in a block-wide barrier;
 //   - `setmaxnreg` moves registers from the producer (which needs few) to the two consumer
@@ -12,6 +12,11 @@
 //   - kQRegs: Q is held in registers (A fragments) for S = Q K^T. With both operands in shared
 //     memory an m64n64k16 step reads 4 KB for 131 kFLOP, more than shared memory delivers at
 //     the tensor cores' rate; from registers only K is read;
+//   - BK: keys per tile. 64 (the first variants: S is m64n64) or 128 ("wide": S is m64n128, so
+//     the per-tile costs (barrier waits, row reductions, the mask test, the O rescale) are
+//     spread over twice the work, as FlashAttention-3 does with its 128- and 176-key tiles; the
+//     window plan pads each key rectangle to whole 128-key tiles, which costs little because
+//     the rectangles hold hundreds to tens of thousands of keys);
 //   - kOverlap: inside a warpgroup, S of tile j is issued together with O += P V of tile j - 1,
 //     and the softmax of tile j runs while that product is in flight (O's rescale is deferred
 //     to just before the next product, which is when O is not being accumulated).
@@ -21,21 +26,27 @@
 
 namespace freeswim::attention::detail {
 
-inline constexpr int kWsStages = 4;                // K/V ring depth
+inline constexpr int kWsStages = 4;                // K/V ring depth of the 64-key variants
 inline constexpr int kWsThreads = kThreads + 128;  // producer + 2 consumer warpgroups
 inline constexpr int kProducerRegs = 72;           // the window loader spills at 56
 inline constexpr int kConsumerRegs = 216;          // 128 * 72 + 256 * 216 <= 65536
 inline constexpr int kSchedBarrier0 = 1;           // named barriers 1, 2 (0 = __syncthreads)
 
-template <int D>
+// BK keys per tile, ST stages in the ring. Key positions are kept in 16 bits: at D = 128 three
+// stages of 128-key K and V tiles (or six of 64 keys) plus Q fill 224 of the 227 KB a block may
+// have.
+template <int BK>
+using KeyPosOf = KeyPos16;
+
+template <int D, int BK, int ST>
 struct WsSmem {
   __nv_bfloat16 q[kBlockQ * D];
-  __nv_bfloat16 k[kWsStages][kBlockK * D];
-  __nv_bfloat16 v[kWsStages][kBlockK * D];
-  KeyPos key[kWsStages][kBlockK];
+  __nv_bfloat16 k[ST][BK * D];
+  __nv_bfloat16 v[ST][BK * D];
+  KeyPosOf<BK> key[ST][BK];
   KeyTiles kt;
-  uint64_t full[kWsStages];   // producer -> consumers: stage loaded (count: 128 producer threads)
-  uint64_t empty[kWsStages];  // consumers -> producer: stage read (count: 8 consumer warps)
+  uint64_t full[ST];   // producer -> consumers: stage loaded (count: 128 producer threads)
+  uint64_t empty[ST];  // consumers -> producer: stage read (count: 8 consumer warps)
 };
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, int count) {
@@ -100,14 +111,18 @@ struct BlockQueries {
   }
 };
 
-// Producer warpgroup: Q with tile 0, then every K/V tile. Stage j % kWsStages is refilled once
+// Producer warpgroup: Q with tile 0, then every K/V tile. Stage j % ST is refilled once
 // the consumers have released its previous use. A thread keeps its last two tiles' cp.async in
 // flight and publishes tile j - 1 after issuing tile j: it waits for its own copies, fences them
 // into the async proxy (wgmma reads shared memory through it) and arrives (release) on "full".
-template <int D, bool kWindow>
-__device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D>& s,
+template <int D, bool kWindow, int BK, int ST>
+__device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& s,
                                             const BlockQueries<kWindow>& bq, int head,
                                             int n_tiles) {
+  // Tile j - 1 is published only after tile j is issued, and issuing tile j waits for the
+  // consumers to release tile j - ST, which they do after tile j - ST + 1 is published. With two
+  // stages that is tile j - 1 itself: a deadlock (seen on the H200 with a 2-stage ring).
+  static_assert(ST >= 3, "the producer's one-tile publication lag needs at least 3 stages");
   constexpr int kChunks = D / 8;
   const int tid = threadIdx.x;  // 0..127
   if (n_tiles > 0) {
@@ -120,26 +135,26 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D>& s,
     }
   }
   for (int j = 0; j < n_tiles; ++j) {
-    const int buf = j % kWsStages;
-    if (j >= kWsStages) mbar_wait(&s.empty[buf], ((j / kWsStages) - 1) & 1);
-    load_kv_tile_sw<D, kWindow, 128>(p, s.kt, head, j, s.k[buf], s.v[buf], s.key[buf], tid);
+    const int buf = j % ST;
+    if (j >= ST) mbar_wait(&s.empty[buf], ((j / ST) - 1) & 1);
+    load_kv_tile_sw<D, kWindow, 128, BK>(p, s.kt, head, j, s.k[buf], s.v[buf], s.key[buf], tid);
     cp_async_commit();
     if (j > 0) {
       cp_async_wait_one();
       fence_proxy_async();
-      mbar_arrive(&s.full[(j - 1) % kWsStages]);
+      mbar_arrive(&s.full[(j - 1) % ST]);
     }
   }
   cp_async_wait_all();
   fence_proxy_async();
-  if (n_tiles > 0) mbar_arrive(&s.full[(n_tiles - 1) % kWsStages]);
+  if (n_tiles > 0) mbar_arrive(&s.full[(n_tiles - 1) % ST]);
 }
 
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
-template <int D, bool kWindow, bool kQRegs>
+template <int D, bool kWindow, bool kQRegs, int BK, int ST>
 struct WsConsumer {
   const Params& p;
-  WsSmem<D>& s;
+  WsSmem<D, BK, ST>& s;
   int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
   int lane, c4;
   int eh, ew;  // window extents (mask)
@@ -161,28 +176,36 @@ struct WsConsumer {
       }
   }
 
-  __device__ __forceinline__ void issue_s(float (&sc)[kBlockK / 8][4], int buf) {
+  __device__ __forceinline__ void issue_s(float (&sc)[BK / 8][4], int buf) {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const uint64_t db = smem_desc_sw128(&s.k[buf][sw128<kBlockK>(0, 2 * kk)], 16, 1024);
+      // K-major B of BK rows: 8-row atoms 1024 bytes apart whatever BK is.
+      const uint64_t db = smem_desc_sw128(&s.k[buf][sw128<BK>(0, 2 * kk)], 16, 1024);
       if constexpr (kQRegs) {
-        wgmma_rs_m64n64_kb(sc, qf[kk], db, kk > 0 ? 1 : 0);
+        if constexpr (BK == 128)
+          wgmma_rs_m64n128_kb(sc, qf[kk], db, kk > 0 ? 1 : 0);
+        else
+          wgmma_rs_m64n64_kb(sc, qf[kk], db, kk > 0 ? 1 : 0);
       } else {
         const uint64_t da = smem_desc_sw128(&s.q[sw128<kBlockQ>(wg * 64, 2 * kk)], 16, 1024);
-        wgmma_ss_m64n64(sc, da, db, kk > 0 ? 1 : 0);
+        if constexpr (BK == 128)
+          wgmma_ss_m64n128(sc, da, db, kk > 0 ? 1 : 0);
+        else
+          wgmma_ss_m64n64(sc, da, db, kk > 0 ? 1 : 0);
       }
     }
     wgmma_commit();
   }
 
-  __device__ __forceinline__ void issue_pv(const uint32_t (&pf)[kBlockK / 16][4], int buf) {
+  __device__ __forceinline__ void issue_pv(const uint32_t (&pf)[BK / 16][4], int buf) {
     fence_regs(o);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBlockK / 16; ++kk) {
-      const uint64_t db =
-          smem_desc_sw128(&s.v[buf][sw128<kBlockK>(kk * 16, 0)], kBlockK * 128, 1024);
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      // MN-major V: column blocks of 64 head dims BK * 128 bytes apart (LBO), 8 keys per
+      // 1024-byte group (SBO).
+      const uint64_t db = smem_desc_sw128(&s.v[buf][sw128<BK>(kk * 16, 0)], BK * 128, 1024);
       if constexpr (D == 128)
         wgmma_rs_m64n128_tb(o, pf[kk], db);
       else
@@ -203,7 +226,7 @@ struct WsConsumer {
 
   // Masks tile j, updates the row statistics and turns sc into the (unnormalised) probabilities;
   // alpha is the factor O must be multiplied by before P V of this tile is added.
-  __device__ __forceinline__ void softmax(float (&sc)[kBlockK / 8][4], int j, int buf,
+  __device__ __forceinline__ void softmax(float (&sc)[BK / 8][4], int j, int buf,
                                           float (&alpha)[2]) {
     const KeyTiles& kt = s.kt;
     bool masked;
@@ -215,14 +238,15 @@ struct WsConsumer {
     }
     if (masked) {
 #pragma unroll
-      for (int n = 0; n < kBlockK / 8; ++n) {
+      for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const KeyPos kp = s.key[buf][n * 8 + 2 * c4 + e];
+          const KeyPosOf<BK> kp = s.key[buf][n * 8 + 2 * c4 + e];
+          const int kr = kp.r, kc = kp.c;
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
-            const bool vis = static_cast<unsigned>(kp.r - box_r[r]) < static_cast<unsigned>(eh) &&
-                             static_cast<unsigned>(kp.c - box_c[r]) < static_cast<unsigned>(ew);
+            const bool vis = static_cast<unsigned>(kr - box_r[r]) < static_cast<unsigned>(eh) &&
+                             static_cast<unsigned>(kc - box_c[r]) < static_cast<unsigned>(ew);
             if (!vis) sc[n][2 * r + e] = -INFINITY;
           }
         }
@@ -233,7 +257,7 @@ struct WsConsumer {
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int n = 0; n < kBlockK / 8; ++n) mx = fmaxf(mx, fmaxf(sc[n][2 * r], sc[n][2 * r + 1]));
+      for (int n = 0; n < BK / 8; ++n) mx = fmaxf(mx, fmaxf(sc[n][2 * r], sc[n][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float new_max = fmaxf(row_max[r], mx * p.scale_log2);
@@ -245,7 +269,7 @@ struct WsConsumer {
       row_sum[r] *= alpha[r];
     }
 #pragma unroll
-    for (int n = 0; n < kBlockK / 8; ++n) {
+    for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
@@ -255,10 +279,10 @@ struct WsConsumer {
   }
 
   // C fragment of n-tiles 2k and 2k+1 of S is the A fragment of the k-th 16-key slice of P.
-  __device__ __forceinline__ static void pack(const float (&sc)[kBlockK / 8][4],
-                                              uint32_t (&pf)[kBlockK / 16][4]) {
+  __device__ __forceinline__ static void pack(const float (&sc)[BK / 8][4],
+                                              uint32_t (&pf)[BK / 16][4]) {
 #pragma unroll
-    for (int n = 0; n < kBlockK / 8; ++n) {
+    for (int n = 0; n < BK / 8; ++n) {
       pf[n / 2][(n & 1) * 2 + 0] = pack_bf16(sc[n][0], sc[n][1]);
       pf[n / 2][(n & 1) * 2 + 1] = pack_bf16(sc[n][2], sc[n][3]);
     }
@@ -287,12 +311,15 @@ struct Turns {
   }
 };
 
-template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs>
+template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
+          int ST = kWsStages>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_ws_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  WsSmem<D>& s = *reinterpret_cast<WsSmem<D>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
-                                               ~uintptr_t{1023});
+  using Smem = WsSmem<D, BK, ST>;
+  using Consumer = WsConsumer<D, kWindow, kQRegs, BK, ST>;
+  Smem& s =
+      *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   const int head = blockIdx.y;
   const int tid = threadIdx.x;
 
@@ -310,12 +337,12 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       kt.first[0] = 0;
       for (int i = 0; i < 5; ++i)
         kt.first[i + 1] =
-            kt.first[i] + static_cast<int>((kt.keys.rect[i].keys(p.g.T) + kBlockK - 1) / kBlockK);
+            kt.first[i] + static_cast<int>((kt.keys.rect[i].keys(p.g.T) + BK - 1) / BK);
     } else {
       kt.first[0] = 0;
-      kt.first[5] = (p.n_kv + kBlockK - 1) / kBlockK;
+      kt.first[5] = (p.n_kv + BK - 1) / BK;
     }
-    for (int i = 0; i < kWsStages; ++i) {
+    for (int i = 0; i < ST; ++i) {
       mbar_init(&s.full[i], 128);
       mbar_init(&s.empty[i], 8);
     }
@@ -325,13 +352,13 @@ __global__ void __launch_bounds__(kWsThreads, 1)
 
   if (tid < 128) {
     setmaxnreg_dec<kProducerRegs>();
-    ws_producer<D, kWindow>(p, s, bq, head, n_tiles);
+    ws_producer<D, kWindow, BK, ST>(p, s, bq, head, n_tiles);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
     const int ct = tid - 128;  // 0..255
     const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
     const int lane = ct % 32, g4 = lane / 4;
-    WsConsumer<D, kWindow, kQRegs> c{p, s, cw / 4, lane, lane % 4, 1, 1, {}, {}, {}, {}, {}, {}};
+    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, {}, {}, {}, {}, {}, {}};
     if constexpr (kWindow) {
       c.eh = window_extent(p.g.H, p.g.dh);
       c.ew = window_extent(p.g.W, p.g.dw);
@@ -345,13 +372,13 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     const Turns<kSched> turn{c.wg};
     if (kSched && c.wg == 1 && n_tiles > 0) named_arrive(kSchedBarrier0, 256);
 
-    float sc[kBlockK / 8][4];
-    uint32_t pf[kBlockK / 16][4];
+    float sc[BK / 8][4];
+    uint32_t pf[BK / 16][4];
     float alpha[2];
     if constexpr (!kOverlap) {
       for (int j = 0; j < n_tiles; ++j) {
-        const int buf = j % kWsStages;
-        mbar_wait(&s.full[buf], (j / kWsStages) & 1);
+        const int buf = j % ST;
+        mbar_wait(&s.full[buf], (j / ST) & 1);
         if (kQRegs && j == 0) c.load_q(cw * 16 + g4);
         turn.begin();
         c.issue_s(sc, buf);
@@ -360,7 +387,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         fence_regs(sc);
         c.softmax(sc, j, buf, alpha);
         c.rescale_o(alpha);
-        WsConsumer<D, kWindow, kQRegs>::pack(sc, pf);
+        Consumer::pack(sc, pf);
         turn.begin();
         c.issue_pv(pf, buf);
         turn.end(j == n_tiles - 1);
@@ -377,10 +404,10 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       wgmma_wait0();
       fence_regs(sc);
       c.softmax(sc, 0, 0, alpha);  // O is zero: its rescale is a no-op
-      WsConsumer<D, kWindow, kQRegs>::pack(sc, pf);
+      Consumer::pack(sc, pf);
       for (int j = 1; j < n_tiles; ++j) {
-        const int buf = j % kWsStages, prev = (j - 1) % kWsStages;
-        mbar_wait(&s.full[buf], (j / kWsStages) & 1);
+        const int buf = j % ST, prev = (j - 1) % ST;
+        mbar_wait(&s.full[buf], (j / ST) & 1);
         turn.begin();
         c.issue_s(sc, buf);
         c.rescale_o(alpha);  // O is not being accumulated between the products
@@ -392,15 +419,15 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         wgmma_wait0();  // pf and O are free again
         fence_regs(c.o);
         c.release(prev);
-        WsConsumer<D, kWindow, kQRegs>::pack(sc, pf);
+        Consumer::pack(sc, pf);
       }
       turn.begin();
       c.rescale_o(alpha);
-      c.issue_pv(pf, (n_tiles - 1) % kWsStages);
+      c.issue_pv(pf, (n_tiles - 1) % ST);
       turn.end(true);
       wgmma_wait0();
       fence_regs(c.o);
-      c.release((n_tiles - 1) % kWsStages);
+      c.release((n_tiles - 1) % ST);
     }
 
     // ---- epilogue: normalise and store ----
