@@ -65,14 +65,13 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
     in.context = drop_batch(cases.tensor(context));
     return in;
   };
-  auto cached_from_file = [&]() {
-    CrossAttentionCache cache;
-    for (int i = 0; i < model->config().num_layers; ++i) {
+  auto cached_from_file = [&](CrossAttentionCache& cache) {
+    const size_t n = static_cast<size_t>(model->config().num_layers);
+    cache.begin_store(n);
+    for (size_t i = 0; i < n; ++i) {
       const Tensor c = cases.tensor(fmt::format("cached_cross_{}", i));
-      cache.blocks.push_back(
-          ops::to_compute(c.reshape({c.dim(1), c.dim(2), c.dim(3)}), ctx.device));
+      cache.store(i, ops::to_compute(c.reshape({c.dim(1), c.dim(2), c.dim(3)}), ctx.device));
     }
-    return cache;
   };
 
   for (const auto& [name, description] : meta.at("cases").items()) {
@@ -96,6 +95,7 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
             case_name,
             model->forward(input("latents", "timestep", "context"), StepKind::Guide, &fsp, &cache),
             want, tol);
+        cache.sync();  // the blocks are read by the CPU below
         for (size_t i = 0; i < cache.blocks.size(); ++i) {
           const std::string tname = fmt::format("cached_cross_{}", i);
           ctx.compare(
@@ -103,7 +103,10 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
               cache.blocks[i], cases.tensor(tname), tol);
         }
       } else if (name == "out_cache_reuse") {
-        CrossAttentionCache cache = cached_from_file();
+        // Host placement: on a GPU the blocks go to pinned host memory and come back block by
+        // block (the guide case above covers the cache on the device); on the CPU the same.
+        CrossAttentionCache cache(CachePlacement::Host);
+        cached_from_file(cache);
         ctx.compare(case_name,
                     model->forward(input("latents_step2", "timestep_step2", "context"),
                                    StepKind::Reuse, &fsp, &cache),

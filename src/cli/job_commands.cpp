@@ -18,7 +18,7 @@ namespace {
 struct JobFlags {
   pipeline::ModelPaths models;
   std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png,
-                                device = "cpu", input;
+                                device = "cpu", input, cache_memory = "auto";
   bool negative_given = false;
   int frames = 81, base_steps = 50, steps = 50, cache_every = 2, threads = 0, vae_tile = 0;
   std::string vae_precision = "tf32";
@@ -72,6 +72,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
                 "Run the full-attention branch every k steps and reuse its cross-attention between "
                 "(0: every step)")
       ->capture_default_str();
+  c->add_option("--cache-memory", f.cache_memory,
+                "Where the cross-attention cache lives: device (GPU memory), host (pinned host "
+                "memory, copied over PCIe) or auto (device when it fits in free GPU memory)")
+      ->capture_default_str();
   c->add_option("--window", f.window,
                 "Half window HxW in tokens (default: half the base token grid)");
   c->add_option("--attn-scale", f.attn_scale,
@@ -106,6 +110,7 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   o.base_shift = f.base_shift;
   o.seed = f.seed;
   o.cache_every = f.cache_every;
+  o.cache_memory = parse_cache_placement(f.cache_memory);
   o.attn_scale = f.attn_scale;
   o.output = f.output;
   o.png_dir = f.png;

@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -32,7 +33,80 @@ void cpu_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t
 
 DeviceMemory g_memory[2] = {{cpu_alloc, cpu_release, cpu_copy}, {}};
 
+std::atomic<int64_t> g_cache_bytes[2];
+
 }  // namespace
+
+void add_device_cache_bytes(Device device, int64_t delta) {
+  g_cache_bytes[static_cast<int>(device)] += delta;
+}
+
+size_t device_cache_bytes(Device device) {
+  const int64_t b = g_cache_bytes[static_cast<int>(device)].load();
+  return b > 0 ? static_cast<size_t>(b) : 0;
+}
+
+AsyncCopy::AsyncCopy(AsyncCopy&& o) noexcept : mem_(o.mem_), done_(o.done_) {
+  o.done_ = nullptr;
+}
+
+AsyncCopy& AsyncCopy::operator=(AsyncCopy&& o) noexcept {
+  if (this != &o) {
+    if (done_) host_waits();
+    mem_ = o.mem_;
+    done_ = o.done_;
+    o.done_ = nullptr;
+  }
+  return *this;
+}
+
+AsyncCopy::~AsyncCopy() {
+  if (!done_) return;
+  try {
+    host_waits();
+  } catch (...) {
+    // A failed wait means the device is lost; nothing is left to protect.
+  }
+}
+
+void AsyncCopy::compute_waits() {
+  if (!done_) return;
+  void* d = done_;
+  done_ = nullptr;
+  mem_->compute_waits(d);
+  mem_->release_done(d);
+}
+
+void AsyncCopy::host_waits() {
+  if (!done_) return;
+  void* d = done_;
+  done_ = nullptr;
+  mem_->host_waits(d);
+  mem_->release_done(d);
+}
+
+AsyncCopy copy_async(const Tensor& dst, const Tensor& src) {
+  FS_CHECK(
+      dst.defined() && src.defined() && dst.dtype() == src.dtype() && dst.numel() == src.numel(),
+      "copy_async: {} into {}", src.defined() ? src.describe() : "nothing",
+      dst.defined() ? dst.describe() : "nothing");
+  AsyncCopy c;
+  if (dst.device() == Device::CPU && src.device() == Device::CPU) {
+    if (src.nbytes()) std::memcpy(dst.raw(), src.raw(), src.nbytes());
+    return c;
+  }
+  // As in Tensor::to: the backend of the side that is not the CPU knows both.
+  const Device gpu = dst.device() == Device::CPU ? src.device() : dst.device();
+  const DeviceMemory& mem = device_memory(gpu);
+  if (mem.copy_async == nullptr) {  // a backend without a transfer stream: copy at once
+    mem.copy(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
+    return c;
+  }
+  if (src.nbytes() == 0) return c;
+  c.mem_ = &mem;
+  c.done_ = mem.copy_async(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
+  return c;
+}
 
 void register_device_memory(Device device, const DeviceMemory& mem) {
   g_memory[static_cast<int>(device)] = mem;
@@ -75,6 +149,23 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   st->device = device;
   st->data = mem.alloc(st->bytes);
   st->deleter = mem.release;
+  t.storage_ = std::move(st);
+  return t;
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype, Device gpu) {
+  const DeviceMemory* mem = device_available(gpu) ? &device_memory(gpu) : nullptr;
+  if (gpu == Device::CPU || mem == nullptr || mem->alloc_pinned == nullptr)
+    return empty(shape, dtype, Device::CPU);
+  for (int64_t d : shape) FS_CHECK(d >= 0, "negative dimension in shape {}", shape_str(shape));
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  auto st = std::make_shared<Storage>();
+  st->bytes = t.nbytes();
+  st->device = Device::CPU;  // host memory: the CPU reads it directly
+  st->data = mem->alloc_pinned(st->bytes);
+  st->deleter = mem->release_pinned;
   t.storage_ = std::move(st);
   return t;
 }

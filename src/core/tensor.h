@@ -47,6 +47,10 @@ class Tensor {
   // Uninitialised tensor on `device` (allocated by that device's backend).
   static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  // Uninitialised CPU tensor in page-locked memory that `gpu` copies to and from
+  // asynchronously (DeviceMemory::alloc_pinned); plain host memory when `gpu` is the CPU or its
+  // backend has no pinned memory.
+  static Tensor empty_pinned(const Shape& shape, DType dtype, Device gpu);
   // A CPU f32 tensor holding `values`.
   static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
   // Borrow memory: `keepalive` is held as long as any view of the tensor lives.

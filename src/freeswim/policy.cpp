@@ -39,10 +39,4 @@ FreeSwimParams freeswim_params_for_base_grid(int base_h, int base_w, int head_di
   return p;
 }
 
-size_t CrossAttentionCache::bytes() const {
-  size_t n = 0;
-  for (const Tensor& t : blocks) n += t.defined() ? t.nbytes() : 0;
-  return n;
-}
-
 }  // namespace freeswim

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "freeswim/attention_cache.h"  // CrossAttentionCache
 #include "freeswim/window_geometry.h"
 
 namespace freeswim {
@@ -35,14 +36,5 @@ FreeSwimParams freeswim_params_for_base_grid(int base_h, int base_w, int head_di
 // sqrt(log(2N) / log(N) / head_dim): keeps the attention entropy of N-token frames when a
 // query sees 2N keys. N = tokens per frame at the base size. Throws for N < 2.
 double freeswim_attention_scale(int64_t n_base_tokens, int head_dim);
-
-// Per-block cross-attention outputs of the full branch (before the output projection),
-// [tokens, heads, head_dim] each, kept on the device that computed them.
-struct CrossAttentionCache {
-  std::vector<Tensor> blocks;
-  bool filled() const { return !blocks.empty(); }
-  void clear() { blocks.clear(); }
-  size_t bytes() const;
-};
 
 }  // namespace freeswim

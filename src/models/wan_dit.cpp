@@ -198,11 +198,11 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
   const bool dual = kind == StepKind::Dual || kind == StepKind::Guide;
   const WindowGeometry* main_window = kind == StepKind::Stock ? nullptr : &window;
   if (kind == StepKind::Reuse) {
-    FS_CHECK(cache->blocks.size() == w_.blocks.size(),
+    FS_CHECK(cache->size() == w_.blocks.size(),
              "cross-attention cache holds {} blocks, the model has {} (run a guide step first)",
-             cache->blocks.size(), w_.blocks.size());
+             cache->size(), w_.blocks.size());
   }
-  if (kind == StepKind::Guide) cache->blocks.assign(w_.blocks.size(), Tensor{});
+  if (kind == StepKind::Guide) cache->begin_store(w_.blocks.size());
 
   // The main branch (window, or the stock model's full attention) and, on dual steps, the full
   // branch, which starts from the same tokens.
@@ -242,14 +242,14 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
     // Cross-attention: on dual steps the full branch's output is added to both branches.
     Tensor core;
     if (kind == StepKind::Reuse) {
-      core = cache->blocks[i];
+      core = cache->load(i, device_);
       FS_CHECK(core.defined() && core.numel() == tokens * dim,
                "cross-attention cache of block {} has {} values, expected {}", i,
                core.defined() ? core.numel() : 0, tokens * dim);
     } else {
       core = cross_attention_core(b.attn2, cross_input(dual ? full : x), e.context);
     }
-    if (kind == StepKind::Guide) cache->blocks[i] = core;
+    if (kind == StepKind::Guide) cache->store(i, core);
     const Tensor core2d = core.reshape({tokens, dim});
     if (dual) {
       // Both branches add the same projection: computed once, added twice.

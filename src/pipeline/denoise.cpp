@@ -1,8 +1,10 @@
 #include "pipeline/denoise.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
+#include "models/wan_dit_chunks.h"
 #include "sched/video2video.h"
 
 namespace freeswim::pipeline {
@@ -17,7 +19,11 @@ Tensor predict(const models::WanDit& dit, const Tensor& latents, float t, const 
                StepKind kind, const FreeSwimParams* fsp = nullptr,
                CrossAttentionCache* cache = nullptr) {
   models::DitInput in{latents, t, context};
-  return dit.forward(in, kind, fsp, cache).to(Device::CPU).to(DType::F32);
+  Tensor out = dit.forward(in, kind, fsp, cache).to(Device::CPU).to(DType::F32);
+  // The last block's copy to host memory (Host placement) has finished by now or soon: wait,
+  // so that its device tensor is not held through the next forward.
+  if (cache) cache->sync();
+  return out;
 }
 
 void check_latents(const Tensor& t, const char* what) {
@@ -27,6 +33,12 @@ void check_latents(const Tensor& t, const char* what) {
 }
 
 }  // namespace
+
+size_t freeswim_activation_bytes(const models::WanDitConfig& c, int64_t tokens) {
+  const int64_t hidden = std::min<int64_t>(tokens * c.ffn_dim, models::kFfnChunkElements);
+  const int64_t elements = 2 * hidden + 8 * tokens * c.dim();
+  return static_cast<size_t>(elements * 2) + (size_t{1} << 30);
+}
 
 Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance) {
   FS_CHECK(cond.numel() == uncond.numel(), "guidance: {} vs {}", cond.describe(),
@@ -79,7 +91,15 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
   scheduler.set_timesteps(opt.steps);
   scheduler.set_begin_index(start.t_start);
   Tensor x;
-  CrossAttentionCache cache;
+  CrossAttentionCache cache(opt.cache_memory);
+  cache.set_log(hooks.info);
+  if (const Tensor& shape_of = resume ? resume->latents : clean_latents;
+      shape_of.defined() && shape_of.ndim() == 4) {
+    const models::WanDitConfig& c = dit.config();
+    const int64_t tokens =
+        shape_of.dim(1) / c.patch_t * (shape_of.dim(2) / c.patch_h) * (shape_of.dim(3) / c.patch_w);
+    cache.set_activation_margin(freeswim_activation_bytes(c, tokens));
+  }
   int last_guide_step = -1;
   Tensor guide_latents;
   if (resume) {

@@ -40,6 +40,8 @@ struct StageHooks {
   std::function<void(const std::string&, int, int, double)> progress;
   // After every finished step: the state to save for --resume.
   std::function<void(const StageState&)> checkpoint;
+  // One line of information (where the cross-attention cache was put, and why).
+  std::function<void(const std::string&)> info;
 };
 
 struct GuidedText {
@@ -58,7 +60,15 @@ struct FreeSwimStageOptions {
   double strength = 0.7;
   FreeSwimParams attention;
   int cache_every = 2;  // 0: no cache (dual path for both predictions at every step)
+  CachePlacement cache_memory = CachePlacement::Auto;  // where the cache lives (--cache-memory)
 };
+
+// Device bytes a FreeSwim-stage forward allocates beside the cross-attention cache and the
+// weights, at `tokens` tokens with bf16 activations: one FFN row chunk's hidden layer twice (an
+// unfused GELU's copy; models/wan_dit_chunks.h), about eight [tokens, dim] tensors (both
+// branches' residual streams, a norm's output, q/k/v and an attention output), and 1 GiB for
+// the rest. The cache's Auto placement keeps this much free.
+size_t freeswim_activation_bytes(const models::WanDitConfig& config, int64_t tokens);
 
 // Runs the FreeSwim stage from clean (normalised) latents: the last int(steps * strength)
 // steps, `noise` added at the first of them. When resuming, the state holds the latents and

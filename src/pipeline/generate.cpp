@@ -118,6 +118,7 @@ class Job {
   StageHooks hooks(const std::string& stage) const {
     StageHooks h;
     h.progress = r_.progress;
+    h.info = r_.info;
     const int exit_after = test_exit_after_step(stage);
     auto saved = std::make_shared<int>(0);
     h.checkpoint = [this, stage, exit_after, saved](const StageState& s) {
@@ -154,12 +155,14 @@ class Job {
     fo.steps = o_.steps;
     fo.strength = o_.strength;
     fo.cache_every = o_.cache_every;
+    fo.cache_memory = o_.cache_memory;
     fo.attention = freeswim_params(m_.dit->config(), base_w, base_h, o_);
     info(fmt::format(
         "FreeSwim stage at {}x{}: window half {}x{} tokens, attention scale {:.5f}, {}",
         o_.size.gen_width, o_.size.gen_height, fo.attention.dh, fo.attention.dw,
         fo.attention.attn_scale,
-        o_.cache_every ? fmt::format("cross-attention cache every {} steps", o_.cache_every)
+        o_.cache_every ? fmt::format("cross-attention cache every {} steps (--cache-memory {})",
+                                     o_.cache_every, cache_placement_name(o_.cache_memory))
                        : std::string("no cache")));
     const Shape shape = latent_shape(o_.frames, o_.size.gen_height, o_.size.gen_width);
     Tensor clean, noise;

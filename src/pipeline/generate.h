@@ -27,7 +27,10 @@ struct JobOptions {
   double base_shift = 0;  // 0: the native size's shift (3 at 480p, 5 at 720p)
   double shift = 9.0;
   uint64_t seed = 42;
-  int cache_every = 2;             // 0: no cache
+  int cache_every = 2;  // 0: no cache
+  // Where the cross-attention cache lives; not part of the resume fingerprint (the result is the
+  // same), so a run that ran out of memory can be resumed with another placement.
+  CachePlacement cache_memory = CachePlacement::Auto;
   int window_h = 0, window_w = 0;  // half window in tokens; 0: from the base grid
   double attn_scale = 0;           // 0: sqrt(log(2N)/log(N)/head_dim), N = base grid tokens
   std::string output;              // .mp4

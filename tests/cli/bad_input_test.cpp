@@ -93,6 +93,16 @@ TEST_F(BadInput, StepsStrengthCacheFps) {
   expect_refused(tiny({"--threads", "-1"}), {"--threads"});
 }
 
+TEST_F(BadInput, CacheMemory) {
+  for (const char* v : {"gpu", "Host", "", "pinned", "device,host"}) {
+    SCOPED_TRACE(v);
+    expect_refused(tiny({"--cache-memory", v}), {"--cache-memory", "device", "host", "auto"});
+  }
+  expect_refused(tiny({"--cache-memory", "gpu"}), {"'gpu'"});
+  // Refused before the model is loaded, like every other flag.
+  expect_refused(tiny({"--model", "/no/such/model", "--cache-memory", "gpu"}), {"--cache-memory"});
+}
+
 TEST_F(BadInput, Window) {
   for (const char* w : {"0x3", "3x0", "abc", "3", "3x", "x3", "-1x3", "3x3x3", "3xabc"}) {
     SCOPED_TRACE(w);

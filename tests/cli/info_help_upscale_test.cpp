@@ -74,11 +74,11 @@ TEST(Help, ListsCommandsAndFlags) {
       "--model",           "--dit",   "--vae",    "--t5",          "--tokenizer", "--prompt",
       "--negative-prompt", "--size",  "--frames", "--fps",         "--steps",     "--strength",
       "--guidance",        "--shift", "--seed",   "--cache-every", "--window",    "--attn-scale",
-      "--output",          "--png",   "--resume", "--device",      "--threads"};
+      "--output",          "--png",   "--resume", "--device",      "--threads",   "--cache-memory"};
   const RunResult gen = run_freeswim({"generate", "--help"});
   ASSERT_EQ(gen.exit_code, 0) << gen.describe();
   expect_contains(gen.out, job_flags, gen);
-  expect_contains(gen.out, {"--base-steps", "1920x1080", "4n+1"}, gen);
+  expect_contains(gen.out, {"--base-steps", "1920x1080", "4n+1", "pinned host"}, gen);
   const RunResult up = run_freeswim({"upscale", "--help"});
   ASSERT_EQ(up.exit_code, 0) << up.describe();
   expect_contains(up.out, job_flags, up);

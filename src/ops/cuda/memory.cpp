@@ -1,12 +1,18 @@
 // Device memory of the CUDA backend: a caching allocator over cudaMalloc. Freed blocks go to a
 // free list of their size bucket and are handed out again for the next request of that bucket,
 // so that the forward of the next layer reuses the memory of the last one without a cudaMalloc
-// (which synchronises the device). All work runs on one stream, so a block released by the host
-// may be reused at once: the kernels that read it are ordered before any new writer.
+// (which synchronises the device). All kernels run on one stream, so a block released by the host
+// may be reused at once: the kernels that read it are ordered before any new writer. The one
+// other stream, the transfer stream of copy_async, keeps that true by starting each copy after
+// an event of the compute stream, and its users keep the tensors of a copy alive until the
+// compute stream has been made to wait for it (AsyncCopy in core/device_memory.h).
+//
+// Also here: pinned host memory and the asynchronous copies of the cross-attention cache.
 #include <cuda_runtime_api.h>
 
 #include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -71,6 +77,16 @@ void ensure_device_locked(Pool& p) {
   p.checked = true;
 }
 
+// The flags that would lower the peak, for the out-of-memory message: only flags the CLI has.
+std::string out_of_memory_advice() {
+  const size_t cache = device_cache_bytes(Device::CUDA);
+  if (cache == 0) return "; try a smaller --size";
+  return fmt::format(
+      ", {:.2f} GiB of them by the cross-attention cache; try --cache-memory host (the cache in "
+      "pinned host memory), --cache-every 0 (no cache) or a smaller --size",
+      gib(cache));
+}
+
 void* cuda_alloc(size_t bytes) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -95,9 +111,9 @@ void* cuda_alloc(size_t bytes) {
       cudaMemGetInfo(&free_b, &total_b);
       throw OutOfMemory(fmt::format(
           "out of GPU memory allocating {:.2f} GiB ({}): {:.2f} GiB free of {:.2f} GiB, {:.2f} GiB "
-          "held by this run's tensors; try --offload (DiT blocks streamed from host memory) or a "
-          "smaller --size",
-          gib(size), cudaGetErrorString(e), gib(free_b), gib(total_b), gib(p.stats.in_use)));
+          "held by this run's tensors{}",
+          gib(size), cudaGetErrorString(e), gib(free_b), gib(total_b), gib(p.stats.in_use),
+          out_of_memory_advice()));
     }
     p.stats.reserved += size;
     if (p.stats.reserved > p.stats.peak_reserved) p.stats.peak_reserved = p.stats.reserved;
@@ -133,6 +149,79 @@ void cuda_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_
            device_name(src_dev), device_name(dst_dev), cudaGetErrorString(e));
 }
 
+void* cuda_alloc_pinned(size_t bytes) {
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mu);
+    ensure_device_locked(p);
+  }
+  void* ptr = nullptr;
+  // Portable is not needed (one device); the default flags map it for copies from this device.
+  const cudaError_t e = cudaHostAlloc(&ptr, bytes ? bytes : 1, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw OutOfMemory(fmt::format(
+        "out of page-locked host memory allocating {:.2f} GiB for the cross-attention cache ({}); "
+        "try --cache-memory device (the cache on the GPU, when it has room), --cache-every 0 (no "
+        "cache) or a smaller --size",
+        gib(bytes), cudaGetErrorString(e)));
+  }
+  return ptr;
+}
+
+void cuda_release_pinned(void* ptr) {
+  if (ptr) cudaFreeHost(ptr);
+}
+
+cudaMemcpyKind copy_kind(Device dst_dev, Device src_dev) {
+  if (dst_dev == Device::CUDA && src_dev == Device::CUDA) return cudaMemcpyDeviceToDevice;
+  return dst_dev == Device::CPU ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice;
+}
+
+void* cuda_copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  cudaEvent_t ready = nullptr, done = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
+  cudaError_t e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
+  // The copy starts after everything queued on the compute stream: the kernels that wrote the
+  // source, and those that still read the destination's memory under its previous owner.
+  if (e == cudaSuccess) e = cudaEventRecord(ready, stream());
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(transfer_stream(), ready, 0);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(dst, src, bytes, copy_kind(dst_dev, src_dev), transfer_stream());
+  if (e == cudaSuccess) e = cudaEventRecord(done, transfer_stream());
+  cudaEventDestroy(ready);  // released by the driver once the stream has passed it
+  if (e != cudaSuccess) {
+    if (done) cudaEventDestroy(done);
+    fail("cuda: asynchronous copy of {} bytes ({} -> {}) failed: {}", bytes, device_name(src_dev),
+         device_name(dst_dev), cudaGetErrorString(e));
+  }
+  return done;
+}
+
+void cuda_compute_waits(void* done) {
+  check_cuda(cudaStreamWaitEvent(stream(), static_cast<cudaEvent_t>(done), 0),
+             "waiting for an asynchronous copy");
+}
+
+void cuda_host_waits(void* done) {
+  check_cuda(cudaEventSynchronize(static_cast<cudaEvent_t>(done)),
+             "waiting for an asynchronous copy");
+}
+
+void cuda_release_done(void* done) {
+  cudaEventDestroy(static_cast<cudaEvent_t>(done));
+}
+
+size_t cuda_free_bytes() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  ensure_device_locked(p);
+  size_t free_b = 0, total_b = 0;
+  check_cuda(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  // Blocks the allocator holds unused serve new requests (or go back to the driver on a miss).
+  return free_b + (p.stats.reserved - p.stats.in_use);
+}
+
 }  // namespace
 
 MemoryStats memory_stats() {
@@ -156,7 +245,18 @@ void release_cached_memory() {
 }
 
 void register_cuda_memory() {
-  register_device_memory(Device::CUDA, DeviceMemory{cuda_alloc, cuda_release, cuda_copy});
+  DeviceMemory m;
+  m.alloc = cuda_alloc;
+  m.release = cuda_release;
+  m.copy = cuda_copy;
+  m.alloc_pinned = cuda_alloc_pinned;
+  m.release_pinned = cuda_release_pinned;
+  m.copy_async = cuda_copy_async;
+  m.compute_waits = cuda_compute_waits;
+  m.host_waits = cuda_host_waits;
+  m.release_done = cuda_release_done;
+  m.free_bytes = cuda_free_bytes;
+  register_device_memory(Device::CUDA, m);
 }
 
 }  // namespace freeswim::ops::cuda

@@ -4,10 +4,27 @@
 
 #include <cuda_runtime_api.h>
 
+#include "core/error.h"
+
 namespace freeswim::ops::cuda {
 
 inline cudaStream_t stream() {
   return nullptr;
+}
+
+// The stream of the asynchronous host <-> device copies (copy_async in core/device_memory.h,
+// used by the cross-attention cache in pinned host memory). It is non-blocking: a stream made
+// with the default flags would be ordered against every kernel of the legacy default stream, so
+// a copy could never overlap compute. Order with the compute stream comes from events instead.
+inline cudaStream_t transfer_stream() {
+  static const cudaStream_t s = [] {
+    cudaStream_t t = nullptr;
+    const cudaError_t e = cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking);
+    FS_CHECK(e == cudaSuccess, "cuda: creating the transfer stream failed: {}",
+             cudaGetErrorString(e));
+    return t;
+  }();
+  return s;
 }
 
 }  // namespace freeswim::ops::cuda
