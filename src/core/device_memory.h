@@ -33,6 +33,9 @@ struct DeviceMemory {
   // The host waits until the copy has finished.
   void (*host_waits)(void* done) = nullptr;
   void (*release_done)(void* done) = nullptr;
+  // The host waits until every copy queued by copy_async has finished, also those already
+  // consumed by compute_waits (before their pinned host memory may be freed).
+  void (*wait_transfers)() = nullptr;
   // Bytes a new allocation could get: the driver's free memory plus what the backend's
   // allocator holds unused.
   size_t (*free_bytes)() = nullptr;

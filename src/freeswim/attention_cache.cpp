@@ -45,10 +45,12 @@ CrossAttentionCache::CrossAttentionCache(CachePlacement requested)
     : requested_(requested), placement_(requested) {}
 
 CrossAttentionCache::~CrossAttentionCache() {
-  // The members' own destructors would wait too; doing it here first keeps the order explicit:
-  // no tensor of a copy in flight is released before the copy has finished.
-  prefetch_.reset();
-  storing_.reset();
+  // No tensor of a copy in flight (pinned buffers included) is released before it has finished.
+  try {
+    sync();
+  } catch (...) {
+    // A failed wait means the device is lost; nothing is left to protect.
+  }
   if (counted_bytes_) add_device_cache_bytes(counted_device_, -counted_bytes_);
 }
 
@@ -89,6 +91,11 @@ void CrossAttentionCache::sync() {
     storing_.reset();
   }
   if (prefetch_) prefetch_->copy.host_waits();  // kept: the next load still takes it
+  // Loads already handed to the compute stream may still be reading pinned buffers.
+  if (transfer_device_ != Device::CPU) {
+    const DeviceMemory& mem = device_memory(transfer_device_);
+    if (mem.wait_transfers) mem.wait_transfers();
+  }
 }
 
 void CrossAttentionCache::clear() {
@@ -109,8 +116,9 @@ void CrossAttentionCache::begin_store(size_t n_blocks) {
   drop_prefetch();
   retire_store();
   if (placement_ == CachePlacement::Host) {
-    // Copies still reading these buffers (loads of the last reuse step) are on the transfer
-    // stream, which runs the new stores into them after those.
+    // The buffers of the guide step before last are freed here, those of the last one are
+    // overwritten: no copy may still read either (the transfer stream is idle by now anyway).
+    sync();
     spare_ = std::move(blocks);
     spare_.resize(n_blocks);
   } else {
@@ -177,6 +185,7 @@ void CrossAttentionCache::store(size_t block, const Tensor& t) {
   } else {
     host = Tensor::empty_pinned(t.shape(), t.dtype(), t.device());
   }
+  transfer_device_ = t.device();
   storing_.emplace();
   storing_->source = t;
   storing_->copy = copy_async(host, t);
@@ -188,6 +197,7 @@ Tensor CrossAttentionCache::load(size_t block, Device device) {
   const Tensor& b = blocks[block];
   if (b.device() == device) return b;
   if (!(b.device() == Device::CPU && device != Device::CPU)) return b.to(device);
+  transfer_device_ = device;
   Tensor t;
   if (prefetch_ && prefetch_->block == block) {
     prefetch_->copy.compute_waits();

@@ -62,7 +62,8 @@ class CrossAttentionCache {
   // block was not stored. With Host placement on a GPU it is copied from host memory (started
   // when the block before it was loaded, so the copy overlaps that block's compute).
   Tensor load(size_t block, Device device);
-  // Waits until every copy in flight has finished: host-side blocks may be read by the CPU.
+  // Waits until every copy in flight has finished: host-side blocks may be read by the CPU, and
+  // pinned buffers freed.
   void sync();
 
   size_t size() const { return blocks.size(); }
@@ -102,7 +103,8 @@ class CrossAttentionCache {
     AsyncCopy copy;
   };
   std::optional<Prefetch> prefetch_;
-  std::vector<Tensor> spare_;  // host buffers of the last guide step, reused by store
+  std::vector<Tensor> spare_;             // host buffers of the last guide step, reused by store
+  Device transfer_device_ = Device::CPU;  // the GPU whose transfer stream our copies use
   Device counted_device_ = Device::CPU;
   int64_t counted_bytes_ = 0;  // registered with add_device_cache_bytes
 };

@@ -212,6 +212,10 @@ void cuda_release_done(void* done) {
   cudaEventDestroy(static_cast<cudaEvent_t>(done));
 }
 
+void cuda_wait_transfers() {
+  check_cuda(cudaStreamSynchronize(transfer_stream()), "waiting for the transfer stream");
+}
+
 size_t cuda_free_bytes() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -255,6 +259,7 @@ void register_cuda_memory() {
   m.compute_waits = cuda_compute_waits;
   m.host_waits = cuda_host_waits;
   m.release_done = cuda_release_done;
+  m.wait_transfers = cuda_wait_transfers;
   m.free_bytes = cuda_free_bytes;
   register_device_memory(Device::CUDA, m);
 }
