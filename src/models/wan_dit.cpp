@@ -121,8 +121,8 @@ WanDit::Embedded WanDit::embed(const DitInput& in) const {
   e.mod_proj = ops::linear(ops::silu(e.temb), w_.time_proj_w, w_.time_proj_b);
 
   Tensor ctx = ops::to_compute(in.context, device_);
-  e.context = ops::linear(ops::linear_gelu_tanh(ctx, w_.text1_w, w_.text1_b), w_.text2_w,
-                          w_.text2_b);
+  e.context =
+      ops::linear(ops::linear_gelu_tanh(ctx, w_.text1_w, w_.text1_b), w_.text2_w, w_.text2_b);
   return e;
 }
 

@@ -77,8 +77,7 @@ class Backend {
   // In place rms_norm then rope_3d: x [T*H*W, heads, head_dim], each token's heads*head_dim
   // values RMS-normalised together with weight [heads*head_dim] (Wan's rms_norm_across_heads),
   // then every head rotated.
-  virtual void rms_norm_rope_3d(Tensor& x, const Tensor& weight, float eps,
-                                const Rope3D& rope) = 0;
+  virtual void rms_norm_rope_3d(Tensor& x, const Tensor& weight, float eps, const Rope3D& rope) = 0;
   // x [C, F, H, W] -> [(F/pt)*(H/ph)*(W/pw), C*pt*ph*pw], patch vector ordered (c, kt, kh, kw)
   // as a Conv3d weight flattens.
   virtual Tensor patchify(const Tensor& x, int pt, int ph, int pw) = 0;

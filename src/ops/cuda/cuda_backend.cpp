@@ -172,10 +172,10 @@ class CudaBackend final : public Backend {
   void rope_3d(Tensor& x, const Rope3D& rope) override {
     require(x, "rope_3d", "x");
     const RopeArgs r = rope_args(x, rope, "rope_3d");
-    check_cuda(kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W,
-                                static_cast<int>(x.dim(1)), r.frame, r.pt, r.row, r.ph, r.col,
-                                r.pw),
-               "rope kernel");
+    check_cuda(
+        kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W, static_cast<int>(x.dim(1)),
+                         r.frame, r.pt, r.row, r.ph, r.col, r.pw),
+        "rope kernel");
   }
 
   Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, float scale,
@@ -498,8 +498,8 @@ class CudaBackend final : public Backend {
       gemm_bf16(x.raw(), w.raw(), bias, bias_t, y.raw(), M, N, K, epi);
       return y;
     }
-    check_cuda(kernels::linear_simple(x.raw(), x.dtype(), w.raw(), w.dtype(), bias, bias_t,
-                                      y.raw(), y.dtype(), M, N, K),
+    check_cuda(kernels::linear_simple(x.raw(), x.dtype(), w.raw(), w.dtype(), bias, bias_t, y.raw(),
+                                      y.dtype(), M, N, K),
                "linear kernel");
     if (epi == GemmEpilogue::gelu_tanh)
       check_cuda(kernels::unary(kernels::Unary::gelu_tanh, y.raw(), y.raw(), y.dtype(), y.numel()),
@@ -528,7 +528,7 @@ class CudaBackend final : public Backend {
     FS_CHECK(2 * (pt + ph + pw) == x.dim(2), "{}: tables cover {} of head_dim {}", op,
              2 * (pt + ph + pw), x.dim(2));
     return {rope.frame.data<float>(), rope.row.data<float>(), rope.col.data<float>(),
-            static_cast<int>(pt), static_cast<int>(ph), static_cast<int>(pw)};
+            static_cast<int>(pt),     static_cast<int>(ph),   static_cast<int>(pw)};
   }
 
   static Tensor unary(const Tensor& x, kernels::Unary op, const char* name) {

@@ -266,6 +266,69 @@ bool probe_gelu_epilogue() {
   return err < 0.25 * gap;
 }
 
+// The accumulating product's semantics, checked once per mode before it is trusted: the
+// documentation describes neither the order of the per-row alpha and the bias epilogue nor the
+// in-place C = D case with this pointer mode. x = 1 and w = 1/16 over K = 16 make the product
+// exactly 1, so D must be alpha[n] + 3 + bias[n] (C = 3), every value exact in bf16; a bias scaled
+// by alpha, an alpha applied along the wrong dimension or a C left out gives other values.
+bool probe_accumulate(bool with_alpha) {
+  constexpr int64_t M = 8, N = 32, K = 16;
+  constexpr uint16_t kOne = 0x3F80, kSixteenth = 0x3D80, kThree = 0x4040;  // bf16 1, 1/16, 3
+  void *x = nullptr, *w = nullptr, *y = nullptr, *a = nullptr, *b = nullptr;
+  auto release = [&] {
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(y);
+    cudaFree(a);
+    cudaFree(b);
+  };
+  std::vector<uint16_t> hx(M * K, kOne), hw(N * K, kSixteenth), hy(M * N, kThree);
+  std::vector<float> alpha(N), bias(N);
+  for (int64_t n = 0; n < N; ++n) {
+    alpha[n] = with_alpha ? 0.5f * static_cast<float>(1 + n % 4) : 1.f;
+    bias[n] = -1.f + 0.5f * static_cast<float>(n % 5);
+  }
+  auto up = [](void** p, const void* src, size_t bytes) {
+    return cudaMalloc(p, bytes) == cudaSuccess &&
+           cudaMemcpy(*p, src, bytes, cudaMemcpyHostToDevice) == cudaSuccess;
+  };
+  if (!up(&x, hx.data(), hx.size() * 2) || !up(&w, hw.data(), hw.size() * 2) ||
+      !up(&y, hy.data(), hy.size() * 2) || !up(&a, alpha.data(), N * 4) ||
+      !up(&b, bias.data(), N * 4)) {
+    release();
+    return false;
+  }
+  Product p;
+  p.x = x;
+  p.w = w;
+  p.y = y;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.bias = b;
+  p.bias_t = DType::F32;
+  p.accumulate = true;
+  p.alpha = with_alpha ? static_cast<const float*>(a) : nullptr;
+  const bool ran =
+      run(p) && cudaMemcpy(hy.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
+  release();
+  if (!ran) return false;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      const uint32_t bits = static_cast<uint32_t>(hy[m * N + n]) << 16;
+      float o;
+      std::memcpy(&o, &bits, sizeof(o));
+      if (o != alpha[n] + 3.f + bias[n]) return false;
+    }
+  return true;
+}
+
+bool accumulate_trusted(bool with_alpha) {
+  static const bool plain = probe_accumulate(false);
+  static const bool gated = probe_accumulate(true);
+  return with_alpha ? gated : plain;
+}
+
 }  // namespace
 
 bool gelu_epilogue_is_tanh() {
@@ -321,6 +384,10 @@ bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, cons
                           void* y, int64_t M, int64_t N, int64_t K) {
   if (M == 0 || N == 0) return true;
   if (K == 0) return false;  // no product to fuse with: the caller's plain path adds the bias
+  if (!accumulate_trusted(alpha != nullptr)) {
+    ++g_acc_refused;
+    return false;
+  }
   Product p;
   p.x = x;
   p.w = w;

@@ -18,8 +18,9 @@ void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, voi
 
 // In place y[M, N] (bf16) = alpha[n] * (x w^T)[m, n] + y[m, n] + bias[n] in one product, every
 // term in fp32 and y rounded once: alpha [N] f32 on the device or null for 1, bias [N] f32 or
-// null. False when cuBLASLt offers no algorithm for it (y is then untouched): the caller falls
-// back to a separate product and add.
+// null. False when cuBLASLt offers no algorithm for it, or when a once-per-process probe with
+// exact values (gemm.cpp) found it computing something else (y is then untouched): the caller
+// falls back to a separate product and add.
 bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, const float* bias,
                           void* y, int64_t M, int64_t N, int64_t K);
 
