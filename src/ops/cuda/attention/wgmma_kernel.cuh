@@ -96,7 +96,10 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
       kc = R.c0 + rem % cols;
     }
   }
-#pragma unroll
+  // Fully unrolled for 64-key tiles; for 128-key tiles a full unroll makes the producer spill at
+  // its 72 registers (ptxas: 8 bytes, and ncu showed the stalls on local memory), so 4 at a time.
+  constexpr int kUnroll = BK > 64 ? 4 : BK / kRowsPerPass;
+#pragma unroll kUnroll
   for (int i = 0; i < BK / kRowsPerPass; ++i) {
     const int row = tid / kChunks + i * kRowsPerPass;
     const int idx = local0 + row;
