@@ -86,6 +86,14 @@ TEST(CudaCache, HostPlacementGuideThenReuseEqualsDeviceBitForBit) {
   for (const Tensor& b : on_device.blocks) EXPECT_EQ(b.device(), Device::CUDA);
   EXPECT_GE(device_cache_bytes(Device::CUDA), on_device.bytes());
 
+  {
+    // Precondition: the forward itself is deterministic, so that a difference below is the
+    // cache's.
+    CrossAttentionCache again(CachePlacement::Device);
+    const std::vector<Tensor> rerun = cache_steps(*gpu, again, 21);
+    for (size_t s = 0; s < rerun.size(); ++s)
+      ASSERT_TRUE(same_bits(rerun[s], want[s])) << "device cache rerun, step " << s;
+  }
   const size_t counted_before = device_cache_bytes(Device::CUDA);
   const std::vector<Tensor> got = cache_steps(*gpu, on_host, 21);
   EXPECT_EQ(on_host.placement(), CachePlacement::Host);
