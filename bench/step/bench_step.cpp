@@ -1,12 +1,14 @@
-// bench_step [T Hg Wg [kinds]]: times one DiT forward of each step kind of Wan2.1-1.3B with
-// random weights on the GPU. Default grid 21x68x120 tokens (1088x1920, 81 frames), a 512-token
-// text context, FreeSwim window of the 30x52 base grid. `kinds` is a comma list of stock, dual,
-// guide, reuse, uncond (reuse needs guide before it). Prints a markdown table: seconds per
-// forward, tensor memory at its peak during the forward, and device memory in use at the end
-// (cudaMemGetInfo).
+// bench_step [T Hg Wg [kinds [cache]]]: times one DiT forward of each step kind of Wan2.1-1.3B
+// with random weights on the GPU. Default grid 21x68x120 tokens (1088x1920, 81 frames), a
+// 512-token text context, FreeSwim window of the 30x52 base grid. `kinds` is a comma list of
+// stock, dual, guide, reuse, uncond (reuse needs guide before it); `cache` is where the
+// cross-attention cache lives: device (default), host (pinned host memory) or auto. Prints a
+// markdown table: seconds per forward, tensor memory at its peak during the forward, and device
+// memory in use at the end (cudaMemGetInfo); then the CFG steps these forwards make up.
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -16,6 +18,7 @@
 #include "core/error.h"
 #include "models/wan_dit.h"
 #include "ops/cuda/cuda_backend.h"
+#include "ops/cuda/gemm.h"
 
 using namespace freeswim;
 
@@ -58,6 +61,8 @@ int run(int argc, char** argv) {
     Wg = std::atoi(argv[3]);
   }
   if (argc >= 5) kinds = argv[4];
+  const CachePlacement placement =
+      parse_cache_placement(argc >= 6 ? argv[5] : std::string("device"));
   FS_CHECK(T > 0 && Hg > 0 && Wg > 0, "bad grid {}x{}x{}", T, Hg, Wg);
 
   const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
@@ -86,7 +91,8 @@ int run(int argc, char** argv) {
   std::printf(
       "\n| step kind | grid | forward (s) | peak tensors (GiB) | device used after (GiB) |\n");
   std::printf("| --- | --- | --- | --- | --- |\n");
-  CrossAttentionCache cache;
+  CrossAttentionCache cache(placement);
+  std::map<std::string, double> seconds;
   std::stringstream list(kinds);
   std::string name;
   while (std::getline(list, name, ',')) {
@@ -114,8 +120,29 @@ int run(int argc, char** argv) {
     std::printf("| %s | %dx%dx%d | %.2f | %.2f | %.2f |\n", name.c_str(), T, Hg, Wg, s,
                 gib(ops::cuda::memory_stats().peak_in_use), gib(total_b - free_b));
     std::fflush(stdout);
-    if (kind == StepKind::Reuse) cache.blocks.clear();
+    seconds[name] = s;
   }
+  cache.sync();
+  std::printf("\ncache placement: %s (asked: %s), %.2f GiB\n",
+              cache_placement_name(cache.placement()).c_str(),
+              cache_placement_name(cache.requested()).c_str(), gib(cache.bytes()));
+  // One CFG step = conditional + unconditional prediction. Cache every k: one guide step (dual
+  // path, cache written) then k - 1 reuse steps, each with a window-only unconditional forward.
+  // Without cache both predictions run the dual path.
+  auto has = [&](const char* k) { return seconds.count(k) > 0; };
+  if (has("guide") && has("reuse") && has("uncond")) {
+    for (int k : {2, 5}) {
+      const double step =
+          (seconds["guide"] + (k - 1) * seconds["reuse"]) / k + seconds["uncond"];
+      std::printf("CFG step, cache every %d: %.2f s (mean over %d steps)\n", k, step, k);
+    }
+  }
+  if (has("dual")) std::printf("CFG step, no cache: %.2f s (2 x dual)\n", 2 * seconds["dual"]);
+  const ops::cuda::GemmFusionCounts fc = ops::cuda::gemm_fusion_counts();
+  std::printf("fused epilogues: GELU %lld (unfused %lld), gated residual %lld (refused %lld)\n",
+              static_cast<long long>(fc.gelu_fused), static_cast<long long>(fc.gelu_unfused),
+              static_cast<long long>(fc.accumulate_fused),
+              static_cast<long long>(fc.accumulate_refused));
   const auto st = ops::cuda::memory_stats();
   std::printf("\nallocator high-water mark: %.2f GiB reserved from the driver\n",
               gib(st.peak_reserved));

@@ -330,10 +330,11 @@ double time_conv(const Tensor& x, const Tensor& w, const Tensor& b, const ops::C
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
 }
 
-// A real-size VAE convolution (the full-resolution 96-channel causal 3x3x3 of a 4-frame chunk
-// with its 2 cached frames): TF32 must really run on tensor cores (its rounding shows against
-// the FP32 result, and it is clearly faster), and FP32 must really stay fp32.
-TEST(CudaConv3dPrecision, Tf32UsesTensorCoresAndFp32DoesNot) {
+// TF32 on a real-size convolution: within the TF32 tolerance of FP32. Whether cuDNN found a
+// tensor-core algorithm faster than the FMA ones (it may not for NCDHW fp32 3D convolutions: on
+// the H200 the heuristic's TF32 picks ran at half the FMA speed, so TF32 now times both kinds,
+// conv3d.cpp) is printed with both speeds; the speed itself is bench/generate's to measure.
+TEST(CudaConv3dPrecision, Tf32IsWithinToleranceOnARealSizeConvolution) {
   const Tensor x = to_cuda(random_cpu({96, 6, 256, 256}, 210), kF32);
   const Tensor w = to_cuda(random_cpu({96, 96, 3, 3, 3}, 211, -0.05f, 0.05f), kF32);
   const Tensor b = to_cuda(random_cpu({96}, 212), kF32);
@@ -343,16 +344,14 @@ TEST(CudaConv3dPrecision, Tf32UsesTensorCoresAndFp32DoesNot) {
   // fp32 against fp32: order-of-summation differences only (~1e-7); TF32 rounds the operands to
   // 10 mantissa bits (~1e-4 here).
   const double diff = relative_l2(yt, y32.to(Device::CPU));
-  std::printf("tf32 vs fp32 relative L2 on the real-size convolution: %.3g\n", diff);
-  EXPECT_GT(diff, 1e-5) << "the TF32 setting computed in fp32: no tensor cores";
   EXPECT_LT(diff, kTf32Tol);
   const double s32 = time_conv(x, w, b, fp32, 3), st = time_conv(x, w, b, tf32, 3);
   const double flop = 2.0 * 96 * 96 * 27 * 4 * 256 * 256;
   std::printf(
       "conv3d [96, 6, 256, 256] x [96, 96, 3, 3, 3]: fp32 %.2f ms (%.1f TFLOP/s), tf32 "
-      "%.2f ms (%.1f TFLOP/s)\n",
-      s32 * 1e3, flop / s32 / 1e12, st * 1e3, flop / st / 1e12);
-  EXPECT_LT(st, 0.6 * s32) << "TF32 is not faster than FP32";
+      "%.2f ms (%.1f TFLOP/s); tf32 vs fp32 relative L2 %.3g (%s)\n",
+      s32 * 1e3, flop / s32 / 1e12, st * 1e3, flop / st / 1e12, diff,
+      diff > 1e-5 ? "tensor cores" : "an FMA algorithm won");
 }
 
 // The golden tiny-VAE case at TF32, computed here rather than through check_vae_cases (which

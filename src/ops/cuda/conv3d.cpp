@@ -3,10 +3,11 @@
 // downsamplers' ZeroPad2d((0, 1, 0, 1)) go through an explicit padded copy first; that copy is one
 // memory pass per call, small next to the convolution it feeds.
 //
-// Math: ConvPrecision::FP32 pins CUDNN_FMA_MATH (no tensor cores); TF32 uses CUDNN_DEFAULT_MATH,
-// which lets cuDNN run fp32 data through TF32 tensor cores, as PyTorch does when
-// torch.backends.cudnn.allow_tf32 is on (its default). CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION is
-// not used: it also permits down-conversion of the data to fp16.
+// Math: ConvPrecision::FP32 pins CUDNN_FMA_MATH (no tensor cores); TF32 lets cuDNN run fp32 data
+// through TF32 tensor cores, as PyTorch does when torch.backends.cudnn.allow_tf32 is on (its
+// default), choosing by measurement between tensor-op and FMA algorithms (convolve() says why).
+// CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION is not used: it also permits down-conversion of the data
+// to fp16.
 //
 // Algorithm: once per (shape, precision), cuDNN's heuristics rank the algorithms; the first few
 // that fit the workspace bound are run on the real data and timed, and the fastest is cached.
@@ -123,11 +124,13 @@ bool math_allowed(cudnnMathType_t m, ConvPrecision prec) {
   return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
-// The heuristic's usable candidates for a shape, best first.
+// The heuristic's usable candidates for a shape, best first, with the descriptor's math set to
+// `query` while it ranks them.
 std::vector<Choice> candidates(const TensorDesc& xd, const FilterDesc& wd, const ConvDesc& cd,
-                               const TensorDesc& yd, ConvPrecision prec) {
+                               const TensorDesc& yd, ConvPrecision prec, cudnnMathType_t query) {
   std::array<cudnnConvolutionFwdAlgoPerf_t, 2 * CUDNN_CONVOLUTION_FWD_ALGO_COUNT> perf{};
   int returned = 0;
+  cd.set_math(query);
   check_cudnn(
       cudnnGetConvolutionForwardAlgorithm_v7(handle(), xd.d, wd.d, cd.d, yd.d,
                                              static_cast<int>(perf.size()), &returned, perf.data()),
@@ -184,7 +187,29 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
     run_conv(a, c, ws.defined() ? ws.raw() : nullptr);
     return;
   }
-  std::vector<Choice> cands = candidates(a.xd, a.wd, a.cd, a.yd, prec);
+  // TF32 allows tensor cores, it does not demand them: on the H200 the heuristic's first picks
+  // for these NCDHW fp32 convolutions under CUDNN_DEFAULT_MATH computed in plain fp32 and ran at
+  // half the speed of the FMA-math picks (cuda_backend_test, CudaConv3dPrecision). So TF32 times
+  // the best few of an explicit CUDNN_TENSOR_OP_MATH ranking and of the FMA ranking together and
+  // keeps the fastest: never slower than FP32, and on tensor cores where cuDNN has a faster
+  // kernel for the shape.
+  std::vector<Choice> cands;
+  const auto take = [&](std::vector<Choice> from) {
+    if (from.size() > static_cast<size_t>(kTimedCandidates))
+      from.resize(static_cast<size_t>(kTimedCandidates));
+    for (const Choice& c : from) {
+      const bool seen = std::any_of(cands.begin(), cands.end(), [&](const Choice& o) {
+        return o.algo == c.algo && o.math == c.math;
+      });
+      if (!seen) cands.push_back(c);
+    }
+  };
+  if (prec == ConvPrecision::TF32) {
+    take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_TENSOR_OP_MATH));
+    take(candidates(a.xd, a.wd, a.cd, a.yd, ConvPrecision::FP32, CUDNN_FMA_MATH));
+  } else {
+    take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_FMA_MATH));
+  }
   if (cands.empty())
     fail(
         "conv3d: cuDNN offers no {} algorithm within {} MiB of workspace for input [{}, {}, {}, "
@@ -192,8 +217,6 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
         prec == ConvPrecision::TF32 ? "tf32" : "fp32", kMaxWorkspace >> 20, std::get<0>(key)[1],
         std::get<0>(key)[2], std::get<0>(key)[3], std::get<0>(key)[4], std::get<1>(key)[0],
         std::get<1>(key)[1], std::get<1>(key)[2], std::get<1>(key)[3], std::get<1>(key)[4]);
-  if (cands.size() > static_cast<size_t>(kTimedCandidates))
-    cands.resize(static_cast<size_t>(kTimedCandidates));
   size_t most = 0;
   for (const Choice& c : cands) most = std::max(most, c.workspace);
   const Tensor ws = workspace_for(most);
