@@ -119,7 +119,8 @@ int main(int argc, char** argv) {
     const fa::WindowPlan plan = fa::choose_plan(s.g, tile_keys);
     const double kpq = static_cast<double>(freeswim::window_keys_per_query(s.g));
     const double useful_pairs = static_cast<double>(tokens) * kpq;
-    const double density = useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
+    const double density =
+        useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
     const double wms = time_ms(
         [&] { fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr); }, 5);
     check(cudaDeviceSynchronize(), "window");

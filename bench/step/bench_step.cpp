@@ -8,9 +8,9 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
-#include <map>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -132,8 +132,7 @@ int run(int argc, char** argv) {
   auto has = [&](const char* k) { return seconds.count(k) > 0; };
   if (has("guide") && has("reuse") && has("uncond")) {
     for (int k : {2, 5}) {
-      const double step =
-          (seconds["guide"] + (k - 1) * seconds["reuse"]) / k + seconds["uncond"];
+      const double step = (seconds["guide"] + (k - 1) * seconds["reuse"]) / k + seconds["uncond"];
       std::printf("CFG step, cache every %d: %.2f s (mean over %d steps)\n", k, step, k);
     }
   }

@@ -93,6 +93,13 @@ TEST_F(BadInput, StepsStrengthCacheFps) {
   expect_refused(tiny({"--threads", "-1"}), {"--threads"});
 }
 
+TEST_F(BadInput, VaePrecision) {
+  for (const char* v : {"fp16", "TF32", "", "bf16", "tf32,fp32"}) {
+    SCOPED_TRACE(v);
+    expect_refused(tiny({"--vae-precision", v}), {"--vae-precision", "tf32", "fp32"});
+  }
+}
+
 TEST_F(BadInput, CacheMemory) {
   for (const char* v : {"gpu", "Host", "", "pinned", "device,host"}) {
     SCOPED_TRACE(v);

@@ -341,6 +341,8 @@ TEST(CudaConv3dPrecision, Tf32IsWithinToleranceOnARealSizeConvolution) {
   ops::Conv3dParams fp32 = params(0, 0, 1, 1, 1, 1), tf32 = fp32;
   tf32.precision = ops::ConvPrecision::TF32;
   const Tensor y32 = ops::conv3d(x, w, b, fp32), yt = ops::conv3d(x, w, b, tf32);
+  // The first call (which chooses the algorithm) and a later one give the same bits.
+  EXPECT_EQ(relative_l2(ops::conv3d(x, w, b, tf32), yt.to(Device::CPU)), 0.0);
   // fp32 against fp32: order-of-summation differences only (~1e-7); TF32 rounds the operands to
   // 10 mantissa bits (~1e-4 here).
   const double diff = relative_l2(yt, y32.to(Device::CPU));

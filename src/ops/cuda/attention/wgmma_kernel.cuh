@@ -121,8 +121,7 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
     const int64_t off = (token * p.heads + head) * D + chunk * 8;
     cp_async16(&ks[sw128<BK>(row, chunk)], p.k + (valid ? off : 0), valid);
     cp_async16(&vs[sw128<BK>(row, chunk)], p.v + (valid ? off : 0), valid);
-    if (chunk == 0)
-      key[row] = make_key_pos<KP>(valid, kWindow ? kr : 0, kWindow ? kc : 0);
+    if (chunk == 0) key[row] = make_key_pos<KP>(valid, kWindow ? kr : 0, kWindow ? kc : 0);
   }
 }
 

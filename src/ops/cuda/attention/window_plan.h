@@ -20,8 +20,8 @@
 
 namespace freeswim::attention {
 
-inline constexpr int kBlockQ = 128;  // queries per thread block (8 warps x 16 rows)
-inline constexpr int kBlockK = 64;   // keys per tile of the 64-key kernels
+inline constexpr int kBlockQ = 128;      // queries per thread block (8 warps x 16 rows)
+inline constexpr int kBlockK = 64;       // keys per tile of the 64-key kernels
 inline constexpr int kBlockKWide = 128;  // keys per tile of the wide (m64n128 S) kernels
 
 // One rectangle of key positions [r0, r1) x [c0, c1), taken in all T frames.
