@@ -39,12 +39,17 @@ struct DeviceMemory {
   // Bytes a new allocation could get: the driver's free memory plus what the backend's
   // allocator holds unused.
   size_t (*free_bytes)() = nullptr;
+  // Returns blocks the backend's allocator keeps cached but unused to the driver (after a stage
+  // whose many buffer sizes would otherwise stay reserved into the next one).
+  void (*trim)() = nullptr;
 };
 
 void register_device_memory(Device device, const DeviceMemory& mem);
 // Throws Error naming the device when no backend for it was built or registered.
 const DeviceMemory& device_memory(Device device);
 bool device_available(Device device);
+// Calls every registered device's trim (between pipeline stages).
+void trim_device_memory();
 
 // A copy in flight (copy_async below). It must be consumed by compute_waits() or host_waits()
 // before the tensors it reads or writes are released; the destructor waits on the host when it

@@ -112,6 +112,11 @@ void register_device_memory(Device device, const DeviceMemory& mem) {
   g_memory[static_cast<int>(device)] = mem;
 }
 
+void trim_device_memory() {
+  for (const DeviceMemory& m : g_memory)
+    if (m.trim) m.trim();
+}
+
 bool device_available(Device device) {
   return g_memory[static_cast<int>(device)].alloc != nullptr;
 }

@@ -388,6 +388,15 @@ TEST(CudaOps, BadArgumentsThrowNamedErrors) {
                Error);  // mixed dtypes
 }
 
+// trim_device_memory() (what the pipeline calls between stages) gives cached blocks back.
+TEST(CudaMemory, TrimReturnsCachedBlocksToTheDriver) {
+  { const Tensor t = Tensor::empty({3 << 20}, kF32, Device::CUDA); }  // 12 MiB, now cached
+  const size_t cached = ops::cuda::memory_stats().reserved;
+  ASSERT_GE(cached, size_t{12} << 20);
+  trim_device_memory();
+  EXPECT_LE(ops::cuda::memory_stats().reserved + (size_t{12} << 20), cached);
+}
+
 TEST(CudaMemory, CachingAllocatorReusesAndCountsBlocks) {
   ops::cuda::release_cached_memory();
   const auto before = ops::cuda::memory_stats();

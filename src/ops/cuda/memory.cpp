@@ -261,6 +261,7 @@ void register_cuda_memory() {
   m.release_done = cuda_release_done;
   m.wait_transfers = cuda_wait_transfers;
   m.free_bytes = cuda_free_bytes;
+  m.trim = release_cached_memory;
   register_device_memory(Device::CUDA, m);
 }
 
