@@ -142,6 +142,7 @@ int run(int argc, char** argv) {
               static_cast<long long>(fc.gelu_fused), static_cast<long long>(fc.gelu_unfused),
               static_cast<long long>(fc.accumulate_fused),
               static_cast<long long>(fc.accumulate_refused));
+  std::printf("fusion probes: %s\n", ops::cuda::fusion_probe_report().c_str());
   const auto st = ops::cuda::memory_stats();
   std::printf("\nallocator high-water mark: %.2f GiB reserved from the driver\n",
               gib(st.peak_reserved));

@@ -127,6 +127,7 @@ TEST(CudaOps, LinearGeluIsTheTanhForm) {
       "cuBLASLt GELU epilogue is the tanh form: %s; GELU products fused %lld, unfused %lld\n",
       ops::cuda::gelu_epilogue_is_tanh() ? "yes" : "no", static_cast<long long>(counts.gelu_fused),
       static_cast<long long>(counts.gelu_unfused));
+  std::printf("fusion probes: %s\n", ops::cuda::fusion_probe_report().c_str());
   EXPECT_GT(counts.gelu_fused + counts.gelu_unfused, 0);
 }
 

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -218,7 +219,17 @@ void warn_once(const char* what) {
 // exactly the bias, 64 points in [-3.5, -2.5], where the tanh form and the erf form differ by
 // 7 to 50 bf16 ulps (2e-4 to 4e-4). The epilogue is used only if its outputs sit within a quarter
 // of that gap of the tanh form on average (an accurate tanh form lands within about one ulp).
-bool probe_gelu_epilogue() {
+// What a probe found: the fused path computes what it should, computes something else, or
+// cuBLASLt would not run it (no algorithm, or a refused attribute).
+enum class Probe { matches, differs, refused };
+
+const char* probe_name(Probe p) {
+  return p == Probe::matches   ? "matches"
+         : p == Probe::differs ? "computes another form"
+                               : "refused";
+}
+
+Probe probe_gelu_epilogue() {
   constexpr int64_t M = 16, N = 64, K = 16;
   void *x = nullptr, *w = nullptr, *y = nullptr, *b = nullptr;
   auto release = [&] {
@@ -234,7 +245,7 @@ bool probe_gelu_epilogue() {
       cudaMemset(x, 0, M * K * 2) != cudaSuccess || cudaMemset(w, 0, N * K * 2) != cudaSuccess ||
       cudaMemcpy(b, v.data(), N * 4, cudaMemcpyHostToDevice) != cudaSuccess) {
     release();
-    return false;
+    return Probe::refused;
   }
   Product p;
   p.x = x;
@@ -250,7 +261,7 @@ bool probe_gelu_epilogue() {
   const bool ran =
       run(p) && cudaMemcpy(out.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
   release();
-  if (!ran) return false;
+  if (!ran) return Probe::refused;
   double err = 0, gap = 0;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
@@ -263,7 +274,7 @@ bool probe_gelu_epilogue() {
       err += std::abs(o - t);
       gap += std::abs(t - e);
     }
-  return err < 0.25 * gap;
+  return err < 0.25 * gap ? Probe::matches : Probe::differs;
 }
 
 // The accumulating product's semantics, checked once per mode before it is trusted: the
@@ -271,7 +282,7 @@ bool probe_gelu_epilogue() {
 // in-place C = D case with this pointer mode. x = 1 and w = 1/16 over K = 16 make the product
 // exactly 1, so D must be alpha[n] + 3 + bias[n] (C = 3), every value exact in bf16; a bias scaled
 // by alpha, an alpha applied along the wrong dimension or a C left out gives other values.
-bool probe_accumulate(bool with_alpha) {
+Probe probe_accumulate(bool with_alpha) {
   constexpr int64_t M = 8, N = 32, K = 16;
   constexpr uint16_t kOne = 0x3F80, kSixteenth = 0x3D80, kThree = 0x4040;  // bf16 1, 1/16, 3
   void *x = nullptr, *w = nullptr, *y = nullptr, *a = nullptr, *b = nullptr;
@@ -296,7 +307,7 @@ bool probe_accumulate(bool with_alpha) {
       !up(&y, hy.data(), hy.size() * 2) || !up(&a, alpha.data(), N * 4) ||
       !up(&b, bias.data(), N * 4)) {
     release();
-    return false;
+    return Probe::refused;
   }
   Product p;
   p.x = x;
@@ -312,28 +323,42 @@ bool probe_accumulate(bool with_alpha) {
   const bool ran =
       run(p) && cudaMemcpy(hy.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
   release();
-  if (!ran) return false;
+  if (!ran) return Probe::refused;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       const uint32_t bits = static_cast<uint32_t>(hy[m * N + n]) << 16;
       float o;
       std::memcpy(&o, &bits, sizeof(o));
-      if (o != alpha[n] + 3.f + bias[n]) return false;
+      if (o != alpha[n] + 3.f + bias[n]) return Probe::differs;
     }
-  return true;
+  return Probe::matches;
+}
+
+Probe accumulate_probe(bool with_alpha) {
+  static const Probe plain = probe_accumulate(false);
+  static const Probe gated = probe_accumulate(true);
+  return with_alpha ? gated : plain;
 }
 
 bool accumulate_trusted(bool with_alpha) {
-  static const bool plain = probe_accumulate(false);
-  static const bool gated = probe_accumulate(true);
-  return with_alpha ? gated : plain;
+  return accumulate_probe(with_alpha) == Probe::matches;
+}
+
+Probe gelu_probe() {
+  static const Probe result = probe_gelu_epilogue();
+  return result;
 }
 
 }  // namespace
 
 bool gelu_epilogue_is_tanh() {
-  static const bool tanh_form = probe_gelu_epilogue();
-  return tanh_form;
+  return gelu_probe() == Probe::matches;
+}
+
+std::string fusion_probe_report() {
+  return std::string("GELU epilogue (tanh form): ") + probe_name(gelu_probe()) +
+         "; accumulate without gate: " + probe_name(accumulate_probe(false)) +
+         "; accumulate with gate: " + probe_name(accumulate_probe(true));
 }
 
 void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, void* y, int64_t M,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "core/dtype.h"
 
@@ -27,6 +28,10 @@ bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, cons
 // Whether cuBLASLt's GELU epilogue computes the tanh form (probed once on the device, see
 // gemm.cpp); gemm_bf16 uses the epilogue only then.
 bool gelu_epilogue_is_tanh();
+
+// One line saying what each fusion probe found (matches / computes another form / refused by
+// cuBLASLt), for benchmarks and tests to print.
+std::string fusion_probe_report();
 
 // How many products of this process ran each fused epilogue and how many fell back (for tests
 // and benchmarks to report which path the device took).
