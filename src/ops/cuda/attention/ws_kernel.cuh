@@ -35,15 +35,12 @@ inline constexpr int kSchedBarrier0 = 1;           // named barriers 1, 2 (0 = _
 // BK keys per tile, ST stages in the ring. Key positions are kept in 16 bits: at D = 128 three
 // stages of 128-key K and V tiles (or six of 64 keys) plus Q fill 224 of the 227 KB a block may
 // have.
-template <int BK>
-using KeyPosOf = KeyPos16;
-
 template <int D, int BK, int ST>
 struct WsSmem {
   __nv_bfloat16 q[kBlockQ * D];
   __nv_bfloat16 k[ST][BK * D];
   __nv_bfloat16 v[ST][BK * D];
-  KeyPosOf<BK> key[ST][BK];
+  KeyPos16 key[ST][BK];
   KeyTiles kt;
   uint64_t full[ST];   // producer -> consumers: stage loaded (count: 128 producer threads)
   uint64_t empty[ST];  // consumers -> producer: stage read (count: 8 consumer warps)
@@ -241,7 +238,7 @@ struct WsConsumer {
       for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const KeyPosOf<BK> kp = s.key[buf][n * 8 + 2 * c4 + e];
+          const KeyPos16 kp = s.key[buf][n * 8 + 2 * c4 + e];
           const int kr = kp.r, kc = kp.c;
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
