@@ -42,9 +42,9 @@ cudaError_t launch_wgmma(const Params& p, dim3 grid, cudaStream_t stream) {
 }
 
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages>
+          int ST = kWsStages, bool kFast = false>
 cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST>;
+  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST, kFast>;
   constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;  // slack to align the swizzle atoms
   static_assert(kSmem <= 227 * 1024, "more shared memory than a Hopper block may have");
   const cudaError_t e =
@@ -54,12 +54,31 @@ cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-enum class Variant { ws_ov_rq_s6, wide, wide_rq, ws_ov_rq, ws_pp_ov_rq, ws, wgmma, mma };
+enum class Variant {
+  fast,
+  fast_pp,
+  fast_s6,
+  wide_fast,
+  wide_fast_pp,
+  ws_ov_rq_s6,
+  wide,
+  wide_rq,
+  ws_ov_rq,
+  ws_pp_ov_rq,
+  ws,
+  wgmma,
+  mma
+};
 constexpr struct {
   const char* name;
   Variant v;
   int tile_keys;
 } kVariants[] = {{"ws_ov_rq", Variant::ws_ov_rq, kBlockK},
+                 {"fast", Variant::fast, kBlockK},
+                 {"fast_pp", Variant::fast_pp, kBlockK},
+                 {"fast_s6", Variant::fast_s6, kBlockK},
+                 {"wide_fast", Variant::wide_fast, kBlockKWide},
+                 {"wide_fast_pp", Variant::wide_fast_pp, kBlockKWide},
                  {"ws_ov_rq_s6", Variant::ws_ov_rq_s6, kBlockK},
                  {"wide", Variant::wide, kBlockKWide},
                  {"wide_rq", Variant::wide_rq, kBlockKWide},
@@ -85,6 +104,16 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
   const int i = variant_index();
   if (i < 0) return cudaErrorInvalidValue;
   switch (kVariants[i].v) {
+    case Variant::fast:
+      return launch_ws<D, kWindow, false, true, true, kBlockK, kWsStages, true>(p, grid, stream);
+    case Variant::fast_pp:
+      return launch_ws<D, kWindow, true, true, true, kBlockK, kWsStages, true>(p, grid, stream);
+    case Variant::fast_s6:
+      return launch_ws<D, kWindow, false, true, true, kBlockK, 6, true>(p, grid, stream);
+    case Variant::wide_fast_pp:
+      return launch_ws<D, kWindow, true, true, false, kBlockKWide, 3, true>(p, grid, stream);
+    case Variant::wide_fast:
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
     case Variant::ws_ov_rq_s6:
       return launch_ws<D, kWindow, false, true, true, kBlockK, 6>(p, grid, stream);
     case Variant::wide:

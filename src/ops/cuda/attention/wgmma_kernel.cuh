@@ -81,10 +81,13 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
   }
   // Window keys: decode (frame, row, column) of the thread's first key once, then step by
   // kRowsPerPass without dividing (the loop below visits keys row0, row0 + kRowsPerPass, ...).
+  // The token index moves with the position (+1 per column, +W - cols on a row wrap, a frame
+  // jump on a frame wrap), so a step costs a few 32-bit adds and one widening multiply.
   int t = 0, kr = 0, kc = 0;
   const KeyRect R = kWindow ? kt.keys.rect[rect] : KeyRect{};
   const int cols = R.c1 - R.c0;
   int n_keys = p.n_kv;
+  int token = local0 + tid / kChunks;  // dense: the key index itself
   if constexpr (kWindow) {
     n_keys = static_cast<int>(R.keys(p.g.T));
     const int idx = local0 + tid / kChunks;
@@ -95,7 +98,13 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
       kr = R.r0 + rem / cols;
       kc = R.c0 + rem % cols;
     }
+    token = (t * p.g.H + kr) * p.g.W + kc;
   }
+  const int row_wrap = kWindow ? p.g.W - cols : 0;                       // token step of a row wrap
+  const int frame_wrap = kWindow ? (p.g.H - (R.r1 - R.r0)) * p.g.W : 0;  // and of a frame wrap
+  const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
+  const __nv_bfloat16* kbase = p.k + int64_t{head} * D + chunk * 8;
+  const __nv_bfloat16* vbase = p.v + int64_t{head} * D + chunk * 8;
   // Fully unrolled for 64-key tiles; for 128-key tiles a full unroll makes the producer spill at
   // its 72 registers (ptxas: 8 bytes, and ncu showed the stalls on local memory), so 4 at a time.
   constexpr int kUnroll = BK > 64 ? 4 : BK / kRowsPerPass;
@@ -104,23 +113,24 @@ __device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles&
     const int row = tid / kChunks + i * kRowsPerPass;
     const int idx = local0 + row;
     const bool valid = idx < n_keys;
-    int64_t token = idx;
-    if constexpr (kWindow) {
-      if (i > 0) {
+    if (i > 0) {
+      token += kRowsPerPass;
+      if constexpr (kWindow) {
         kc += kRowsPerPass;
         while (kc >= R.c1) {
           kc -= cols;
+          token += row_wrap;
           if (++kr == R.r1) {
             kr = R.r0;
             ++t;
+            token += frame_wrap;
           }
         }
       }
-      token = (int64_t{t} * p.g.H + kr) * p.g.W + kc;
     }
-    const int64_t off = (token * p.heads + head) * D + chunk * 8;
-    cp_async16(&ks[sw128<BK>(row, chunk)], p.k + (valid ? off : 0), valid);
-    cp_async16(&vs[sw128<BK>(row, chunk)], p.v + (valid ? off : 0), valid);
+    const int64_t off = valid ? token * token_stride : 0;
+    cp_async16(&ks[sw128<BK>(row, chunk)], kbase + off, valid);
+    cp_async16(&vs[sw128<BK>(row, chunk)], vbase + off, valid);
     if (chunk == 0) key[row] = make_key_pos<KP>(valid, kWindow ? kr : 0, kWindow ? kc : 0);
   }
 }

@@ -20,6 +20,13 @@
 //   - kOverlap: inside a warpgroup, S of tile j is issued together with O += P V of tile j - 1,
 //     and the softmax of tile j runs while that product is in flight (O's rescale is deferred
 //     to just before the next product, which is when O is not being accumulated).
+//   - kFast: the consumers' per-tile non-tensor work is cut down (see WsConsumer::softmax):
+//     exponentials by `ex2.approx.ftz` alone (the libdevice exp2f adds a denormal range fix-up
+//     of three instructions around each MUFU.EX2; the values exponentiated are <= kLazyMax and
+//     results below 2^-126 do not matter next to the row's maximum term, which is >= 1),
+//     a lazy running maximum (it moves only when a tile's maximum exceeds it by more than
+//     kLazyMax, so O's rescale — 64 multiplies per thread — is skipped by the whole warp on
+//     almost every tile), and the wgmma descriptors of a stage computed once per tile.
 #pragma once
 
 #include "ops/cuda/attention/wgmma_kernel.cuh"
@@ -31,6 +38,34 @@ inline constexpr int kWsThreads = kThreads + 128;  // producer + 2 consumer warp
 inline constexpr int kProducerRegs = 72;           // the window loader spills at 56
 inline constexpr int kConsumerRegs = 216;          // 128 * 72 + 256 * 216 <= 65536
 inline constexpr int kSchedBarrier0 = 1;           // named barriers 1, 2 (0 = __syncthreads)
+// kFast: the running maximum (log2 units) may lag a row's true maximum by up to this much, so
+// the probabilities are <= 2^8 = 256: exact enough in bf16 (relative precision) and far from
+// overflow in the fp32 sums (256 x the key count). FlashAttention-4 uses the same bound.
+inline constexpr float kLazyMax = 8.f;
+// Arrivals that complete a "full" phase: one asynchronous arrival per producer thread (when its
+// copies of the tile have landed) and one release arrival per thread that wrote key positions.
+template <int D>
+inline constexpr int kFullArrivals = 128 + 128 / (D / 8);
+
+// Makes the mbarrier track this thread's earlier cp.async copies: one arrival when they have all
+// completed (noinc: the arrival is counted in the barrier's expected count, not added to it).
+__device__ __forceinline__ void cp_async_mbar_arrive_noinc(uint64_t* b) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(b))
+               : "memory");
+}
+
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// A descriptor moved by `bytes` inside shared memory: the start address is the low 14-bit field
+// in 16-byte units, and shared addresses stay below 2^18 bytes, so the add cannot carry out of it.
+__device__ __forceinline__ uint64_t desc_advance(uint64_t d, uint32_t bytes) {
+  const uint32_t lo = static_cast<uint32_t>(d) + (bytes >> 4);
+  return (d & 0xFFFFFFFF00000000ull) | lo;
+}
 
 // BK keys per tile, ST stages in the ring. Key positions are kept in 16 bits: at D = 128 three
 // stages of 128-key K and V tiles (or six of 64 keys) plus Q fill 224 of the 227 KB a block may
@@ -108,56 +143,135 @@ struct BlockQueries {
   }
 };
 
-// Producer warpgroup: Q with tile 0, then every K/V tile. Stage j % ST is refilled once
-// the consumers have released its previous use. A thread keeps its last two tiles' cp.async in
-// flight and publishes tile j - 1 after issuing tile j: it waits for its own copies, fences them
-// into the async proxy (wgmma reads shared memory through it) and arrives (release) on "full".
+// Where one producer thread's next key is. A thread loads rows tid / 16 + 8 i (i = 0..7 for
+// 64-key tiles at D = 128) of every tile, so within one key rectangle its keys are every
+// kRowsPerPass-th key: the position is decoded (two divisions) once per rectangle and then
+// stepped, across tiles too, by adds only; the token index moves with it.
+struct KeyCursor {
+  int rect = -1;   // rectangle of the current tile (window)
+  int idx = 0;     // index of the thread's next key inside the rectangle (or among all keys)
+  int n_keys = 0;  // keys in the rectangle
+  int t = 0, kr = 0, kc = 0, token = 0;
+  int r0 = 0, r1 = 0, c0 = 0, c1 = 0, cols = 0, row_wrap = 0, frame_wrap = 0;
+
+  __device__ __forceinline__ void start_rect(const Params& p, const KeyRect& R, int first_row) {
+    r0 = R.r0;
+    r1 = R.r1;
+    c0 = R.c0;
+    c1 = R.c1;
+    cols = c1 - c0;
+    n_keys = static_cast<int>(R.keys(p.g.T));
+    idx = first_row;
+    const int per_frame = (r1 - r0) * cols;
+    t = idx / per_frame;
+    const int rem = idx - t * per_frame;
+    kr = r0 + rem / cols;
+    kc = c0 + rem % cols;
+    token = (t * p.g.H + kr) * p.g.W + kc;
+    row_wrap = p.g.W - cols;
+    frame_wrap = (p.g.H - (r1 - r0)) * p.g.W;
+  }
+  template <bool kWindow, int kStep>
+  __device__ __forceinline__ void step() {
+    idx += kStep;
+    token += kStep;
+    if constexpr (kWindow) {
+      kc += kStep;
+      while (kc >= c1) {
+        kc -= cols;
+        token += row_wrap;
+        if (++kr == r1) {
+          kr = r0;
+          ++t;
+          token += frame_wrap;
+        }
+      }
+    }
+  }
+};
+
+// Producer warpgroup: Q with tile 0, then every K/V tile. Stage j % ST is refilled once the
+// consumers have released its previous use. Tile j is published by the copies themselves: after
+// issuing them a thread makes the stage's "full" barrier track their completion
+// (cp.async.mbarrier.arrive.noinc), so the producer never waits for its own loads and every tile
+// is ready as soon as its data has landed. Earlier versions waited for their copies with a lag of
+// one or two tiles and then arrived; that tied the publication of tile j to the release of tile
+// j - ST + lag, and the consumers waited on it (ncu: a fifth of their stall samples on "full").
+// The threads that write key positions also arrive normally (release) for those stores. The
+// consumers fence the stage into the async proxy after their wait (wgmma reads through it).
 template <int D, bool kWindow, int BK, int ST>
 __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& s,
                                             const BlockQueries<kWindow>& bq, int head,
                                             int n_tiles) {
-  // Tile j - 1 is published only after tile j is issued, and issuing tile j waits for the
-  // consumers to release tile j - ST, which they do after tile j - ST + 1 is published. With two
-  // stages that is tile j - 1 itself: a deadlock (seen on the H200 with a 2-stage ring).
-  static_assert(ST >= 3, "the producer's one-tile publication lag needs at least 3 stages");
   constexpr int kChunks = D / 8;
+  constexpr int kRowsPerPass = 128 / kChunks;
   const int tid = threadIdx.x;  // 0..127
+  const int chunk = tid % kChunks;
   if (n_tiles > 0) {
-    for (int row = tid / kChunks; row < kBlockQ; row += 128 / kChunks) {
+    for (int row = tid / kChunks; row < kBlockQ; row += kRowsPerPass) {
       int br, bc;
       const int64_t token = bq.token(p, row, br, bc);
-      const int chunk = tid % kChunks;
       const int64_t off = (token * p.heads + head) * D + chunk * 8;
       cp_async16(&s.q[sw128<kBlockQ>(row, chunk)], p.q + (token >= 0 ? off : 0), token >= 0);
     }
   }
+  const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
+  const __nv_bfloat16* kbase = p.k + int64_t{head} * D + chunk * 8;
+  const __nv_bfloat16* vbase = p.v + int64_t{head} * D + chunk * 8;
+  KeyCursor cur;
+  int next_rect_tile = 0;  // first tile of the rectangle after the current one
+  if constexpr (!kWindow) {
+    cur.n_keys = p.n_kv;
+    cur.idx = cur.token = tid / kChunks;
+    next_rect_tile = n_tiles;
+  }
   for (int j = 0; j < n_tiles; ++j) {
     const int buf = j % ST;
-    if (j >= ST) mbar_wait(&s.empty[buf], ((j / ST) - 1) & 1);
-    load_kv_tile_sw<D, kWindow, 128, BK>(p, s.kt, head, j, s.k[buf], s.v[buf], s.key[buf], tid);
-    cp_async_commit();
-    if (j > 0) {
-      cp_async_wait_one();
-      fence_proxy_async();
-      mbar_arrive(&s.full[(j - 1) % ST]);
+    if constexpr (kWindow) {
+      if (j == next_rect_tile) {  // a new rectangle (empty ones have no tiles: skipped)
+        do {
+          ++cur.rect;
+        } while (s.kt.first[cur.rect + 1] <= j);
+        next_rect_tile = s.kt.first[cur.rect + 1];
+        cur.start_rect(p, s.kt.keys.rect[cur.rect], tid / kChunks);
+      }
     }
+    if (j >= ST) mbar_wait(&s.empty[buf], ((j / ST) - 1) & 1);
+    __nv_bfloat16* ks = s.k[buf];
+    __nv_bfloat16* vs = s.v[buf];
+    // Fully unrolled for 64-key tiles; for 128-key tiles a full unroll makes the producer spill
+    // at its 72 registers (ptxas: 8 bytes, and ncu showed the stalls on local memory).
+    constexpr int kUnroll = BK > 64 ? 4 : BK / kRowsPerPass;
+#pragma unroll kUnroll
+    for (int i = 0; i < BK / kRowsPerPass; ++i) {
+      const int row = tid / kChunks + i * kRowsPerPass;
+      const bool valid = cur.idx < cur.n_keys;
+      const int64_t off = valid ? cur.token * token_stride : 0;
+      cp_async16(&ks[sw128<BK>(row, chunk)], kbase + off, valid);
+      cp_async16(&vs[sw128<BK>(row, chunk)], vbase + off, valid);
+      if (chunk == 0)
+        s.key[buf][row] = make_key_pos<KeyPos16>(valid, kWindow ? cur.kr : 0, kWindow ? cur.kc : 0);
+      cur.step<kWindow, kRowsPerPass>();
+    }
+    cp_async_mbar_arrive_noinc(&s.full[buf]);
+    if (chunk == 0) mbar_arrive(&s.full[buf]);
   }
-  cp_async_wait_all();
-  fence_proxy_async();
-  if (n_tiles > 0) mbar_arrive(&s.full[(n_tiles - 1) % ST]);
+  cp_async_wait_all();  // do not leave copies in flight behind an exited thread
 }
 
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
-template <int D, bool kWindow, bool kQRegs, int BK, int ST>
+template <int D, bool kWindow, bool kQRegs, int BK, int ST, bool kFast = false>
 struct WsConsumer {
   const Params& p;
   WsSmem<D, BK, ST>& s;
   int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
   int lane, c4;
-  int eh, ew;  // window extents (mask)
+  int eh, ew;     // window extents (mask)
+  int mask_from;  // first tile that needs the mask
   int box_r[2], box_c[2];
   float o[D / 8][4];
   float row_max[2], row_sum[2];
+  bool rescale;            // kFast: some row of this thread moved its maximum in the last softmax
   uint32_t qf[D / 16][4];  // kQRegs: the A fragments of the warp's 16 query rows
 
   // Rows r0 and r0 + 8 of Q (r0 = the warp's first row + g4), from the swizzled tile: fragment
@@ -175,10 +289,12 @@ struct WsConsumer {
 
   __device__ __forceinline__ void issue_s(float (&sc)[BK / 8][4], int buf) {
     wgmma_fence();
+    const uint64_t db0 = smem_desc_sw128(&s.k[buf][0], 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       // K-major B of BK rows: 8-row atoms 1024 bytes apart whatever BK is.
-      const uint64_t db = smem_desc_sw128(&s.k[buf][sw128<BK>(0, 2 * kk)], 16, 1024);
+      const uint64_t db = kFast ? desc_advance(db0, 2 * sw128<BK>(0, 2 * kk))
+                                : smem_desc_sw128(&s.k[buf][sw128<BK>(0, 2 * kk)], 16, 1024);
       if constexpr (kQRegs) {
         if constexpr (BK == 128)
           wgmma_rs_m64n128_kb(sc, qf[kk], db, kk > 0 ? 1 : 0);
@@ -198,11 +314,13 @@ struct WsConsumer {
   __device__ __forceinline__ void issue_pv(const uint32_t (&pf)[BK / 16][4], int buf) {
     fence_regs(o);
     wgmma_fence();
+    const uint64_t db0 = smem_desc_sw128(&s.v[buf][0], BK * 128, 1024);
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       // MN-major V: column blocks of 64 head dims BK * 128 bytes apart (LBO), 8 keys per
       // 1024-byte group (SBO).
-      const uint64_t db = smem_desc_sw128(&s.v[buf][sw128<BK>(kk * 16, 0)], BK * 128, 1024);
+      const uint64_t db = kFast ? desc_advance(db0, 2 * sw128<BK>(kk * 16, 0))
+                                : smem_desc_sw128(&s.v[buf][sw128<BK>(kk * 16, 0)], BK * 128, 1024);
       if constexpr (D == 128)
         wgmma_rs_m64n128_tb(o, pf[kk], db);
       else
@@ -212,6 +330,9 @@ struct WsConsumer {
   }
 
   __device__ __forceinline__ void rescale_o(const float (&alpha)[2]) {
+    // kFast: alpha is 1 for a row whose maximum did not move; skip when that holds for the
+    // whole warp (a uniform branch).
+    if (kFast && !__any_sync(0xffffffffu, rescale)) return;
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll
@@ -225,15 +346,9 @@ struct WsConsumer {
   // alpha is the factor O must be multiplied by before P V of this tile is added.
   __device__ __forceinline__ void softmax(float (&sc)[BK / 8][4], int j, int buf,
                                           float (&alpha)[2]) {
-    const KeyTiles& kt = s.kt;
-    bool masked;
-    if constexpr (kWindow) {
-      const int rect = kt.rect_of(j);
-      masked = rect != 0 || j == kt.first[1] - 1;
-    } else {
-      masked = j == kt.first[5] - 1;
-    }
-    if (masked) {
+    // The core's tiles but its last (partial) one need no mask; every later tile (fringe bands,
+    // padding) does. Dense: the last tile when it is partial (mask_from = n_tiles - 1 or more).
+    if (j >= mask_from) {
 #pragma unroll
       for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
@@ -250,6 +365,7 @@ struct WsConsumer {
       }
     }
     float use_max[2];
+    if constexpr (kFast) rescale = false;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
@@ -257,6 +373,22 @@ struct WsConsumer {
       for (int n = 0; n < BK / 8; ++n) mx = fmaxf(mx, fmaxf(sc[n][2 * r], sc[n][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      if constexpr (kFast) {
+        // Lazy maximum: moves only when the tile's exceeds it by more than kLazyMax (always on
+        // the first tile with a visible key: -inf + kLazyMax is -inf). All four threads of a
+        // row take the same branch (mx is reduced over the quad).
+        const float cand = mx * p.scale_log2;
+        if (cand > row_max[r] + kLazyMax) {
+          alpha[r] = exp2_ftz(row_max[r] - cand);  // 0 when the old maximum is -inf
+          row_max[r] = cand;
+          row_sum[r] *= alpha[r];
+          rescale = true;
+        } else {
+          alpha[r] = 1.f;
+        }
+        use_max[r] = row_max[r] == -INFINITY ? 0.f : row_max[r];
+        continue;
+      }
       const float new_max = fmaxf(row_max[r], mx * p.scale_log2);
       // A row that has seen only masked keys keeps max -inf; use 0 so exp2 gives 0, not NaN.
       const float use = new_max == -INFINITY ? 0.f : new_max;
@@ -269,7 +401,10 @@ struct WsConsumer {
     for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
+        if constexpr (kFast)
+          sc[n][e] = exp2_ftz(fmaf(sc[n][e], p.scale_log2, -use_max[e / 2]));
+        else
+          sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
         row_sum[e / 2] += sc[n][e];
       }
     }
@@ -309,14 +444,16 @@ struct Turns {
 };
 
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages>
+          int ST = kWsStages, bool kFast = false>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_ws_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   using Smem = WsSmem<D, BK, ST>;
-  using Consumer = WsConsumer<D, kWindow, kQRegs, BK, ST>;
-  Smem& s =
-      *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  using Consumer = WsConsumer<D, kWindow, kQRegs, BK, ST, kFast>;
+  // Swizzle atoms need 1024-byte alignment. The offset is added to smem_raw itself (not via an
+  // integer round trip) so that the compiler keeps knowing the accesses are to shared memory
+  // (ld/st.shared rather than generic loads and stores).
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
   const int head = blockIdx.y;
   const int tid = threadIdx.x;
 
@@ -340,7 +477,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       kt.first[5] = (p.n_kv + BK - 1) / BK;
     }
     for (int i = 0; i < ST; ++i) {
-      mbar_init(&s.full[i], 128);
+      mbar_init(&s.full[i], kFullArrivals<D>);
       mbar_init(&s.empty[i], 8);
     }
   }
@@ -355,7 +492,8 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     const int ct = tid - 128;  // 0..255
     const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
     const int lane = ct % 32, g4 = lane / 4;
-    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, {}, {}, {}, {}, {}, {}};
+    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
+    c.mask_from = kWindow ? kt.first[1] - 1 : (p.n_kv % BK == 0 ? n_tiles : n_tiles - 1);
     if constexpr (kWindow) {
       c.eh = window_extent(p.g.H, p.g.dh);
       c.ew = window_extent(p.g.W, p.g.dw);
@@ -376,6 +514,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       for (int j = 0; j < n_tiles; ++j) {
         const int buf = j % ST;
         mbar_wait(&s.full[buf], (j / ST) & 1);
+        fence_proxy_async();  // the copies wrote through the generic proxy; wgmma reads async
         if (kQRegs && j == 0) c.load_q(cw * 16 + g4);
         turn.begin();
         c.issue_s(sc, buf);
@@ -394,6 +533,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       }
     } else if (n_tiles > 0) {
       mbar_wait(&s.full[0], 0);  // Q arrives with tile 0
+      fence_proxy_async();
       if constexpr (kQRegs) c.load_q(cw * 16 + g4);
       turn.begin();
       c.issue_s(sc, 0);
@@ -405,6 +545,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       for (int j = 1; j < n_tiles; ++j) {
         const int buf = j % ST, prev = (j - 1) % ST;
         mbar_wait(&s.full[buf], (j / ST) & 1);
+        fence_proxy_async();
         turn.begin();
         c.issue_s(sc, buf);
         c.rescale_o(alpha);  // O is not being accumulated between the products
