@@ -144,8 +144,11 @@ int run(int argc, char** argv) {
               static_cast<long long>(fc.accumulate_refused));
   std::printf("fusion probes: %s\n", ops::cuda::fusion_probe_report().c_str());
   const auto st = ops::cuda::memory_stats();
-  std::printf("\nallocator high-water mark: %.2f GiB reserved from the driver\n",
-              gib(st.peak_reserved));
+  std::printf("\nallocator high-water mark: %.2f GiB reserved from the driver (%.2f GB)\n",
+              gib(st.peak_reserved), static_cast<double>(st.peak_reserved) / 1e9);
+  if (ops::cuda::memory_limit() != 0)
+    std::printf("memory cap (FREESWIM_GPU_MEMORY_LIMIT): %.2f GiB\n",
+                gib(ops::cuda::memory_limit()));
   return 0;
 }
 

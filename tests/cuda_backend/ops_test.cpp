@@ -424,5 +424,32 @@ TEST(CudaMemory, HugeAllocationThrowsOutOfMemoryNamingFlags) {
   }
 }
 
+TEST(CudaMemory, LimitReleasesCachedBlocksThenRefusesNamingTheCap) {
+  ops::cuda::release_cached_memory();
+  const size_t old_limit = ops::cuda::memory_limit();
+  const size_t mib = size_t{1} << 20;
+  ops::cuda::reset_peak_memory();
+  const auto before = ops::cuda::memory_stats();
+  ops::cuda::set_memory_limit(before.reserved + 64 * mib);
+  {
+    // 40 MiB cached, then a 48 MiB request: it fits only once the cached block is given back.
+    { const Tensor a = Tensor::empty({int64_t{10} << 20}, kF32, Device::CUDA); }
+    EXPECT_EQ(ops::cuda::memory_stats().reserved, before.reserved + 40 * mib);
+    const Tensor b = Tensor::empty({int64_t{12} << 20}, kF32, Device::CUDA);
+    EXPECT_EQ(ops::cuda::memory_stats().reserved, before.reserved + 48 * mib);
+    // Another 48 MiB would pass the cap with nothing cached to give back.
+    try {
+      Tensor::empty({int64_t{12} << 20}, kF32, Device::CUDA);
+      ADD_FAILURE() << "expected OutOfMemory";
+    } catch (const OutOfMemory& e) {
+      EXPECT_NE(std::string(e.what()).find("FREESWIM_GPU_MEMORY_LIMIT"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_LE(ops::cuda::memory_stats().peak_reserved, before.reserved + 64 * mib);
+  }
+  ops::cuda::set_memory_limit(old_limit);
+  ops::cuda::release_cached_memory();
+}
+
 }  // namespace
 }  // namespace freeswim::cuda_test

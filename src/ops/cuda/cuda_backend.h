@@ -19,5 +19,13 @@ MemoryStats memory_stats();
 void reset_peak_memory();
 // Returns every cached (unused) block to the driver.
 void release_cached_memory();
+// Caps the bytes this process reserves from the driver (0 = no cap, the default unless the
+// environment sets FREESWIM_GPU_MEMORY_LIMIT, in GiB). When a new block would pass the cap the
+// allocator first returns its cached blocks to the driver; a request that still does not fit
+// throws OutOfMemory. This is what a smaller card does to the allocator (where cudaMalloc fails
+// the same release happens), so a benchmark on a large GPU can show the peak a 24 GB card sees;
+// it also lets two processes share one GPU.
+void set_memory_limit(size_t bytes);
+size_t memory_limit();
 
 }  // namespace freeswim::ops::cuda

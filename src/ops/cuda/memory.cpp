@@ -10,6 +10,7 @@
 // Also here: pinned host memory and the asynchronous copies of the cross-attention cache.
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -42,6 +43,8 @@ double gib(size_t b) {
 struct Pool {
   std::mutex mu;
   bool checked = false;
+  bool limit_read = false;
+  size_t limit = 0;                             // cap on reserved bytes (0 = none)
   std::unordered_map<void*, size_t> live;       // block -> bucket size
   std::map<size_t, std::vector<void*>> cached;  // bucket size -> unused blocks
   MemoryStats stats;
@@ -77,6 +80,20 @@ void ensure_device_locked(Pool& p) {
   p.checked = true;
 }
 
+// FREESWIM_GPU_MEMORY_LIMIT (GiB, e.g. 22.35) sets the cap once, unless set_memory_limit came
+// first.
+void read_limit_locked(Pool& p) {
+  if (p.limit_read) return;
+  p.limit_read = true;
+  const char* env = std::getenv("FREESWIM_GPU_MEMORY_LIMIT");
+  if (env == nullptr || *env == '\0') return;
+  char* end = nullptr;
+  const double g = std::strtod(env, &end);
+  if (end == env || *end != '\0' || !(g > 0) || g > 1e6)
+    fail("FREESWIM_GPU_MEMORY_LIMIT={}: expected a positive size in GiB, e.g. 22.35", env);
+  p.limit = static_cast<size_t>(g * 1024.0 * 1024.0 * 1024.0);
+}
+
 // The flags that would lower the peak, for the out-of-memory message: only flags the CLI has.
 std::string out_of_memory_advice() {
   const size_t cache = device_cache_bytes(Device::CUDA);
@@ -98,6 +115,17 @@ void* cuda_alloc(size_t bytes) {
     ptr = it->second.back();
     it->second.pop_back();
   } else {
+    read_limit_locked(p);
+    if (p.limit != 0 && p.stats.reserved + size > p.limit && !p.cached.empty()) {
+      // Over the cap: give the unused blocks back first, as a full card would make us do.
+      cudaDeviceSynchronize();  // kernels may still read a cached block
+      p.release_cache_locked();
+    }
+    if (p.limit != 0 && p.stats.reserved + size > p.limit)
+      throw OutOfMemory(fmt::format(
+          "out of GPU memory allocating {:.2f} GiB: the cap FREESWIM_GPU_MEMORY_LIMIT={:.2f} GiB "
+          "would be passed, {:.2f} GiB held by this run's tensors{}",
+          gib(size), gib(p.limit), gib(p.stats.in_use), out_of_memory_advice()));
     cudaError_t e = cudaMalloc(&ptr, size);
     if (e == cudaErrorMemoryAllocation) {
       // Blocks of other sizes may be enough once returned to the driver.
@@ -223,7 +251,13 @@ size_t cuda_free_bytes() {
   size_t free_b = 0, total_b = 0;
   check_cuda(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
   // Blocks the allocator holds unused serve new requests (or go back to the driver on a miss).
-  return free_b + (p.stats.reserved - p.stats.in_use);
+  size_t avail = free_b + (p.stats.reserved - p.stats.in_use);
+  read_limit_locked(p);
+  if (p.limit != 0) {
+    const size_t under_cap = p.limit > p.stats.in_use ? p.limit - p.stats.in_use : 0;
+    if (under_cap < avail) avail = under_cap;
+  }
+  return avail;
 }
 
 }  // namespace
@@ -246,6 +280,20 @@ void release_cached_memory() {
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.cached.empty()) cudaDeviceSynchronize();  // kernels may still read a cached block
   p.release_cache_locked();
+}
+
+void set_memory_limit(size_t bytes) {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.limit_read = true;  // an explicit cap wins over the environment
+  p.limit = bytes;
+}
+
+size_t memory_limit() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  read_limit_locked(p);
+  return p.limit;
 }
 
 void register_cuda_memory() {
