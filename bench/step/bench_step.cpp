@@ -4,7 +4,8 @@
 // stock, dual, guide, reuse, uncond (reuse needs guide before it); `cache` is where the
 // cross-attention cache lives: device (default), host (pinned host memory) or auto. Prints a
 // markdown table: seconds per forward, tensor memory at its peak during the forward, and device
-// memory in use at the end (cudaMemGetInfo); then the CFG steps these forwards make up.
+// memory in use at the end (cudaMemGetInfo); then the CFG steps these forwards make up. With
+// FREESWIM_PROFILE=1 each forward is followed by its per-op GPU times.
 #include <cuda_runtime_api.h>
 
 #include <chrono>
@@ -111,6 +112,7 @@ int run(int argc, char** argv) {
       fail("unknown step kind '{}' (stock, dual, guide, reuse, uncond)", name);
     sync();
     ops::cuda::reset_peak_memory();
+    if (ops::cuda::op_profile_enabled()) ops::cuda::reset_op_profile();
     t0 = std::chrono::steady_clock::now();
     Tensor out = model->forward(in, kind, kind == StepKind::Stock ? nullptr : &fsp, &cache);
     sync();
@@ -121,6 +123,9 @@ int run(int argc, char** argv) {
                 gib(ops::cuda::memory_stats().peak_in_use), gib(total_b - free_b));
     std::fflush(stdout);
     seconds[name] = s;
+    // FREESWIM_PROFILE=1: where this forward's GPU time went, per op (slows the forward a little).
+    if (ops::cuda::op_profile_enabled())
+      std::printf("\n%s forward:\n%s\n", name.c_str(), ops::cuda::op_profile_report().c_str());
   }
   cache.sync();
   std::printf("\ncache placement: %s (asked: %s), %.2f GiB\n",

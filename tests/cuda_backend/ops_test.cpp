@@ -451,5 +451,22 @@ TEST(CudaMemory, LimitReleasesCachedBlocksThenRefusesNamingTheCap) {
   ops::cuda::release_cached_memory();
 }
 
+TEST(CudaProfile, WrapperForwardsOpsAndCountsTheirGpuTime) {
+  ops::Backend* prof = ops::cuda::make_profiling_backend(&ops::backend(Device::CUDA));
+  ops::cuda::reset_op_profile();
+  const Tensor x = Tensor::zeros({256, 64}, kBF, Device::CUDA);
+  const Tensor w = Tensor::zeros({128, 64}, kBF, Device::CUDA);
+  const Tensor direct = ops::backend(Device::CUDA).linear(x, w, Tensor{});
+  const Tensor y = prof->linear(x, w, Tensor{});
+  EXPECT_EQ(y.shape(), direct.shape());
+  prof->add(y, y);
+  const std::string r = ops::cuda::op_profile_report();
+  EXPECT_NE(r.find("| linear w[128x64] | 1 |"), std::string::npos) << r;
+  EXPECT_NE(r.find("| add | 1 |"), std::string::npos) << r;
+  EXPECT_NE(r.find("| all ops |"), std::string::npos) << r;
+  ops::cuda::reset_op_profile();
+  EXPECT_EQ(ops::cuda::op_profile_report().find("| add |"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace freeswim::cuda_test

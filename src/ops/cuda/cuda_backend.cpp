@@ -4,6 +4,7 @@
 #include "ops/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "ops/cuda/attention/attention.h"
@@ -16,7 +17,8 @@
 
 namespace freeswim::ops::cuda {
 
-void register_cuda_memory();  // memory.cpp
+void register_cuda_memory();                      // memory.cpp
+Backend* make_profiling_backend(Backend* inner);  // profile.cpp
 
 namespace {
 
@@ -541,10 +543,19 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
+bool op_profile_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("FREESWIM_PROFILE");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  return on;
+}
+
 void register_cuda_backend() {
   static CudaBackend instance;
   register_cuda_memory();
-  register_backend(Device::CUDA, &instance);
+  register_backend(Device::CUDA,
+                   op_profile_enabled() ? make_profiling_backend(&instance) : &instance);
 }
 
 }  // namespace freeswim::ops::cuda

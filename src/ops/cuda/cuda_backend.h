@@ -5,6 +5,11 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+
+namespace freeswim::ops {
+class Backend;
+}
 
 namespace freeswim::ops::cuda {
 
@@ -27,5 +32,14 @@ void release_cached_memory();
 // it also lets two processes share one GPU.
 void set_memory_limit(size_t bytes);
 size_t memory_limit();
+
+// FREESWIM_PROFILE=1 (read by register_cuda_backend): every op runs between two CUDA events and
+// its GPU time is summed per op (per weight shape for the matrix products). The report is a
+// markdown table, largest first; empty when profiling is off. profile.cpp says what it costs.
+bool op_profile_enabled();
+std::string op_profile_report();
+void reset_op_profile();
+// The profiling wrapper around `inner` (what FREESWIM_PROFILE installs; one per process).
+Backend* make_profiling_backend(Backend* inner);
 
 }  // namespace freeswim::ops::cuda
