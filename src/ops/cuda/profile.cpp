@@ -55,7 +55,8 @@ class Profile {
               [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
     double sum = 0;
     for (const auto& r : rows) sum += r.second.ms;
-    std::string out = fmt::format("| op (FREESWIM_PROFILE) | calls | GPU ms | share |\n| --- | --- | --- | --- |\n");
+    std::string out = fmt::format(
+        "| op (FREESWIM_PROFILE) | calls | GPU ms | share |\n| --- | --- | --- | --- |\n");
     for (const auto& [key, t] : rows)
       out += fmt::format("| {} | {} | {:.1f} | {:.1f}% |\n", key, t.calls, t.ms,
                          sum > 0 ? 100.0 * t.ms / sum : 0.0);
@@ -208,8 +209,7 @@ class ProfilingBackend final : public Backend {
     Scope s("attention_bias");
     return in_->attention_bias(q, k, v, scale, bias, key_mask);
   }
-  Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b,
-                const Conv3dParams& p) override {
+  Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) override {
     Scope s("conv3d");
     return in_->conv3d(x, w, b, p);
   }
