@@ -14,10 +14,11 @@
 // product of each new key times up to kCandidates of the heuristic's answers on its own operands
 // and keeps the fastest. Opt-in until it has been measured on the GPU machine: it was written
 // after the session's device time ran out (compiled, not run), so the default stays the
-// heuristic's first answer, which is what every number in docs/ was measured with. Only answers without split-K and without a
-// reduction scheme take part: they accumulate every output over K in the same order, so which
-// one wins (timing is noisy) does not change the result's bits, and a resumed run matches. A
-// product that accumulates into its output (beta = 1) is not timed (it would add twice).
+// heuristic's first answer, which is what every number in docs/ was measured with. Only answers
+// without split-K and without a reduction scheme take part: they accumulate every output over K in
+// the same order, so which one wins (timing is noisy) does not change the result's bits, and a
+// resumed run matches. A product that accumulates into its output (beta = 1) is not timed (it would
+// add twice).
 #include "ops/cuda/gemm.h"
 
 #include <cublasLt.h>
