@@ -6,11 +6,19 @@
 // and 35 FreeSwim steps (strength 0.7, cache every 2), the reference's settings. Lines are printed
 // as they finish.
 //
-// `stages` (default all) is a comma list of base, decode_base, upsample, encode, freeswim, decode,
+// `stages` (default all) is `whole` (below) or a comma list of base, decode_base, upsample, encode,
+// freeswim, decode,
 // or `vae` for the four VAE / upsample stages alone: without base and freeswim the DiT is not
 // built, and a stage whose input was not produced gets a synthetic one of the right size (random
 // latents, a smooth frame pattern). vae_tile 0 (default) is the CLI's GPU default; vae_precision
 // is tf32 (default) or fp32. The tile plan of each VAE stage is printed.
+//
+// `whole` runs the whole of `generate` instead, with nothing extrapolated: the pipeline's own
+// loops (run_base_stage: 50 UniPC steps with CFG; run_freeswim_stage: the last 35 of 50 steps,
+// cache every 2, the cache placed by --cache-memory auto's rule) and the calls run_generate
+// makes between them (decode, trim, bilinear upsample, encode, trim, decode), timing each stage
+// and printing every step as it finishes. Left out, and said so: the text encoder (random
+// contexts stand in for UMT5's output; on the GPU it is a few seconds) and writing the mp4 (CPU).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -21,6 +29,7 @@
 #include <memory>
 #include <string>
 
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -29,7 +38,9 @@
 #include "ops/cuda/cuda_backend.h"
 #include "pipeline/denoise.h"
 #include "pipeline/frames.h"
+#include "pipeline/generate.h"
 #include "pipeline/upsample.h"
+#include "sched/unipc.h"
 
 using namespace freeswim;
 
@@ -90,6 +101,85 @@ Tensor pattern_frames(int64_t F, int64_t H, int64_t W) {
   return t;
 }
 
+// The whole generate (see the top of this file); sizes as in run().
+int run_whole(int frames, int W, int H, int bw, int bh, const models::VaeTiling& tiling,
+              ops::ConvPrecision precision) {
+  const auto start = Clock::now();
+  auto t0 = start;
+  const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
+  const auto dit = models::WanDit::random(cfg, Device::CUDA, 1);
+  const auto vae = models::WanVae::random(models::WanVaeConfig::wan21(), Device::CUDA, 2);
+  vae->set_precision(precision);
+  sync();
+  const double build = since(t0);
+  std::printf(
+      "whole generate, Wan2.1-1.3B shapes (random weights) on the GPU: %d frames, %dx%d "
+      "from %dx%d; models built in %.1f s (not counted)\n",
+      frames, W, H, bw, bh, build);
+  std::fflush(stdout);
+  const int T = (frames - 1) / 4 + 1;
+  pipeline::GuidedText text{rng::normal_tensor({512, cfg.text_dim}, 3),
+                            rng::normal_tensor({512, cfg.text_dim}, 4), 5.0};
+  pipeline::StageHooks hooks;
+  hooks.progress = [](const std::string& stage, int done, int total, double seconds) {
+    std::printf("  %s step %d/%d: %.2f s\n", stage.c_str(), done, total, seconds);
+    std::fflush(stdout);
+  };
+  hooks.info = [](const std::string& line) {
+    std::printf("  %s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  std::printf("| stage | seconds | peak tensors (GiB) | note |\n| --- | --- | --- | --- |\n");
+  double total = 0;
+  auto stage_done = [&](const char* what, const char* note = "") {
+    sync();
+    const double s = since(t0);
+    total += s;
+    row(what, s, note);
+    ops::cuda::reset_peak_memory();
+    t0 = Clock::now();
+  };
+  t0 = Clock::now();
+  const pipeline::JobOptions defaults;  // the CLI's defaults: 50 + 50 steps, strength 0.7, ...
+  Tensor base_frames;
+  {
+    sched::UniPCScheduler sched(sched::UniPCConfig::wan(3.0));
+    const Tensor noise = rng::normal_tensor({16, T, bh / 8, bw / 8}, defaults.seed, 0);
+    const Tensor lat =
+        pipeline::run_base_stage(*dit, sched, defaults.base_steps, noise, text, hooks);
+    stage_done("base stage, 50 CFG steps");
+    base_frames = pipeline::decode_latents(*vae, lat, tiling);
+    trim_device_memory();
+    stage_done("VAE decode, base size");
+  }
+  Tensor up = pipeline::resize_bilinear(base_frames, H, W, pipeline::FrameLayout::FHWC);
+  base_frames = {};
+  stage_done("bilinear upsample (CPU threads)");
+  const Tensor clean = pipeline::encode_frames(*vae, up, tiling);
+  up = {};
+  trim_device_memory();
+  stage_done("VAE encode, target size");
+  pipeline::FreeSwimStageOptions fo;
+  fo.steps = defaults.steps;
+  fo.strength = defaults.strength;
+  fo.cache_every = defaults.cache_every;
+  fo.cache_memory = defaults.cache_memory;
+  fo.attention = pipeline::freeswim_params(cfg, bw, bh, defaults);
+  sched::UniPCScheduler sched(sched::UniPCConfig::wan(defaults.shift));
+  const Tensor noise = rng::normal_tensor(clean.shape(), defaults.seed, 1ull << 40);
+  const Tensor lat = pipeline::run_freeswim_stage(*dit, sched, clean, noise, text, fo, hooks);
+  stage_done("FreeSwim stage, 35 CFG steps (cache every 2)");
+  pipeline::decode_latents(*vae, lat, tiling);
+  stage_done("VAE decode, target size");
+  std::printf(
+      "\nwhole generate: %.1f s (%.2f min) from the first base step to the decoded "
+      "frames; not included: text encoding, writing the mp4, building the models\n",
+      total, total / 60);
+  std::printf("allocator high-water mark: %.2f GiB\n",
+              gib(ops::cuda::memory_stats().peak_reserved));
+  return 0;
+}
+
 int run(int argc, char** argv) {
   ops::cuda::register_cuda_backend();
   const int frames = argc > 1 ? std::atoi(argv[1]) : 81;
@@ -104,6 +194,9 @@ int run(int argc, char** argv) {
   FS_CHECK(frames % 4 == 1 && W % 16 == 0 && H % 16 == 0 && bw % 16 == 0 && bh % 16 == 0,
            "bad sizes");
   FS_CHECK(precision == "tf32" || precision == "fp32", "vae_precision must be tf32 or fp32");
+  if (stages == "whole")
+    return run_whole(frames, W, H, bw, bh, tiling,
+                     precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32);
   // A mistyped stage would silently time nothing: every name must be known.
   for (size_t b = 0; b <= stages.size();) {
     const size_t e = std::min(stages.find(',', b), stages.size());
