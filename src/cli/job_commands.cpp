@@ -24,7 +24,7 @@ struct JobFlags {
   std::string vae_precision = "tf32";
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
-  bool resume = false, no_vae_tiling = false;
+  bool resume = false, no_vae_tiling = false, offload = false;
 };
 
 std::shared_ptr<JobFlags> g_flags;
@@ -84,6 +84,9 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--png", f.png, "Also write PNG frames into this folder");
   c->add_flag("--resume", f.resume, "Continue a killed run from the state saved beside the output");
   c->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
+  c->add_flag("--offload", f.offload,
+              "Keep the DiT's block weights in pinned host memory and stream two blocks at a time "
+              "to the GPU (for models larger than the card; cuda only)");
   c->add_option("--threads", f.threads, "CPU threads (default: all cores)");
   c->add_option("--vae-tile", f.vae_tile,
                 "VAE tile size in pixels (memory bounded by the tile; default 256 on cpu, 768 on "
@@ -191,8 +194,19 @@ int run_job(const JobFlags& f, bool generate) {
         "no model given: use --model DIR (a Wan2.1 checkpoint) or --model tiny for a quick test "
         "run");
   const Device device = parse_device(f.device);
+  FS_CHECK(!f.offload || device == Device::CUDA,
+           "--offload streams the DiT's blocks from host memory to the GPU: it needs --device cuda "
+           "(on the cpu the weights are in host memory already)");
   const auto t0 = std::chrono::steady_clock::now();
   const pipeline::LoadedModels m = pipeline::load_models(f.models, device);
+  if (f.offload) {
+    const double gib = static_cast<double>(m.dit->block_weight_bytes()) / (1 << 30);
+    m.dit->enable_offload();
+    std::fprintf(stderr,
+                 "freeswim: --offload: %.2f GiB of DiT block weights in pinned host memory, two "
+                 "blocks at a time on the GPU\n",
+                 gib);
+  }
   std::fprintf(stderr, "freeswim: model %s (%s), %s\n", m.native.variant.c_str(),
                m.layout.layout.c_str(), m.dit->config().describe().c_str());
   if (m.layout.layout == "tiny")

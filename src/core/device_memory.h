@@ -89,5 +89,9 @@ AsyncCopy copy_async(const Tensor& dst, const Tensor& src);
 // by their owners so that the out-of-memory message can name the flag that moves them off it.
 void add_device_cache_bytes(Device device, int64_t delta);
 size_t device_cache_bytes(Device device);
+// Bytes of model weights on `device` that --offload would move to host memory (kept by the
+// model that holds them), for the same message.
+void add_device_offloadable_bytes(Device device, int64_t delta);
+size_t device_offloadable_bytes(Device device);
 
 }  // namespace freeswim

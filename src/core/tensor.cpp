@@ -34,6 +34,7 @@ void cpu_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t
 DeviceMemory g_memory[2] = {{cpu_alloc, cpu_release, cpu_copy}, {}};
 
 std::atomic<int64_t> g_cache_bytes[2];
+std::atomic<int64_t> g_offloadable_bytes[2];
 
 }  // namespace
 
@@ -43,6 +44,15 @@ void add_device_cache_bytes(Device device, int64_t delta) {
 
 size_t device_cache_bytes(Device device) {
   const int64_t b = g_cache_bytes[static_cast<int>(device)].load();
+  return b > 0 ? static_cast<size_t>(b) : 0;
+}
+
+void add_device_offloadable_bytes(Device device, int64_t delta) {
+  g_offloadable_bytes[static_cast<int>(device)] += delta;
+}
+
+size_t device_offloadable_bytes(Device device) {
+  const int64_t b = g_offloadable_bytes[static_cast<int>(device)].load();
   return b > 0 ? static_cast<size_t>(b) : 0;
 }
 

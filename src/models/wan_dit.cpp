@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "models/wan_dit_chunks.h"
 
@@ -39,7 +40,116 @@ struct WanDit::Embedded {
 };
 
 WanDit::WanDit(WanDitConfig config, WanDitWeights weights, Device device)
-    : config_(config), w_(std::move(weights)), device_(device) {}
+    : config_(config), w_(std::move(weights)), device_(device) {
+  // The out-of-memory message names --offload with the bytes it would move.
+  if (device_ != Device::CPU) add_device_offloadable_bytes(device_, block_weight_bytes());
+}
+
+WanDit::~WanDit() {
+  if (device_ != Device::CPU && !streamer_)
+    add_device_offloadable_bytes(device_, -block_weight_bytes());
+}
+
+namespace {
+
+// Every tensor member of a block, in one fixed order (absent ones are undefined tensors);
+// const or not as the block is.
+template <typename Block>
+auto block_tensors(Block& b) {
+  std::vector<decltype(&b.ffn0_w)> v;
+  for (auto* a : {&b.attn1, &b.attn2})
+    for (auto* t : {&a->to_q_w, &a->to_q_b, &a->to_k_w, &a->to_k_b, &a->to_v_w, &a->to_v_b,
+                    &a->to_out_w, &a->to_out_b, &a->norm_q, &a->norm_k})
+      v.push_back(t);
+  for (auto* t :
+       {&b.norm2_w, &b.norm2_b, &b.ffn0_w, &b.ffn0_b, &b.ffn2_w, &b.ffn2_b, &b.scale_shift_table})
+    v.push_back(t);
+  return v;
+}
+
+}  // namespace
+
+// The --offload mechanism (WanDit::enable_offload). Two slots on the device; slot s holds block
+// block_[s] once copies_[s] have completed. acquire(i) makes the compute stream wait for block
+// i's copies, then queues block i + 1 (the first block after the last, for the next forward)
+// into the other slot. copy_async starts a copy only after the work already queued on the
+// compute stream, which includes every kernel of the block that used that slot before, and
+// block i's kernels are queued after it, so the copy overlaps them.
+class BlockStreamer {
+ public:
+  BlockStreamer(std::vector<WanBlockWeights>& blocks, Device device) {
+    FS_CHECK(!blocks.empty(), "--offload: the model has no blocks");
+    host_ = blocks;
+    for (size_t i = 0; i < host_.size(); ++i) {
+      const std::vector<Tensor*> ts = block_tensors(host_[i]);
+      const std::vector<Tensor*> first = block_tensors(host_[0]);
+      for (size_t k = 0; k < ts.size(); ++k) {
+        Tensor& t = *ts[k];
+        FS_CHECK(t.defined() == first[k]->defined() &&
+                     (!t.defined() ||
+                      (t.shape() == first[k]->shape() && t.dtype() == first[k]->dtype())),
+                 "--offload: block {} has other weight shapes than block 0", i);
+        if (!t.defined()) continue;
+        Tensor h = Tensor::empty_pinned(t.shape(), t.dtype(), device);
+        copy_async(h, t).host_waits();
+        t = h;
+      }
+      blocks[i] = host_[i];  // releases the device copy of block i
+    }
+    for (WanBlockWeights& slot : slot_) {
+      slot = host_[0];
+      for (Tensor* t : block_tensors(slot))
+        if (t->defined()) *t = Tensor::empty(t->shape(), t->dtype(), device);
+    }
+  }
+
+  const WanBlockWeights& acquire(size_t i) {
+    int s = block_[0] == static_cast<int64_t>(i)   ? 0
+            : block_[1] == static_cast<int64_t>(i) ? 1
+                                                   : -1;
+    if (s < 0) {  // not prefetched (the first forward, or blocks taken out of order)
+      s = active_ < 0 ? 0 : 1 - active_;
+      start(i, s);
+    }
+    for (AsyncCopy& c : copies_[s]) c.compute_waits();
+    copies_[s].clear();
+    active_ = s;
+    const size_t next = (i + 1) % host_.size();
+    if (next != i && block_[1 - s] != static_cast<int64_t>(next)) start(next, 1 - s);
+    return slot_[s];
+  }
+
+ private:
+  void start(size_t i, int s) {
+    copies_[s].clear();  // (waits on the host for copies never waited for: none in order)
+    const std::vector<Tensor*> dst = block_tensors(slot_[s]);
+    const std::vector<Tensor*> src = block_tensors(host_[i]);
+    for (size_t k = 0; k < dst.size(); ++k)
+      if (dst[k]->defined()) copies_[s].push_back(copy_async(*dst[k], *src[k]));
+    block_[s] = static_cast<int64_t>(i);
+  }
+
+  std::vector<WanBlockWeights> host_;  // every block, in pinned host memory
+  WanBlockWeights slot_[2];            // on the device
+  std::vector<AsyncCopy> copies_[2];   // in flight into each slot
+  int64_t block_[2] = {-1, -1};        // block each slot holds or is receiving
+  int active_ = -1;                    // slot of the block being computed
+};
+
+void WanDit::enable_offload() {
+  if (streamer_) return;
+  const int64_t bytes = block_weight_bytes();
+  streamer_ = std::make_shared<BlockStreamer>(w_.blocks, device_);
+  if (device_ != Device::CPU) add_device_offloadable_bytes(device_, -bytes);
+}
+
+int64_t WanDit::block_weight_bytes() const {
+  int64_t bytes = 0;
+  for (const WanBlockWeights& b : w_.blocks)
+    for (const Tensor* t : block_tensors(b))
+      if (t->defined()) bytes += static_cast<int64_t>(t->nbytes());
+  return bytes;
+}
 
 namespace {
 
@@ -210,7 +320,7 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
   Tensor full = dual ? e.x.clone() : Tensor{};
 
   for (size_t i = 0; i < w_.blocks.size(); ++i) {
-    const WanBlockWeights& b = w_.blocks[i];
+    const WanBlockWeights& b = streamer_ ? streamer_->acquire(i) : w_.blocks[i];
     const Modulation m = block_modulation(b.scale_shift_table, e.mod_proj, dim);
     auto self_attn = [&](Tensor& h, const WindowGeometry* win) {
       Tensor o;

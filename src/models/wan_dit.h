@@ -77,9 +77,14 @@ struct DitInput {
   Tensor context;
 };
 
+class BlockStreamer;  // wan_dit.cpp: the --offload path
+
 class WanDit {
  public:
   WanDit(WanDitConfig config, WanDitWeights weights, Device device);
+  ~WanDit();
+  WanDit(const WanDit&) = delete;
+  WanDit& operator=(const WanDit&) = delete;
 
   // Loads from a checkpoint: a safetensors file, a sharded index, or a directory (diffusers
   // `transformer/` or an original Wan folder). The config comes from `config_path` if given,
@@ -103,6 +108,18 @@ class WanDit {
   const WanDitConfig& config() const { return config_; }
   Device device() const { return device_; }
 
+  // --offload: moves every block's weights to pinned host memory and keeps two device slots of
+  // one block each; a forward copies block i + 1 into the free slot on the transfer stream while
+  // block i computes, and waits for it (on the GPU, not the host) before block i + 1. The device
+  // then holds two blocks instead of all (1.3B: 2 x 95 MiB instead of 2.8 GiB; 14B: 2 x 0.9 GiB
+  // instead of 27 GiB) for one extra pass of the weights over PCIe per forward, overlapped with
+  // compute. Results are bit-identical (the same tensors, copied). On the CPU the "host" and
+  // "device" are the same memory and this only exercises the mechanism (tests). Not undone.
+  void enable_offload();
+  bool offloaded() const { return streamer_ != nullptr; }
+  // Bytes of all blocks' weights (what enable_offload moves off the device).
+  int64_t block_weight_bytes() const;
+
   // The velocity prediction [C_out, F, H, W] for one step kind. `freeswim` is required for
   // every kind but Stock. Guide fills `cache`; Reuse reads it (one tensor per block).
   Tensor forward(const DitInput& in, StepKind kind, const FreeSwimParams* freeswim = nullptr,
@@ -121,6 +138,7 @@ class WanDit {
   WanDitConfig config_;
   WanDitWeights w_;
   Device device_;
+  std::shared_ptr<BlockStreamer> streamer_;  // set by enable_offload
 };
 
 }  // namespace freeswim::models

@@ -68,5 +68,15 @@ TEST(CacheMemory, UpscaleAcceptsTheFlag) {
   EXPECT_FALSE(fs::exists(d / "bad.mp4"));
 }
 
+TEST(Offload, OnTheCpuIsRefusedNamingTheFlagAndLeavesNoOutput) {
+  TempDir d;
+  const fs::path out = d / "o.mp4";
+  const RunResult r = generate(out, {"--offload"});
+  EXPECT_NE(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("--offload"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.describe();
+  EXPECT_TRUE(list_tree(d.path()).empty()) << r.describe();
+}
+
 }  // namespace
 }  // namespace freeswim::clitest

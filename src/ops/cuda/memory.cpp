@@ -97,11 +97,18 @@ void read_limit_locked(Pool& p) {
 // The flags that would lower the peak, for the out-of-memory message: only flags the CLI has.
 std::string out_of_memory_advice() {
   const size_t cache = device_cache_bytes(Device::CUDA);
-  if (cache == 0) return "; try a smaller --size";
+  const size_t weights = device_offloadable_bytes(Device::CUDA);
+  const std::string offload =
+      weights > 0 ? fmt::format(
+                        "--offload (streams the DiT's {:.2f} GiB of block weights from "
+                        "host memory), ",
+                        gib(weights))
+                  : std::string();
+  if (cache == 0) return fmt::format("; try {}a smaller --size", offload);
   return fmt::format(
       ", {:.2f} GiB of them by the cross-attention cache; try --cache-memory host (the cache in "
-      "pinned host memory), --cache-every 0 (no cache) or a smaller --size",
-      gib(cache));
+      "pinned host memory), {}--cache-every 0 (no cache) or a smaller --size",
+      gib(cache), offload);
 }
 
 void* cuda_alloc(size_t bytes) {
