@@ -198,7 +198,7 @@ int run_job(const JobFlags& f, bool generate) {
            "--offload streams the DiT's blocks from host memory to the GPU: it needs --device cuda "
            "(on the cpu the weights are in host memory already)");
   const auto t0 = std::chrono::steady_clock::now();
-  const pipeline::LoadedModels m = pipeline::load_models(f.models, device);
+  pipeline::LoadedModels m = pipeline::load_models(f.models, device);
   if (f.offload) {
     const double gib = static_cast<double>(m.dit->block_weight_bytes()) / (1 << 30);
     m.dit->enable_offload();

@@ -236,7 +236,18 @@ FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int 
   return p;
 }
 
-Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobReporter& r) {
+// After the prompts are encoded the text encoder is not needed again: its memory goes back (to
+// the driver, on a GPU) before the DiT stages.
+void release_text_encoder(LoadedModels& m, const Job& job) {
+  if (!m.t5) return;
+  const Device where = m.t5->device();
+  m.release_text_encoder();
+  if (where != Device::CPU) trim_device_memory();
+  job.info(
+      fmt::format("text encoder released ({} memory back for the DiT stages)", device_name(where)));
+}
+
+Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
   m.vae->set_precision(opt.vae_precision);
@@ -244,6 +255,7 @@ Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobRepor
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
+  release_text_encoder(m, job);
   Tensor upsampled;
   if (!job.past("base")) {
     job.info(fmt::format("base stage: {} at {}x{}, {} frames, {} steps", m.native.variant, base_w,
@@ -262,7 +274,7 @@ Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobRepor
   return job.finish(upsampled.defined() ? &upsampled : nullptr, text, base_w, base_h);
 }
 
-Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt,
+Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& opt,
                    const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
@@ -271,6 +283,7 @@ Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOpt
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
+  release_text_encoder(m, job);
   Tensor upsampled;
   if (!job.past("base")) {
     const video::DecodedVideo in = video::read_video(input, opt.frames);

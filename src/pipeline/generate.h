@@ -57,9 +57,10 @@ void validate_frame_count(int frames, const std::string& flag = "--frames");
 void check_job_options(const JobOptions& opt);
 
 // Runs a whole generation and writes opt.output (atomically). Returns the frames written.
-Tensor run_generate(const LoadedModels& m, const JobOptions& opt, const JobReporter& r);
+// The text encoder is released once the prompts are encoded (LoadedModels::release_text_encoder).
+Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r);
 // Upscales `input` (a video file) with the FreeSwim stage and writes opt.output.
-Tensor run_upscale(const LoadedModels& m, const std::string& input, const JobOptions& opt,
+Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& opt,
                    const JobReporter& r);
 
 // The FreeSwim attention settings for a base (native) size and a model: half window from the

@@ -132,8 +132,17 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text)
   return m;
 }
 
+void LoadedModels::release_text_encoder() {
+  if (!t5) return;
+  t5.reset();
+  text_released_ = true;
+}
+
 Tensor LoadedModels::encode_text(const std::string& prompt) const {
   constexpr int64_t kTextLen = 512;
+  FS_CHECK(!text_released_,
+           "internal: the text encoder was released after the prompts were encoded and is asked "
+           "to encode another");
   if (!t5) {
     // Tiny model: 12 rows derived from the prompt bytes, zeros after (as padding would be).
     const int64_t dim = dit->config().text_dim;

@@ -55,6 +55,14 @@ struct LoadedModels {
   // The tiny model has no text encoder: its context is a fixed pseudo-random function of the
   // prompt's bytes, so different prompts still give different videos.
   Tensor encode_text(const std::string& prompt) const;
+  // Frees the text encoder once a run's prompts are encoded: nothing needs it again, and
+  // UMT5-XXL holds 11 GB of a GPU (23 GB of host memory as f32 on the CPU) that the DiT stages
+  // can use. encode_text throws afterwards. No-op for the tiny model (it has none).
+  void release_text_encoder();
+  bool text_encoder_released() const { return text_released_; }
+
+ private:
+  bool text_released_ = false;
 };
 
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true);

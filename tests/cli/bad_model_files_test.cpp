@@ -76,6 +76,18 @@ class BadModelFile : public ::testing::Test {
   TempDir tmp_;
 };
 
+// The unmodified golden files make a video, and the text encoder is released once the prompts
+// are encoded (its memory goes to the DiT stages), before the base stage starts.
+TEST_F(BadModelFile, GoodFilesRunAndReleaseTheTextEncoderBeforeTheBaseStage) {
+  const RunResult r = run_freeswim(
+      args(golden("dit_tiny.diffusers.safetensors"), golden("vae_tiny.diffusers.safetensors")));
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const size_t released = r.err.find("text encoder released");
+  ASSERT_NE(released, std::string::npos) << r.describe();
+  EXPECT_LT(released, r.err.find("base stage")) << r.describe();
+  EXPECT_EQ(list_tree(out_dir()), std::vector<std::string>{"video.mp4"}) << r.describe();
+}
+
 TEST_F(BadModelFile, CorruptDitHeaderOrData) {
   const std::string good = read_bytes(golden("dit_tiny.diffusers.safetensors"));
   uint64_t header_len = 0;

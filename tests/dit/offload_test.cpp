@@ -62,8 +62,8 @@ void run_all_kinds(int layers) {
       const FreeSwimParams* p = kind == StepKind::Stock ? nullptr : &fsp;
       const Tensor a = plain->forward(in, kind, p, &cache_a);
       const Tensor b = streamed->forward(in, kind, p, &cache_b);
-      EXPECT_EQ(differing(a, b), 0) << step_kind_name(kind) << " round " << round << ", "
-                                    << layers << " layers";
+      EXPECT_EQ(differing(a, b), 0)
+          << step_kind_name(kind) << " round " << round << ", " << layers << " layers";
     }
 }
 
