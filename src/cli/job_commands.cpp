@@ -198,15 +198,12 @@ int run_job(const JobFlags& f, bool generate) {
            "--offload streams the DiT's blocks from host memory to the GPU: it needs --device cuda "
            "(on the cpu the weights are in host memory already)");
   const auto t0 = std::chrono::steady_clock::now();
-  pipeline::LoadedModels m = pipeline::load_models(f.models, device);
-  if (f.offload) {
-    const double gib = static_cast<double>(m.dit->block_weight_bytes()) / (1 << 30);
-    m.dit->enable_offload();
+  pipeline::LoadedModels m = pipeline::load_models(f.models, device, true, f.offload);
+  if (f.offload)
     std::fprintf(stderr,
                  "freeswim: --offload: %.2f GiB of DiT block weights in pinned host memory, two "
                  "blocks at a time on the GPU\n",
-                 gib);
-  }
+                 static_cast<double>(m.dit->block_weight_bytes()) / (1 << 30));
   std::fprintf(stderr, "freeswim: model %s (%s), %s\n", m.native.variant.c_str(),
                m.layout.layout.c_str(), m.dit->config().describe().c_str());
   if (m.layout.layout == "tiny")

@@ -41,13 +41,25 @@ struct WanDit::Embedded {
 
 WanDit::WanDit(WanDitConfig config, WanDitWeights weights, Device device)
     : config_(config), w_(std::move(weights)), device_(device) {
-  // The out-of-memory message names --offload with the bytes it would move.
-  if (device_ != Device::CPU) add_device_offloadable_bytes(device_, block_weight_bytes());
+  // The out-of-memory message names --offload with the bytes it would move (block weights on the
+  // device; load(offload = true) hands them over in host memory already).
+  const bool on_device = !w_.blocks.empty() && w_.blocks[0].ffn0_w.defined() &&
+                         w_.blocks[0].ffn0_w.device() != Device::CPU;
+  if (on_device) {
+    offloadable_counted_ = block_weight_bytes();
+    add_device_offloadable_bytes(device_, offloadable_counted_);
+  }
 }
 
 WanDit::~WanDit() {
-  if (device_ != Device::CPU && !streamer_)
-    add_device_offloadable_bytes(device_, -block_weight_bytes());
+  add_device_offloadable_bytes(device_, -offloadable_counted_);
+}
+
+Tensor WanDit::pin_for_offload(const Tensor& on_device, Device device) {
+  if (device == Device::CPU || on_device.device() == Device::CPU) return on_device;
+  Tensor h = Tensor::empty_pinned(on_device.shape(), on_device.dtype(), device);
+  copy_async(h, on_device).host_waits();
+  return h;
 }
 
 namespace {
@@ -90,9 +102,7 @@ class BlockStreamer {
                       (t.shape() == first[k]->shape() && t.dtype() == first[k]->dtype())),
                  "--offload: block {} has other weight shapes than block 0", i);
         if (!t.defined()) continue;
-        Tensor h = Tensor::empty_pinned(t.shape(), t.dtype(), device);
-        copy_async(h, t).host_waits();
-        t = h;
+        t = WanDit::pin_for_offload(t, device);  // (already in host memory: kept)
       }
       blocks[i] = host_[i];  // releases the device copy of block i
     }
@@ -138,9 +148,9 @@ class BlockStreamer {
 
 void WanDit::enable_offload() {
   if (streamer_) return;
-  const int64_t bytes = block_weight_bytes();
   streamer_ = std::make_shared<BlockStreamer>(w_.blocks, device_);
-  if (device_ != Device::CPU) add_device_offloadable_bytes(device_, -bytes);
+  add_device_offloadable_bytes(device_, -offloadable_counted_);
+  offloadable_counted_ = 0;
 }
 
 int64_t WanDit::block_weight_bytes() const {

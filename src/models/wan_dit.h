@@ -90,11 +90,13 @@ class WanDit {
   // `transformer/` or an original Wan folder). The config comes from `config_path` if given,
   // else a `config.json` beside the weights, else is inferred from the tensor shapes.
   // Weights are validated against the config and converted once to the device's compute dtype.
+  // `offload` (--offload, see enable_offload): the blocks' weights go to pinned host memory one
+  // tensor at a time as they are converted, so a DiT larger than the GPU loads too.
   static std::unique_ptr<WanDit> load(const std::string& path, Device device,
-                                      const std::string& config_path = "");
+                                      const std::string& config_path = "", bool offload = false);
   // The same with a configuration already in hand.
   static std::unique_ptr<WanDit> load(const std::string& path, Device device,
-                                      const WanDitConfig& config);
+                                      const WanDitConfig& config, bool offload = false);
   // The configuration load() uses for `path`: `config_path`, else config.json beside, else
   // inferred.
   static WanDitConfig resolve_config(const std::string& path, const std::string& config_path = "");
@@ -116,6 +118,9 @@ class WanDit {
   // compute. Results are bit-identical (the same tensors, copied). On the CPU the "host" and
   // "device" are the same memory and this only exercises the mechanism (tests). Not undone.
   void enable_offload();
+  // A tensor converted for `device` and moved to pinned host memory (on the CPU: itself); what
+  // load(offload = true) does with each block weight.
+  static Tensor pin_for_offload(const Tensor& on_device, Device device);
   bool offloaded() const { return streamer_ != nullptr; }
   // Bytes of all blocks' weights (what enable_offload moves off the device).
   int64_t block_weight_bytes() const;
@@ -139,6 +144,7 @@ class WanDit {
   WanDitWeights w_;
   Device device_;
   std::shared_ptr<BlockStreamer> streamer_;  // set by enable_offload
+  int64_t offloadable_counted_ = 0;          // bytes this model added to the --offload advice
 };
 
 }  // namespace freeswim::models

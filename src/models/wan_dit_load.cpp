@@ -187,12 +187,12 @@ WanDitConfig WanDit::resolve_config(const std::string& path, const std::string& 
 }
 
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
-                                     const std::string& config_path) {
-  return load(path, device, resolve_config(path, config_path));
+                                     const std::string& config_path, bool offload) {
+  return load(path, device, resolve_config(path, config_path), offload);
 }
 
-std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
-                                     const WanDitConfig& c) {
+std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const WanDitConfig& c,
+                                     bool offload) {
   const io::TensorSource src = io::TensorSource::open(path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
 
@@ -223,35 +223,41 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
   w.text1_b = get("condition_embedder.text_embedder.linear_1.bias", {D});
   w.text2_w = get("condition_embedder.text_embedder.linear_2.weight", {D, D});
   w.text2_b = get("condition_embedder.text_embedder.linear_2.bias", {D});
+  // Block weights: with offload each goes to pinned host memory right after its conversion, so
+  // the device holds one tensor of the blocks at a time while loading.
+  auto get_block = [&](const std::string& name, const Shape& expected) -> Tensor {
+    Tensor t = get(name, expected);
+    return offload ? pin_for_offload(t, device) : t;
+  };
   for (int i = 0; i < c.num_layers; ++i) {
     WanBlockWeights b;
     const std::string pre = fmt::format("blocks.{}.", i);
     auto attn = [&](const std::string& a) {
       WanAttentionWeights x;
-      x.to_q_w = get(pre + a + ".to_q.weight", {D, D});
-      x.to_q_b = get(pre + a + ".to_q.bias", {D});
-      x.to_k_w = get(pre + a + ".to_k.weight", {D, D});
-      x.to_k_b = get(pre + a + ".to_k.bias", {D});
-      x.to_v_w = get(pre + a + ".to_v.weight", {D, D});
-      x.to_v_b = get(pre + a + ".to_v.bias", {D});
-      x.to_out_w = get(pre + a + ".to_out.0.weight", {D, D});
-      x.to_out_b = get(pre + a + ".to_out.0.bias", {D});
-      x.norm_q = get(pre + a + ".norm_q.weight", {D});
-      x.norm_k = get(pre + a + ".norm_k.weight", {D});
+      x.to_q_w = get_block(pre + a + ".to_q.weight", {D, D});
+      x.to_q_b = get_block(pre + a + ".to_q.bias", {D});
+      x.to_k_w = get_block(pre + a + ".to_k.weight", {D, D});
+      x.to_k_b = get_block(pre + a + ".to_k.bias", {D});
+      x.to_v_w = get_block(pre + a + ".to_v.weight", {D, D});
+      x.to_v_b = get_block(pre + a + ".to_v.bias", {D});
+      x.to_out_w = get_block(pre + a + ".to_out.0.weight", {D, D});
+      x.to_out_b = get_block(pre + a + ".to_out.0.bias", {D});
+      x.norm_q = get_block(pre + a + ".norm_q.weight", {D});
+      x.norm_k = get_block(pre + a + ".norm_k.weight", {D});
       return x;
     };
     b.attn1 = attn("attn1");
     b.attn2 = attn("attn2");
     if (c.cross_attn_norm) {
-      b.norm2_w = get(pre + "norm2.weight", {D});
-      b.norm2_b = get(pre + "norm2.bias", {D});
+      b.norm2_w = get_block(pre + "norm2.weight", {D});
+      b.norm2_b = get_block(pre + "norm2.bias", {D});
     }
-    b.ffn0_w = get(pre + "ffn.net.0.proj.weight", {c.ffn_dim, D});
-    b.ffn0_b = get(pre + "ffn.net.0.proj.bias", {c.ffn_dim});
-    b.ffn2_w = get(pre + "ffn.net.2.weight", {D, c.ffn_dim});
-    b.ffn2_b = get(pre + "ffn.net.2.bias", {D});
+    b.ffn0_w = get_block(pre + "ffn.net.0.proj.weight", {c.ffn_dim, D});
+    b.ffn0_b = get_block(pre + "ffn.net.0.proj.bias", {c.ffn_dim});
+    b.ffn2_w = get_block(pre + "ffn.net.2.weight", {D, c.ffn_dim});
+    b.ffn2_b = get_block(pre + "ffn.net.2.bias", {D});
     // Modulation tables stay fp32 on every backend (the reference adds them in fp32).
-    b.scale_shift_table = get(pre + "scale_shift_table", {1, 6, D});
+    b.scale_shift_table = get_block(pre + "scale_shift_table", {1, 6, D});
     w.blocks.push_back(std::move(b));
   }
   FS_CHECK(!src.contains(naming.stored(fmt::format("blocks.{}.attn1.to_q.weight", c.num_layers))),
@@ -259,7 +265,9 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
   w.head_table = get("scale_shift_table", {1, 2, D});
   w.proj_out_w = get("proj_out.weight", {c.out_channels * P, D});
   w.proj_out_b = get("proj_out.bias", {c.out_channels * P});
-  return std::make_unique<WanDit>(c, std::move(w), device);
+  auto model = std::make_unique<WanDit>(c, std::move(w), device);
+  if (offload) model->enable_offload();  // the blocks are in host memory already: no copies
+  return model;
 }
 
 std::unique_ptr<WanDit> WanDit::random(const WanDitConfig& c, Device device, uint64_t seed) {

@@ -104,18 +104,19 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
   return l;
 }
 
-LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text) {
+LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, bool offload) {
   LoadedModels m;
   m.layout = find_models(paths, need_text);
   if (m.layout.layout == "tiny") {
     m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
+    if (offload) m.dit->enable_offload();
     models::WanVaeConfig vc = models::WanVaeConfig::wan21();
     vc.base_dim = 4;
     m.vae = models::WanVae::random(vc, device, 4321);
     m.native = {96, 64, 3.0, "tiny (random weights)"};
     return m;
   }
-  m.dit = models::WanDit::load(m.layout.dit, device, paths.dit_config);
+  m.dit = models::WanDit::load(m.layout.dit, device, paths.dit_config, offload);
   m.vae = models::WanVae::load(m.layout.vae, device);
   if (need_text) {
     m.t5 = text::Umt5Encoder::load(m.layout.t5, device);

@@ -65,7 +65,9 @@ struct LoadedModels {
   bool text_released_ = false;
 };
 
-LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true);
+// `offload`: the DiT's blocks in pinned host memory, streamed to the GPU (--offload).
+LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true,
+                         bool offload = false);
 
 // Wan's default negative prompt (the Wan2.1 repository's sample_neg_prompt).
 const std::string& wan_default_negative_prompt();

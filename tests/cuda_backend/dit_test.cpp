@@ -147,5 +147,36 @@ TEST(CudaDitOffload, EveryStepKindIsBitIdenticalAndTheAdviceFollows) {
     }
 }
 
+// load(offload = true) on the GPU: each block weight goes to pinned host memory as it is
+// converted (the device never holds all blocks), and the model computes what a plain one does.
+TEST(CudaDitOffload, LoadingStraightIntoPinnedMemoryGivesTheSameModel) {
+  const std::string dir = golden_dir();
+  const std::string weights = dir + "/dit_tiny.diffusers.safetensors";
+  const std::string config = dir + "/dit_tiny.config.json";
+  const auto plain = WanDit::load(weights, Device::CUDA, config);
+  const size_t before = ops::cuda::memory_stats().in_use;
+  const auto streamed = WanDit::load(weights, Device::CUDA, config, /*offload=*/true);
+  EXPECT_TRUE(streamed->offloaded());
+  // Its device share: the non-block weights and two block slots, less than a plain model's.
+  EXPECT_LT(ops::cuda::memory_stats().in_use - before,
+            static_cast<size_t>(plain->block_weight_bytes()));
+  DitInput in;
+  in.latents = random_cpu({16, 3, 12, 16}, 50);
+  in.timestep = 250.f;
+  in.context = random_cpu({9, plain->config().text_dim}, 51);
+  FreeSwimParams fsp;
+  fsp.dh = 2;
+  fsp.dw = 3;
+  fsp.attn_scale = 0.2;
+  for (int round = 0; round < 2; ++round) {
+    const Tensor a = plain->forward(in, StepKind::Dual, &fsp).to(Device::CPU).to(DType::F32);
+    const Tensor b = streamed->forward(in, StepKind::Dual, &fsp).to(Device::CPU).to(DType::F32);
+    ASSERT_EQ(a.shape(), b.shape());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) differ += a.data<float>()[i] != b.data<float>()[i];
+    EXPECT_EQ(differ, 0) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace freeswim::cuda_test

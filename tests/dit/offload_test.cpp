@@ -76,5 +76,28 @@ TEST(Offload, OddBlockCountsAndASingleBlockWrapCorrectly) {
   run_all_kinds(1);  // one block: nothing to prefetch
 }
 
+TEST(Offload, LoadingStraightIntoHostMemoryGivesTheSameModel) {
+  const std::string dir = FREESWIM_GOLDEN_DIR;
+  const std::string weights = dir + "/dit_tiny.diffusers.safetensors";
+  const std::string config = dir + "/dit_tiny.config.json";
+  const auto plain = WanDit::load(weights, Device::CPU, config);
+  const auto streamed = WanDit::load(weights, Device::CPU, config, /*offload=*/true);
+  EXPECT_TRUE(streamed->offloaded());
+  EXPECT_EQ(streamed->block_weight_bytes(), plain->block_weight_bytes());
+  DitInput in;
+  in.latents = random_tensor({16, 3, 12, 16}, 40);
+  in.timestep = 250.f;
+  in.context = random_tensor({9, plain->config().text_dim}, 41);
+  FreeSwimParams fsp;
+  fsp.dh = 2;
+  fsp.dw = 3;
+  fsp.attn_scale = 0.2;
+  for (int round = 0; round < 2; ++round)
+    EXPECT_EQ(differing(plain->forward(in, StepKind::Dual, &fsp),
+                        streamed->forward(in, StepKind::Dual, &fsp)),
+              0)
+        << "round " << round;
+}
+
 }  // namespace
 }  // namespace freeswim::models
