@@ -191,7 +191,27 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
   return load(path, device, resolve_config(path, config_path), offload);
 }
 
+namespace {
+std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, const WanDitConfig& c,
+                                     bool offload);
+}  // namespace
+
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const WanDitConfig& c,
+                                     bool offload) {
+  try {
+    return load_weights(path, device, c, offload);
+  } catch (const OutOfMemory& e) {
+    // The allocator's advice cannot know that a DiT is half loaded: name the flag that keeps its
+    // blocks (nearly all of its weights) off the device.
+    if (offload || device == Device::CPU) throw;
+    throw OutOfMemory(fmt::format(
+        "{}; while loading the DiT {} ({}): --offload keeps its block weights in host memory",
+        e.what(), path, c.describe()));
+  }
+}
+
+namespace {
+std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, const WanDitConfig& c,
                                      bool offload) {
   const io::TensorSource src = io::TensorSource::open(path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
@@ -227,7 +247,7 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, con
   // the device holds one tensor of the blocks at a time while loading.
   auto get_block = [&](const std::string& name, const Shape& expected) -> Tensor {
     Tensor t = get(name, expected);
-    return offload ? pin_for_offload(t, device) : t;
+    return offload ? WanDit::pin_for_offload(t, device) : t;
   };
   for (int i = 0; i < c.num_layers; ++i) {
     WanBlockWeights b;
@@ -269,6 +289,7 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, con
   if (offload) model->enable_offload();  // the blocks are in host memory already: no copies
   return model;
 }
+}  // namespace
 
 std::unique_ptr<WanDit> WanDit::random(const WanDitConfig& c, Device device, uint64_t seed) {
   // Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) from a fixed 64-bit engine, mapped by our own

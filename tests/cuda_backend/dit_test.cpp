@@ -178,5 +178,24 @@ TEST(CudaDitOffload, LoadingStraightIntoPinnedMemoryGivesTheSameModel) {
   }
 }
 
+// A DiT that does not fit: the out-of-memory error of the load names --offload and the file.
+TEST(CudaDitOffload, LoadOutOfMemoryNamesTheFlag) {
+  const std::string dir = golden_dir();
+  const std::string weights = dir + "/dit_tiny.diffusers.safetensors";
+  const std::string config = dir + "/dit_tiny.config.json";
+  ops::cuda::release_cached_memory();
+  const size_t old_limit = ops::cuda::memory_limit();
+  ops::cuda::set_memory_limit(ops::cuda::memory_stats().reserved + 4096);
+  std::string message;
+  try {
+    WanDit::load(weights, Device::CUDA, config);
+  } catch (const OutOfMemory& e) {
+    message = e.what();
+  }
+  ops::cuda::set_memory_limit(old_limit);
+  EXPECT_NE(message.find("--offload"), std::string::npos) << message;
+  EXPECT_NE(message.find(weights), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace freeswim::cuda_test
