@@ -21,9 +21,10 @@
 //     and the softmax of tile j runs while that product is in flight (O's rescale is deferred
 //     to just before the next product, which is when O is not being accumulated).
 //   - kFast: the consumers' per-tile non-tensor work is cut down (see WsConsumer::softmax):
-//     exponentials by `ex2.approx.ftz` alone (the libdevice exp2f adds a denormal range fix-up
-//     of three instructions around each MUFU.EX2; the values exponentiated are <= kLazyMax and
-//     results below 2^-126 do not matter next to the row's maximum term, which is >= 1),
+//     exponentials by `ex2.approx.ftz` alone (without fast-math, exp2f is `ex2.approx.f32`,
+//     whose denormal-preserving form costs extra instructions around MUFU.EX2; the values
+//     exponentiated are <= kLazyMax and results below 2^-126 do not matter next to the row's
+//     maximum term, which is >= 1),
 //     a lazy running maximum (it moves only when a tile's maximum exceeds it by more than
 //     kLazyMax, so O's rescale — 64 multiplies per thread — is skipped by the whole warp on
 //     almost every tile), and the wgmma descriptors of a stage computed once per tile.
