@@ -8,13 +8,7 @@
 # Expects .carry/pack.tar.xz made by scripts/device_pack.sh (binaries, libraries, golden data).
 set -u
 OUT=${OUT:-/tmp/device_check}
-mkdir -p "$OUT" /tmp/carry
-tar -xJf .carry/pack.tar.xz -C /tmp/carry
-B=/tmp/carry/bin
-export LD_LIBRARY_PATH=/tmp/carry/lib:${LD_LIBRARY_PATH:-}
-export FREESWIM_GOLDEN_DIR=/tmp/carry/golden
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/summary.txt"
-log() { tee -a "$OUT/summary.txt"; }
+. "$(dirname "$0")/device_setup.sh"
 
 timeout 60 "$B/cuda_attention_test" >"$OUT/attention.txt" 2>&1
 echo "attention tests (default kernel): rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/attention.txt" | tr '\n' ' ')" | log

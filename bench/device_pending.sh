@@ -11,13 +11,7 @@
 #                                     give it the whole call)
 set -u
 OUT=${OUT:-/tmp/device_pending}
-mkdir -p "$OUT" /tmp/carry
-tar -xJf .carry/pack.tar.xz -C /tmp/carry
-B=/tmp/carry/bin
-export LD_LIBRARY_PATH=/tmp/carry/lib:${LD_LIBRARY_PATH:-}
-export FREESWIM_GOLDEN_DIR=/tmp/carry/golden
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/summary.txt"
-log() { tee -a "$OUT/summary.txt"; }
+. "$(dirname "$0")/device_setup.sh"
 
 case "${1:-tests}" in
   tests)

@@ -92,9 +92,9 @@ class BlockStreamer {
   BlockStreamer(std::vector<WanBlockWeights>& blocks, Device device) {
     FS_CHECK(!blocks.empty(), "--offload: the model has no blocks");
     host_ = blocks;
+    const std::vector<Tensor*> first = block_tensors(host_[0]);  // the shapes every slot takes
     for (size_t i = 0; i < host_.size(); ++i) {
       const std::vector<Tensor*> ts = block_tensors(host_[i]);
-      const std::vector<Tensor*> first = block_tensors(host_[0]);
       for (size_t k = 0; k < ts.size(); ++k) {
         Tensor& t = *ts[k];
         FS_CHECK(t.defined() == first[k]->defined() &&

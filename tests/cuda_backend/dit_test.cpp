@@ -138,12 +138,9 @@ TEST(CudaDitOffload, EveryStepKindIsBitIdenticalAndTheAdviceFollows) {
     for (StepKind kind :
          {StepKind::Stock, StepKind::Dual, StepKind::Guide, StepKind::Reuse, StepKind::Uncond}) {
       const FreeSwimParams* p = kind == StepKind::Stock ? nullptr : &fsp;
-      const Tensor a = plain->forward(in, kind, p, &ca).to(Device::CPU).to(DType::F32);
-      const Tensor b = streamed->forward(in, kind, p, &cb).to(Device::CPU).to(DType::F32);
-      ASSERT_EQ(a.shape(), b.shape());
-      int64_t differ = 0;
-      for (int64_t i = 0; i < a.numel(); ++i) differ += a.data<float>()[i] != b.data<float>()[i];
-      EXPECT_EQ(differ, 0) << step_kind_name(kind) << " round " << round;
+      EXPECT_EQ(
+          count_differing(plain->forward(in, kind, p, &ca), streamed->forward(in, kind, p, &cb)), 0)
+          << step_kind_name(kind) << " round " << round;
     }
 }
 
@@ -168,14 +165,11 @@ TEST(CudaDitOffload, LoadingStraightIntoPinnedMemoryGivesTheSameModel) {
   fsp.dh = 2;
   fsp.dw = 3;
   fsp.attn_scale = 0.2;
-  for (int round = 0; round < 2; ++round) {
-    const Tensor a = plain->forward(in, StepKind::Dual, &fsp).to(Device::CPU).to(DType::F32);
-    const Tensor b = streamed->forward(in, StepKind::Dual, &fsp).to(Device::CPU).to(DType::F32);
-    ASSERT_EQ(a.shape(), b.shape());
-    int64_t differ = 0;
-    for (int64_t i = 0; i < a.numel(); ++i) differ += a.data<float>()[i] != b.data<float>()[i];
-    EXPECT_EQ(differ, 0) << "round " << round;
-  }
+  for (int round = 0; round < 2; ++round)
+    EXPECT_EQ(count_differing(plain->forward(in, StepKind::Dual, &fsp),
+                              streamed->forward(in, StepKind::Dual, &fsp)),
+              0)
+        << "round " << round;
 }
 
 // A DiT that does not fit: the out-of-memory error of the load names --offload and the file.

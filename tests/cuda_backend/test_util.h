@@ -46,4 +46,15 @@ inline void expect_close(const Tensor& gpu, const Tensor& cpu, double tol, const
   EXPECT_LT(err, tol) << what << ": relative L2 error " << err;
 }
 
+// Values that differ between two predictions of one shape (any device and float dtype), compared
+// as f32 on the CPU: 0 when the GPU computed the same bits twice.
+inline int64_t count_differing(const Tensor& a, const Tensor& b) {
+  const Tensor x = a.to(Device::CPU).to(DType::F32), y = b.to(Device::CPU).to(DType::F32);
+  EXPECT_EQ(x.shape(), y.shape());
+  if (x.shape() != y.shape()) return x.numel();
+  int64_t n = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) n += x.data<float>()[i] != y.data<float>()[i];
+  return n;
+}
+
 }  // namespace freeswim::cuda_test

@@ -5,9 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
-#include <random>
 
+#include "dit_test_util.h"
 #include "models/wan_dit.h"
 #include "models/wan_dit_chunks.h"
 #include "ops/cpu/cpu_backend.h"
@@ -15,26 +14,6 @@
 
 namespace freeswim::models {
 namespace {
-
-Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(static_cast<size_t>(shape_numel(s)));
-  for (float& x : v) x = dist(gen);
-  return Tensor::from_vector(s, v);
-}
-
-// Bitwise equality of two f32 CPU tensors of one shape.
-void expect_identical(const Tensor& a, const Tensor& b, const char* what) {
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  ASSERT_EQ(a.dtype(), DType::F32) << what;
-  ASSERT_EQ(b.dtype(), DType::F32) << what;
-  const float* pa = a.data<float>();
-  const float* pb = b.data<float>();
-  int64_t differ = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) differ += std::memcmp(pa + i, pb + i, sizeof(float)) != 0;
-  EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << a.numel() << " values differ";
-}
 
 TEST(FfnChunks, RowsAreEvenBlockMultiplesWithinTheBudget) {
   // Wan2.1-1.3B at 1088x1920x81: three chunks of 57,344 rows (the last one 56,672).
@@ -137,7 +116,7 @@ TEST(FfnChunks, ChunkedForwardIsBitIdenticalOnCpu) {
     ASSERT_LT(ffn_chunk_rows(tokens, c.ffn_dim), tokens);  // several chunks now
     const Tensor chunked = model->forward(in, kind, p);
     set_ffn_chunk_rows_cap(previous);
-    expect_identical(chunked, whole, step_kind_name(kind).c_str());
+    expect_identical(chunked, whole, step_kind_name(kind));
   }
 }
 

@@ -5,29 +5,13 @@
 // run, with pinned memory and the transfer stream, is CudaDitOffload in tests/cuda_backend.)
 #include <gtest/gtest.h>
 
-#include <cstring>
-#include <random>
+#include <string>
 
+#include "dit_test_util.h"
 #include "models/wan_dit.h"
 
 namespace freeswim::models {
 namespace {
-
-Tensor random_tensor(const Shape& s, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(s)));
-  for (float& x : v) x = dist(gen);
-  return Tensor::from_vector(s, v);
-}
-
-int64_t differing(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  int64_t n = 0;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    n += std::memcmp(a.data<float>() + i, b.data<float>() + i, sizeof(float)) != 0;
-  return n;
-}
 
 void run_all_kinds(int layers) {
   WanDitConfig c;
@@ -62,8 +46,9 @@ void run_all_kinds(int layers) {
       const FreeSwimParams* p = kind == StepKind::Stock ? nullptr : &fsp;
       const Tensor a = plain->forward(in, kind, p, &cache_a);
       const Tensor b = streamed->forward(in, kind, p, &cache_b);
-      EXPECT_EQ(differing(a, b), 0)
-          << step_kind_name(kind) << " round " << round << ", " << layers << " layers";
+      expect_identical(b, a,
+                       step_kind_name(kind) + " round " + std::to_string(round) + ", " +
+                           std::to_string(layers) + " layers");
     }
 }
 
@@ -93,10 +78,8 @@ TEST(Offload, LoadingStraightIntoHostMemoryGivesTheSameModel) {
   fsp.dw = 3;
   fsp.attn_scale = 0.2;
   for (int round = 0; round < 2; ++round)
-    EXPECT_EQ(differing(plain->forward(in, StepKind::Dual, &fsp),
-                        streamed->forward(in, StepKind::Dual, &fsp)),
-              0)
-        << "round " << round;
+    expect_identical(streamed->forward(in, StepKind::Dual, &fsp),
+                     plain->forward(in, StepKind::Dual, &fsp), "round " + std::to_string(round));
 }
 
 }  // namespace

@@ -60,79 +60,113 @@ __device__ __forceinline__ void fence_regs(float (&r)[N][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(r[i][e])::"memory");
 }
 
-// Gathers K/V tile j (and its key positions) into swizzled shared memory; kLoaders threads take
-// part, `tid` in 0 .. kLoaders - 1 (all threads in the plain kernel, the producer warpgroup in
-// the warp-specialised one).
-template <int D, bool kWindow, int kLoaders, int BK = kBlockK, typename KP = KeyPos>
-__device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles& kt, int head,
-                                                int j, __nv_bfloat16* ks, __nv_bfloat16* vs,
-                                                KP* key, int tid) {
+// Where one loading thread's next key is. A thread loads rows tid / (D / 8) + i * kRowsPerPass of
+// every tile, so within one key rectangle its keys are every kRowsPerPass-th key: the position is
+// decoded (two divisions) once per rectangle and then stepped, across tiles too, by adds only; the
+// token index moves with it.
+struct KeyCursor {
+  int rect = -1;   // rectangle of the current tile (window)
+  int idx = 0;     // index of the thread's next key inside the rectangle (or among all keys)
+  int n_keys = 0;  // keys in the rectangle
+  int t = 0, kr = 0, kc = 0, token = 0;
+  int r0 = 0, r1 = 0, c0 = 0, c1 = 0, cols = 0, row_wrap = 0, frame_wrap = 0;
+
+  __device__ __forceinline__ void start_rect(const Params& p, const KeyRect& R, int first_row) {
+    r0 = R.r0;
+    r1 = R.r1;
+    c0 = R.c0;
+    c1 = R.c1;
+    cols = c1 - c0;
+    n_keys = static_cast<int>(R.keys(p.g.T));
+    idx = first_row;
+    const int per_frame = (r1 - r0) * cols;
+    t = idx / per_frame;
+    const int rem = idx - t * per_frame;
+    kr = r0 + rem / cols;
+    kc = c0 + rem % cols;
+    token = (t * p.g.H + kr) * p.g.W + kc;
+    row_wrap = p.g.W - cols;
+    frame_wrap = (p.g.H - (r1 - r0)) * p.g.W;
+  }
+  template <bool kWindow, int kStep>
+  __device__ __forceinline__ void step() {
+    idx += kStep;
+    token += kStep;
+    if constexpr (kWindow) {
+      kc += kStep;
+      while (kc >= c1) {
+        kc -= cols;
+        token += row_wrap;
+        if (++kr == r1) {
+          kr = r0;
+          ++t;
+          token += frame_wrap;
+        }
+      }
+    }
+  }
+};
+
+// One key position into the tile's table. The tables are arrays of a shared-memory struct, so each
+// entry is aligned to its size: a 16-bit pair goes as one 32-bit store (through the pointer the
+// compiler would only assume 2-byte alignment and split it).
+template <typename KP>
+__device__ __forceinline__ void store_key_pos(KP* dst, const KP& v) {
+  if constexpr (sizeof(KP) == sizeof(uint32_t)) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof(bits));
+    *reinterpret_cast<uint32_t*>(dst) = bits;
+  } else {
+    *dst = v;
+  }
+}
+
+// Issues the copies of one K/V tile's rows and writes their key positions, `kLoaders` threads
+// (`tid` in 0 .. kLoaders - 1) each taking rows tid / (D / 8) + i * kRowsPerPass from `cur`, and
+// leaves `cur` at the thread's first key of the next tile. Token counts fit in int (checked by
+// the launcher); only the element offset is 64-bit.
+template <int D, bool kWindow, int kLoaders, int BK, typename KP>
+__device__ __forceinline__ void load_tile_rows(const Params& p, KeyCursor& cur, int head,
+                                               __nv_bfloat16* ks, __nv_bfloat16* vs, KP* key,
+                                               int tid) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kRowsPerPass = kLoaders / kChunks;
   const int chunk = tid % kChunks;
-  // Token counts fit in int (checked by the launcher), so the index arithmetic is 32-bit.
-  int rect = 0;
-  int local0;
-  if constexpr (kWindow) {
-    rect = kt.rect_of(j);
-    local0 = (j - kt.first[rect]) * BK;
-  } else {
-    local0 = j * BK;
-  }
-  // Window keys: decode (frame, row, column) of the thread's first key once, then step by
-  // kRowsPerPass without dividing (the loop below visits keys row0, row0 + kRowsPerPass, ...).
-  // The token index moves with the position (+1 per column, +W - cols on a row wrap, a frame
-  // jump on a frame wrap), so a step costs a few 32-bit adds and one widening multiply.
-  int t = 0, kr = 0, kc = 0;
-  const KeyRect R = kWindow ? kt.keys.rect[rect] : KeyRect{};
-  const int cols = R.c1 - R.c0;
-  int n_keys = p.n_kv;
-  int token = local0 + tid / kChunks;  // dense: the key index itself
-  if constexpr (kWindow) {
-    n_keys = static_cast<int>(R.keys(p.g.T));
-    const int idx = local0 + tid / kChunks;
-    if (idx < n_keys) {
-      const int per_frame = (R.r1 - R.r0) * cols;
-      t = idx / per_frame;
-      const int rem = idx - t * per_frame;
-      kr = R.r0 + rem / cols;
-      kc = R.c0 + rem % cols;
-    }
-    token = (t * p.g.H + kr) * p.g.W + kc;
-  }
-  const int row_wrap = kWindow ? p.g.W - cols : 0;                       // token step of a row wrap
-  const int frame_wrap = kWindow ? (p.g.H - (R.r1 - R.r0)) * p.g.W : 0;  // and of a frame wrap
   const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
   const __nv_bfloat16* kbase = p.k + int64_t{head} * D + chunk * 8;
   const __nv_bfloat16* vbase = p.v + int64_t{head} * D + chunk * 8;
-  // Fully unrolled for 64-key tiles; for 128-key tiles a full unroll makes the producer spill at
-  // its 72 registers (ptxas: 8 bytes, and ncu showed the stalls on local memory), so 4 at a time.
+  // Fully unrolled for 64-key tiles; for 128-key tiles a full unroll makes the warp-specialised
+  // producer spill at its 72 registers (ptxas: 8 bytes; ncu showed the stalls on local memory).
   constexpr int kUnroll = BK > 64 ? 4 : BK / kRowsPerPass;
 #pragma unroll kUnroll
   for (int i = 0; i < BK / kRowsPerPass; ++i) {
     const int row = tid / kChunks + i * kRowsPerPass;
-    const int idx = local0 + row;
-    const bool valid = idx < n_keys;
-    if (i > 0) {
-      token += kRowsPerPass;
-      if constexpr (kWindow) {
-        kc += kRowsPerPass;
-        while (kc >= R.c1) {
-          kc -= cols;
-          token += row_wrap;
-          if (++kr == R.r1) {
-            kr = R.r0;
-            ++t;
-            token += frame_wrap;
-          }
-        }
-      }
-    }
-    const int64_t off = valid ? token * token_stride : 0;
+    const bool valid = cur.idx < cur.n_keys;
+    const int64_t off = valid ? cur.token * token_stride : 0;
     cp_async16(&ks[sw128<BK>(row, chunk)], kbase + off, valid);
     cp_async16(&vs[sw128<BK>(row, chunk)], vbase + off, valid);
-    if (chunk == 0) key[row] = make_key_pos<KP>(valid, kWindow ? kr : 0, kWindow ? kc : 0);
+    if (chunk == 0)
+      store_key_pos(&key[row], make_key_pos<KP>(valid, kWindow ? cur.kr : 0, kWindow ? cur.kc : 0));
+    cur.step<kWindow, kRowsPerPass>();
   }
+}
+
+// Gathers K/V tile j (and its key positions) into swizzled shared memory from a cursor decoded
+// at the tile's first key (the plain wgmma kernel, whose threads take every tile afresh).
+template <int D, bool kWindow, int kLoaders, int BK = kBlockK, typename KP = KeyPos>
+__device__ __forceinline__ void load_kv_tile_sw(const Params& p, const KeyTiles& kt, int head,
+                                                int j, __nv_bfloat16* ks, __nv_bfloat16* vs,
+                                                KP* key, int tid) {
+  const int first_row = tid / (D / 8);
+  KeyCursor cur;
+  if constexpr (kWindow) {
+    const int rect = kt.rect_of(j);
+    cur.start_rect(p, kt.keys.rect[rect], (j - kt.first[rect]) * BK + first_row);
+  } else {
+    cur.n_keys = p.n_kv;
+    cur.idx = cur.token = j * BK + first_row;
+  }
+  load_tile_rows<D, kWindow, kLoaders, BK>(p, cur, head, ks, vs, key, tid);
 }
 
 // One block: kBlockQ query rows of one head against all its key tiles.

@@ -144,53 +144,6 @@ struct BlockQueries {
   }
 };
 
-// Where one producer thread's next key is. A thread loads rows tid / 16 + 8 i (i = 0..7 for
-// 64-key tiles at D = 128) of every tile, so within one key rectangle its keys are every
-// kRowsPerPass-th key: the position is decoded (two divisions) once per rectangle and then
-// stepped, across tiles too, by adds only; the token index moves with it.
-struct KeyCursor {
-  int rect = -1;   // rectangle of the current tile (window)
-  int idx = 0;     // index of the thread's next key inside the rectangle (or among all keys)
-  int n_keys = 0;  // keys in the rectangle
-  int t = 0, kr = 0, kc = 0, token = 0;
-  int r0 = 0, r1 = 0, c0 = 0, c1 = 0, cols = 0, row_wrap = 0, frame_wrap = 0;
-
-  __device__ __forceinline__ void start_rect(const Params& p, const KeyRect& R, int first_row) {
-    r0 = R.r0;
-    r1 = R.r1;
-    c0 = R.c0;
-    c1 = R.c1;
-    cols = c1 - c0;
-    n_keys = static_cast<int>(R.keys(p.g.T));
-    idx = first_row;
-    const int per_frame = (r1 - r0) * cols;
-    t = idx / per_frame;
-    const int rem = idx - t * per_frame;
-    kr = r0 + rem / cols;
-    kc = c0 + rem % cols;
-    token = (t * p.g.H + kr) * p.g.W + kc;
-    row_wrap = p.g.W - cols;
-    frame_wrap = (p.g.H - (r1 - r0)) * p.g.W;
-  }
-  template <bool kWindow, int kStep>
-  __device__ __forceinline__ void step() {
-    idx += kStep;
-    token += kStep;
-    if constexpr (kWindow) {
-      kc += kStep;
-      while (kc >= c1) {
-        kc -= cols;
-        token += row_wrap;
-        if (++kr == r1) {
-          kr = r0;
-          ++t;
-          token += frame_wrap;
-        }
-      }
-    }
-  }
-};
-
 // Producer warpgroup: Q with tile 0, then every K/V tile. Stage j % ST is refilled once the
 // consumers have released its previous use. Tile j is published by the copies themselves: after
 // issuing them a thread makes the stage's "full" barrier track their completion
@@ -216,9 +169,6 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
       cp_async16(&s.q[sw128<kBlockQ>(row, chunk)], p.q + (token >= 0 ? off : 0), token >= 0);
     }
   }
-  const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
-  const __nv_bfloat16* kbase = p.k + int64_t{head} * D + chunk * 8;
-  const __nv_bfloat16* vbase = p.v + int64_t{head} * D + chunk * 8;
   KeyCursor cur;
   int next_rect_tile = 0;  // first tile of the rectangle after the current one
   if constexpr (!kWindow) {
@@ -238,22 +188,7 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
       }
     }
     if (j >= ST) mbar_wait(&s.empty[buf], ((j / ST) - 1) & 1);
-    __nv_bfloat16* ks = s.k[buf];
-    __nv_bfloat16* vs = s.v[buf];
-    // Fully unrolled for 64-key tiles; for 128-key tiles a full unroll makes the producer spill
-    // at its 72 registers (ptxas: 8 bytes, and ncu showed the stalls on local memory).
-    constexpr int kUnroll = BK > 64 ? 4 : BK / kRowsPerPass;
-#pragma unroll kUnroll
-    for (int i = 0; i < BK / kRowsPerPass; ++i) {
-      const int row = tid / kChunks + i * kRowsPerPass;
-      const bool valid = cur.idx < cur.n_keys;
-      const int64_t off = valid ? cur.token * token_stride : 0;
-      cp_async16(&ks[sw128<BK>(row, chunk)], kbase + off, valid);
-      cp_async16(&vs[sw128<BK>(row, chunk)], vbase + off, valid);
-      if (chunk == 0)
-        s.key[buf][row] = make_key_pos<KeyPos16>(valid, kWindow ? cur.kr : 0, kWindow ? cur.kc : 0);
-      cur.step<kWindow, kRowsPerPass>();
-    }
+    load_tile_rows<D, kWindow, 128, BK>(p, cur, head, s.k[buf], s.v[buf], s.key[buf], tid);
     cp_async_mbar_arrive_noinc(&s.full[buf]);
     if (chunk == 0) mbar_arrive(&s.full[buf]);
   }
