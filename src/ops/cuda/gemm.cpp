@@ -47,9 +47,21 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
+// cuBLASLt's bias epilogues read the bias in D's type: cublasLt.h (CUDA 13.0,
+// CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE) says the bias elements "are the same type as the elements
+// of output matrix (Dtype)", the exceptions being integer (IMMA) and fp8 kernels. The backend keeps
+// 1-D tensors, biases included, in fp32, and an fp32 bias with bf16 D was refused for every
+// shape on the H200 (2026-12-02: every fused epilogue fell back). So each bias goes to cuBLASLt as
+// a bf16 copy made in this scratch vector just before its product (one tiny kernel, on the one
+// stream every op runs on, so a later product cannot overwrite it early). That is what the
+// reference computes too: its nn.Linear biases are bf16 and torch's addmm adds them in cuBLASLt's
+// epilogue.
+constexpr int64_t kBiasScratch = int64_t{1} << 16;
+
 struct Lt {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
+  void* bias16 = nullptr;  // kBiasScratch bf16 values
 };
 
 // Created on first use and kept for the life of the process (as cuBLAS's own handles are).
@@ -60,13 +72,25 @@ Lt& lt() {
     FS_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuBLASLt: cannot create a handle (status {})",
              static_cast<int>(s));
     check_cuda(cudaMalloc(&l->workspace, kWorkspaceBytes), "cudaMalloc of the cuBLASLt workspace");
+    check_cuda(cudaMalloc(&l->bias16, kBiasScratch * 2), "cudaMalloc of the bias scratch");
     return l;
   }();
   return *instance;
 }
 
-cudaDataType_t cuda_type(DType t) {
-  return t == DType::F32 ? CUDA_R_32F : CUDA_R_16BF;
+// bf16 bits of v, rounded to nearest even (the probes' values are finite).
+uint16_t to_bf16_bits(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, sizeof(b));
+  b += 0x7fffu + ((b >> 16) & 1u);
+  return static_cast<uint16_t>(b >> 16);
+}
+
+float from_bf16_bits(uint16_t h) {
+  const uint32_t b = static_cast<uint32_t>(h) << 16;
+  float v;
+  std::memcpy(&v, &b, sizeof(v));
+  return v;
 }
 
 // RAII holders so that every early return releases the descriptors.
@@ -83,14 +107,23 @@ struct Desc {
   }
 };
 
-// One cuBLASLt call: D = alpha * (x w^T) + beta * D (+ bias) (then GELU), bf16 matrices.
+// The bias as bf16 for an epilogue: itself when it is bf16, else a copy in the scratch vector;
+// null when it is longer than the scratch (the caller then adds it after an unfused product).
+const void* bias_bf16(const void* bias, DType bias_t, int64_t N) {
+  if (bias == nullptr || bias_t == DType::BF16) return bias;
+  if (N > kBiasScratch) return nullptr;
+  Lt& l = lt();
+  check_cuda(kernels::convert(bias, bias_t, l.bias16, DType::BF16, N), "bias to bf16");
+  return l.bias16;
+}
+
+// One cuBLASLt call: D = alpha * (x w^T) + beta * D (+ bias) (then GELU), bf16 matrices and bias.
 struct Product {
   const void* x = nullptr;  // B
   const void* w = nullptr;  // A
   void* y = nullptr;        // D, and C when accumulating
   int64_t M = 0, N = 0, K = 0;
-  const void* bias = nullptr;
-  DType bias_t = DType::F32;
+  const void* bias = nullptr;  // bf16 [N]
   bool gelu = false;
   bool accumulate = false;       // beta = 1 with C = D (in place; cuBLASLt allows C == D)
   const float* alpha = nullptr;  // per output feature, device; null: alpha = 1
@@ -117,7 +150,8 @@ AlgoCache& algo_cache() {
   return *c;
 }
 
-std::atomic<int64_t> g_gelu_fused{0}, g_gelu_unfused{0}, g_acc_fused{0}, g_acc_refused{0};
+std::atomic<int64_t> g_gelu_fused{0}, g_gelu_unfused{0}, g_acc_fused{0}, g_acc_refused{0},
+    g_bias_fused{0}, g_bias_unfused{0};
 
 constexpr int kCandidates = 8;
 
@@ -166,7 +200,7 @@ bool run(const Product& p) {
           CUBLAS_STATUS_SUCCESS)
     return false;
   if (p.bias) {
-    const cudaDataType_t bt = cuda_type(p.bias_t);
+    const cudaDataType_t bt = CUDA_R_16BF;
     cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias,
                                    sizeof(p.bias));
     if (cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
@@ -184,7 +218,7 @@ bool run(const Product& p) {
                     p.N,
                     p.K,
                     static_cast<int64_t>(epi),
-                    p.bias ? static_cast<int64_t>(p.bias_t) : -1,
+                    p.bias != nullptr,
                     p.accumulate,
                     p.alpha != nullptr,
                     align_a,
@@ -307,11 +341,15 @@ Probe probe_gelu_epilogue() {
     cudaFree(b);
   };
   std::vector<float> v(N);
-  for (int64_t n = 0; n < N; ++n) v[n] = -3.5f + static_cast<float>(n) / (N - 1);
+  std::vector<uint16_t> v16(N);
+  for (int64_t n = 0; n < N; ++n) {
+    v16[n] = to_bf16_bits(-3.5f + static_cast<float>(n) / (N - 1));
+    v[n] = from_bf16_bits(v16[n]);
+  }
   if (cudaMalloc(&x, M * K * 2) != cudaSuccess || cudaMalloc(&w, N * K * 2) != cudaSuccess ||
-      cudaMalloc(&y, M * N * 2) != cudaSuccess || cudaMalloc(&b, N * 4) != cudaSuccess ||
+      cudaMalloc(&y, M * N * 2) != cudaSuccess || cudaMalloc(&b, N * 2) != cudaSuccess ||
       cudaMemset(x, 0, M * K * 2) != cudaSuccess || cudaMemset(w, 0, N * K * 2) != cudaSuccess ||
-      cudaMemcpy(b, v.data(), N * 4, cudaMemcpyHostToDevice) != cudaSuccess) {
+      cudaMemcpy(b, v16.data(), N * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
     release();
     return Probe::refused;
   }
@@ -323,7 +361,6 @@ Probe probe_gelu_epilogue() {
   p.N = N;
   p.K = K;
   p.bias = b;
-  p.bias_t = DType::F32;
   p.gelu = true;
   std::vector<uint16_t> out(M * N);
   const bool ran =
@@ -333,9 +370,7 @@ Probe probe_gelu_epilogue() {
   double err = 0, gap = 0;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
-      const uint32_t bits = static_cast<uint32_t>(out[m * N + n]) << 16;
-      float o;
-      std::memcpy(&o, &bits, sizeof(o));
+      const float o = from_bf16_bits(out[m * N + n]);
       const double z = v[n];
       const double t = 0.5 * z * (1 + std::tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)));
       const double e = 0.5 * z * (1 + std::erf(z / std::sqrt(2.0)));
@@ -363,9 +398,11 @@ Probe probe_accumulate(bool with_alpha) {
   };
   std::vector<uint16_t> hx(M * K, kOne), hw(N * K, kSixteenth), hy(M * N, kThree);
   std::vector<float> alpha(N), bias(N);
+  std::vector<uint16_t> bias16(N);
   for (int64_t n = 0; n < N; ++n) {
     alpha[n] = with_alpha ? 0.5f * static_cast<float>(1 + n % 4) : 1.f;
     bias[n] = -1.f + 0.5f * static_cast<float>(n % 5);
+    bias16[n] = to_bf16_bits(bias[n]);  // exact
   }
   auto up = [](void** p, const void* src, size_t bytes) {
     return cudaMalloc(p, bytes) == cudaSuccess &&
@@ -373,7 +410,7 @@ Probe probe_accumulate(bool with_alpha) {
   };
   if (!up(&x, hx.data(), hx.size() * 2) || !up(&w, hw.data(), hw.size() * 2) ||
       !up(&y, hy.data(), hy.size() * 2) || !up(&a, alpha.data(), N * 4) ||
-      !up(&b, bias.data(), N * 4)) {
+      !up(&b, bias16.data(), N * 2)) {
     release();
     return Probe::refused;
   }
@@ -385,7 +422,6 @@ Probe probe_accumulate(bool with_alpha) {
   p.N = N;
   p.K = K;
   p.bias = b;
-  p.bias_t = DType::F32;
   p.accumulate = true;
   p.alpha = with_alpha ? static_cast<const float*>(a) : nullptr;
   const bool ran =
@@ -394,10 +430,7 @@ Probe probe_accumulate(bool with_alpha) {
   if (!ran) return Probe::refused;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
-      const uint32_t bits = static_cast<uint32_t>(hy[m * N + n]) << 16;
-      float o;
-      std::memcpy(&o, &bits, sizeof(o));
-      if (o != alpha[n] + 3.f + bias[n]) return Probe::differs;
+      if (from_bf16_bits(hy[m * N + n]) != alpha[n] + 3.f + bias[n]) return Probe::differs;
     }
   return Probe::matches;
 }
@@ -447,20 +480,25 @@ void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, voi
     p.M = M;
     p.N = N;
     p.K = K;
-    p.bias = bias;
-    p.bias_t = bias_t;
-    if (gelu && gelu_epilogue_is_tanh()) {
+    p.bias = bias_bf16(bias, bias_t, N);
+    const bool epilogue_bias = bias == nullptr || p.bias != nullptr;
+    if (gelu && epilogue_bias && gelu_epilogue_is_tanh()) {
       p.gelu = true;
       if (run(p)) {
         ++g_gelu_fused;
+        if (bias) ++g_bias_fused;
         return;
       }
       p.gelu = false;
     }
-    if (run(p)) return finish();
+    if (epilogue_bias && run(p)) {
+      if (bias) ++g_bias_fused;
+      return finish();
+    }
     if (bias) {
       p.bias = nullptr;
       if (run(p)) {
+        ++g_bias_unfused;
         check_cuda(kernels::add_bias_rows(y, DType::BF16, bias, bias_t, M, N), "bias kernel");
         return finish();
       }
@@ -488,8 +526,11 @@ bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, cons
   p.M = M;
   p.N = N;
   p.K = K;
-  p.bias = bias;
-  p.bias_t = DType::F32;
+  p.bias = bias_bf16(bias, DType::F32, N);
+  if (bias && !p.bias) {
+    ++g_acc_refused;
+    return false;
+  }
   p.accumulate = true;
   p.alpha = alpha;
   const bool ok = run(p);
@@ -503,6 +544,8 @@ GemmFusionCounts gemm_fusion_counts() {
   c.gelu_unfused = g_gelu_unfused.load();
   c.accumulate_fused = g_acc_fused.load();
   c.accumulate_refused = g_acc_refused.load();
+  c.bias_fused = g_bias_fused.load();
+  c.bias_unfused = g_bias_unfused.load();
   return c;
 }
 

@@ -18,9 +18,8 @@ using detail::Params;
 void run(const Params& p, int head_dim, bool window, dim3 grid, cudaStream_t stream,
          const char* who) {
   FS_CHECK(detail::attention_kernel_variant() != nullptr,
-           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of ws_ov_rq, ws_ov_rq_s6, wide, wide_rq, "
-           "ws_pp_ov_rq, ws, wgmma, mma",
-           who, std::getenv("FREESWIM_ATTENTION_KERNEL"));
+           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of {}", who,
+           std::getenv("FREESWIM_ATTENTION_KERNEL"), detail::attention_kernel_variants());
   const cudaError_t e = detail::launch_attention(p, head_dim, window, grid, stream);
   FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
 }
@@ -41,6 +40,20 @@ Params common(const void* q, const void* k, const void* v, void* out, int heads,
   p.heads = heads;
   p.scale_log2 = scale * 1.4426950408889634f;
   return p;
+}
+
+// FREESWIM_DENSE_ATTENTION (auto, cudnn or own) overrides `automatic`, so that a benchmark can
+// time whole forwards with either dense path.
+DenseImpl dense_choice(DenseImpl impl) {
+  static const DenseImpl forced = [] {
+    const char* v = std::getenv("FREESWIM_DENSE_ATTENTION");
+    const std::string s = v ? v : "";
+    if (s.empty() || s == "auto") return DenseImpl::automatic;
+    if (s == "cudnn") return DenseImpl::cudnn;
+    FS_CHECK(s == "own", "FREESWIM_DENSE_ATTENTION={} is not one of auto, cudnn, own", s);
+    return DenseImpl::own;
+  }();
+  return impl == DenseImpl::automatic ? forced : impl;
 }
 
 }  // namespace
@@ -77,6 +90,7 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   constexpr const char* who = "dense attention";
   Params p = common(q, k, v, out, heads, head_dim, scale, who);
   FS_CHECK(n_q > 0 && n_kv > 0, "{}: n_q = {}, n_kv = {} must be positive", who, n_q, n_kv);
+  impl = dense_choice(impl);
   if (impl != DenseImpl::own) {
     std::string why;
     if (detail::cudnn_sdpa_forward(q, k, v, out, n_q, n_kv, heads, head_dim, scale, stream, &why))

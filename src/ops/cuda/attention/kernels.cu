@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <string>
 
 #include "ops/cuda/attention/flash_kernel.cuh"
 #include "ops/cuda/attention/wgmma_kernel.cuh"
@@ -136,6 +137,12 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
 }
 
 }  // namespace
+
+std::string attention_kernel_variants() {
+  std::string names;
+  for (const auto& v : kVariants) names += std::string(names.empty() ? "" : ", ") + v.name;
+  return names;
+}
 
 const char* attention_kernel_variant() {
   const int i = variant_index();

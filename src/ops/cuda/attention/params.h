@@ -2,6 +2,8 @@
 // and CUDA code (which reads it) share one definition.
 #pragma once
 
+#include <string>
+
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -35,6 +37,8 @@ cudaError_t launch_attention(const Params& p, int head_dim, bool window, dim3 gr
 // Name of the kernel variant FREESWIM_ATTENTION_KERNEL selects (the default when unset), or
 // nullptr when the variable names none. Defined in kernels.cu.
 const char* attention_kernel_variant();
+// Every variant name, comma-separated (for error messages).
+std::string attention_kernel_variants();
 
 // Keys per tile of that variant (the window plan pads each key rectangle to whole tiles of it).
 int attention_kernel_tile_keys();
