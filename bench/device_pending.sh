@@ -1,43 +1,63 @@
 #!/bin/bash
-# What was written after the 2026-12-02 session's device time ran out, to run on the GPU machine
-# (one part per call; each fits the 10-minute limit). Expects .carry/pack.tar.xz made by
-# scripts/device_pack.sh.
-#   bench/device_pending.sh tests     GPU tests of --offload, the memory cap, the profile and the
-#                                     GEMM autotuning path (CudaLinear* with it on)
-#   bench/device_pending.sh autotune  bench_step with FREESWIM_GEMM_AUTOTUNE=0 and =1 in one call
-#                                     (uncond first as the warm-up that autotunes every shape),
-#                                     then the per-op profile with it on
-#   bench/device_pending.sh whole     bench_generate's whole generate at 1088x1920x81 (~10 min:
-#                                     give it the whole call)
+# Parts of a GPU-machine call, run in the order given (each under its own time limit, so a slow
+# part cannot starve the rest). Expects .carry/pack.tar.xz made by scripts/device_pack.sh.
+#   tests     every CUDA backend GPU test (ops, VAE, DiT, cache, memory, --offload, profile) and
+#             the attention GPU tests, then the GEMM-related ones again with FREESWIM_GEMM_AUTOTUNE=1
+#   attn      bench_attention with the default kernel (window and dense rates)
+#   step      bench_step: every step kind (uncond first as the warm-up), then the per-op profile
+#             of an uncond and a guide forward
+#   autotune  bench_step with FREESWIM_GEMM_AUTOTUNE=1 (uncond first: it autotunes every shape)
+#   dense     bench_step guide with the own dense kernel instead of cuDNN (FREESWIM_DENSE_ATTENTION)
+#   vae       bench_generate's VAE stages at 1088x1920x81 with the per-op profile
+#   whole     bench_generate's whole generate at 1088x1920x81 (most of a call: give it its own)
+# e.g. bench/device_pending.sh tests step vae
 set -u
 OUT=${OUT:-/tmp/device_pending}
 . "$(dirname "$0")/device_setup.sh"
 
-case "${1:-tests}" in
-  tests)
-    timeout 120 "$B/cuda_backend_test" \
-      --gtest_filter='CudaDitOffload*:CudaMemory*:CudaProfile*:CudaDit*' >"$OUT/offload.txt" 2>&1
-    echo "offload / memory / profile / DiT: rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/offload.txt" | tr '\n' ' ')" | log
-    grep -E '^\[  FAILED|Failure' "$OUT/offload.txt" | head -10 | log
-    FREESWIM_GEMM_AUTOTUNE=1 timeout 120 "$B/cuda_backend_test" \
-      --gtest_filter='CudaLinear*:CudaOps.Linear*:CudaDit*' >"$OUT/autotune.txt" 2>&1
-    echo "with GEMM autotuning: rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/autotune.txt" | tr '\n' ' ')" | log
-    grep -E '^\[  FAILED|Failure' "$OUT/autotune.txt" | head -10 | log
-    ;;
-  autotune)
-    for a in 0 1; do
-      echo "FREESWIM_GEMM_AUTOTUNE=$a" | log
-      FREESWIM_GEMM_AUTOTUNE=$a timeout 150 "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond \
+summary() {  # name file: pass / fail line and the first failures into the summary
+  echo "$1: $(grep -E '^\[  (PASSED|FAILED)' "$2" | tr '\n' ' ')" | log
+  grep -E '^\[  FAILED|Failure' "$2" | head -10 | log
+}
+
+for part in "${@:-tests}"; do
+  echo "=== $part ($(date +%T))" | log
+  case "$part" in
+    tests)
+      timeout ${BACKEND_TIMEOUT:-240} "$B/cuda_backend_test" >"$OUT/backend.txt" 2>&1
+      summary "cuda_backend_test rc=$?" "$OUT/backend.txt"
+      grep -E "fusion probes|GELU epilogue|linear_add_gated .*: " "$OUT/backend.txt" | head -12 | log
+      timeout 90 "$B/cuda_attention_test" >"$OUT/attention.txt" 2>&1
+      summary "cuda_attention_test rc=$?" "$OUT/attention.txt"
+      FREESWIM_GEMM_AUTOTUNE=1 timeout 120 "$B/cuda_backend_test" \
+        --gtest_filter='CudaLinear*:CudaOps.Linear*:CudaDit*' >"$OUT/autotune.txt" 2>&1
+      summary "with GEMM autotuning rc=$?" "$OUT/autotune.txt"
+      ;;
+    attn)
+      timeout 40 "$B/bench_attention" "$OUT/a_default.jsonl" 4 16384 2>&1 | log
+      ;;
+    step)
+      timeout ${STEP_TIMEOUT:-150} "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond,dual device \
+        2>&1 | log
+      FREESWIM_PROFILE=1 timeout 100 "$B/bench_step" 21 68 120 uncond,guide device 2>&1 | log
+      ;;
+    autotune)
+      FREESWIM_GEMM_AUTOTUNE=1 timeout 150 "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond \
         device 2>&1 | log
-    done
-    FREESWIM_GEMM_AUTOTUNE=1 FREESWIM_PROFILE=1 timeout 120 "$B/bench_step" 21 68 120 \
-      uncond,uncond device 2>&1 | log
-    ;;
-  whole)
-    timeout ${WHOLE_TIMEOUT:-580} "$B/bench_generate" 81 1920 1088 832 480 0 whole 2>&1 | log
-    ;;
-  *)
-    echo "usage: $0 tests|autotune|whole" >&2
-    exit 2
-    ;;
-esac
+      ;;
+    dense)
+      FREESWIM_DENSE_ATTENTION=own timeout 100 "$B/bench_step" 21 68 120 uncond,guide device 2>&1 |
+        log
+      ;;
+    vae)
+      FREESWIM_PROFILE=1 timeout ${VAE_TIMEOUT:-150} "$B/bench_generate" 81 1920 1088 832 480 0 vae \
+        2>&1 | log
+      ;;
+    whole)
+      timeout ${WHOLE_TIMEOUT:-580} "$B/bench_generate" 81 1920 1088 832 480 0 whole 2>&1 | log
+      ;;
+    *)
+      echo "unknown part $part (tests attn step autotune dense vae whole)" | log
+      ;;
+  esac
+done

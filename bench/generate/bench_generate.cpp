@@ -61,9 +61,15 @@ double gib(size_t b) {
   return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0);
 }
 
+// With FREESWIM_PROFILE=1 each stage's row is followed by its per-op GPU times (since the
+// previous row), which slows the stage a little.
 void row(const char* what, double seconds, const char* note = "") {
   std::printf("| %s | %.2f | %.2f | %s |\n", what, seconds,
               gib(ops::cuda::memory_stats().peak_in_use), note);
+  if (ops::cuda::op_profile_enabled()) {
+    std::printf("\n%s, per op:\n%s\n", what, ops::cuda::op_profile_report().c_str());
+    ops::cuda::reset_op_profile();
+  }
   std::fflush(stdout);
 }
 

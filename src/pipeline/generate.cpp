@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kLatentChannels = 16;
-constexpr int kSpatial = 8, kTemporal = 4, kPatch = 2;
+constexpr int kSpatial = 8, kTemporal = 4;
 
 Shape latent_shape(int frames, int64_t h, int64_t w) {
   return {kLatentChannels, (frames - 1) / kTemporal + 1, h / kSpatial, w / kSpatial};
@@ -222,18 +222,6 @@ void validate_frame_count(int frames, const std::string& flag) {
         "{}",
         flag, frames, lower, lower + 4);
   }
-}
-
-FreeSwimParams freeswim_params(const models::WanDitConfig& dit, int base_w, int base_h,
-                               const JobOptions& opt) {
-  const int grid_h = base_h / (kSpatial * kPatch), grid_w = base_w / (kSpatial * kPatch);
-  FreeSwimParams p = freeswim_params_for_base_grid(grid_h, grid_w, dit.head_dim);
-  if (opt.window_h > 0 || opt.window_w > 0) {
-    p.dh = opt.window_h;
-    p.dw = opt.window_w;
-  }
-  if (opt.attn_scale > 0) p.attn_scale = opt.attn_scale;
-  return p;
 }
 
 // After the prompts are encoded the text encoder is not needed again: its memory goes back (to
