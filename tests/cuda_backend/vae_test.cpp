@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "models/wan_vae.h"
 #include "ops/cpu/cpu_backend.h"
+#include "ops/cuda/conv3d.h"
 #include "pipeline/frames.h"
 #include "test_util.h"
 
@@ -166,6 +167,19 @@ TEST(CudaVaeOps, MovesAreExact) {
       EXPECT_EQ(relative_l2(ops::slice(xc, d, 0, 1), cpu().slice(xs, d, 0, 1)), 0.0) << d;
     }
     EXPECT_EQ(ops::slice(xc, 1, 2, 2).numel(), 0);
+    // Sizes in whole 16-byte units take the vector copy (copy_blocks), the ones above the
+    // element-wise one.
+    const Tensor xv = random_cpu({4, 3, 8, 16}, 147), yv = random_cpu({4, 3, 8, 8}, 148);
+    const Tensor xvs = as_seen(xv, t), yvs = as_seen(yv, t);
+    const Tensor xvc = to_cuda(xv, t), yvc = to_cuda(yv, t);
+    EXPECT_EQ(relative_l2(ops::concat(xvc, yvc, 3), cpu().concat(xvs, yvs, 3)), 0.0);
+    for (int d = 0; d < 4; ++d) {
+      EXPECT_EQ(relative_l2(ops::concat(xvc, xvc, d), cpu().concat(xvs, xvs, d)), 0.0) << d;
+      EXPECT_EQ(
+          relative_l2(ops::slice(xvc, d, 0, xv.dim(d) / 2), cpu().slice(xvs, d, 0, xv.dim(d) / 2)),
+          0.0)
+          << d;
+    }
     for (Shape s : {Shape{37, 70}, Shape{1, 5}, Shape{64, 33}, Shape{100, 1}}) {
       const Tensor m = random_cpu(s, 142);
       const Tensor got = ops::transpose2d(to_cuda(m, t));
@@ -282,6 +296,11 @@ TEST(CudaVaeOps, Fp32AttentionStaysFp32UpToHeadDim512) {
     EXPECT_EQ(got.dtype(), kF32);
     expect_close(got, cpu().attention(q, k, v, scale, nullptr), 1e-5, "fp32 attention");
   }
+  // Two heads, and more query x key scores than one 256 MiB chunk of the product path holds.
+  const Tensor q = random_cpu({8300, 2, 16}, 203), k = random_cpu({8200, 2, 16}, 204),
+               v = random_cpu({8200, 2, 16}, 205);
+  expect_close(ops::attention(to_cuda(q, kF32), to_cuda(k, kF32), to_cuda(v, kF32), 0.25f, nullptr),
+               cpu().attention(q, k, v, 0.25f, nullptr), 1e-5, "fp32 attention in chunks");
 }
 
 TEST(CudaVae, GoldenCasesPassInFp32) {
@@ -354,6 +373,38 @@ TEST(CudaConv3dPrecision, Tf32IsWithinToleranceOnARealSizeConvolution) {
       "%.2f ms (%.1f TFLOP/s); tf32 vs fp32 relative L2 %.3g (%s)\n",
       s32 * 1e3, flop / s32 / 1e12, st * 1e3, flop / st / 1e12, diff,
       diff > 1e-5 ? "tensor cores" : "an FMA algorithm won");
+}
+
+// Each layout of the TF32 search on its own, against the CPU: NCDHW, and channels-last (x and w
+// transposed to NDHWC, y back), on a strided, asymmetrically padded convolution with odd sizes and
+// on a real-size one; then the timed choice between them.
+TEST(CudaConv3dPrecision, EveryLayoutMatchesTheCpu) {
+  struct Case {
+    std::vector<int64_t> x, w;
+    ops::Conv3dParams p;
+  };
+  // Causal time padding, asymmetric spatial padding (an explicit zero border before cuDNN),
+  // stride 2 along the height.
+  const ops::Conv3dParams odd = params(2, 0, 1, 0, 1, 0, 1, 2, 1);
+  const Case cases[] = {{{5, 3, 9, 11}, {7, 5, 3, 3, 3}, odd},
+                        {{96, 4, 40, 64}, {96, 96, 3, 3, 3}, params(0, 0, 1, 1, 1, 1)},
+                        {{64, 4, 30, 34}, {32, 64, 1, 1, 1}, params(0, 0, 0, 0, 0, 0)}};
+  int seed = 300;
+  for (const auto& c : cases) {
+    const Tensor x = random_cpu(c.x, seed++), w = random_cpu(c.w, seed++, -0.1f, 0.1f);
+    const Tensor b = random_cpu({c.w[0]}, seed++);
+    const Tensor want = ops::cpu::cpu_backend().conv3d(x, w, b, c.p);
+    ops::Conv3dParams tf32 = c.p;
+    tf32.precision = ops::ConvPrecision::TF32;
+    for (auto layout : {ops::cuda::ConvLayout::ncdhw, ops::cuda::ConvLayout::channels_last,
+                        ops::cuda::ConvLayout::timed}) {
+      ops::cuda::set_conv_layout(layout);
+      const Tensor got = ops::conv3d(to_cuda(x, kF32), to_cuda(w, kF32), to_cuda(b, kF32), tf32);
+      EXPECT_LT(relative_l2(got, want), kTf32Tol)
+          << "layout " << static_cast<int>(layout) << " x " << x.describe();
+    }
+    ops::cuda::set_conv_layout(ops::cuda::ConvLayout::timed);
+  }
 }
 
 // The golden tiny-VAE case at TF32, computed here rather than through check_vae_cases (which

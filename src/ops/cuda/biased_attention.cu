@@ -67,7 +67,38 @@ __global__ void biased_attention_kernel(const T* q, const T* k, const T* v, T* o
   }
 }
 
+// Softmax of each row of s [rows, cols] in place, fp32: one block per row (max, then the sum of
+// exponentials, then the division).
+__global__ void softmax_rows_kernel(float* s, int64_t cols) {
+  __shared__ float scratch[32];
+  float* r = s + static_cast<int64_t>(blockIdx.x) * cols;
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, r[j]);
+  // The block's maximum: warp maxima through shared memory, as block_sum does for sums.
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = m;
+  __syncthreads();
+  m = (threadIdx.x & 31) < (blockDim.x >> 5) ? scratch[threadIdx.x & 31] : -INFINITY;
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  float sum = 0.f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float e = expf(r[j] - m);
+    r[j] = e;
+    sum += e;
+  }
+  const float inv = 1.f / block_sum(sum, scratch);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) r[j] *= inv;
+}
+
 }  // namespace
+
+cudaError_t softmax_rows_f32(float* s, int64_t rows, int64_t cols) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  softmax_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream()>>>(s, cols);
+  return cudaGetLastError();
+}
 
 cudaError_t attention_bias(const void* q, const void* k, const void* v, void* out, DType t,
                            int64_t nq, int64_t nk, int heads, int head_dim, float scale,

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -59,13 +60,22 @@ cudnnHandle_t handle() {
 }
 
 // RAII owners of the cuDNN descriptors of one call.
+// dims are always given as [N, C, D, H, W]; channels_last lays them out as NDHWC.
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
-  explicit TensorDesc(const std::array<int, 5>& dims) {
+  TensorDesc(const std::array<int, 5>& dims, bool channels_last) {
     check_cudnn(cudnnCreateTensorDescriptor(&d), "cudnnCreateTensorDescriptor");
     std::array<int, 5> strides{};
-    strides[4] = 1;
-    for (int i = 3; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
+    if (channels_last) {
+      strides[1] = 1;
+      strides[4] = dims[1];
+      strides[3] = strides[4] * dims[4];
+      strides[2] = strides[3] * dims[3];
+      strides[0] = strides[2] * dims[2];
+    } else {
+      strides[4] = 1;
+      for (int i = 3; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
+    }
     check_cudnn(cudnnSetTensorNdDescriptor(d, CUDNN_DATA_FLOAT, 5, dims.data(), strides.data()),
                 "cudnnSetTensorNdDescriptor");
   }
@@ -75,9 +85,11 @@ struct TensorDesc {
 };
 struct FilterDesc {
   cudnnFilterDescriptor_t d = nullptr;
-  explicit FilterDesc(const std::array<int, 5>& dims) {
+  FilterDesc(const std::array<int, 5>& dims, bool channels_last) {
     check_cudnn(cudnnCreateFilterDescriptor(&d), "cudnnCreateFilterDescriptor");
-    check_cudnn(cudnnSetFilterNdDescriptor(d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 5, dims.data()),
+    check_cudnn(cudnnSetFilterNdDescriptor(d, CUDNN_DATA_FLOAT,
+                                           channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, 5,
+                                           dims.data()),
                 "cudnnSetFilterNdDescriptor");
   }
   ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
@@ -109,14 +121,20 @@ struct Choice {
   cudnnConvolutionFwdAlgo_t algo;
   size_t workspace;
   cudnnMathType_t math;  // what the heuristic reported for the algorithm; set before each run
+  bool channels_last;    // run on NDHWC copies of x, w and y (transposed around the call)
+  bool same(const Choice& o) const {
+    return algo == o.algo && math == o.math && channels_last == o.channels_last;
+  }
 };
 
-// Candidates timed per new shape: the heuristic's best few (a correct but slow first pick is the
-// case this guards against; beyond three the ranking has not been seen to matter).
-constexpr int kTimedCandidates = 3;
+// Candidates timed per new shape, from each ranking: the heuristic's best few (a correct but slow
+// first pick is the case this guards against).
+constexpr int kTimedTensorOp = 2, kTimedFma = 2, kTimedChannelsLast = 2;
+
+std::atomic<int> g_layout{static_cast<int>(ConvLayout::timed)};
 
 using ShapeKey = std::tuple<std::array<int, 5>, std::array<int, 5>, std::array<int, 3>,
-                            std::array<int, 3>, ConvPrecision>;
+                            std::array<int, 3>, ConvPrecision, int>;
 
 // Whether a reported algorithm computes at the requested precision.
 bool math_allowed(cudnnMathType_t m, ConvPrecision prec) {
@@ -127,7 +145,8 @@ bool math_allowed(cudnnMathType_t m, ConvPrecision prec) {
 // The heuristic's usable candidates for a shape, best first, with the descriptor's math set to
 // `query` while it ranks them.
 std::vector<Choice> candidates(const TensorDesc& xd, const FilterDesc& wd, const ConvDesc& cd,
-                               const TensorDesc& yd, ConvPrecision prec, cudnnMathType_t query) {
+                               const TensorDesc& yd, ConvPrecision prec, cudnnMathType_t query,
+                               bool channels_last) {
   std::array<cudnnConvolutionFwdAlgoPerf_t, 2 * CUDNN_CONVOLUTION_FWD_ALGO_COUNT> perf{};
   int returned = 0;
   cd.set_math(query);
@@ -144,30 +163,50 @@ std::vector<Choice> candidates(const TensorDesc& xd, const FilterDesc& wd, const
     // FP32 runs with the descriptor's FMA math whatever the report says (DEFAULT would let
     // cuDNN pick TF32 on Hopper).
     const cudnnMathType_t m = prec == ConvPrecision::FP32 ? CUDNN_FMA_MATH : r.mathType;
-    const bool seen = std::any_of(out.begin(), out.end(),
-                                  [&](const Choice& c) { return c.algo == r.algo && c.math == m; });
-    if (!seen) out.push_back({r.algo, r.memory, m});
+    const Choice c{r.algo, r.memory, m, channels_last};
+    const bool seen =
+        std::any_of(out.begin(), out.end(), [&](const Choice& o) { return o.same(c); });
+    if (!seen) out.push_back(c);
   }
   return out;
 }
 
+// One convolution's descriptors in both layouts and its (NCDHW) operands.
 struct ConvArgs {
-  const TensorDesc& xd;
+  const TensorDesc &xd, &xd_cl;  // NCDHW, NDHWC
   const void* x;
-  const FilterDesc& wd;
+  const FilterDesc &wd, &wd_cl;
   const void* w;
   const ConvDesc& cd;
-  const TensorDesc& yd;
+  const TensorDesc &yd, &yd_cl;
   void* y;
+  int64_t ci, spatial_in, co, kernel, spatial_out;  // spatial: frames * height * width
 };
 
 void run_conv(const ConvArgs& a, const Choice& c, void* workspace) {
   a.cd.set_math(c.math);
   const float alpha = 1.f, beta = 0.f;
-  check_cudnn(cudnnConvolutionForward(handle(), &alpha, a.xd.d, a.x, a.wd.d, a.w, a.cd.d, c.algo,
-                                      c.workspace > 0 ? workspace : nullptr, c.workspace, &beta,
-                                      a.yd.d, a.y),
-              "cudnnConvolutionForward");
+  void* ws = c.workspace > 0 ? workspace : nullptr;
+  if (!c.channels_last) {
+    check_cudnn(cudnnConvolutionForward(handle(), &alpha, a.xd.d, a.x, a.wd.d, a.w, a.cd.d, c.algo,
+                                        ws, c.workspace, &beta, a.yd.d, a.y),
+                "cudnnConvolutionForward");
+    return;
+  }
+  // cuDNN's tensor-core convolutions work on channels-last data; with NCDHW operands they
+  // convert internally (or fall back to slower kernels). Here the conversion is explicit and
+  // timed with the call: x and w to NDHWC, the product, y back to NCDHW (three memory passes).
+  const Tensor xt = Tensor::empty({a.ci * a.spatial_in}, DType::F32, Device::CUDA);
+  const Tensor wt = Tensor::empty({a.co * a.ci * a.kernel}, DType::F32, Device::CUDA);
+  const Tensor yt = Tensor::empty({a.co * a.spatial_out}, DType::F32, Device::CUDA);
+  check_cuda(kernels::transpose2d(a.x, xt.raw(), 4, a.ci, a.spatial_in), "transpose to NDHWC");
+  check_cuda(kernels::weight_to_nhwc(static_cast<const float*>(a.w), wt.data<float>(), a.co, a.ci,
+                                     a.kernel),
+             "weight to NDHWC");
+  check_cudnn(cudnnConvolutionForward(handle(), &alpha, a.xd_cl.d, xt.raw(), a.wd_cl.d, wt.raw(),
+                                      a.cd.d, c.algo, ws, c.workspace, &beta, a.yd_cl.d, yt.raw()),
+              "cudnnConvolutionForward (NDHWC)");
+  check_cuda(kernels::transpose2d(yt.raw(), a.y, 4, a.spatial_out, a.co), "transpose to NCDHW");
 }
 
 Tensor workspace_for(size_t bytes) {
@@ -193,22 +232,29 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
   // the best few of an explicit CUDNN_TENSOR_OP_MATH ranking and of the FMA ranking together and
   // keeps the fastest: never slower than FP32, and on tensor cores where cuDNN has a faster
   // kernel for the shape.
+  // TF32 also times the best channels-last tensor-op picks, transposes included (run_conv).
   std::vector<Choice> cands;
-  const auto take = [&](std::vector<Choice> from) {
-    if (from.size() > static_cast<size_t>(kTimedCandidates))
-      from.resize(static_cast<size_t>(kTimedCandidates));
+  const auto take = [&](std::vector<Choice> from, int count) {
+    if (from.size() > static_cast<size_t>(count)) from.resize(static_cast<size_t>(count));
     for (const Choice& c : from) {
-      const bool seen = std::any_of(cands.begin(), cands.end(), [&](const Choice& o) {
-        return o.algo == c.algo && o.math == c.math;
-      });
+      const bool seen =
+          std::any_of(cands.begin(), cands.end(), [&](const Choice& o) { return o.same(c); });
       if (!seen) cands.push_back(c);
     }
   };
+  const auto layout = static_cast<ConvLayout>(std::get<5>(key));
   if (prec == ConvPrecision::TF32) {
-    take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_TENSOR_OP_MATH));
-    take(candidates(a.xd, a.wd, a.cd, a.yd, ConvPrecision::FP32, CUDNN_FMA_MATH));
+    if (layout != ConvLayout::channels_last) {
+      take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_TENSOR_OP_MATH, false), kTimedTensorOp);
+      take(candidates(a.xd, a.wd, a.cd, a.yd, ConvPrecision::FP32, CUDNN_FMA_MATH, false),
+           kTimedFma);
+    }
+    if (layout != ConvLayout::ncdhw)
+      take(candidates(a.xd_cl, a.wd_cl, a.cd, a.yd_cl, prec, CUDNN_TENSOR_OP_MATH, true),
+           kTimedChannelsLast);
   } else {
-    take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_FMA_MATH));
+    take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_FMA_MATH, false),
+         kTimedTensorOp + kTimedFma);
   }
   if (cands.empty())
     fail(
@@ -245,8 +291,7 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
     // y holds the last candidate's output; every later call of this shape runs `best`, so the
     // first call must too (TF32 and FMA candidates round differently: without this the first
     // call's result differed from the rest, seen in CudaConv3dPrecision on the H200).
-    const Choice& last = cands.back();
-    if (last.algo != best.algo || last.math != best.math) run_conv(a, best, wsp);
+    if (!cands.back().same(best)) run_conv(a, best, wsp);
   } else {
     run_conv(a, best, wsp);
   }
@@ -319,11 +364,13 @@ Tensor conv3d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
     const std::array<int, 5> ydims{1, as_int(Co, "out channels"), as_int(Fo, "frames"),
                                    as_int(Ho, "height"), as_int(Wo, "width")};
     const std::array<int, 3> stride{p.stride_t, p.stride_h, p.stride_w};
-    const TensorDesc xd(xdims), yd(ydims);
-    const FilterDesc wd(wdims);
+    const TensorDesc xd(xdims, false), yd(ydims, false), xd_cl(xdims, true), yd_cl(ydims, true);
+    const FilterDesc wd(wdims, false), wd_cl(wdims, true);
     const ConvDesc cd(pad, stride, p.precision);
-    convolve(ShapeKey{xdims, wdims, pad, stride, p.precision},
-             ConvArgs{xd, x.raw(), wd, w.raw(), cd, yd, y.raw()}, p.precision);
+    convolve(ShapeKey{xdims, wdims, pad, stride, p.precision, g_layout.load()},
+             ConvArgs{xd, xd_cl, x.raw(), wd, wd_cl, w.raw(), cd, yd, yd_cl, y.raw(), Ci,
+                      x.dim(1) * x.dim(2) * x.dim(3), Co, kt * kh * kw, Fo * Ho * Wo},
+             p.precision);
     if (b.defined())
       check_cuda(kernels::channel_affine(y.raw(), y.raw(), DType::F32, Co, Fo * Ho * Wo, nullptr,
                                          b.data<float>()),
@@ -342,7 +389,13 @@ Tensor conv3d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
   return out;
 }
 
+void set_conv_layout(ConvLayout layout) {
+  g_layout.store(static_cast<int>(layout));
+}
+
 #else
+
+void set_conv_layout(ConvLayout) {}
 
 Tensor conv3d(const Tensor&, const Tensor&, const Tensor&, const Conv3dParams&) {
   fail("conv3d on cuda needs cuDNN, which this build did not find: run the VAE on the CPU");

@@ -193,8 +193,8 @@ cudaError_t unary(Unary op, const void* x, void* y, DType t, int64_t n) {
       unary_vec_kernel<<<vector_grid(n / 8), kThreads, 0, stream()>>>(
           op, static_cast<const T*>(x), static_cast<T*>(y), static_cast<int>(n / 8));
     else
-      unary_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
-          op, static_cast<const T*>(x), static_cast<T*>(y), n);
+      unary_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(op, static_cast<const T*>(x),
+                                                                     static_cast<T*>(y), n);
     return cudaGetLastError();
   });
 }

@@ -538,6 +538,41 @@ bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, cons
   return ok;
 }
 
+bool gemm_f32(const float* A, int64_t lda, const float* B, int64_t ldb, bool b_transposed, float* C,
+              int64_t ldc, int64_t M, int64_t N, int64_t K, float alpha) {
+  if (M == 0 || N == 0) return true;
+  if (K == 0) return false;
+  // Column-major, as in run(): C^T [N, M] = op(B') * A' where A' = A^T [K, M] (ld lda) and B' is
+  // B viewed column-major: [K, N] (ld ldb) taken transposed when B is [N, K], else [N, K].
+  Lt& l = lt();
+  Desc d;
+  if (cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
+    return false;
+  const cublasOperation_t ta = b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
+  cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+  cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+  const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+  const bool made =
+      cublasLtMatrixLayoutCreate(&d.a, CUDA_R_32F, b_transposed ? u(K) : u(N),
+                                 b_transposed ? u(N) : u(K), ldb) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&d.b, CUDA_R_32F, u(K), u(M), lda) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&d.c, CUDA_R_32F, u(N), u(M), ldc) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceCreate(&d.pref) == CUBLAS_STATUS_SUCCESS;
+  if (!made) return false;
+  const size_t ws = kWorkspaceBytes;
+  cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                       sizeof(ws));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
+                                     &found) != CUBLAS_STATUS_SUCCESS ||
+      found == 0)
+    return false;
+  const float beta = 0.f;
+  return cublasLtMatmul(l.handle, d.op, &alpha, B, d.a, A, d.b, &beta, C, d.c, C, d.c, &result.algo,
+                        l.workspace, kWorkspaceBytes, stream()) == CUBLAS_STATUS_SUCCESS;
+}
+
 GemmFusionCounts gemm_fusion_counts() {
   GemmFusionCounts c;
   c.gelu_fused = g_gelu_fused.load();

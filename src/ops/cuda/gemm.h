@@ -21,11 +21,17 @@ void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, voi
 
 // In place y[M, N] (bf16) = alpha[n] * (x w^T)[m, n] + y[m, n] + bias[n] in one product, every
 // term in fp32 and y rounded once: alpha [N] f32 on the device or null for 1, bias [N] f32 or
-// null (rounded to bf16 for cuBLASLt's epilogue). False when cuBLASLt offers no algorithm for it, or when a once-per-process probe with
-// exact values (gemm.cpp) found it computing something else (y is then untouched): the caller
-// falls back to a separate product and add.
+// null (rounded to bf16 for cuBLASLt's epilogue). False when cuBLASLt offers no algorithm for it,
+// or when a once-per-process probe with exact values (gemm.cpp) found it computing something else
+// (y is then untouched): the caller falls back to a separate product and add.
 bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, const float* bias,
                           void* y, int64_t M, int64_t N, int64_t K);
+
+// Row-major fp32 products in exact fp32 arithmetic (CUBLAS_COMPUTE_32F, no TF32): C[M, N] (row
+// stride ldc) = alpha * A[M, K] (lda) * B^T with B [N, K] (ldb) when b_transposed, else A * B with
+// B [K, N] (ldb). For the VAE's fp32 attention. False when cuBLASLt offers no algorithm.
+bool gemm_f32(const float* A, int64_t lda, const float* B, int64_t ldb, bool b_transposed, float* C,
+              int64_t ldc, int64_t M, int64_t N, int64_t K, float alpha);
 
 // Whether cuBLASLt's GELU epilogue computes the tanh form (probed once on the device, see
 // gemm.cpp); gemm_bf16 uses the epilogue only then.

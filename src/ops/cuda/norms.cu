@@ -189,12 +189,11 @@ cudaError_t layer_norm(const void* x, void* y, DType t, int64_t rows, int64_t D,
   if (const int vt = vec_norm_threads(D, x, y, weight, bias, scale, shift); vt > 0) {
     if (t == DType::BF16)
       layer_norm_vec_kernel<<<g, vt, 0, stream()>>>(static_cast<const __nv_bfloat16*>(x),
-                                                    static_cast<__nv_bfloat16*>(y), D, eps,
-                                                    weight, bias, scale, shift);
+                                                    static_cast<__nv_bfloat16*>(y), D, eps, weight,
+                                                    bias, scale, shift);
     else if (t == DType::F32)
-      layer_norm_vec_kernel<<<g, vt, 0, stream()>>>(static_cast<const float*>(x),
-                                                    static_cast<float*>(y), D, eps, weight, bias,
-                                                    scale, shift);
+      layer_norm_vec_kernel<<<g, vt, 0, stream()>>>(
+          static_cast<const float*>(x), static_cast<float*>(y), D, eps, weight, bias, scale, shift);
     else
       return cudaErrorInvalidValue;
     return cudaGetLastError();

@@ -74,6 +74,29 @@ __global__ void copy_blocks_kernel(const T* src, int64_t src_row, int64_t src_of
   }
 }
 
+// The same in 16-byte units (every offset, length and pointer a multiple of 16 bytes), one outer
+// row per grid row: no division per element.
+__global__ void copy_blocks_vec_kernel(const uint4* src, int64_t src_row, int64_t src_off,
+                                       uint4* dst, int64_t dst_row, int64_t dst_off, int64_t outer,
+                                       int64_t m) {
+  for (int64_t o = blockIdx.y; o < outer; o += gridDim.y) {
+    const uint4* s = src + o * src_row + src_off;
+    uint4* d = dst + o * dst_row + dst_off;
+    for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < m;
+         k += static_cast<int64_t>(gridDim.x) * blockDim.x)
+      d[k] = s[k];
+  }
+}
+
+// w [Co, Ci, K] -> [Co, K, Ci]: a convolution weight from cuDNN's NCDHW filter layout to its
+// NDHWC (channels-last) one.
+__global__ void weight_to_nhwc_kernel(const float* w, float* y, int64_t Ci, int64_t K, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const int64_t ci = i % Ci, k = (i / Ci) % K, co = i / (Ci * K);
+    y[i] = w[(co * Ci + ci) * K + k];
+  }
+}
+
 // 32x32 tiles through shared memory so that reads and writes are both row-contiguous. Tiles of
 // A are visited in a grid-stride loop over blockIdx.y (gridDim.y is limited to 65535).
 template <typename T>
@@ -193,6 +216,18 @@ cudaError_t copy_blocks(const void* src, int64_t src_row, int64_t src_off, void*
                         int elem_bytes) {
   const int64_t n = outer * m;
   if (n == 0) return cudaSuccess;
+  const int64_t per = 16 / elem_bytes;  // elements per 16 bytes
+  if (m % per == 0 && src_row % per == 0 && dst_row % per == 0 && src_off % per == 0 &&
+      dst_off % per == 0 && aligned16(src, dst)) {
+    const int64_t mv = m / per;
+    const int64_t gx = (mv + kThreads - 1) / kThreads;
+    const dim3 grid(static_cast<unsigned>(gx < 4096 ? gx : 4096),
+                    static_cast<unsigned>(outer < 65535 ? outer : 65535));
+    copy_blocks_vec_kernel<<<grid, kThreads, 0, stream()>>>(
+        static_cast<const uint4*>(src), src_row / per, src_off / per, static_cast<uint4*>(dst),
+        dst_row / per, dst_off / per, outer, mv);
+    return cudaGetLastError();
+  }
   return with_bytes(elem_bytes, [&](auto v) {
     using T = decltype(v);
     copy_blocks_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
@@ -213,6 +248,13 @@ cudaError_t transpose2d(const void* x, void* y, int elem_bytes, int64_t A, int64
                                                          static_cast<T*>(y), A, B);
     return cudaGetLastError();
   });
+}
+
+cudaError_t weight_to_nhwc(const float* w, float* y, int64_t Co, int64_t Ci, int64_t K) {
+  const int64_t n = Co * Ci * K;
+  if (n == 0) return cudaSuccess;
+  weight_to_nhwc_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(w, y, Ci, K, n);
+  return cudaGetLastError();
 }
 
 cudaError_t clamp(const void* x, void* y, DType t, int64_t n, float lo, float hi) {

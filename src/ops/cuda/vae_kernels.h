@@ -34,6 +34,9 @@ cudaError_t copy_blocks(const void* src, int64_t src_row, int64_t src_off, void*
 // [A, B] -> [B, A] (elements of 2 or 4 bytes).
 cudaError_t transpose2d(const void* x, void* y, int elem_bytes, int64_t A, int64_t B);
 
+// w [Co, Ci, K] -> y [Co, K, Ci] (fp32): a convolution weight to the channels-last filter layout.
+cudaError_t weight_to_nhwc(const float* w, float* y, int64_t Co, int64_t Ci, int64_t K);
+
 cudaError_t clamp(const void* x, void* y, DType t, int64_t n, float lo, float hi);
 
 // y[c, i] = x[c, i] * scale[c] + shift[c] over x [C, N] (scale / shift f32 or null).
@@ -61,5 +64,8 @@ constexpr int kMaxBiasedHeadDim = 512;
 cudaError_t attention_bias(const void* q, const void* k, const void* v, void* out, DType t,
                            int64_t nq, int64_t nk, int heads, int head_dim, float scale,
                            const void* bias, DType bias_t, const float* key_mask);
+
+// Softmax along each row of s [rows, cols] (fp32, in place).
+cudaError_t softmax_rows_f32(float* s, int64_t rows, int64_t cols);
 
 }  // namespace freeswim::ops::cuda::kernels

@@ -2,10 +2,10 @@
 // and CUDA code (which reads it) share one definition.
 #pragma once
 
-#include <string>
-
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
+
+#include <string>
 
 #include "freeswim/window_geometry.h"
 #include "ops/cuda/attention/window_plan.h"
