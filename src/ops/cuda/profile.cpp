@@ -210,7 +210,11 @@ class ProfilingBackend final : public Backend {
     return in_->attention_bias(q, k, v, scale, bias, key_mask);
   }
   Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dParams& p) override {
-    Scope s("conv3d");
+    // Per kernel shape and channel counts (the VAE has a handful: 3x3x3, 3x1x1 time, 1x3x3
+    // spatial, 1x1x1 shortcuts), with the input's spatial size in latent-grid terms omitted.
+    Scope s(w.defined() && w.ndim() == 5 ? fmt::format("conv3d {}x{}x{} {}->{}", w.dim(2), w.dim(3),
+                                                       w.dim(4), w.dim(1), w.dim(0))
+                                         : std::string("conv3d"));
     return in_->conv3d(x, w, b, p);
   }
   Tensor rms_norm_channels(const Tensor& x, const Tensor& gamma, const Tensor& bias,
