@@ -24,7 +24,7 @@ struct JobFlags {
   std::string vae_precision = "tf32";
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
-  bool resume = false, no_vae_tiling = false, offload = false;
+  bool resume = false, no_vae_tiling = false, offload = false, no_offload = false;
 };
 
 std::shared_ptr<JobFlags> g_flags;
@@ -86,7 +86,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
   c->add_flag("--offload", f.offload,
               "Keep the DiT's block weights in pinned host memory and stream two blocks at a time "
-              "to the GPU (for models larger than the card; cuda only)");
+              "to the GPU (for models larger than the card; cuda only). Without it the blocks go "
+              "to the GPU, and to host memory only when loading them there runs out of memory");
+  c->add_flag("--no-offload", f.no_offload,
+              "Never stream the DiT's blocks from host memory (an out-of-memory is an error)");
   c->add_option("--threads", f.threads, "CPU threads (default: all cores)");
   c->add_option("--vae-tile", f.vae_tile,
                 "VAE tile size in pixels (memory bounded by the tile; default 256 on cpu, 768 on "
@@ -194,15 +197,20 @@ int run_job(const JobFlags& f, bool generate) {
         "no model given: use --model DIR (a Wan2.1 checkpoint) or --model tiny for a quick test "
         "run");
   const Device device = parse_device(f.device);
+  FS_CHECK(!(f.offload && f.no_offload), "--offload and --no-offload contradict each other");
   FS_CHECK(!f.offload || device == Device::CUDA,
            "--offload streams the DiT's blocks from host memory to the GPU: it needs --device cuda "
            "(on the cpu the weights are in host memory already)");
   const auto t0 = std::chrono::steady_clock::now();
-  pipeline::LoadedModels m = pipeline::load_models(f.models, device, true, f.offload);
-  if (f.offload)
+  const pipeline::Offload offload = f.offload      ? pipeline::Offload::on
+                                    : f.no_offload ? pipeline::Offload::off
+                                                   : pipeline::Offload::automatic;
+  pipeline::LoadedModels m = pipeline::load_models(f.models, device, true, offload);
+  if (!m.offload_note.empty()) std::fprintf(stderr, "freeswim: %s\n", m.offload_note.c_str());
+  if (m.dit->offloaded())
     std::fprintf(stderr,
-                 "freeswim: --offload: %.2f GiB of DiT block weights in pinned host memory, two "
-                 "blocks at a time on the GPU\n",
+                 "freeswim: %.2f GiB of DiT block weights in pinned host memory, two blocks at a "
+                 "time on the GPU\n",
                  static_cast<double>(m.dit->block_weight_bytes()) / (1 << 30));
   std::fprintf(stderr, "freeswim: model %s (%s), %s\n", m.native.variant.c_str(),
                m.layout.layout.c_str(), m.dit->config().describe().c_str());

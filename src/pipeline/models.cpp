@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -104,19 +105,46 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
   return l;
 }
 
-LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, bool offload) {
+std::unique_ptr<models::WanDit> load_dit_with_offload(
+    Offload mode, const std::function<std::unique_ptr<models::WanDit>(bool offload)>& load,
+    const std::function<void(const std::string& why)>& fell_back) {
+  if (mode != Offload::automatic) return load(mode == Offload::on);
+  try {
+    return load(false);
+  } catch (const OutOfMemory& e) {
+    // What the failed load allocated is released by now (unwinding); the allocator's cached
+    // blocks go back to the driver so that the second load starts from the whole card.
+    trim_device_memory();
+    fell_back(e.what());
+  }
+  return load(true);
+}
+
+LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload) {
   LoadedModels m;
   m.layout = find_models(paths, need_text);
+  const Offload mode = device == Device::CPU ? Offload::off : offload;
   if (m.layout.layout == "tiny") {
     m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
-    if (offload) m.dit->enable_offload();
+    if (mode == Offload::on) m.dit->enable_offload();
     models::WanVaeConfig vc = models::WanVaeConfig::wan21();
     vc.base_dim = 4;
     m.vae = models::WanVae::random(vc, device, 4321);
     m.native = {96, 64, 3.0, "tiny (random weights)"};
     return m;
   }
-  m.dit = models::WanDit::load(m.layout.dit, device, paths.dit_config, offload);
+  m.dit = load_dit_with_offload(
+      mode,
+      [&](bool streamed) {
+        return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed);
+      },
+      [&](const std::string& why) {
+        m.offload_note = fmt::format(
+            "the DiT's weights do not fit in GPU memory ({}); loaded again with its blocks in "
+            "pinned host memory, streamed to the GPU two at a time (as --offload; --no-offload "
+            "turns this off)",
+            why.substr(0, why.find('\n')));
+      });
   m.vae = models::WanVae::load(m.layout.vae, device);
   if (need_text) {
     m.t5 = text::Umt5Encoder::load(m.layout.t5, device);

@@ -8,6 +8,7 @@
 // which also override what a directory holds. "tiny" builds a small random model in memory.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,14 +61,30 @@ struct LoadedModels {
   // can use. encode_text throws afterwards. No-op for the tiny model (it has none).
   void release_text_encoder();
   bool text_encoder_released() const { return text_released_; }
+  // Set when Offload::automatic moved the DiT's blocks to host memory: what ran out, for the CLI
+  // to print.
+  std::string offload_note;
 
  private:
   bool text_released_ = false;
 };
 
-// `offload`: the DiT's blocks in pinned host memory, streamed to the GPU (--offload).
+// Where the DiT's block weights live on cuda (ignored on the cpu, where they are in host memory
+// anyway). on (--offload): in pinned host memory, streamed to the GPU two blocks at a time. off
+// (--no-offload): on the GPU. automatic (the default): on the GPU when they fit; when loading them
+// there runs out of GPU memory, the model is loaded again with its blocks in pinned host memory,
+// and LoadedModels::offload_note says why.
+enum class Offload { automatic, on, off };
+
+// The policy of `automatic`, on its own for tests: load(false), and when that throws OutOfMemory
+// in automatic mode, `fell_back(what())` then load(true); on: load(true); off: load(false), an
+// out-of-memory propagating. Any other error propagates in every mode.
+std::unique_ptr<models::WanDit> load_dit_with_offload(
+    Offload mode, const std::function<std::unique_ptr<models::WanDit>(bool offload)>& load,
+    const std::function<void(const std::string& why)>& fell_back);
+
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true,
-                         bool offload = false);
+                         Offload offload = Offload::automatic);
 
 // Wan's default negative prompt (the Wan2.1 repository's sample_neg_prompt).
 const std::string& wan_default_negative_prompt();

@@ -68,6 +68,24 @@ TEST(CacheMemory, UpscaleAcceptsTheFlag) {
   EXPECT_FALSE(fs::exists(d / "bad.mp4"));
 }
 
+TEST(Offload, ContradictoryFlagsAreRefusedBeforeLoading) {
+  TempDir d;
+  const fs::path out = d / "o.mp4";
+  const RunResult r = generate(out, {"--offload", "--no-offload"});
+  EXPECT_NE(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("--no-offload"), std::string::npos) << r.describe();
+  EXPECT_TRUE(list_tree(d.path()).empty()) << r.describe();
+}
+
+// On the cpu the weights are in host memory already: --no-offload changes nothing.
+TEST(Offload, NoOffloadOnTheCpuRuns) {
+  TempDir d;
+  const fs::path out = d / "o.mp4";
+  const RunResult r = generate(out, {"--no-offload"});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(fs::exists(out)) << r.describe();
+}
+
 TEST(Offload, OnTheCpuIsRefusedNamingTheFlagAndLeavesNoOutput) {
   TempDir d;
   const fs::path out = d / "o.mp4";
