@@ -21,7 +21,8 @@ struct FakeLoader {
     calls.push_back(offload);
     if (other_error) throw Error("dit.safetensors: tensor 'blocks.0.ffn.0.weight' is missing");
     if (!offload && !fits_on_gpu)
-      throw OutOfMemory("cuda: out of memory allocating 2.00 GiB for 'blocks.7.ffn.0.weight'\nuse --offload");
+      throw OutOfMemory(
+          "cuda: out of memory allocating 2.00 GiB for 'blocks.7.ffn.0.weight'\nuse --offload");
     return nullptr;  // a real loader returns the model; the policy does not look at it
   }
 };
@@ -49,10 +50,12 @@ TEST(Offload, ExplicitModesNeverRetry) {
   FakeLoader l;
   l.fits_on_gpu = false;
   auto never = [](const std::string& w) { ADD_FAILURE() << "fell back: " << w; };
-  load_dit_with_offload(Offload::on, [&](bool o) { return l(o); }, never);
+  load_dit_with_offload(
+      Offload::on, [&](bool o) { return l(o); }, never);
   EXPECT_EQ(l.calls, std::vector<bool>{true});
   l.calls.clear();
-  EXPECT_THROW(load_dit_with_offload(Offload::off, [&](bool o) { return l(o); }, never),
+  EXPECT_THROW(load_dit_with_offload(
+                   Offload::off, [&](bool o) { return l(o); }, never),
                OutOfMemory);
   EXPECT_EQ(l.calls, std::vector<bool>{false});
 }
@@ -62,7 +65,8 @@ TEST(Offload, OtherErrorsAreNotRetried) {
   l.other_error = true;
   auto never = [](const std::string& w) { ADD_FAILURE() << "fell back: " << w; };
   try {
-    load_dit_with_offload(Offload::automatic, [&](bool o) { return l(o); }, never);
+    load_dit_with_offload(
+        Offload::automatic, [&](bool o) { return l(o); }, never);
     ADD_FAILURE() << "no error";
   } catch (const OutOfMemory&) {
     ADD_FAILURE() << "an out-of-memory instead of the file's error";

@@ -211,27 +211,18 @@ cudaError_t rms_norm_rope_3d(void* x, DType t, int T, int H, int W, int heads, f
   if (tokens >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   const unsigned g = static_cast<unsigned>(tokens);
   const int pairs = heads * (pt + ph + pw);
-  if (pairs % 4 == 0 && pairs / 4 <= 1024 && aligned16(x, weight)) {
-    const int threads = (pairs / 4 + 31) / 32 * 32;
-    if (t == DType::BF16)
-      rms_norm_rope_vec_kernel<<<g, threads, 0, stream()>>>(
-          static_cast<__nv_bfloat16*>(x), H, W, heads, eps, weight, frame, pt, row, ph, col, pw);
-    else if (t == DType::F32)
-      rms_norm_rope_vec_kernel<<<g, threads, 0, stream()>>>(
-          static_cast<float*>(x), H, W, heads, eps, weight, frame, pt, row, ph, col, pw);
+  const bool vec = pairs % 4 == 0 && pairs / 4 <= 1024 && aligned16(x, weight);
+  return with_type(t, [&](auto v) {
+    using E = decltype(v);
+    E* xe = static_cast<E*>(x);
+    if (vec)
+      rms_norm_rope_vec_kernel<<<g, (pairs / 4 + 31) / 32 * 32, 0, stream()>>>(
+          xe, H, W, heads, eps, weight, frame, pt, row, ph, col, pw);
     else
-      return cudaErrorInvalidValue;
+      rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(xe, H, W, heads, eps, weight, frame, pt,
+                                                         row, ph, col, pw);
     return cudaGetLastError();
-  }
-  if (t == DType::BF16)
-    rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(static_cast<__nv_bfloat16*>(x), H, W, heads,
-                                                       eps, weight, frame, pt, row, ph, col, pw);
-  else if (t == DType::F32)
-    rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(static_cast<float*>(x), H, W, heads, eps,
-                                                       weight, frame, pt, row, ph, col, pw);
-  else
-    return cudaErrorInvalidValue;
-  return cudaGetLastError();
+  });
 }
 
 // Rows go on grid.x (up to 2^31 - 1), enough for any token count of a video.
@@ -241,28 +232,17 @@ cudaError_t layer_norm(const void* x, void* y, DType t, int64_t rows, int64_t D,
   if (rows == 0 || D == 0) return cudaSuccess;
   if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   const unsigned g = static_cast<unsigned>(rows);
-  if (const int vt = vec_norm_threads(D, x, y, weight, bias, scale, shift); vt > 0) {
-    if (t == DType::BF16)
-      layer_norm_vec_kernel<<<g, vt, 0, stream()>>>(static_cast<const __nv_bfloat16*>(x),
-                                                    static_cast<__nv_bfloat16*>(y), D, eps, weight,
-                                                    bias, scale, shift);
-    else if (t == DType::F32)
-      layer_norm_vec_kernel<<<g, vt, 0, stream()>>>(
-          static_cast<const float*>(x), static_cast<float*>(y), D, eps, weight, bias, scale, shift);
+  const int vt = vec_norm_threads(D, x, y, weight, bias, scale, shift);
+  return with_type(t, [&](auto v) {
+    using E = decltype(v);
+    const E* xe = static_cast<const E*>(x);
+    E* ye = static_cast<E*>(y);
+    if (vt > 0)
+      layer_norm_vec_kernel<<<g, vt, 0, stream()>>>(xe, ye, D, eps, weight, bias, scale, shift);
     else
-      return cudaErrorInvalidValue;
+      layer_norm_kernel<<<g, kThreads, 0, stream()>>>(xe, ye, D, eps, weight, bias, scale, shift);
     return cudaGetLastError();
-  }
-  if (t == DType::BF16)
-    layer_norm_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const __nv_bfloat16*>(x),
-                                                    static_cast<__nv_bfloat16*>(y), D, eps, weight,
-                                                    bias, scale, shift);
-  else if (t == DType::F32)
-    layer_norm_kernel<<<g, kThreads, 0, stream()>>>(
-        static_cast<const float*>(x), static_cast<float*>(y), D, eps, weight, bias, scale, shift);
-  else
-    return cudaErrorInvalidValue;
-  return cudaGetLastError();
+  });
 }
 
 cudaError_t rms_norm(const void* x, void* y, DType t, int64_t rows, int64_t D, float eps,
@@ -270,26 +250,17 @@ cudaError_t rms_norm(const void* x, void* y, DType t, int64_t rows, int64_t D, f
   if (rows == 0 || D == 0) return cudaSuccess;
   if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   const unsigned g = static_cast<unsigned>(rows);
-  if (const int vt = vec_norm_threads(D, x, y, weight, nullptr, nullptr, nullptr); vt > 0) {
-    if (t == DType::BF16)
-      rms_norm_vec_kernel<<<g, vt, 0, stream()>>>(static_cast<const __nv_bfloat16*>(x),
-                                                  static_cast<__nv_bfloat16*>(y), D, eps, weight);
-    else if (t == DType::F32)
-      rms_norm_vec_kernel<<<g, vt, 0, stream()>>>(static_cast<const float*>(x),
-                                                  static_cast<float*>(y), D, eps, weight);
+  const int vt = vec_norm_threads(D, x, y, weight, nullptr, nullptr, nullptr);
+  return with_type(t, [&](auto v) {
+    using E = decltype(v);
+    const E* xe = static_cast<const E*>(x);
+    E* ye = static_cast<E*>(y);
+    if (vt > 0)
+      rms_norm_vec_kernel<<<g, vt, 0, stream()>>>(xe, ye, D, eps, weight);
     else
-      return cudaErrorInvalidValue;
+      rms_norm_kernel<<<g, kThreads, 0, stream()>>>(xe, ye, D, eps, weight);
     return cudaGetLastError();
-  }
-  if (t == DType::BF16)
-    rms_norm_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const __nv_bfloat16*>(x),
-                                                  static_cast<__nv_bfloat16*>(y), D, eps, weight);
-  else if (t == DType::F32)
-    rms_norm_kernel<<<g, kThreads, 0, stream()>>>(static_cast<const float*>(x),
-                                                  static_cast<float*>(y), D, eps, weight);
-  else
-    return cudaErrorInvalidValue;
-  return cudaGetLastError();
+  });
 }
 
 }  // namespace freeswim::ops::cuda::kernels
