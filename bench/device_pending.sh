@@ -10,6 +10,9 @@
 #   dense     bench_step guide with the own dense kernel instead of cuDNN (FREESWIM_DENSE_ATTENTION)
 #   vae       bench_generate's VAE stages at 1088x1920x81 with the per-op profile
 #   whole     bench_generate's whole generate at 1088x1920x81 (most of a call: give it its own)
+#   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
+#             alone): `check --device cuda` on the golden directory, and a tiny-model generate
+#             on cuda with and without --offload
 # e.g. bench/device_pending.sh tests step vae
 set -u
 OUT=${OUT:-/tmp/device_pending}
@@ -56,8 +59,18 @@ for part in "${@:-tests}"; do
     whole)
       timeout ${WHOLE_TIMEOUT:-580} "$B/bench_generate" 81 1920 1088 832 480 0 whole 2>&1 | log
       ;;
+    cli)
+      timeout 300 "$B/freeswim" check --golden "$FREESWIM_GOLDEN_DIR" --device cuda 2>&1 | tail -40 |
+        log
+      echo "freeswim check --device cuda: rc=${PIPESTATUS[0]}" | log
+      for extra in "" --offload; do
+        timeout 120 "$B/freeswim" generate --model tiny --device cuda -p "a fox" --size 192x128 \
+          --frames 9 --base-steps 2 --steps 4 $extra -o "$OUT/tiny${extra}.mp4" 2>&1 | tail -5 | log
+        echo "tiny generate on cuda ${extra}: rc=${PIPESTATUS[0]}" | log
+      done
+      ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole cli)" | log
       ;;
   esac
 done

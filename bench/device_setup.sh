@@ -3,7 +3,10 @@
 # /tmp/carry, points the loader and the tests at it (B = the binaries), starts
 # $OUT/summary.txt with the GPU's name and defines `log` (tee into it).
 mkdir -p "$OUT" /tmp/carry
-tar -xJf .carry/pack.tar.xz -C /tmp/carry
+# Whichever pack came (pack.tar.xz, or cli.tar.xz with the freeswim binary: device_pack.sh cli).
+for p in .carry/pack.tar.xz .carry/cli.tar.xz; do
+  if [[ -f "$p" ]]; then tar -xJf "$p" -C /tmp/carry; fi
+done
 B=/tmp/carry/bin
 export LD_LIBRARY_PATH=/tmp/carry/lib:${LD_LIBRARY_PATH:-}
 export FREESWIM_GOLDEN_DIR=/tmp/carry/golden
