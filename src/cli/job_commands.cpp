@@ -10,6 +10,9 @@
 #include "core/threads.h"
 #include "ops/ops.h"
 #include "pipeline/generate.h"
+#ifdef FREESWIM_WITH_CUDA
+#include "ops/cuda/cuda_backend.h"
+#endif
 
 namespace freeswim::cli {
 
@@ -18,7 +21,7 @@ namespace {
 struct JobFlags {
   pipeline::ModelPaths models;
   std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png,
-                                device = "cpu", input, cache_memory = "auto";
+                                device = "auto", input, cache_memory = "auto";
   bool negative_given = false;
   int frames = 81, base_steps = 50, steps = 50, cache_every = 2, threads = 0, vae_tile = 0;
   std::string vae_precision = "tf32";
@@ -83,7 +86,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("-o,--output", f.output, "Output .mp4 (written atomically)")->capture_default_str();
   c->add_option("--png", f.png, "Also write PNG frames into this folder");
   c->add_flag("--resume", f.resume, "Continue a killed run from the state saved beside the output");
-  c->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
+  c->add_option("--device", f.device,
+                "auto (cuda when this freeswim has CUDA and the machine a GPU, else cpu), cpu or "
+                "cuda")
+      ->capture_default_str();
   c->add_flag("--offload", f.offload,
               "Keep the DiT's block weights in pinned host memory and stream two blocks at a time "
               "to the GPU (for models larger than the card; cuda only). Without it the blocks go "
@@ -154,7 +160,21 @@ pipeline::JobOptions to_options(const JobFlags& f) {
 }
 
 Device parse_device(const std::string& d) {
-  FS_CHECK(d == "cpu" || d == "cuda", "--device must be cpu or cuda, got '{}'", d);
+  FS_CHECK(d == "auto" || d == "cpu" || d == "cuda", "--device must be auto, cpu or cuda, got '{}'",
+           d);
+  if (d == "auto") {
+#ifdef FREESWIM_WITH_CUDA
+    const std::string gpu = ops::cuda::cuda_device_name();
+    if (!gpu.empty()) {
+      std::fprintf(stderr, "freeswim: device: cuda (%s)\n", gpu.c_str());
+      return Device::CUDA;
+    }
+    std::fprintf(stderr, "freeswim: device: cpu (no CUDA GPU found)\n");
+#else
+    std::fprintf(stderr, "freeswim: device: cpu (this freeswim was built without CUDA)\n");
+#endif
+    return Device::CPU;
+  }
   if (d == "cpu") return Device::CPU;
   try {
     ops::backend(Device::CUDA);  // registered only when the CUDA backend was built in

@@ -56,8 +56,16 @@ Child::Child(const std::vector<std::string>& args, const std::vector<std::string
   argv.push_back(nullptr);
 
   std::vector<std::string> env_s;
+  // The CLI tests are CPU runs: `--device auto` (the default) must not pick a GPU of the machine
+  // they run on, so the child sees no CUDA device unless extra_env names its own.
+  constexpr const char* kDevices = "CUDA_VISIBLE_DEVICES=";
+  const size_t kDevicesLen = std::strlen(kDevices);
   for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "FREESWIM_TEST_", 14) != 0) env_s.emplace_back(*e);
+    if (std::strncmp(*e, "FREESWIM_TEST_", 14) != 0 && std::strncmp(*e, kDevices, kDevicesLen) != 0)
+      env_s.emplace_back(*e);
+  if (std::none_of(extra_env.begin(), extra_env.end(),
+                   [&](const std::string& v) { return v.rfind(kDevices, 0) == 0; }))
+    env_s.emplace_back(kDevices);
   env_s.insert(env_s.end(), extra_env.begin(), extra_env.end());
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());

@@ -579,6 +579,20 @@ bool op_profile_enabled() {
   return on;
 }
 
+std::string cuda_device_name() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+    cudaGetLastError();  // leave no sticky status behind
+    return {};
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return {};
+  }
+  return prop.name;
+}
+
 void register_cuda_backend() {
   static CudaBackend instance;
   register_cuda_memory();

@@ -15,6 +15,10 @@ namespace freeswim::ops::cuda {
 
 void register_cuda_backend();
 
+// The name of CUDA device 0 ("NVIDIA H200"), or empty when the machine has no usable CUDA GPU
+// (no device, no driver, or CUDA_VISIBLE_DEVICES hiding them all). Initialises the CUDA runtime.
+std::string cuda_device_name();
+
 // Bytes of device memory held by tensors now and at most since the last reset, and bytes
 // reserved from the driver (held by tensors plus the allocator's cache).
 struct MemoryStats {
