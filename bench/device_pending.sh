@@ -10,6 +10,9 @@
 #   dense     bench_step guide with the own dense kernel instead of cuDNN (FREESWIM_DENSE_ATTENTION)
 #   vae       bench_generate's VAE stages at 1088x1920x81 with the per-op profile
 #   whole     bench_generate's whole generate at 1088x1920x81 (most of a call: give it its own)
+#   poly      the unmeasured window/dense variant wide_fast_poly (a quarter of the softmax's
+#             exponentials by a polynomial on the FMA pipe): its attention GPU tests,
+#             bench_attention and an uncond forward, against the default in the same call
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
 #             on cuda with and without --offload
@@ -59,6 +62,17 @@ for part in "${@:-tests}"; do
     whole)
       timeout ${WHOLE_TIMEOUT:-580} "$B/bench_generate" 81 1920 1088 832 480 0 whole 2>&1 | log
       ;;
+    poly)
+      FREESWIM_ATTENTION_KERNEL=wide_fast_poly timeout 90 "$B/cuda_attention_test" \
+        >"$OUT/attention_poly.txt" 2>&1
+      summary "cuda_attention_test wide_fast_poly rc=$?" "$OUT/attention_poly.txt"
+      for v in wide_fast wide_fast_poly; do
+        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
+          log
+        FREESWIM_ATTENTION_KERNEL=$v timeout 60 "$B/bench_step" 21 68 120 uncond,uncond device 2>&1 |
+          grep -E "^\| uncond" | sed "s/^/$v: /" | log
+      done
+      ;;
     cli)
       timeout 300 "$B/freeswim" check --golden "$FREESWIM_GOLDEN_DIR" --device cuda 2>&1 | tail -40 |
         log
@@ -70,7 +84,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole cli)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole poly cli)" | log
       ;;
   esac
 done

@@ -44,7 +44,7 @@ cudaError_t launch_wgmma(const Params& p, dim3 grid, cudaStream_t stream) {
 }
 
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages, bool kFast = false>
+          int ST = kWsStages, int kFast = 0>
 cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST, kFast>;
   constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;  // slack to align the swizzle atoms
@@ -62,6 +62,7 @@ enum class Variant {
   fast_s6,
   wide_fast,
   wide_fast_pp,
+  wide_fast_poly,
   ws_ov_rq_s6,
   wide,
   wide_rq,
@@ -77,6 +78,7 @@ constexpr struct {
   int tile_keys;
 } kVariants[] = {{"wide_fast", Variant::wide_fast, kBlockKWide},
                  {"wide_fast_pp", Variant::wide_fast_pp, kBlockKWide},
+                 {"wide_fast_poly", Variant::wide_fast_poly, kBlockKWide},
                  {"fast", Variant::fast, kBlockK},
                  {"fast_pp", Variant::fast_pp, kBlockK},
                  {"fast_s6", Variant::fast_s6, kBlockK},
@@ -116,6 +118,8 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
       return launch_ws<D, kWindow, true, true, false, kBlockKWide, 3, true>(p, grid, stream);
     case Variant::wide_fast:
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
+    case Variant::wide_fast_poly:  // a quarter of the exponentials on the FMA pipe (not measured)
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 2>(p, grid, stream);
     case Variant::ws_ov_rq_s6:
       return launch_ws<D, kWindow, false, true, true, kBlockK, 6>(p, grid, stream);
     case Variant::wide:

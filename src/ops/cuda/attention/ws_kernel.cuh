@@ -30,6 +30,7 @@
 //     almost every tile), and the wgmma descriptors of a stage computed once per tile.
 #pragma once
 
+#include "ops/cuda/attention/exp2_poly.h"
 #include "ops/cuda/attention/wgmma_kernel.cuh"
 
 namespace freeswim::attention::detail {
@@ -43,6 +44,10 @@ inline constexpr int kSchedBarrier0 = 1;           // named barriers 1, 2 (0 = _
 // the probabilities are <= 2^8 = 256: exact enough in bf16 (relative precision) and far from
 // overflow in the fp32 sums (256 x the key count). FlashAttention-4 uses the same bound.
 inline constexpr float kLazyMax = 8.f;
+// kFast == 2: one n-tile (8 columns of S) in kPolyShare takes exp2_poly. MUFU does 16 ex2 per
+// cycle per SM, the FMA pipe 128 lanes; exp2_poly is ~10 FMA-pipe instructions, and the softmax
+// already spends ~4 per element there, so a quarter balances the two (estimated, not measured).
+inline constexpr int kPolyShare = 4;
 // Arrivals that complete a "full" phase: one asynchronous arrival per producer thread (when its
 // copies of the tile have landed) and one release arrival per thread that wrote key positions.
 template <int D>
@@ -196,7 +201,9 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
 }
 
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
-template <int D, bool kWindow, bool kQRegs, int BK, int ST, bool kFast = false>
+// kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 2 = fast with every fourth column
+// group's exponentials by exp2_poly on the FMA pipe instead of MUFU's ex2 (kPolyShare).
+template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0>
 struct WsConsumer {
   const Params& p;
   WsSmem<D, BK, ST>& s;
@@ -337,10 +344,15 @@ struct WsConsumer {
     for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        if constexpr (kFast)
+        if constexpr (kFast == 2) {
+          // n is a constant in each unrolled copy: the choice costs nothing at run time.
+          const float x = fmaf(sc[n][e], p.scale_log2, -use_max[e / 2]);
+          sc[n][e] = n % kPolyShare == kPolyShare - 1 ? exp2_poly(x) : exp2_ftz(x);
+        } else if constexpr (kFast != 0) {
           sc[n][e] = exp2_ftz(fmaf(sc[n][e], p.scale_log2, -use_max[e / 2]));
-        else
+        } else {
           sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
+        }
         row_sum[e / 2] += sc[n][e];
       }
     }
@@ -380,7 +392,7 @@ struct Turns {
 };
 
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages, bool kFast = false>
+          int ST = kWsStages, int kFast = 0>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_ws_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
