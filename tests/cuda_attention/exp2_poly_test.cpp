@@ -1,12 +1,12 @@
 // The polynomial 2^x of the attention kernels' softmax (ops/cuda/attention/exp2_poly.h), on the
 // CPU: relative error over the whole range the softmax feeds it (scores minus a running maximum
 // that may lag by up to 8, down to the flush to zero), and the edge values.
+#include "ops/cuda/attention/exp2_poly.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
-
-#include "ops/cuda/attention/exp2_poly.h"
 
 namespace freeswim::attention {
 namespace {

@@ -11,7 +11,7 @@ namespace {
 // The hot passes (GELU after the FFN's up-projection, the gated residual adds, bias adds) move
 // gigabytes per DiT block at 1080p: they run as 8-value vectors (one 16-byte access per bf16
 // operand, see load8 / store8) with 32-bit indices, where the operands are 16-byte aligned, the
-// broadcast period is a multiple of 8 and the vector count fits 31 bits; otherwise the scalar
+// broadcast period is a multiple of 8 and the vector count fits 30 bits; otherwise the scalar
 // grid-stride loops below. On an H200 (FREESWIM_PROFILE, 2026-12-02) the scalar forms ran at
 // about 1 TB/s (an int64 modulo and a 2-byte access per value); the copy ceiling is 4.25 TB/s.
 
@@ -59,9 +59,10 @@ unsigned vector_grid(int64_t packs) {
 }
 
 // Whether n values of period D (a broadcast vector's length; 8 for none) can take a vector
-// kernel with 32-bit pack indices.
+// kernel with 32-bit pack indices: below 2^30 packs, so that an index plus the grid's stride
+// (at most 2^26, vector_grid) stays below 2^31.
 bool vectorizable(int64_t n, int64_t D) {
-  return n % 8 == 0 && D % 8 == 0 && n / 8 < (int64_t{1} << 31);
+  return n % 8 == 0 && D % 8 == 0 && n / 8 < (int64_t{1} << 30);
 }
 
 template <typename S, typename D>

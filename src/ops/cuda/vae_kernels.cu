@@ -273,9 +273,9 @@ cudaError_t channel_affine(const void* x, void* y, DType t, int64_t C, int64_t N
   if (n == 0) return cudaSuccess;
   return with_type(t, [&](auto v) {
     using T = decltype(v);
-    if (N % 8 == 0 && N / 8 < (int64_t{1} << 31) && aligned16(x, y)) {
+    if (N % 8 == 0 && N / 8 < (int64_t{1} << 30) && aligned16(x, y)) {  // index + stride < 2^31
       const int64_t packs = N / 8;
-      // About 4 blocks' worth of packs per channel row at most; channels fill the rest.
+      // At most 256 blocks along one channel's row (grid-stride beyond), the channels on grid.y.
       const unsigned gx = grid_for(packs < 4 * kThreads * 64 ? packs : 4 * kThreads * 64, kThreads);
       const unsigned gy = static_cast<unsigned>(C < 65535 ? C : 65535);
       channel_affine_vec_kernel<<<dim3(gx, gy), kThreads, 0, stream()>>>(
