@@ -13,13 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/host_device.h"
 #include "core/tensor.h"
-
-#if defined(__CUDACC__)
-#define FS_HOST_DEVICE __host__ __device__
-#else
-#define FS_HOST_DEVICE
-#endif
 
 namespace freeswim::rng {
 

@@ -13,11 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define FS_HOST_DEVICE __host__ __device__
-#else
-#define FS_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 namespace freeswim::attention {
 
@@ -54,5 +50,3 @@ FS_HOST_DEVICE inline float exp2_poly(float x) {
 }
 
 }  // namespace freeswim::attention
-
-#undef FS_HOST_DEVICE
