@@ -122,7 +122,17 @@ TEST_F(BadInput, Device) {
 #if !FREESWIM_CLI_HAS_CUDA
   // This build has no CUDA backend: asking for it must say so, not crash or run on the CPU.
   expect_refused(tiny({"--device", "cuda"}), {"--device", "CUDA"});
+#else
+  // The test runner hides every GPU from the child (CUDA_VISIBLE_DEVICES=): --device cuda must
+  // fail cleanly naming the fallback, and --device auto (the default) runs on the CPU.
+  expect_refused(tiny({"--device", "cuda"}), {"--device cuda", "--device cpu"});
 #endif
+}
+
+TEST_F(BadInput, DeviceAutoSaysWhereItRuns) {
+  const RunResult r = run_freeswim(tiny({}));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("device: cpu"), std::string::npos) << r.describe();
 }
 
 TEST_F(BadInput, OutputPath) {
