@@ -45,13 +45,6 @@ __device__ __forceinline__ float unary_f(Unary op, float v) {
   return op == Unary::gelu_tanh ? gelu_tanh_f<T>(v) : silu_f<T>(v);
 }
 
-__device__ __forceinline__ int first_index32() {
-  return static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-}
-__device__ __forceinline__ int grid_stride32() {
-  return static_cast<int>(gridDim.x * blockDim.x);
-}
-
 // Launch size of a vector kernel over `packs` 8-value packs: enough blocks to fill the GPU a few
 // times, then grid-stride.
 unsigned vector_grid(int64_t packs) {

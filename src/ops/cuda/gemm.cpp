@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "ops/cuda/cuda_check.h"
@@ -77,21 +78,6 @@ Lt& lt() {
     return l;
   }();
   return *instance;
-}
-
-// bf16 bits of v, rounded to nearest even (the probes' values are finite).
-uint16_t to_bf16_bits(float v) {
-  uint32_t b;
-  std::memcpy(&b, &v, sizeof(b));
-  b += 0x7fffu + ((b >> 16) & 1u);
-  return static_cast<uint16_t>(b >> 16);
-}
-
-float from_bf16_bits(uint16_t h) {
-  const uint32_t b = static_cast<uint32_t>(h) << 16;
-  float v;
-  std::memcpy(&v, &b, sizeof(v));
-  return v;
 }
 
 // RAII holders so that every early return releases the descriptors.
@@ -344,8 +330,8 @@ Probe probe_gelu_epilogue() {
   std::vector<float> v(N);
   std::vector<uint16_t> v16(N);
   for (int64_t n = 0; n < N; ++n) {
-    v16[n] = to_bf16_bits(-3.5f + static_cast<float>(n) / (N - 1));
-    v[n] = from_bf16_bits(v16[n]);
+    v16[n] = float_to_bf16(-3.5f + static_cast<float>(n) / (N - 1));
+    v[n] = bf16_to_float(v16[n]);
   }
   if (cudaMalloc(&x, M * K * 2) != cudaSuccess || cudaMalloc(&w, N * K * 2) != cudaSuccess ||
       cudaMalloc(&y, M * N * 2) != cudaSuccess || cudaMalloc(&b, N * 2) != cudaSuccess ||
@@ -371,7 +357,7 @@ Probe probe_gelu_epilogue() {
   double err = 0, gap = 0;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
-      const float o = from_bf16_bits(out[m * N + n]);
+      const float o = bf16_to_float(out[m * N + n]);
       const double z = v[n];
       const double t = 0.5 * z * (1 + std::tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)));
       const double e = 0.5 * z * (1 + std::erf(z / std::sqrt(2.0)));
@@ -403,7 +389,7 @@ Probe probe_accumulate(bool with_alpha) {
   for (int64_t n = 0; n < N; ++n) {
     alpha[n] = with_alpha ? 0.5f * static_cast<float>(1 + n % 4) : 1.f;
     bias[n] = -1.f + 0.5f * static_cast<float>(n % 5);
-    bias16[n] = to_bf16_bits(bias[n]);  // exact
+    bias16[n] = float_to_bf16(bias[n]);  // exact
   }
   auto up = [](void** p, const void* src, size_t bytes) {
     return cudaMalloc(p, bytes) == cudaSuccess &&
@@ -431,7 +417,7 @@ Probe probe_accumulate(bool with_alpha) {
   if (!ran) return Probe::refused;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
-      if (from_bf16_bits(hy[m * N + n]) != alpha[n] + 3.f + bias[n]) return Probe::differs;
+      if (bf16_to_float(hy[m * N + n]) != alpha[n] + 3.f + bias[n]) return Probe::differs;
     }
   return Probe::matches;
 }

@@ -89,6 +89,13 @@ __device__ __forceinline__ int64_t first_index() {
 __device__ __forceinline__ int64_t grid_stride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
+// 32-bit forms along grid.x, for loops whose bound is below 2^30 (index + stride < 2^31).
+__device__ __forceinline__ int first_index32() {
+  return static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+}
+__device__ __forceinline__ int grid_stride32() {
+  return static_cast<int>(gridDim.x * blockDim.x);
+}
 
 // True when every pointer is 16-byte aligned (null pointers count as aligned).
 template <typename... P>

@@ -143,8 +143,7 @@ __global__ void channel_affine_vec_kernel(const T* x, T* y, int64_t C, int packs
     const float a = scale ? scale[c] : 1.f, b = shift ? shift[c] : 0.f;
     const T* xc = x + c * packs * 8;
     T* yc = y + c * packs * 8;
-    for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < packs;
-         i += static_cast<int>(gridDim.x * blockDim.x)) {
+    for (int i = first_index32(); i < packs; i += grid_stride32()) {
       float f[8];
       load8(xc + int64_t{i} * 8, f);
 #pragma unroll
