@@ -14,6 +14,9 @@
 #   poly      the unmeasured window/dense variant wide_fast_poly (a quarter of the softmax's
 #             exponentials by a polynomial on the FMA pipe): its attention GPU tests,
 #             bench_attention and an uncond forward, against the default in the same call
+#   tma       the dense kernel fed by TMA (wide_fast_tma, wide_fast_tma_rq: window = wide_fast): its
+#             attention GPU tests, bench_attention (the "dense" rows) and a guide forward with it in
+#             place of cuDNN, against the default in the same call
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
 #             on cuda with and without --offload
@@ -84,6 +87,18 @@ for part in "${@:-tests}"; do
           grep -E "^\| uncond" | sed "s/^/$v: /" | log
       done
       ;;
+    tma)
+      for v in wide_fast_tma wide_fast_tma_rq; do
+        FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
+        summary "cuda_attention_test $v rc=$?" "$OUT/attention_$v.txt"
+        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
+          grep -E "dense|cudnn" | sed "s/^/$v: /" | log
+      done
+      for v in wide_fast wide_fast_tma wide_fast_tma_rq; do
+        FREESWIM_DENSE_ATTENTION=own FREESWIM_ATTENTION_KERNEL=$v timeout 80 "$B/bench_step" 21 68 \
+          120 uncond,guide device 2>&1 | grep -E "^\| (uncond|guide)" | sed "s/^/own dense $v: /" | log
+      done
+      ;;
     cli)
       timeout 300 "$B/freeswim" check --golden "$FREESWIM_GOLDEN_DIR" --device cuda 2>&1 | tail -40 |
         log
@@ -95,7 +110,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly cli)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma cli)" | log
       ;;
   esac
 done

@@ -91,6 +91,7 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   Params p = common(q, k, v, out, heads, head_dim, scale, who);
   FS_CHECK(n_q > 0 && n_kv > 0, "{}: n_q = {}, n_kv = {} must be positive", who, n_q, n_kv);
   impl = dense_choice(impl);
+  if (impl == DenseImpl::automatic && detail::attention_kernel_dense_tma()) impl = DenseImpl::own;
   if (impl != DenseImpl::own) {
     std::string why;
     if (detail::cudnn_sdpa_forward(q, k, v, out, n_q, n_kv, heads, head_dim, scale, stream, &why))

@@ -1,19 +1,23 @@
 // Instantiates the attention kernels for the supported head sizes and launches one. Kept free of
 // host-side error formatting (fmt's compile-time format strings do not pass nvcc).
 //
-// FREESWIM_ATTENTION_KERNEL selects the kernel; unset = wide_fast, the fastest measured
-// (docs/attention.md): warp-specialised, 128-key tiles, the fast softmax (kFast in
-// ws_kernel.cuh). The others stay selectable so that the benchmark and the tests compare them in
-// one binary: *_pp = the same with ping-pong turns between the consumer warpgroups, fast* = 64-key
-// tiles with Q in registers, ws_ov_rq* / wide / wide_rq = the earlier softmax, ws = without
-// overlap, wgmma = loads from all threads and a block barrier per tile (wgmma_kernel.cuh), mma =
-// the mma.sync kernel (flash_kernel.cuh).
+// FREESWIM_ATTENTION_KERNEL selects the kernel; unset = wide_fast_tma_rq, the fastest measured
+// (docs/attention.md): for the window, wide_fast (warp-specialised, 128-key tiles, the fast
+// softmax: kFast in ws_kernel.cuh); for dense attention the same consumers fed by TMA with Q in
+// registers (tma_dense.cuh), which `automatic` then prefers to cuDNN. The others stay selectable so
+// that the benchmark and the tests compare them in one binary: *_pp = the same with ping-pong turns
+// between the consumer warpgroups, fast* = 64-key tiles with Q in registers, ws_ov_rq* / wide /
+// wide_rq = the earlier softmax, ws = without overlap, wgmma = loads from all threads and a block
+// barrier per tile (wgmma_kernel.cuh), mma = the mma.sync kernel (flash_kernel.cuh), wide_fast_tma*
+// = wide_fast with the dense kernel fed by TMA (tma_dense.cuh).
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <string>
 
 #include "ops/cuda/attention/flash_kernel.cuh"
+#include "ops/cuda/attention/tma_dense.cuh"
 #include "ops/cuda/attention/wgmma_kernel.cuh"
 #include "ops/cuda/attention/ws_kernel.cuh"
 
@@ -56,6 +60,60 @@ cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// cuTensorMapEncodeTiled through the runtime's driver entry point (no link to libcuda), or
+// nullptr when the driver has none.
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
+                                 const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
+                                 const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiled encode_tiled() {
+  static const EncodeTiled fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &status) != cudaSuccess ||
+        status != cudaDriverEntryPointSuccess)
+      return EncodeTiled{nullptr};
+    return reinterpret_cast<EncodeTiled>(f);
+  }();
+  return fn;
+}
+
+// [tokens, heads, D] bf16 as the 3-D tensor (D, heads, tokens), boxes of 64 x 1 x box_tokens,
+// 128-byte swizzle, zeros outside. False when the driver refuses (e.g. a misaligned base).
+bool encode_tokens_map(CUtensorMap& map, const void* base, int d, int heads, int tokens,
+                       int box_tokens) {
+  const EncodeTiled fn = encode_tiled();
+  if (fn == nullptr || (reinterpret_cast<uintptr_t>(base) & 15u) != 0) return false;
+  const auto elem = static_cast<cuuint64_t>(sizeof(__nv_bfloat16));
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(d), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(tokens)};
+  const cuuint64_t strides[2] = {d * elem, static_cast<cuuint64_t>(heads) * d * elem};
+  const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(box_tokens)};
+  const cuuint32_t unit[3] = {1, 1, 1};
+  return fn(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides, box,
+            unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// The TMA dense kernel; the cp.async kernel of the same tiles where the maps cannot be made.
+template <int D, bool kQRegs, bool kSched>
+cudaError_t launch_tma_dense(const Params& p, dim3 grid, cudaStream_t stream) {
+  constexpr int BK = kBlockKWide, ST = 3;
+  DenseMaps maps{};
+  if (!encode_tokens_map(maps.q, p.q, D, p.heads, p.n_q, kBlockQ) ||
+      !encode_tokens_map(maps.k, p.k, D, p.heads, p.n_kv, BK) ||
+      !encode_tokens_map(maps.v, p.v, D, p.heads, p.n_kv, BK))
+    return launch_ws<D, false, false, true, false, BK, ST, true>(p, grid, stream);
+  const auto kernel = attention_tma_dense_kernel<D, kQRegs, kSched, BK, ST>;
+  constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (e != cudaSuccess) return e;
+  kernel<<<grid, kWsThreads, kSmem, stream>>>(p, maps);
+  return cudaGetLastError();
+}
+
 enum class Variant {
   fast,
   fast_pp,
@@ -63,6 +121,9 @@ enum class Variant {
   wide_fast,
   wide_fast_pp,
   wide_fast_poly,
+  wide_fast_tma,
+  wide_fast_tma_rq,
+  wide_fast_tma_rq_pp,
   ws_ov_rq_s6,
   wide,
   wide_rq,
@@ -76,7 +137,11 @@ constexpr struct {
   const char* name;
   Variant v;
   int tile_keys;
-} kVariants[] = {{"wide_fast", Variant::wide_fast, kBlockKWide},
+  bool dense_tma = false;  // its dense kernel is fed by TMA (faster than cuDNN's SDPA)
+} kVariants[] = {{"wide_fast_tma_rq", Variant::wide_fast_tma_rq, kBlockKWide, true},
+                 {"wide_fast_tma_rq_pp", Variant::wide_fast_tma_rq_pp, kBlockKWide, true},
+                 {"wide_fast_tma", Variant::wide_fast_tma, kBlockKWide, true},
+                 {"wide_fast", Variant::wide_fast, kBlockKWide},
                  {"wide_fast_pp", Variant::wide_fast_pp, kBlockKWide},
                  {"wide_fast_poly", Variant::wide_fast_poly, kBlockKWide},
                  {"fast", Variant::fast, kBlockK},
@@ -120,6 +185,15 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
     case Variant::wide_fast_poly:  // a quarter of the exponentials on the FMA pipe (not measured)
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 2>(p, grid, stream);
+    case Variant::wide_fast_tma:  // window: wide_fast; dense: the TMA producer (tma_dense.cuh)
+      if constexpr (!kWindow) return launch_tma_dense<D, false, false>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
+    case Variant::wide_fast_tma_rq:  // the same with Q in registers in the dense kernel
+      if constexpr (!kWindow) return launch_tma_dense<D, true, false>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
+    case Variant::wide_fast_tma_rq_pp:  // + ping-pong turns in the dense kernel
+      if constexpr (!kWindow) return launch_tma_dense<D, true, true>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
     case Variant::ws_ov_rq_s6:
       return launch_ws<D, kWindow, false, true, true, kBlockK, 6>(p, grid, stream);
     case Variant::wide:
@@ -151,6 +225,11 @@ std::string attention_kernel_variants() {
 const char* attention_kernel_variant() {
   const int i = variant_index();
   return i < 0 ? nullptr : kVariants[i].name;
+}
+
+bool attention_kernel_dense_tma() {
+  const int i = variant_index();
+  return i >= 0 && kVariants[i].dense_tma;
 }
 
 int attention_kernel_tile_keys() {

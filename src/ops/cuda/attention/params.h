@@ -40,6 +40,10 @@ const char* attention_kernel_variant();
 // Every variant name, comma-separated (for error messages).
 std::string attention_kernel_variants();
 
+// Whether that variant's dense kernel is the TMA-fed one (tma_dense.cuh), which outruns cuDNN's
+// SDPA (docs/attention.md), so that `automatic` takes it.
+bool attention_kernel_dense_tma();
+
 // Keys per tile of that variant (the window plan pads each key rectangle to whole tiles of it).
 int attention_kernel_tile_keys();
 

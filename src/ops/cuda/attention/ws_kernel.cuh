@@ -205,6 +205,7 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
 // group's exponentials by exp2_poly on the FMA pipe instead of MUFU's ex2 (kPolyShare).
 template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0>
 struct WsConsumer {
+  static constexpr int kHeadDim = D, kTileKeys = BK, kStages = ST;
   const Params& p;
   WsSmem<D, BK, ST>& s;
   int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
@@ -228,6 +229,22 @@ struct WsConsumer {
         const int row = r0 + (e & 1) * 8, chunk = 2 * kk + (e >> 1);
         qf[kk][e] = *reinterpret_cast<const uint32_t*>(&s.q[sw128<kBlockQ>(row, chunk) + 2 * c4]);
       }
+  }
+
+  // Mask data of the thread's rows (q_row and q_row + 8), zero accumulators and statistics.
+  __device__ __forceinline__ void start(const KeyTiles& kt, const BlockQueries<kWindow>& bq,
+                                        int q_row, int n_tiles) {
+    mask_from = kWindow ? kt.first[1] - 1 : (p.n_kv % BK == 0 ? n_tiles : n_tiles - 1);
+    if constexpr (kWindow) {
+      eh = window_extent(p.g.H, p.g.dh);
+      ew = window_extent(p.g.W, p.g.dw);
+    }
+    bq.token(p, q_row, box_r[0], box_c[0]);
+    bq.token(p, q_row + 8, box_r[1], box_c[1]);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    row_max[0] = row_max[1] = -INFINITY;
+    row_sum[0] = row_sum[1] = 0.f;
   }
 
   __device__ __forceinline__ void issue_s(float (&sc)[BK / 8][4], int buf) {
@@ -291,7 +308,15 @@ struct WsConsumer {
                                           float (&alpha)[2]) {
     // The core's tiles but its last (partial) one need no mask; every later tile (fringe bands,
     // padding) does. Dense: the last tile when it is partial (mask_from = n_tiles - 1 or more).
-    if (j >= mask_from) {
+    if (!kWindow && j >= mask_from) {
+      // Dense: the keys past n_kv in the last tile (zeros from either loader).
+      const int k0 = j * BK + 2 * c4 - p.n_kv;
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (k0 + n * 8 + (e & 1) >= 0) sc[n][e] = -INFINITY;
+    } else if (j >= mask_from) {
 #pragma unroll
       for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
@@ -391,6 +416,102 @@ struct Turns {
   }
 };
 
+// One consumer warpgroup over the block's n_tiles key tiles: S = Q K^T, softmax, O += P V, with
+// the variant's overlap and turns. q_row: the thread's first query row (for Q in registers).
+// kFenceAsync: the tiles were written by cp.async (generic proxy) and must be fenced into the
+// async proxy wgmma reads through; TMA writes through the async proxy itself.
+template <bool kSched, bool kOverlap, bool kQRegs, bool kFenceAsync, class C>
+__device__ __forceinline__ void consume_tiles(C& c, int n_tiles, int q_row) {
+  auto& s = c.s;
+  const Turns<kSched> turn{c.wg};
+  if (kSched && c.wg == 1 && n_tiles > 0) named_arrive(kSchedBarrier0, 256);
+
+  float sc[C::kTileKeys / 8][4];
+  uint32_t pf[C::kTileKeys / 16][4];
+  float alpha[2];
+  if constexpr (!kOverlap) {
+    for (int j = 0; j < n_tiles; ++j) {
+      const int buf = j % C::kStages;
+      mbar_wait(&s.full[buf], (j / C::kStages) & 1);
+      // cp.async copies write through the generic proxy; wgmma reads through the async one
+      if constexpr (kFenceAsync) fence_proxy_async();
+      if (kQRegs && j == 0) c.load_q(q_row);
+      turn.begin();
+      c.issue_s(sc, buf);
+      turn.end(false);
+      wgmma_wait0();
+      fence_regs(sc);
+      c.softmax(sc, j, buf, alpha);
+      c.rescale_o(alpha);
+      C::pack(sc, pf);
+      turn.begin();
+      c.issue_pv(pf, buf);
+      turn.end(j == n_tiles - 1);
+      wgmma_wait0();
+      fence_regs(c.o);
+      c.release(buf);
+    }
+  } else if (n_tiles > 0) {
+    mbar_wait(&s.full[0], 0);  // Q arrives with tile 0
+    if constexpr (kFenceAsync) fence_proxy_async();
+    if constexpr (kQRegs) c.load_q(q_row);
+    turn.begin();
+    c.issue_s(sc, 0);
+    turn.end(false);
+    wgmma_wait0();
+    fence_regs(sc);
+    c.softmax(sc, 0, 0, alpha);  // O is zero: its rescale is a no-op
+    C::pack(sc, pf);
+    for (int j = 1; j < n_tiles; ++j) {
+      const int buf = j % C::kStages, prev = (j - 1) % C::kStages;
+      mbar_wait(&s.full[buf], (j / C::kStages) & 1);
+      if constexpr (kFenceAsync) fence_proxy_async();
+      turn.begin();
+      c.issue_s(sc, buf);
+      c.rescale_o(alpha);  // O is not being accumulated between the products
+      c.issue_pv(pf, prev);
+      turn.end(false);
+      wgmma_wait1();  // S of tile j (P V of tile j - 1 may still run)
+      fence_regs(sc);
+      c.softmax(sc, j, buf, alpha);
+      wgmma_wait0();  // pf and O are free again
+      fence_regs(c.o);
+      c.release(prev);
+      C::pack(sc, pf);
+    }
+    turn.begin();
+    c.rescale_o(alpha);
+    c.issue_pv(pf, (n_tiles - 1) % C::kStages);
+    turn.end(true);
+    wgmma_wait0();
+    fence_regs(c.o);
+    c.release((n_tiles - 1) % C::kStages);
+  }
+}
+
+// Normalises the thread's two rows of O and stores them (bf16) where their tokens go.
+template <class C, class BQ>
+__device__ __forceinline__ void store_rows(const C& c, const BQ& bq, int q_row, int head) {
+  const Params& p = c.p;
+  // ---- epilogue: normalise and store ----
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = c.row_sum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    int br, bc;
+    const int64_t token = bq.token(p, q_row + 8 * r, br, bc);
+    if (token < 0) continue;
+    __nv_bfloat16* dst = p.out + (token * p.heads + head) * C::kHeadDim;
+#pragma unroll
+    for (int n = 0; n < C::kHeadDim / 8; ++n) {
+      *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * c.c4) =
+          pack_bf16(c.o[n][2 * r] * inv, c.o[n][2 * r + 1] * inv);
+    }
+  }
+}
+
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
           int ST = kWsStages, int kFast = 0>
 __global__ void __launch_bounds__(kWsThreads, 1)
@@ -441,98 +562,9 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
     const int lane = ct % 32, g4 = lane / 4;
     Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
-    c.mask_from = kWindow ? kt.first[1] - 1 : (p.n_kv % BK == 0 ? n_tiles : n_tiles - 1);
-    if constexpr (kWindow) {
-      c.eh = window_extent(p.g.H, p.g.dh);
-      c.ew = window_extent(p.g.W, p.g.dw);
-    }
-    bq.token(p, cw * 16 + g4, c.box_r[0], c.box_c[0]);
-    bq.token(p, cw * 16 + g4 + 8, c.box_r[1], c.box_c[1]);
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) c.o[n][0] = c.o[n][1] = c.o[n][2] = c.o[n][3] = 0.f;
-    c.row_max[0] = c.row_max[1] = -INFINITY;
-    c.row_sum[0] = c.row_sum[1] = 0.f;
-    const Turns<kSched> turn{c.wg};
-    if (kSched && c.wg == 1 && n_tiles > 0) named_arrive(kSchedBarrier0, 256);
-
-    float sc[BK / 8][4];
-    uint32_t pf[BK / 16][4];
-    float alpha[2];
-    if constexpr (!kOverlap) {
-      for (int j = 0; j < n_tiles; ++j) {
-        const int buf = j % ST;
-        mbar_wait(&s.full[buf], (j / ST) & 1);
-        fence_proxy_async();  // the copies wrote through the generic proxy; wgmma reads async
-        if (kQRegs && j == 0) c.load_q(cw * 16 + g4);
-        turn.begin();
-        c.issue_s(sc, buf);
-        turn.end(false);
-        wgmma_wait0();
-        fence_regs(sc);
-        c.softmax(sc, j, buf, alpha);
-        c.rescale_o(alpha);
-        Consumer::pack(sc, pf);
-        turn.begin();
-        c.issue_pv(pf, buf);
-        turn.end(j == n_tiles - 1);
-        wgmma_wait0();
-        fence_regs(c.o);
-        c.release(buf);
-      }
-    } else if (n_tiles > 0) {
-      mbar_wait(&s.full[0], 0);  // Q arrives with tile 0
-      fence_proxy_async();
-      if constexpr (kQRegs) c.load_q(cw * 16 + g4);
-      turn.begin();
-      c.issue_s(sc, 0);
-      turn.end(false);
-      wgmma_wait0();
-      fence_regs(sc);
-      c.softmax(sc, 0, 0, alpha);  // O is zero: its rescale is a no-op
-      Consumer::pack(sc, pf);
-      for (int j = 1; j < n_tiles; ++j) {
-        const int buf = j % ST, prev = (j - 1) % ST;
-        mbar_wait(&s.full[buf], (j / ST) & 1);
-        fence_proxy_async();
-        turn.begin();
-        c.issue_s(sc, buf);
-        c.rescale_o(alpha);  // O is not being accumulated between the products
-        c.issue_pv(pf, prev);
-        turn.end(false);
-        wgmma_wait1();  // S of tile j (P V of tile j - 1 may still run)
-        fence_regs(sc);
-        c.softmax(sc, j, buf, alpha);
-        wgmma_wait0();  // pf and O are free again
-        fence_regs(c.o);
-        c.release(prev);
-        Consumer::pack(sc, pf);
-      }
-      turn.begin();
-      c.rescale_o(alpha);
-      c.issue_pv(pf, (n_tiles - 1) % ST);
-      turn.end(true);
-      wgmma_wait0();
-      fence_regs(c.o);
-      c.release((n_tiles - 1) % ST);
-    }
-
-    // ---- epilogue: normalise and store ----
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float sum = c.row_sum[r];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      int br, bc;
-      const int64_t token = bq.token(p, cw * 16 + g4 + 8 * r, br, bc);
-      if (token < 0) continue;
-      __nv_bfloat16* dst = p.out + (token * p.heads + head) * D;
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * c.c4) =
-            pack_bf16(c.o[n][2 * r] * inv, c.o[n][2 * r + 1] * inv);
-      }
-    }
+    c.start(kt, bq, cw * 16 + g4, n_tiles);
+    consume_tiles<kSched, kOverlap, kQRegs, true>(c, n_tiles, cw * 16 + g4);
+    store_rows(c, bq, cw * 16 + g4, head);
   }
 }
 
