@@ -17,6 +17,10 @@
 #   tma       the dense kernel fed by TMA (wide_fast_tma, wide_fast_tma_rq: window = wide_fast): its
 #             attention GPU tests, bench_attention (the "dense" rows) and a guide forward with it in
 #             place of cuDNN, against the default in the same call
+#   tmaw      the window kernel fed by TMA too (tmaw, tmaw_rq): attention GPU tests, bench_attention
+#             and uncond forwards against the default in the same call
+#   variants  for each kernel variant in $VARIANTS: attention GPU tests, bench_attention, and the
+#             step kinds of a cache-every-2 CFG step (uncond, guide, reuse, uncond)
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
 #             on cuda with and without --offload
@@ -99,6 +103,31 @@ for part in "${@:-tests}"; do
           120 uncond,guide device 2>&1 | grep -E "^\| (uncond|guide)" | sed "s/^/own dense $v: /" | log
       done
       ;;
+    tmaw)
+      for v in tmaw tmaw_rq; do
+        FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
+        summary "cuda_attention_test $v rc=$?" "$OUT/attention_$v.txt"
+        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
+          sed "s/^/$v: /" | log
+      done
+      for v in wide_fast_tma_rq tmaw tmaw_rq; do
+        FREESWIM_ATTENTION_KERNEL=$v timeout 60 "$B/bench_step" 21 68 120 uncond,uncond device 2>&1 |
+          grep -E "^\| uncond" | sed "s/^/$v: /" | log
+      done
+      ;;
+    variants)
+      for v in ${VARIANTS:-}; do
+        FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
+        summary "cuda_attention_test $v rc=$?" "$OUT/attention_$v.txt"
+        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
+          sed "s/^/$v: /" | log
+      done
+      for v in ${VARIANTS:-}; do
+        [[ "${STEP_VARIANTS:-$VARIANTS}" == *"$v"* ]] || continue
+        FREESWIM_ATTENTION_KERNEL=$v timeout 100 "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond \
+          device 2>&1 | grep -E "^\| (uncond|guide|reuse)|^CFG" | sed "s/^/$v: /" | log
+      done
+      ;;
     cli)
       timeout 300 "$B/freeswim" check --golden "$FREESWIM_GOLDEN_DIR" --device cuda 2>&1 | tail -40 |
         log
@@ -110,7 +139,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma cli)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma tmaw variants cli)" | log
       ;;
   esac
 done

@@ -97,15 +97,36 @@ bool encode_tokens_map(CUtensorMap& map, const void* base, int d, int heads, int
 }
 
 // The TMA dense kernel; the cp.async kernel of the same tiles where the maps cannot be made.
-template <int D, bool kQRegs, bool kSched>
+template <int D, bool kQRegs, bool kSched, int kFast = 1>
 cudaError_t launch_tma_dense(const Params& p, dim3 grid, cudaStream_t stream) {
   constexpr int BK = kBlockKWide, ST = 3;
   DenseMaps maps{};
   if (!encode_tokens_map(maps.q, p.q, D, p.heads, p.n_q, kBlockQ) ||
       !encode_tokens_map(maps.k, p.k, D, p.heads, p.n_kv, BK) ||
       !encode_tokens_map(maps.v, p.v, D, p.heads, p.n_kv, BK))
-    return launch_ws<D, false, false, true, false, BK, ST, true>(p, grid, stream);
-  const auto kernel = attention_tma_dense_kernel<D, kQRegs, kSched, BK, ST>;
+    return launch_ws<D, false, false, true, false, BK, ST, kFast>(p, grid, stream);
+  const auto kernel = attention_tma_dense_kernel<D, kQRegs, kSched, BK, ST, kFast>;
+  constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (e != cudaSuccess) return e;
+  kernel<<<grid, kWsThreads, kSmem, stream>>>(p, maps);
+  return cudaGetLastError();
+}
+
+// The window kernel fed by TMA (tma_dense.cuh): Q in 1-token boxes, K and V in boxes of 2^b
+// tokens; the cp.async kernel of the same tiles where the maps cannot be made.
+template <int D, bool kQRegs>
+cudaError_t launch_tma_window(const Params& p, dim3 grid, cudaStream_t stream) {
+  constexpr int BK = kBlockKWide, ST = 3;
+  const auto tokens = static_cast<int>(p.g.tokens());
+  WindowMaps maps{};
+  bool ok = encode_tokens_map(maps.q, p.q, D, p.heads, tokens, 1);
+  for (int b = 0; b < kBoxLevels && ok; ++b)
+    ok = encode_tokens_map(maps.k[b], p.k, D, p.heads, tokens, 1 << b) &&
+         encode_tokens_map(maps.v[b], p.v, D, p.heads, tokens, 1 << b);
+  if (!ok) return launch_ws<D, true, false, true, false, BK, ST, true>(p, grid, stream);
+  const auto kernel = attention_tma_window_kernel<D, kQRegs, BK, ST>;
   constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
@@ -124,6 +145,9 @@ enum class Variant {
   wide_fast_tma,
   wide_fast_tma_rq,
   wide_fast_tma_rq_pp,
+  tmaw,
+  tmaw_rq,
+  sum,
   ws_ov_rq_s6,
   wide,
   wide_rq,
@@ -139,6 +163,9 @@ constexpr struct {
   int tile_keys;
   bool dense_tma = false;  // its dense kernel is fed by TMA (faster than cuDNN's SDPA)
 } kVariants[] = {{"wide_fast_tma_rq", Variant::wide_fast_tma_rq, kBlockKWide, true},
+                 {"sum", Variant::sum, kBlockKWide, true},
+                 {"tmaw", Variant::tmaw, kBlockKWide, true},
+                 {"tmaw_rq", Variant::tmaw_rq, kBlockKWide, true},
                  {"wide_fast_tma_rq_pp", Variant::wide_fast_tma_rq_pp, kBlockKWide, true},
                  {"wide_fast_tma", Variant::wide_fast_tma, kBlockKWide, true},
                  {"wide_fast", Variant::wide_fast, kBlockKWide},
@@ -194,6 +221,15 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
     case Variant::wide_fast_tma_rq_pp:  // + ping-pong turns in the dense kernel
       if constexpr (!kWindow) return launch_tma_dense<D, true, true>(p, grid, stream);
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
+    case Variant::sum:  // wide_fast_tma_rq with the row sums by the tensor cores (kFast == 3)
+      if constexpr (!kWindow) return launch_tma_dense<D, true, false, 3>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 3>(p, grid, stream);
+    case Variant::tmaw:  // window and dense fed by TMA (dense with Q in registers)
+      if constexpr (kWindow) return launch_tma_window<D, false>(p, grid, stream);
+      return launch_tma_dense<D, true, false>(p, grid, stream);
+    case Variant::tmaw_rq:  // the same with Q in registers in the window kernel too
+      if constexpr (kWindow) return launch_tma_window<D, true>(p, grid, stream);
+      return launch_tma_dense<D, true, false>(p, grid, stream);
     case Variant::ws_ov_rq_s6:
       return launch_ws<D, kWindow, false, true, true, kBlockK, 6>(p, grid, stream);
     case Variant::wide:

@@ -75,13 +75,13 @@ __device__ __forceinline__ void tma_producer(const DenseMaps& m, WsSmem<D, BK, S
   }
 }
 
-template <int D, bool kQRegs, bool kSched, int BK, int ST>
+template <int D, bool kQRegs, bool kSched, int BK, int ST, int kFast = 1>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_tma_dense_kernel(const __grid_constant__ Params p,
                                const __grid_constant__ DenseMaps maps) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   using Smem = WsSmem<D, BK, ST>;
-  using Consumer = WsConsumer<D, false, kQRegs, BK, ST, 1>;
+  using Consumer = WsConsumer<D, false, kQRegs, BK, ST, kFast>;
   // Swizzle atoms (and TMA's 128-byte swizzle) need 1024-byte alignment.
   Smem& s = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
   const int head = blockIdx.y;
@@ -100,6 +100,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     tma_prefetch_map(&maps.k);
     tma_prefetch_map(&maps.v);
   }
+  if constexpr (kFast == 3) init_ones(s, tid);
   __syncthreads();
 
   if (tid < 128) {
@@ -114,6 +115,185 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
     c.start(s.kt, bq, cw * 16 + g4, n_tiles);
     consume_tiles<kSched, true, kQRegs, false>(c, n_tiles, cw * 16 + g4);
+    store_rows(c, bq, cw * 16 + g4, head);
+  }
+}
+
+// ---- Window attention with a TMA producer ----
+//
+// A window tile is a run of BK keys through one key rectangle (T frames x rows x cols, in that
+// order), i.e. a partial first row, whole rows of `cols` keys and a partial last one: row
+// segments of consecutive tokens at varying lengths. A tensor map has one box shape, so the
+// producer holds maps with boxes of 1, 2, 4, ..., 64 tokens and covers a segment of L keys by
+// one box of B = 2^floor(log2 L) keys (L = B) or by two such boxes overlapping in the middle (they
+// write the same bytes to the same rows, and both count on the barrier). A box lands at the
+// segment's row of the tile; the 128-byte swizzle is a function of the shared-memory address
+// (chunk bits 4-6 XOR row bits 7-9), so a box written at any 128-byte row of a 1024-byte-aligned
+// tile lands in the sw128 layout. The 32 lanes of the producer warp take the tile's segments in
+// turn (a core tile has ~3 segments of 51 keys, a left/right band tile 64 of 2) and write the key
+// positions of the tiles the consumers mask; each lane arrives once per tile with the bytes it
+// issued (expect-tx), so a stage is complete when all lanes have arrived and all bytes landed.
+// Rows past a rectangle's last key keep what an earlier tile left there (masked by position); V
+// is zeroed once at the start so that those rows are finite (P is 0 there, and 0 x NaN is not).
+inline constexpr int kBoxLevels = 7;  // boxes of 2^0 .. 2^6 tokens
+// The window producer keeps a rectangle's state and segment arithmetic: it spills at 24 and 32.
+inline constexpr int kTmaWinProducerRegs = 40;
+inline constexpr int kTmaWinConsumerRegs = 232;  // 128 * 40 + 256 * 232 <= 65536
+
+struct WindowMaps {
+  CUtensorMap q;                             // Q, 1-token boxes
+  CUtensorMap k[kBoxLevels], v[kBoxLevels];  // K, V: boxes of 2^b tokens
+};
+
+// Segment of `len` keys (1 <= len <= 128) at tile row `row`, first token `token`: one or two
+// boxes per 64-column block of K and V; returns the bytes it issues.
+template <int D, int BK>
+__device__ __forceinline__ uint32_t segment_bytes(int len) {
+  const int b = min(31 - __clz(len), kBoxLevels - 1);
+  const int n_boxes = len == (1 << b) ? 1 : 2;
+  return static_cast<uint32_t>(n_boxes * (1 << b)) * 2u * D * sizeof(__nv_bfloat16);
+}
+template <int D, int BK>
+__device__ __forceinline__ void segment_copy(const WindowMaps& m, __nv_bfloat16* ks,
+                                             __nv_bfloat16* vs, int row, int token, int len,
+                                             int head, uint64_t* bar) {
+  const int b = min(31 - __clz(len), kBoxLevels - 1);
+  const int box = 1 << b;
+#pragma unroll
+  for (int part = 0; part < 2; ++part) {
+    if (part == 1 && len == box) break;
+    const int off = part == 0 ? 0 : len - box;
+#pragma unroll
+    for (int cb = 0; cb < D / 64; ++cb) {
+      tma_load_3d(&ks[cb * BK * 64 + (row + off) * 64], &m.k[b], cb * 64, head, token + off, bar);
+      tma_load_3d(&vs[cb * BK * 64 + (row + off) * 64], &m.v[b], cb * 64, head, token + off, bar);
+    }
+  }
+}
+
+// The producer warp of the window kernel (lane 0..31).
+template <int D, int BK, int ST>
+__device__ __forceinline__ void tma_window_producer(const Params& p, const WindowMaps& m,
+                                                    WsSmem<D, BK, ST>& s,
+                                                    const BlockQueries<true>& bq, int head,
+                                                    int n_tiles, int mask_from, int lane) {
+  const KeyTiles& kt = s.kt;
+  int rect = -1, next_rect_tile = 0;
+  int cols = 1, nrows = 1, r0 = 0, c0 = 0, n_keys = 0;
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j % ST;
+    if (j == next_rect_tile) {  // a new rectangle (empty ones have no tiles: skipped)
+      do {
+        ++rect;
+      } while (kt.first[rect + 1] <= j);
+      next_rect_tile = kt.first[rect + 1];
+      const KeyRect& R = kt.keys.rect[rect];
+      cols = R.c1 - R.c0;
+      nrows = R.r1 - R.r0;
+      r0 = R.r0;
+      c0 = R.c0;
+      n_keys = static_cast<int>(R.keys(p.g.T));
+    }
+    if (j >= ST) mbar_wait(&s.empty[buf], ((j / ST) - 1) & 1);
+    const int k0 = (j - kt.first[rect]) * BK;  // first key of the tile in the rectangle
+    const int nk = min(BK, n_keys - k0);
+    if (j >= mask_from) {  // key positions for the consumers' mask
+#pragma unroll
+      for (int i = 0; i < BK / 32; ++i) {
+        const int row = lane + 32 * i;
+        const int key = k0 + row;
+        const int rr = key / cols;
+        s.key[buf][row] = make_key_pos<KeyPos16>(row < nk, r0 + rr % nrows, c0 + (key - rr * cols));
+      }
+    }
+    // Segments: 0 = from k0 to the end of its row (or of the tile), then whole rows.
+    const int rr0 = k0 / cols, coff0 = k0 - rr0 * cols;
+    const int len0 = min(cols - coff0, nk);
+    const int n_seg = 1 + (nk - len0 + cols - 1) / cols;
+    uint32_t bytes = 0;
+    if (j == 0) {  // Q: rows lane, lane + 32, ... (one token each)
+      for (int row = lane; row < kBlockQ; row += 32) {
+        int br, bc;
+        if (bq.token(p, row, br, bc) >= 0) bytes += D * sizeof(__nv_bfloat16);
+      }
+    }
+    for (int i = lane; i < n_seg; i += 32) {
+      const int row = i == 0 ? 0 : len0 + (i - 1) * cols;
+      bytes += segment_bytes<D, BK>(i == 0 ? len0 : min(cols, nk - row));
+    }
+    mbar_arrive_expect_tx(&s.full[buf], bytes);  // release: the key positions above
+    if (j == 0) {
+      for (int row = lane; row < kBlockQ; row += 32) {
+        int br, bc;
+        const int64_t token = bq.token(p, row, br, bc);
+        if (token < 0) continue;
+#pragma unroll
+        for (int cb = 0; cb < D / 64; ++cb)
+          tma_load_3d(&s.q[cb * kBlockQ * 64 + row * 64], &m.q, cb * 64, head,
+                      static_cast<int>(token), &s.full[0]);
+      }
+    }
+    for (int i = lane; i < n_seg; i += 32) {
+      const int row = i == 0 ? 0 : len0 + (i - 1) * cols;
+      const int len = i == 0 ? len0 : min(cols, nk - row);
+      const int rr = rr0 + i;
+      const int t = rr / nrows, r = r0 + (rr - t * nrows);
+      const int c = c0 + (i == 0 ? coff0 : 0);
+      segment_copy<D, BK>(m, s.k[buf], s.v[buf], row, (t * p.g.H + r) * p.g.W + c, len, head,
+                          &s.full[buf]);
+    }
+  }
+}
+
+template <int D, bool kQRegs, int BK, int ST, int kFast = 1>
+__global__ void __launch_bounds__(kWsThreads, 1)
+    attention_tma_window_kernel(const __grid_constant__ Params p,
+                                const __grid_constant__ WindowMaps maps) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  using Smem = WsSmem<D, BK, ST>;
+  using Consumer = WsConsumer<D, true, kQRegs, BK, ST, kFast>;
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
+  const int head = blockIdx.y;
+  const int tid = threadIdx.x;
+  BlockQueries<true> bq;
+  KeyTiles& kt = s.kt;
+  const int patch = blockIdx.x / p.plan.chunks;
+  bq.chunk_q = blockIdx.x % p.plan.chunks;
+  bq.h0 = (patch / p.plan.patches_w) * p.plan.ph;
+  bq.w0 = (patch % p.plan.patches_w) * p.plan.pw;
+  if (tid == 0) {
+    kt.keys = patch_keys(p.g, p.plan.ph, p.plan.pw, bq.h0, bq.w0);
+    kt.first[0] = 0;
+    for (int i = 0; i < 5; ++i)
+      kt.first[i + 1] = kt.first[i] + static_cast<int>((kt.keys.rect[i].keys(p.g.T) + BK - 1) / BK);
+    for (int i = 0; i < ST; ++i) {
+      mbar_init(&s.full[i], 32);  // one expect-tx arrival per producer lane
+      mbar_init(&s.empty[i], 8);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  if (tid < 128) {  // zero V (see above) and Q (padding rows stay finite)
+    const uint4 zero{0u, 0u, 0u, 0u};
+    for (int i = tid; i < ST * BK * D / 8; i += 128) reinterpret_cast<uint4*>(&s.v[0][0])[i] = zero;
+    for (int i = tid; i < kBlockQ * D / 8; i += 128) reinterpret_cast<uint4*>(s.q)[i] = zero;
+    fence_proxy_async();  // the TMA writes (async proxy) come after these generic stores
+  }
+  if constexpr (kFast == 3) init_ones(s, tid);
+  __syncthreads();
+  const int n_tiles = kt.first[5];
+  const int mask_from = kt.first[1] - 1;
+
+  if (tid < 128) {
+    setmaxnreg_dec<kTmaWinProducerRegs>();
+    if (tid < 32) tma_window_producer<D, BK, ST>(p, maps, s, bq, head, n_tiles, mask_from, tid);
+  } else {
+    setmaxnreg_inc<kTmaWinConsumerRegs>();
+    const int ct = tid - 128;
+    const int cw = ct / 32;
+    const int lane = ct % 32, g4 = lane / 4;
+    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
+    c.start(kt, bq, cw * 16 + g4, n_tiles);
+    consume_tiles<false, true, kQRegs, false>(c, n_tiles, cw * 16 + g4);
     store_rows(c, bq, cw * 16 + g4, head);
   }
 }

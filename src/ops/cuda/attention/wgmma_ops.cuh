@@ -57,6 +57,17 @@ __device__ __forceinline__ void wgmma_rs_m64n64_kb(float (&d)[8][4], const uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
 
+// D += P 1 for the row sums: A = P's fragments in registers, B K-major in shared memory, N = 8.
+__device__ __forceinline__ void wgmma_rs_m64n8_kb(float (&d)[4], const uint32_t (&a)[4],
+                                                  uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
 __device__ __forceinline__ void wgmma_rs_m64n128_tb(float (&d)[16][4], const uint32_t (&a)[4],
                                                     uint64_t db) {
   asm volatile(

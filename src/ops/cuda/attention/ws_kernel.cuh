@@ -81,11 +81,23 @@ struct WsSmem {
   __nv_bfloat16 q[kBlockQ * D];
   __nv_bfloat16 k[ST][BK * D];
   __nv_bfloat16 v[ST][BK * D];
+  // kFast == 3: the B operand of the row sums' product, all ones (two 8 x 8 core matrices).
+  alignas(256) __nv_bfloat16 ones[128];
   KeyPos16 key[ST][BK];
   KeyTiles kt;
   uint64_t full[ST];   // producer -> consumers: stage loaded (count: 128 producer threads)
   uint64_t empty[ST];  // consumers -> producer: stage read (count: 8 consumer warps)
 };
+
+// Fills s.ones (threads 0..127 of the block, before its barrier) and makes the stores visible to
+// wgmma, which reads through the async proxy.
+template <class Smem>
+__device__ __forceinline__ void init_ones(Smem& s, int tid) {
+  if (tid < 128) {
+    s.ones[tid] = __float2bfloat16(1.f);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  }
+}
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count)
@@ -201,11 +213,13 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
 }
 
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
-// kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 2 = fast with every fourth column
+// kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 3 = fast with the row sums taken by
+// the tensor cores (P times a column of ones, see issue_pv), 2 = fast with every fourth column
 // group's exponentials by exp2_poly on the FMA pipe instead of MUFU's ex2 (kPolyShare).
 template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0>
 struct WsConsumer {
   static constexpr int kHeadDim = D, kTileKeys = BK, kStages = ST;
+  static constexpr bool kSumByMma = kFast == 3;
   const Params& p;
   WsSmem<D, BK, ST>& s;
   int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
@@ -215,7 +229,8 @@ struct WsConsumer {
   int box_r[2], box_c[2];
   float o[D / 8][4];
   float row_max[2], row_sum[2];
-  bool rescale;            // kFast: some row of this thread moved its maximum in the last softmax
+  float lsum[1][4];  // kFast == 3: row sums (rows g4, g4 + 8; every column holds the whole sum)
+  bool rescale;      // kFast: some row of this thread moved its maximum in the last softmax
   uint32_t qf[D / 16][4];  // kQRegs: the A fragments of the warp's 16 query rows
 
   // Rows r0 and r0 + 8 of Q (r0 = the warp's first row + g4), from the swizzled tile: fragment
@@ -245,6 +260,7 @@ struct WsConsumer {
     for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     row_max[0] = row_max[1] = -INFINITY;
     row_sum[0] = row_sum[1] = 0.f;
+    lsum[0][0] = lsum[0][1] = lsum[0][2] = lsum[0][3] = 0.f;
   }
 
   __device__ __forceinline__ void issue_s(float (&sc)[BK / 8][4], int buf) {
@@ -286,6 +302,16 @@ struct WsConsumer {
       else
         wgmma_rs_m64n64_tb(o, pf[kk], db);
     }
+    if constexpr (kFast == 3) {
+      // Row sums of the bf16 P (the values the product above uses) as P times ones: 1/16 of the
+      // P V tensor work instead of one fp32 add per score on the issue-bound consumers. The
+      // ones are two 8-row x 16-byte core matrices without swizzle (LBO = SBO = 128 bytes).
+      fence_regs(lsum);
+      const uint64_t d1 = (uint64_t{(smem_u32(s.ones) & 0x3FFFF) >> 4}) |
+                          (uint64_t{128 >> 4} << 16) | (uint64_t{128 >> 4} << 32);
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs_m64n8_kb(lsum[0], pf[kk], d1);
+    }
     wgmma_commit();
   }
 
@@ -300,6 +326,12 @@ struct WsConsumer {
         o[n][2 * r] *= alpha[r];
         o[n][2 * r + 1] *= alpha[r];
       }
+    if constexpr (kFast == 3) {
+      lsum[0][0] *= alpha[0];
+      lsum[0][1] *= alpha[0];
+      lsum[0][2] *= alpha[1];
+      lsum[0][3] *= alpha[1];
+    }
   }
 
   // Masks tile j, updates the row statistics and turns sc into the (unnormalised) probabilities;
@@ -349,7 +381,7 @@ struct WsConsumer {
         if (cand > row_max[r] + kLazyMax) {
           alpha[r] = exp2_ftz(row_max[r] - cand);  // 0 when the old maximum is -inf
           row_max[r] = cand;
-          row_sum[r] *= alpha[r];
+          if constexpr (kFast != 3) row_sum[r] *= alpha[r];
           rescale = true;
         } else {
           alpha[r] = 1.f;
@@ -378,7 +410,7 @@ struct WsConsumer {
         } else {
           sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
         }
-        row_sum[e / 2] += sc[n][e];
+        if constexpr (kFast != 3) row_sum[e / 2] += sc[n][e];
       }
     }
   }
@@ -391,6 +423,11 @@ struct WsConsumer {
       pf[n / 2][(n & 1) * 2 + 0] = pack_bf16(sc[n][0], sc[n][1]);
       pf[n / 2][(n & 1) * 2 + 1] = pack_bf16(sc[n][2], sc[n][3]);
     }
+  }
+
+  __device__ __forceinline__ void fence_acc() {
+    fence_regs(o);
+    if constexpr (kFast == 3) fence_regs(lsum);
   }
 
   // The warp is done with stage buf (its wgmma reads have completed, its key reads are used).
@@ -448,7 +485,7 @@ __device__ __forceinline__ void consume_tiles(C& c, int n_tiles, int q_row) {
       c.issue_pv(pf, buf);
       turn.end(j == n_tiles - 1);
       wgmma_wait0();
-      fence_regs(c.o);
+      c.fence_acc();
       c.release(buf);
     }
   } else if (n_tiles > 0) {
@@ -475,7 +512,7 @@ __device__ __forceinline__ void consume_tiles(C& c, int n_tiles, int q_row) {
       fence_regs(sc);
       c.softmax(sc, j, buf, alpha);
       wgmma_wait0();  // pf and O are free again
-      fence_regs(c.o);
+      c.fence_acc();
       c.release(prev);
       C::pack(sc, pf);
     }
@@ -484,7 +521,7 @@ __device__ __forceinline__ void consume_tiles(C& c, int n_tiles, int q_row) {
     c.issue_pv(pf, (n_tiles - 1) % C::kStages);
     turn.end(true);
     wgmma_wait0();
-    fence_regs(c.o);
+    c.fence_acc();
     c.release((n_tiles - 1) % C::kStages);
   }
 }
@@ -497,8 +534,12 @@ __device__ __forceinline__ void store_rows(const C& c, const BQ& bq, int q_row, 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float sum = c.row_sum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    if constexpr (C::kSumByMma) {
+      sum = c.lsum[0][2 * r];
+    } else {
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    }
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     int br, bc;
     const int64_t token = bq.token(p, q_row + 8 * r, br, bc);
@@ -550,6 +591,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       mbar_init(&s.empty[i], 8);
     }
   }
+  if constexpr (kFast == 3) init_ones(s, tid);
   __syncthreads();  // the last block-wide barrier: from here on the roles only meet in mbarriers
   const int n_tiles = kt.first[5];
 
