@@ -145,23 +145,21 @@ struct WindowMaps {
   CUtensorMap k[kBoxLevels], v[kBoxLevels];  // K, V: boxes of 2^b tokens
 };
 
-// Segment of `len` keys (1 <= len <= 128) at tile row `row`, first token `token`: one or two
-// boxes per 64-column block of K and V; returns the bytes it issues.
-template <int D, int BK>
+// Bytes the boxes of a segment of `len` keys bring (K and V, every 64-column block).
+template <int D>
 __device__ __forceinline__ uint32_t segment_bytes(int len) {
-  const int b = min(31 - __clz(len), kBoxLevels - 1);
-  const int n_boxes = len == (1 << b) ? 1 : 2;
-  return static_cast<uint32_t>(n_boxes * (1 << b)) * 2u * D * sizeof(__nv_bfloat16);
+  const int box = 1 << segment_box_level(len, kBoxLevels);
+  return static_cast<uint32_t>(segment_boxes(len, kBoxLevels) * box) * 2u * D *
+         sizeof(__nv_bfloat16);
 }
+// Copies a segment of `len` keys, first token `token`, to tile row `row` of K and V.
 template <int D, int BK>
 __device__ __forceinline__ void segment_copy(const WindowMaps& m, __nv_bfloat16* ks,
                                              __nv_bfloat16* vs, int row, int token, int len,
                                              int head, uint64_t* bar) {
-  const int b = min(31 - __clz(len), kBoxLevels - 1);
+  const int b = segment_box_level(len, kBoxLevels);
   const int box = 1 << b;
-#pragma unroll
-  for (int part = 0; part < 2; ++part) {
-    if (part == 1 && len == box) break;
+  for (int part = 0; part < segment_boxes(len, kBoxLevels); ++part) {
     const int off = part == 0 ? 0 : len - box;
 #pragma unroll
     for (int cb = 0; cb < D / 64; ++cb) {
@@ -206,10 +204,7 @@ __device__ __forceinline__ void tma_window_producer(const Params& p, const Windo
         s.key[buf][row] = make_key_pos<KeyPos16>(row < nk, r0 + rr % nrows, c0 + (key - rr * cols));
       }
     }
-    // Segments: 0 = from k0 to the end of its row (or of the tile), then whole rows.
-    const int rr0 = k0 / cols, coff0 = k0 - rr0 * cols;
-    const int len0 = min(cols - coff0, nk);
-    const int n_seg = 1 + (nk - len0 + cols - 1) / cols;
+    const TileSegments seg(k0, nk, cols);
     uint32_t bytes = 0;
     if (j == 0) {  // Q: rows lane, lane + 32, ... (one token each)
       for (int row = lane; row < kBlockQ; row += 32) {
@@ -217,10 +212,7 @@ __device__ __forceinline__ void tma_window_producer(const Params& p, const Windo
         if (bq.token(p, row, br, bc) >= 0) bytes += D * sizeof(__nv_bfloat16);
       }
     }
-    for (int i = lane; i < n_seg; i += 32) {
-      const int row = i == 0 ? 0 : len0 + (i - 1) * cols;
-      bytes += segment_bytes<D, BK>(i == 0 ? len0 : min(cols, nk - row));
-    }
+    for (int i = lane; i < seg.count; i += 32) bytes += segment_bytes<D>(seg.len(i));
     mbar_arrive_expect_tx(&s.full[buf], bytes);  // release: the key positions above
     if (j == 0) {
       for (int row = lane; row < kBlockQ; row += 32) {
@@ -233,13 +225,11 @@ __device__ __forceinline__ void tma_window_producer(const Params& p, const Windo
                       static_cast<int>(token), &s.full[0]);
       }
     }
-    for (int i = lane; i < n_seg; i += 32) {
-      const int row = i == 0 ? 0 : len0 + (i - 1) * cols;
-      const int len = i == 0 ? len0 : min(cols, nk - row);
-      const int rr = rr0 + i;
+    for (int i = lane; i < seg.count; i += 32) {
+      const int rr = seg.rect_row(i);
       const int t = rr / nrows, r = r0 + (rr - t * nrows);
-      const int c = c0 + (i == 0 ? coff0 : 0);
-      segment_copy<D, BK>(m, s.k[buf], s.v[buf], row, (t * p.g.H + r) * p.g.W + c, len, head,
+      segment_copy<D, BK>(m, s.k[buf], s.v[buf], seg.row(i),
+                          (t * p.g.H + r) * p.g.W + c0 + seg.first_col(i), seg.len(i), head,
                           &s.full[buf]);
     }
   }

@@ -30,6 +30,37 @@ struct KeyRect {
   FS_HD int64_t keys(int T) const { return int64_t{T} * (r1 - r0) * (c1 - c0); }
 };
 
+// A tile of `nk` keys starting at key `k0` of a key rectangle `cols` columns wide, as row
+// segments of consecutive tokens (the window kernel fed by TMA copies each segment as boxes):
+// segment 0 runs from k0 to the end of its rectangle row (or of the tile), the others are whole
+// rows, the last one possibly cut by the tile's end. Rows of the rectangle are counted over frames
+// (rect_row = t * rows + r).
+struct TileSegments {
+  int cols, nk, rr0, coff0, len0, count;
+  FS_HD TileSegments(int k0, int nk_, int cols_) : cols(cols_), nk(nk_) {
+    rr0 = k0 / cols;
+    coff0 = k0 - rr0 * cols;
+    len0 = cols - coff0 < nk ? cols - coff0 : nk;
+    count = 1 + (nk - len0 + cols - 1) / cols;
+  }
+  FS_HD int row(int i) const { return i == 0 ? 0 : len0 + (i - 1) * cols; }  // first tile row
+  FS_HD int len(int i) const { return i == 0 ? len0 : (cols < nk - row(i) ? cols : nk - row(i)); }
+  FS_HD int first_col(int i) const { return i == 0 ? coff0 : 0; }  // inside the rectangle row
+  FS_HD int rect_row(int i) const { return rr0 + i; }
+};
+
+// Boxes of 2^level keys (level < levels) that cover a segment of len keys (1 <= len <=
+// 2^levels): one box when len is a power of two, else two of 2^floor(log2 len) overlapping in the
+// middle, at offsets 0 and len - 2^level.
+FS_HD inline int segment_box_level(int len, int levels) {
+  int b = 0;
+  while (b + 1 < levels && (2 << b) <= len) ++b;
+  return b;
+}
+FS_HD inline int segment_boxes(int len, int levels) {
+  return len == (1 << segment_box_level(len, levels)) ? 1 : 2;
+}
+
 // The five key rectangles of one patch: [0] the core, [1..4] the fringe bands.
 struct PatchKeys {
   KeyRect rect[5];
