@@ -21,6 +21,8 @@
 #             and uncond forwards against the default in the same call
 #   variants  for each kernel variant in $VARIANTS: attention GPU tests, bench_attention, and the
 #             step kinds of a cache-every-2 CFG step (uncond, guide, reuse, uncond)
+#   sanitize  compute-sanitizer memcheck and racecheck on the default kernels (window T1_H5, the
+#             TMA dense kernel on q257_kv1000 and q130_kv512), and the attention tests of tmaw
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
 #             on cuda with and without --offload
@@ -128,6 +130,16 @@ for part in "${@:-tests}"; do
           device 2>&1 | grep -E "^\| (uncond|guide|reuse)|^CFG" | sed "s/^/$v: /" | log
       done
       ;;
+    sanitize)
+      for f in '*T1_H5*' '*own_q257_kv1000*' '*own_q130_kv512*'; do
+        timeout 40 compute-sanitizer --tool memcheck "$B/cuda_attention_test" --gtest_filter="$f" \
+          2>&1 | grep -E "ERROR SUMMARY|PASSED|FAILED" | sed "s/^/memcheck $f: /" | log
+        timeout 60 compute-sanitizer --tool racecheck "$B/cuda_attention_test" --gtest_filter="$f" \
+          2>&1 | grep -E "RACECHECK SUMMARY|ERROR SUMMARY" | sed "s/^/racecheck $f: /" | log
+      done
+      FREESWIM_ATTENTION_KERNEL=tmaw timeout 90 "$B/cuda_attention_test" >"$OUT/attention_tmaw.txt" 2>&1
+      summary "cuda_attention_test tmaw rc=$?" "$OUT/attention_tmaw.txt"
+      ;;
     cli)
       timeout 300 "$B/freeswim" check --golden "$FREESWIM_GOLDEN_DIR" --device cuda 2>&1 | tail -40 |
         log
@@ -139,7 +151,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma tmaw variants cli)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma tmaw variants sanitize cli)" | log
       ;;
   esac
 done
