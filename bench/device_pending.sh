@@ -17,10 +17,9 @@
 #   tma       the dense kernel fed by TMA (wide_fast_tma, wide_fast_tma_rq: window = wide_fast): its
 #             attention GPU tests, bench_attention (the "dense" rows) and a guide forward with it in
 #             place of cuDNN, against the default in the same call
-#   tmaw      the window kernel fed by TMA too (tmaw, tmaw_rq): attention GPU tests, bench_attention
-#             and uncond forwards against the default in the same call
-#   variants  for each kernel variant in $VARIANTS: attention GPU tests, bench_attention, and the
-#             step kinds of a cache-every-2 CFG step (uncond, guide, reuse, uncond)
+#   variants  for each kernel variant in $VARIANTS: attention GPU tests, bench_attention, and (for
+#             those also in $STEP_VARIANTS, default all) the step kinds of a cache-every-2 CFG
+#             step (uncond, guide, reuse, uncond); e.g. VARIANTS="tmaw tmaw_rq wide_fast_tma_rq"
 #   sanitize  compute-sanitizer memcheck and racecheck on the default kernels (window T1_H5, the
 #             TMA dense kernel on q257_kv1000 and q130_kv512), and the attention tests of tmaw
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
@@ -105,18 +104,6 @@ for part in "${@:-tests}"; do
           120 uncond,guide device 2>&1 | grep -E "^\| (uncond|guide)" | sed "s/^/own dense $v: /" | log
       done
       ;;
-    tmaw)
-      for v in tmaw tmaw_rq; do
-        FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
-        summary "cuda_attention_test $v rc=$?" "$OUT/attention_$v.txt"
-        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
-          sed "s/^/$v: /" | log
-      done
-      for v in wide_fast_tma_rq tmaw tmaw_rq; do
-        FREESWIM_ATTENTION_KERNEL=$v timeout 60 "$B/bench_step" 21 68 120 uncond,uncond device 2>&1 |
-          grep -E "^\| uncond" | sed "s/^/$v: /" | log
-      done
-      ;;
     variants)
       for v in ${VARIANTS:-}; do
         FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
@@ -151,7 +138,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma tmaw variants sanitize cli)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma variants sanitize cli)" | log
       ;;
   esac
 done

@@ -47,17 +47,24 @@ cudaError_t launch_wgmma(const Params& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages, int kFast = 0>
-cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST, kFast>;
-  constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;  // slack to align the swizzle atoms
+// Launches a warp-specialised kernel (kWsThreads threads) whose shared memory is one Smem, with
+// the slack that aligns its swizzle atoms to 1024 bytes.
+template <class Smem, class Kernel, class... Args>
+cudaError_t launch_ws_kernel(Kernel kernel, dim3 grid, cudaStream_t stream, const Args&... args) {
+  constexpr int kSmem = sizeof(Smem) + 1024;
   static_assert(kSmem <= 227 * 1024, "more shared memory than a Hopper block may have");
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (e != cudaSuccess) return e;
-  kernel<<<grid, kWsThreads, kSmem, stream>>>(p);
+  kernel<<<grid, kWsThreads, kSmem, stream>>>(args...);
   return cudaGetLastError();
+}
+
+template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
+          int ST = kWsStages, int kFast = 0>
+cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
+  return launch_ws_kernel<WsSmem<D, BK, ST>>(
+      attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST, kFast>, grid, stream, p);
 }
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point (no link to libcuda), or
@@ -105,13 +112,8 @@ cudaError_t launch_tma_dense(const Params& p, dim3 grid, cudaStream_t stream) {
       !encode_tokens_map(maps.k, p.k, D, p.heads, p.n_kv, BK) ||
       !encode_tokens_map(maps.v, p.v, D, p.heads, p.n_kv, BK))
     return launch_ws<D, false, false, true, false, BK, ST, kFast>(p, grid, stream);
-  const auto kernel = attention_tma_dense_kernel<D, kQRegs, kSched, BK, ST, kFast>;
-  constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;
-  const cudaError_t e =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (e != cudaSuccess) return e;
-  kernel<<<grid, kWsThreads, kSmem, stream>>>(p, maps);
-  return cudaGetLastError();
+  return launch_ws_kernel<WsSmem<D, BK, ST>>(
+      attention_tma_dense_kernel<D, kQRegs, kSched, BK, ST, kFast>, grid, stream, p, maps);
 }
 
 // The window kernel fed by TMA (tma_dense.cuh): Q in 1-token boxes, K and V in boxes of 2^b
@@ -126,13 +128,8 @@ cudaError_t launch_tma_window(const Params& p, dim3 grid, cudaStream_t stream) {
     ok = encode_tokens_map(maps.k[b], p.k, D, p.heads, tokens, 1 << b) &&
          encode_tokens_map(maps.v[b], p.v, D, p.heads, tokens, 1 << b);
   if (!ok) return launch_ws<D, true, false, true, false, BK, ST, true>(p, grid, stream);
-  const auto kernel = attention_tma_window_kernel<D, kQRegs, BK, ST>;
-  constexpr int kSmem = sizeof(WsSmem<D, BK, ST>) + 1024;
-  const cudaError_t e =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (e != cudaSuccess) return e;
-  kernel<<<grid, kWsThreads, kSmem, stream>>>(p, maps);
-  return cudaGetLastError();
+  return launch_ws_kernel<WsSmem<D, BK, ST>>(attention_tma_window_kernel<D, kQRegs, BK, ST>, grid,
+                                             stream, p, maps);
 }
 
 enum class Variant {

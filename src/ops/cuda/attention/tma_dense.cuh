@@ -75,6 +75,10 @@ __device__ __forceinline__ void tma_producer(const DenseMaps& m, WsSmem<D, BK, S
   }
 }
 
+// The kernels' preambles (shared-memory alignment, block queries, tile table) are written out in
+// each kernel rather than in helpers: behind helper functions the compiled kernels came out
+// different (compared section by section in the cubin), and the code measured on the GPU is
+// this code.
 template <int D, bool kQRegs, bool kSched, int BK, int ST, int kFast = 1>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_tma_dense_kernel(const __grid_constant__ Params p,
@@ -108,14 +112,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     if (tid == 0) tma_producer<D, BK, ST>(maps, s, head, n_tiles);
   } else {
     setmaxnreg_inc<kTmaConsumerRegs>();
-    const int ct = tid - 128;
-    const int cw = ct / 32;
-    const int lane = ct % 32, g4 = lane / 4;
-    const BlockQueries<false> bq;
-    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
-    c.start(s.kt, bq, cw * 16 + g4, n_tiles);
-    consume_tiles<kSched, true, kQRegs, false>(c, n_tiles, cw * 16 + g4);
-    store_rows(c, bq, cw * 16 + g4, head);
+    run_consumer<Consumer, kSched, true, false>(p, s, BlockQueries<false>{}, tid, n_tiles, head);
   }
 }
 
@@ -278,13 +275,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     if (tid < 32) tma_window_producer<D, BK, ST>(p, maps, s, bq, head, n_tiles, mask_from, tid);
   } else {
     setmaxnreg_inc<kTmaWinConsumerRegs>();
-    const int ct = tid - 128;
-    const int cw = ct / 32;
-    const int lane = ct % 32, g4 = lane / 4;
-    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
-    c.start(kt, bq, cw * 16 + g4, n_tiles);
-    consume_tiles<false, true, kQRegs, false>(c, n_tiles, cw * 16 + g4);
-    store_rows(c, bq, cw * 16 + g4, head);
+    run_consumer<Consumer, false, true, false>(p, s, bq, tid, n_tiles, head);
   }
 }
 

@@ -219,7 +219,7 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
 template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0>
 struct WsConsumer {
   static constexpr int kHeadDim = D, kTileKeys = BK, kStages = ST;
-  static constexpr bool kSumByMma = kFast == 3;
+  static constexpr bool kSumByMma = kFast == 3, kQInRegs = kQRegs;
   const Params& p;
   WsSmem<D, BK, ST>& s;
   int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
@@ -553,6 +553,20 @@ __device__ __forceinline__ void store_rows(const C& c, const BQ& bq, int q_row, 
   }
 }
 
+// A consumer thread (tid 128..383) of any warp-specialised kernel: its rows' accumulators over
+// the block's n_tiles tiles, then the normalised rows stored.
+template <class Consumer, bool kSched, bool kOverlap, bool kFenceAsync, class Smem, class BQ>
+__device__ __forceinline__ void run_consumer(const Params& p, Smem& s, const BQ& bq, int tid,
+                                             int n_tiles, int head) {
+  const int ct = tid - 128;  // 0..255
+  const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
+  const int lane = ct % 32, g4 = lane / 4;
+  Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
+  c.start(s.kt, bq, cw * 16 + g4, n_tiles);
+  consume_tiles<kSched, kOverlap, Consumer::kQInRegs, kFenceAsync>(c, n_tiles, cw * 16 + g4);
+  store_rows(c, bq, cw * 16 + g4, head);
+}
+
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
           int ST = kWsStages, int kFast = 0>
 __global__ void __launch_bounds__(kWsThreads, 1)
@@ -562,7 +576,8 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   using Consumer = WsConsumer<D, kWindow, kQRegs, BK, ST, kFast>;
   // Swizzle atoms need 1024-byte alignment. The offset is added to smem_raw itself (not via an
   // integer round trip) so that the compiler keeps knowing the accesses are to shared memory
-  // (ld/st.shared rather than generic loads and stores).
+  // (ld/st.shared rather than generic loads and stores). (Behind a helper function the kernels'
+  // code came out different, so each kernel keeps this line.)
   Smem& s = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
   const int head = blockIdx.y;
   const int tid = threadIdx.x;
@@ -600,13 +615,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     ws_producer<D, kWindow, BK, ST>(p, s, bq, head, n_tiles);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
-    const int ct = tid - 128;  // 0..255
-    const int cw = ct / 32;    // consumer warp: rows cw * 16 + g4 and + 8
-    const int lane = ct % 32, g4 = lane / 4;
-    Consumer c{p, s, cw / 4, lane, lane % 4, 1, 1, 0, {}, {}, {}, {}, {}, true, {}};
-    c.start(kt, bq, cw * 16 + g4, n_tiles);
-    consume_tiles<kSched, kOverlap, kQRegs, true>(c, n_tiles, cw * 16 + g4);
-    store_rows(c, bq, cw * 16 + g4, head);
+    run_consumer<Consumer, kSched, kOverlap, true>(p, s, bq, tid, n_tiles, head);
   }
 }
 
