@@ -164,10 +164,14 @@ Device parse_device(const std::string& d) {
            d);
   if (d == "auto") {
 #ifdef FREESWIM_WITH_CUDA
-    const std::string gpu = ops::cuda::cuda_device_name();
-    if (!gpu.empty()) {
-      std::fprintf(stderr, "freeswim: device: cuda (%s)\n", gpu.c_str());
+    const ops::cuda::CudaDeviceInfo gpu = ops::cuda::cuda_device_info();
+    if (!gpu.name.empty() && gpu.unsupported.empty()) {
+      std::fprintf(stderr, "freeswim: device: cuda (%s)\n", gpu.name.c_str());
       return Device::CUDA;
+    }
+    if (!gpu.name.empty()) {
+      std::fprintf(stderr, "freeswim: device: cpu (%s)\n", gpu.unsupported.c_str());
+      return Device::CPU;
     }
     std::fprintf(stderr, "freeswim: device: cpu (no CUDA GPU found)\n");
 #else

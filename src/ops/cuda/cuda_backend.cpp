@@ -579,7 +579,7 @@ bool op_profile_enabled() {
   return on;
 }
 
-std::string cuda_device_name() {
+CudaDeviceInfo cuda_device_info() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
     cudaGetLastError();  // leave no sticky status behind
@@ -590,7 +590,11 @@ std::string cuda_device_name() {
     cudaGetLastError();
     return {};
   }
-  return prop.name;
+  return {prop.name, cuda_capability_problem(prop.name, prop.major, prop.minor)};
+}
+
+std::string cuda_device_name() {
+  return cuda_device_info().name;
 }
 
 void register_cuda_backend() {

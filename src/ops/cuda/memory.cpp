@@ -77,6 +77,16 @@ void ensure_device_locked(Pool& p) {
     fail("--device cuda: no usable CUDA device ({}); run with --device cpu",
          e != cudaSuccess ? cudaGetErrorString(e) : "no device found");
   }
+  // A GPU this build has no kernels for would otherwise fail at the first kernel launch with
+  // "no kernel image is available".
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
+    const std::string why = cuda_capability_problem(prop.name, prop.major, prop.minor);
+    if (!why.empty()) fail("--device cuda: {}; run with --device cpu", why);
+  } else {
+    cudaGetLastError();
+  }
   p.checked = true;
 }
 
