@@ -1,8 +1,8 @@
 // The row segments and TMA boxes of the window kernel fed by TMA (window_plan.h: TileSegments,
-// segment_box_level, segment_boxes), checked on the CPU against a key-by-key walk of the
-// rectangle: every tile of every rectangle of every patch of several geometries must be covered
-// exactly, in order, by segments that stay inside one rectangle row, and every segment exactly by
-// its boxes.
+// segment_box_level, segment_boxes) and the pairs producer's KeyStepper, checked on the CPU
+// against a key-by-key walk of the rectangle: every tile of every rectangle of every patch of
+// several geometries must be covered exactly, in order, by segments that stay inside one rectangle
+// row, and every segment exactly by its boxes.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -78,6 +78,38 @@ TEST(TileSegments, CoverEveryTileOfEveryRectangle) {
   };
   for (const WindowGeometry& g : shapes)
     for (int tile_keys : {kBlockK, kBlockKWide}) check_geometry(g, tile_keys);
+}
+
+// The stepper of the pairs producer: from every first key a thread can start at (0..63), each
+// step lands where decoding the key index directly says, up to the rectangle's end.
+TEST(KeyStepper, StepsMatchDirectDecodeOnEveryRectangle) {
+  const WindowGeometry shapes[] = {{21, 68, 120, 15, 26},
+                                   {3, 40, 41, 5, 7},
+                                   {1, 5, 9, 2, 3},
+                                   {2, 7, 300, 1, 90},
+                                   {4, 6, 6, 10, 10}};
+  for (const WindowGeometry& g : shapes) {
+    const WindowPlan plan = choose_plan(g, kBlockKWide);
+    for (int ph = 0; ph < plan.patches_h; ph += 3)
+      for (int pw = 0; pw < plan.patches_w; pw += 5) {
+        const PatchKeys pk = patch_keys(g, plan.ph, plan.pw, ph * plan.ph, pw * plan.pw);
+        for (const KeyRect& R : pk.rect) {
+          if (R.keys(g.T) == 0) continue;
+          const int cols = R.c1 - R.c0, rows = R.r1 - R.r0;
+          for (int first = 0; first < 64; ++first) {
+            KeyStepper<64> st;
+            st.start_rect(g, R, first);
+            for (; st.idx < st.n_keys; st.step()) {
+              const int rr = st.idx / cols;
+              ASSERT_EQ(st.kc, R.c0 + st.idx % cols);
+              ASSERT_EQ(st.kr, R.r0 + rr % rows);
+              ASSERT_EQ(st.t, rr / rows);
+              ASSERT_EQ(st.token(g), (st.t * g.H + st.kr) * g.W + st.kc);
+            }
+          }
+        }
+      }
+  }
 }
 
 }  // namespace

@@ -61,10 +61,11 @@ cudaError_t launch_ws_kernel(Kernel kernel, dim3 grid, cudaStream_t stream, cons
 }
 
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages, int kFast = 0>
+          int ST = kWsStages, int kFast = 0, bool kPairs = false>
 cudaError_t launch_ws(const Params& p, dim3 grid, cudaStream_t stream) {
   return launch_ws_kernel<WsSmem<D, BK, ST>>(
-      attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST, kFast>, grid, stream, p);
+      attention_ws_kernel<D, kWindow, kSched, kOverlap, kQRegs, BK, ST, kFast, kPairs>, grid,
+      stream, p);
 }
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point (no link to libcuda), or
@@ -145,6 +146,7 @@ enum class Variant {
   tmaw,
   tmaw_rq,
   sum,
+  wide_lean,
   ws_ov_rq_s6,
   wide,
   wide_rq,
@@ -161,6 +163,7 @@ constexpr struct {
   bool dense_tma = false;  // its dense kernel is fed by TMA (faster than cuDNN's SDPA)
 } kVariants[] = {{"wide_fast_tma_rq", Variant::wide_fast_tma_rq, kBlockKWide, true},
                  {"sum", Variant::sum, kBlockKWide, true},
+                 {"wide_lean", Variant::wide_lean, kBlockKWide, true},
                  {"tmaw", Variant::tmaw, kBlockKWide, true},
                  {"tmaw_rq", Variant::tmaw_rq, kBlockKWide, true},
                  {"wide_fast_tma_rq_pp", Variant::wide_fast_tma_rq_pp, kBlockKWide, true},
@@ -221,6 +224,10 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
     case Variant::sum:  // wide_fast_tma_rq with the row sums by the tensor cores (kFast == 3)
       if constexpr (!kWindow) return launch_tma_dense<D, true, false, 3>(p, grid, stream);
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 3>(p, grid, stream);
+    case Variant::wide_lean:  // window: the pairs producer (ws_kernel.cuh); dense: TMA, Q in regs
+      if constexpr (!kWindow) return launch_tma_dense<D, true, false>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true, kWindow>(p, grid,
+                                                                                      stream);
     case Variant::tmaw:  // window and dense fed by TMA (dense with Q in registers)
       if constexpr (kWindow) return launch_tma_window<D, false>(p, grid, stream);
       return launch_tma_dense<D, true, false>(p, grid, stream);

@@ -49,6 +49,47 @@ struct TileSegments {
   FS_HD int rect_row(int i) const { return rr0 + i; }
 };
 
+// A key position inside a rectangle (T frames x rows x cols, in that order) moved kStep keys at a
+// time by adds only: the quotient and remainder of kStep by the width are taken once per
+// rectangle, and a step crosses at most kStep / rows + 1 frame boundaries. (The window producer
+// of ws_kernel.cuh's pairs variant; positions past the last key are not meaningful, idx says so.)
+template <int kStep>
+struct KeyStepper {
+  int idx = 0, n_keys = 0, t = 0, kr = 0, kc = 0;
+  int r0 = 0, r1 = 0, c0 = 0, c1 = 0, cols = 1, rows = 1, dq = 0, dr = 0;
+
+  FS_HD void start_rect(const WindowGeometry& g, const KeyRect& R, int first) {
+    r0 = R.r0;
+    r1 = R.r1;
+    c0 = R.c0;
+    c1 = R.c1;
+    cols = c1 - c0;
+    rows = r1 - r0;
+    n_keys = static_cast<int>(R.keys(g.T));
+    idx = first;
+    const int rr = first / cols;  // row counted over frames
+    kc = c0 + (first - rr * cols);
+    t = rr / rows;
+    kr = r0 + (rr - t * rows);
+    dq = kStep / cols;
+    dr = kStep - dq * cols;
+  }
+  FS_HD int token(const WindowGeometry& g) const { return (t * g.H + kr) * g.W + kc; }
+  FS_HD void step() {
+    idx += kStep;
+    kc += dr;
+    kr += dq;
+    if (kc >= c1) {
+      kc -= cols;
+      ++kr;
+    }
+    while (kr >= r1) {
+      kr -= rows;
+      ++t;
+    }
+  }
+};
+
 // Boxes of 2^level keys (level < levels) that cover a segment of len keys (1 <= len <=
 // 2^levels): one box when len is a power of two, else two of 2^floor(log2 len) overlapping in the
 // middle, at offsets 0 and len - 2^level.

@@ -212,6 +212,76 @@ __device__ __forceinline__ void ws_producer(const Params& p, WsSmem<D, BK, ST>& 
   cp_async_wait_all();  // do not leave copies in flight behind an exited thread
 }
 
+// ---- The "pairs" window producer (variant wide_lean; written after the last GPU call of its
+// session, not measured yet) ----
+//
+// The default producer gives each thread one 16-byte chunk of every eighth key row (16 threads per
+// row of D = 128), so each thread steps its key cursor, forms a 64-bit offset and tests validity
+// once per 16 bytes it copies: 16 times per 128-key tile. Here two threads share a row (chunks 2i
+// and 2i + 1: each warp-wide copy still covers whole 32-byte sectors, 16 rows x 32 bytes) and each
+// thread copies half the row, so the per-row work is paid twice per tile instead of 16 times for
+// the same 32 copies, and the cursor steps 64 keys at once (quotient and remainder of the step by
+// the rectangle's width are computed once per rectangle). Key positions are written only for the
+// tiles the consumers mask.
+inline constexpr int kPairRows = 64;                       // key rows per pass of 128 threads
+inline constexpr int kPairFullArrivals = 128 + kPairRows;  // noinc per thread + position writers
+using PairCursor = KeyStepper<kPairRows>;                  // window_plan.h
+
+template <int D, int BK, int ST>
+__device__ __forceinline__ void ws_producer_pairs(const Params& p, WsSmem<D, BK, ST>& s,
+                                                  const BlockQueries<true>& bq, int head,
+                                                  int n_tiles) {
+  static_assert(BK % kPairRows == 0, "tiles of whole passes");
+  constexpr int kChunks = D / 8;
+  const int tid = threadIdx.x;  // 0..127
+  const int h = tid & 1;        // which chunk of each pair
+  if (n_tiles > 0) {            // Q as in ws_producer
+    const int chunk = tid % kChunks;
+    for (int row = tid / kChunks; row < kBlockQ; row += 128 / kChunks) {
+      int br, bc;
+      const int64_t token = bq.token(p, row, br, bc);
+      const int64_t off = (token * p.heads + head) * D + chunk * 8;
+      cp_async16(&s.q[sw128<kBlockQ>(row, chunk)], p.q + (token >= 0 ? off : 0), token >= 0);
+    }
+  }
+  const int64_t token_stride = int64_t{p.heads} * D;
+  const __nv_bfloat16* kbase = p.k + int64_t{head} * D + h * 8;
+  const __nv_bfloat16* vbase = p.v + int64_t{head} * D + h * 8;
+  const int mask_from = s.kt.first[1] - 1;
+  PairCursor cur;
+  int rect = -1, next_rect_tile = 0;
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j % ST;
+    if (j == next_rect_tile) {  // a new rectangle (empty ones have no tiles: skipped)
+      do {
+        ++rect;
+      } while (s.kt.first[rect + 1] <= j);
+      next_rect_tile = s.kt.first[rect + 1];
+      cur.start_rect(p.g, s.kt.keys.rect[rect], tid / 2);
+    }
+    if (j >= ST) mbar_wait(&s.empty[buf], ((j / ST) - 1) & 1);
+    const bool write_pos = j >= mask_from;
+#pragma unroll
+    for (int pass = 0; pass < BK / kPairRows; ++pass) {
+      const int row = tid / 2 + pass * kPairRows;
+      const bool valid = cur.idx < cur.n_keys;
+      const int64_t off = valid ? int64_t{cur.token(p.g)} * token_stride : 0;
+#pragma unroll
+      for (int i = 0; i < kChunks / 2; ++i) {
+        const int chunk = 2 * i + h;
+        cp_async16(&s.k[buf][sw128<BK>(row, chunk)], kbase + off + 16 * i, valid);
+        cp_async16(&s.v[buf][sw128<BK>(row, chunk)], vbase + off + 16 * i, valid);
+      }
+      if (h == 0 && write_pos)
+        store_key_pos(&s.key[buf][row], make_key_pos<KeyPos16>(valid, cur.kr, cur.kc));
+      cur.step();
+    }
+    cp_async_mbar_arrive_noinc(&s.full[buf]);
+    if (h == 0) mbar_arrive(&s.full[buf]);
+  }
+  cp_async_wait_all();  // do not leave copies in flight behind an exited thread
+}
+
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
 // kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 3 = fast with the row sums taken by
 // the tensor cores (P times a column of ones, see issue_pv), 2 = fast with every fourth column
@@ -567,10 +637,12 @@ __device__ __forceinline__ void run_consumer(const Params& p, Smem& s, const BQ&
   store_rows(c, bq, cw * 16 + g4, head);
 }
 
+// kPairs (window only): the producer of ws_producer_pairs instead of ws_producer.
 template <int D, bool kWindow, bool kSched, bool kOverlap, bool kQRegs, int BK = kBlockK,
-          int ST = kWsStages, int kFast = 0>
+          int ST = kWsStages, int kFast = 0, bool kPairs = false>
 __global__ void __launch_bounds__(kWsThreads, 1)
     attention_ws_kernel(const __grid_constant__ Params p) {
+  static_assert(!kPairs || kWindow, "the pairs producer is the window's");
   extern __shared__ __align__(128) unsigned char smem_raw[];
   using Smem = WsSmem<D, BK, ST>;
   using Consumer = WsConsumer<D, kWindow, kQRegs, BK, ST, kFast>;
@@ -602,7 +674,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       kt.first[5] = (p.n_kv + BK - 1) / BK;
     }
     for (int i = 0; i < ST; ++i) {
-      mbar_init(&s.full[i], kFullArrivals<D>);
+      mbar_init(&s.full[i], kPairs ? kPairFullArrivals : kFullArrivals<D>);
       mbar_init(&s.empty[i], 8);
     }
   }
@@ -612,7 +684,10 @@ __global__ void __launch_bounds__(kWsThreads, 1)
 
   if (tid < 128) {
     setmaxnreg_dec<kProducerRegs>();
-    ws_producer<D, kWindow, BK, ST>(p, s, bq, head, n_tiles);
+    if constexpr (kPairs)
+      ws_producer_pairs<D, BK, ST>(p, s, bq, head, n_tiles);
+    else
+      ws_producer<D, kWindow, BK, ST>(p, s, bq, head, n_tiles);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
     run_consumer<Consumer, kSched, kOverlap, true>(p, s, bq, tid, n_tiles, head);
