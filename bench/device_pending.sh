@@ -10,10 +10,6 @@
 #   dense     bench_step guide with the own dense kernel instead of cuDNN (FREESWIM_DENSE_ATTENTION)
 #   vae       bench_generate's VAE stages at 1088x1920x81 with the per-op profile
 #   whole     bench_generate's whole generate at 1088x1920x81 (most of a call: give it its own)
-#   prescale  bench_step uncond with FREESWIM_GATED_PRESCALE=0 and =1
-#   poly      the unmeasured window/dense variant wide_fast_poly (a quarter of the softmax's
-#             exponentials by a polynomial on the FMA pipe): its attention GPU tests,
-#             bench_attention and an uncond forward, against the default in the same call
 #   tma       the dense kernel fed by TMA (wide_fast_tma, wide_fast_tma_rq: window = wide_fast): its
 #             attention GPU tests, bench_attention (the "dense" rows) and a guide forward with it in
 #             place of cuDNN, against the default in the same call
@@ -47,10 +43,6 @@ for part in "${@:-tests}"; do
       FREESWIM_GEMM_AUTOTUNE=1 timeout 120 "$B/cuda_backend_test" \
         --gtest_filter='CudaLinear*:CudaOps.Linear*:CudaDit*' >"$OUT/autotune.txt" 2>&1
       summary "with GEMM autotuning rc=$?" "$OUT/autotune.txt"
-      FREESWIM_GATED_PRESCALE=1 timeout 120 "$B/cuda_backend_test" \
-        --gtest_filter='CudaLinearAddGated*:CudaDit*' >"$OUT/prescale.txt" 2>&1
-      summary "with FREESWIM_GATED_PRESCALE=1 rc=$?" "$OUT/prescale.txt"
-      grep -E "linear_add_gated .*: " "$OUT/prescale.txt" | head -8 | log
       ;;
     attn)
       timeout 40 "$B/bench_attention" "$OUT/a_default.jsonl" 4 16384 2>&1 | log
@@ -74,23 +66,6 @@ for part in "${@:-tests}"; do
       ;;
     whole)
       timeout ${WHOLE_TIMEOUT:-580} "$B/bench_generate" 81 1920 1088 832 480 0 whole 2>&1 | log
-      ;;
-    prescale)  # the opt-in gated products through scaled weights, against the default
-      for g in 0 1; do
-        FREESWIM_GATED_PRESCALE=$g timeout 60 "$B/bench_step" 21 68 120 uncond,uncond device 2>&1 |
-          grep -E "^\| uncond|fused epilogues" | sed "s/^/prescale=$g: /" | log
-      done
-      ;;
-    poly)
-      FREESWIM_ATTENTION_KERNEL=wide_fast_poly timeout 90 "$B/cuda_attention_test" \
-        >"$OUT/attention_poly.txt" 2>&1
-      summary "cuda_attention_test wide_fast_poly rc=$?" "$OUT/attention_poly.txt"
-      for v in wide_fast wide_fast_poly; do
-        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
-          log
-        FREESWIM_ATTENTION_KERNEL=$v timeout 60 "$B/bench_step" 21 68 120 uncond,uncond device 2>&1 |
-          grep -E "^\| uncond" | sed "s/^/$v: /" | log
-      done
       ;;
     tma)
       for v in wide_fast_tma wide_fast_tma_rq; do
@@ -138,7 +113,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole prescale poly tma variants sanitize cli)" | log
+      echo "unknown part $part (tests attn step autotune dense vae whole tma variants sanitize cli)" | log
       ;;
   esac
 done

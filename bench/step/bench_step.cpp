@@ -144,12 +144,11 @@ int run(int argc, char** argv) {
   if (has("dual")) std::printf("CFG step, no cache: %.2f s (2 x dual)\n", 2 * seconds["dual"]);
   const ops::cuda::GemmFusionCounts fc = ops::cuda::gemm_fusion_counts();
   std::printf(
-      "fused epilogues: GELU %lld (unfused %lld), gated residual %lld (refused %lld; through "
-      "scaled weights %lld), bias %lld (unfused %lld)\n",
+      "fused epilogues: GELU %lld (unfused %lld), gated residual %lld (refused %lld), bias %lld "
+      "(unfused %lld)\n",
       static_cast<long long>(fc.gelu_fused), static_cast<long long>(fc.gelu_unfused),
       static_cast<long long>(fc.accumulate_fused), static_cast<long long>(fc.accumulate_refused),
-      static_cast<long long>(fc.accumulate_prescaled), static_cast<long long>(fc.bias_fused),
-      static_cast<long long>(fc.bias_unfused));
+      static_cast<long long>(fc.bias_fused), static_cast<long long>(fc.bias_unfused));
   std::printf("fusion probes: %s\n", ops::cuda::fusion_probe_report().c_str());
   const auto st = ops::cuda::memory_stats();
   std::printf("\nallocator high-water mark: %.2f GiB reserved from the driver (%.2f GB)\n",

@@ -1,6 +1,6 @@
 // FS_HOST_DEVICE marks inline functions that CUDA kernels call as well as host code (the Philox
-// generator, the attention kernels' polynomial exp2): __host__ __device__ under nvcc, nothing for
-// the host compiler.
+// generator, the attention kernels' window plan): __host__ __device__ under nvcc, nothing for the
+// host compiler.
 #pragma once
 
 #if defined(__CUDACC__)

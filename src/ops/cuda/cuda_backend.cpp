@@ -593,10 +593,6 @@ CudaDeviceInfo cuda_device_info() {
   return {prop.name, cuda_capability_problem(prop.name, prop.major, prop.minor)};
 }
 
-std::string cuda_device_name() {
-  return cuda_device_info().name;
-}
-
 void register_cuda_backend() {
   static CudaBackend instance;
   register_cuda_memory();

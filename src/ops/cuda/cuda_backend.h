@@ -15,18 +15,15 @@ namespace freeswim::ops::cuda {
 
 void register_cuda_backend();
 
-// The name of CUDA device 0 ("NVIDIA H200"), or empty when the machine has no usable CUDA GPU
-// (no device, no driver, or CUDA_VISIBLE_DEVICES hiding them all). Initialises the CUDA runtime.
-std::string cuda_device_name();
-
 // Why a GPU of compute capability major.minor cannot run this build's kernels, or "" when it can.
 // The attention kernels use wgmma, TMA and setmaxnreg, which exist in the arch-specific sm_90a
 // target only, and sm_90a code runs on compute capability 9.0 alone (H100, H200, GH200): not on
 // Ampere or Ada (8.x), nor on Blackwell (10.x and later).
 std::string cuda_capability_problem(const std::string& name, int major, int minor);
 
-// CUDA device 0 as the jobs' `--device auto` sees it: its name ("" when there is none) and, when
-// it cannot run this build's kernels, why (cuda_capability_problem).
+// CUDA device 0 as the jobs' `--device auto` sees it: its name ("NVIDIA H200"; "" when the machine
+// has no usable CUDA GPU: no device, no driver, or CUDA_VISIBLE_DEVICES hiding them all) and, when
+// it cannot run this build's kernels, why (cuda_capability_problem). Initialises the CUDA runtime.
 struct CudaDeviceInfo {
   std::string name, unsupported;
 };

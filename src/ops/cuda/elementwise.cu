@@ -136,25 +136,6 @@ __global__ void add_gated_vec_kernel(X* x, const Y* y, const float* gate, int pa
   }
 }
 
-// y = s[row] * w for rows of K values (K / 8 packs per row).
-__global__ void scale_rows_kernel(const __nv_bfloat16* w, const float* s, __nv_bfloat16* y,
-                                  int64_t packs, int row_packs) {
-  for (int64_t i = first_index(); i < packs; i += grid_stride()) {
-    float f[8];
-    load8(w + i * 8, f);
-    const float g = s[i / row_packs];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) f[j] *= g;
-    store8(y + i * 8, f);
-  }
-}
-
-__global__ void scale_rows_scalar_kernel(const __nv_bfloat16* w, const float* s, __nv_bfloat16* y,
-                                         int64_t n, int64_t K) {
-  for (int64_t i = first_index(); i < n; i += grid_stride())
-    y[i] = from_f<__nv_bfloat16>(to_f(w[i]) * s[i / K]);
-}
-
 template <typename Y, typename B>
 __global__ void bias_kernel(Y* y, const B* b, int64_t n, int64_t N) {
   for (int64_t i = first_index(); i < n; i += grid_stride())
@@ -248,19 +229,6 @@ cudaError_t add_gated(void* x, DType x_t, const void* y, DType y_t, const float*
       return cudaGetLastError();
     });
   });
-}
-
-cudaError_t scale_rows(const void* w, const float* s, void* y, int64_t N, int64_t K) {
-  const int64_t n = N * K;
-  if (n == 0) return cudaSuccess;
-  const auto* wb = static_cast<const __nv_bfloat16*>(w);
-  auto* yb = static_cast<__nv_bfloat16*>(y);
-  if (K % 8 == 0 && aligned16(w, y))
-    scale_rows_kernel<<<grid_for(n / 8, kThreads), kThreads, 0, stream()>>>(
-        wb, s, yb, n / 8, static_cast<int>(K / 8));
-  else
-    scale_rows_scalar_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(wb, s, yb, n, K);
-  return cudaGetLastError();
 }
 
 cudaError_t add_bias_rows(void* y, DType y_t, const void* b, DType b_t, int64_t M, int64_t N) {

@@ -38,7 +38,6 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "core/tensor.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/kernels.h"
 #include "ops/cuda/stream.h"
@@ -138,7 +137,7 @@ AlgoCache& algo_cache() {
 }
 
 std::atomic<int64_t> g_gelu_fused{0}, g_gelu_unfused{0}, g_acc_fused{0}, g_acc_refused{0},
-    g_bias_fused{0}, g_bias_unfused{0}, g_acc_prescaled{0};
+    g_bias_fused{0}, g_bias_unfused{0};
 
 constexpr int kCandidates = 8;
 
@@ -498,32 +497,10 @@ void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, voi
   finish();
 }
 
-// FREESWIM_GATED_PRESCALE=1: where cuBLASLt refuses the per-feature alpha vector (the H200,
-// CUDA 13.0) but the plain accumulate passed its probe, the gated product runs as the plain
-// accumulate on a copy of w with each output feature's row scaled by its gate: x += (y (gate w)^T
-// + gate b). The scaled copy is rounded to bf16, one more rounding of each weight (relative
-// 2^-9), about what the reference's rounding of y w^T + b to bf16 costs; in exchange the separate
-// gated-add pass (read x and the product, write x) goes. Opt-in: written after the session's GPU
-// time was spent, so neither its speed nor the GPU tests have seen it.
-bool prescale_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("FREESWIM_GATED_PRESCALE");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return on;
-}
-
 bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, const float* bias,
                           void* y, int64_t M, int64_t N, int64_t K) {
   if (M == 0 || N == 0) return true;
   if (K == 0) return false;  // no product to fuse with: the caller's plain path adds the bias
-  if (alpha && !accumulate_trusted(true) && prescale_enabled() && accumulate_trusted(false)) {
-    const Tensor scaled = Tensor::empty({N, K}, DType::BF16, Device::CUDA);
-    check_cuda(kernels::scale_rows(w, alpha, scaled.raw(), N, K), "gate * weight");
-    const bool ok = gemm_bf16_accumulate(x, scaled.raw(), nullptr, bias, y, M, N, K);
-    if (ok) ++g_acc_prescaled;
-    return ok;
-  }
   if (!accumulate_trusted(alpha != nullptr)) {
     ++g_acc_refused;
     return false;
@@ -590,7 +567,6 @@ GemmFusionCounts gemm_fusion_counts() {
   c.accumulate_refused = g_acc_refused.load();
   c.bias_fused = g_bias_fused.load();
   c.bias_unfused = g_bias_unfused.load();
-  c.accumulate_prescaled = g_acc_prescaled.load();
   return c;
 }
 

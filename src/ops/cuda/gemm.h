@@ -46,7 +46,6 @@ std::string fusion_probe_report();
 struct GemmFusionCounts {
   int64_t gelu_fused = 0, gelu_unfused = 0, accumulate_fused = 0, accumulate_refused = 0;
   int64_t bias_fused = 0, bias_unfused = 0;  // products with a bias: in the epilogue or after
-  int64_t accumulate_prescaled = 0;          // gated ones fused through scaled weights (gemm.cpp)
 };
 GemmFusionCounts gemm_fusion_counts();
 

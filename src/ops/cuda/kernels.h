@@ -55,10 +55,6 @@ cudaError_t unpatchify(const void* x, void* y, int elem_bytes, int64_t C, int T,
 cudaError_t linear_simple(const void* x, DType x_t, const void* w, DType w_t, const void* b,
                           DType b_t, void* y, DType y_t, int64_t M, int64_t N, int64_t K);
 // y[m, n] += b[n] (y BF16 or F32, b F32 or BF16).
-// y[n, k] = bf16(s[n] * w[n, k]): bf16 w and y [N, K], s [N] fp32 (a weight's rows scaled by
-// a per-output-feature gate).
-cudaError_t scale_rows(const void* w, const float* s, void* y, int64_t N, int64_t K);
-
 cudaError_t add_bias_rows(void* y, DType y_t, const void* b, DType b_t, int64_t M, int64_t N);
 
 // softmax(scale q k^T) v per head, any head_dim <= 256, q [nq, heads, d], k, v [nk, heads, d],

@@ -9,7 +9,8 @@
 // between the consumer warpgroups, fast* = 64-key tiles with Q in registers, ws_ov_rq* / wide /
 // wide_rq = the earlier softmax, ws = without overlap, wgmma = loads from all threads and a block
 // barrier per tile (wgmma_kernel.cuh), mma = the mma.sync kernel (flash_kernel.cuh), wide_fast_tma*
-// = wide_fast with the dense kernel fed by TMA (tma_dense.cuh).
+// = wide_fast with the dense kernel fed by TMA (tma_dense.cuh), tmaw* = the window fed by TMA too,
+// sum = row sums by the tensor cores, wide_lean = the pairs window producer (not measured yet).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -139,7 +140,6 @@ enum class Variant {
   fast_s6,
   wide_fast,
   wide_fast_pp,
-  wide_fast_poly,
   wide_fast_tma,
   wide_fast_tma_rq,
   wide_fast_tma_rq_pp,
@@ -170,7 +170,6 @@ constexpr struct {
                  {"wide_fast_tma", Variant::wide_fast_tma, kBlockKWide, true},
                  {"wide_fast", Variant::wide_fast, kBlockKWide},
                  {"wide_fast_pp", Variant::wide_fast_pp, kBlockKWide},
-                 {"wide_fast_poly", Variant::wide_fast_poly, kBlockKWide},
                  {"fast", Variant::fast, kBlockK},
                  {"fast_pp", Variant::fast_pp, kBlockK},
                  {"fast_s6", Variant::fast_s6, kBlockK},
@@ -210,8 +209,6 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
       return launch_ws<D, kWindow, true, true, false, kBlockKWide, 3, true>(p, grid, stream);
     case Variant::wide_fast:
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
-    case Variant::wide_fast_poly:  // a quarter of the exponentials on the FMA pipe (not measured)
-      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 2>(p, grid, stream);
     case Variant::wide_fast_tma:  // window: wide_fast; dense: the TMA producer (tma_dense.cuh)
       if constexpr (!kWindow) return launch_tma_dense<D, false, false>(p, grid, stream);
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
@@ -221,9 +218,9 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
     case Variant::wide_fast_tma_rq_pp:  // + ping-pong turns in the dense kernel
       if constexpr (!kWindow) return launch_tma_dense<D, true, true>(p, grid, stream);
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true>(p, grid, stream);
-    case Variant::sum:  // wide_fast_tma_rq with the row sums by the tensor cores (kFast == 3)
-      if constexpr (!kWindow) return launch_tma_dense<D, true, false, 3>(p, grid, stream);
-      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 3>(p, grid, stream);
+    case Variant::sum:  // wide_fast_tma_rq with the row sums by the tensor cores (kFast == 2)
+      if constexpr (!kWindow) return launch_tma_dense<D, true, false, 2>(p, grid, stream);
+      return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, 2>(p, grid, stream);
     case Variant::wide_lean:  // window: the pairs producer (ws_kernel.cuh); dense: TMA, Q in regs
       if constexpr (!kWindow) return launch_tma_dense<D, true, false>(p, grid, stream);
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true, kWindow>(p, grid,

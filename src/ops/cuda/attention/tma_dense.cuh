@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     tma_prefetch_map(&maps.k);
     tma_prefetch_map(&maps.v);
   }
-  if constexpr (kFast == 3) init_ones(s, tid);
+  if constexpr (kFast == 2) init_ones(s, tid);
   __syncthreads();
 
   if (tid < 128) {
@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     for (int i = tid; i < kBlockQ * D / 8; i += 128) reinterpret_cast<uint4*>(s.q)[i] = zero;
     fence_proxy_async();  // the TMA writes (async proxy) come after these generic stores
   }
-  if constexpr (kFast == 3) init_ones(s, tid);
+  if constexpr (kFast == 2) init_ones(s, tid);
   __syncthreads();
   const int n_tiles = kt.first[5];
   const int mask_from = kt.first[1] - 1;

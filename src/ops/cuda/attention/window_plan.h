@@ -10,13 +10,8 @@
 
 #include <cstdint>
 
+#include "core/host_device.h"
 #include "freeswim/window_geometry.h"
-
-#if defined(__CUDACC__)
-#define FS_HD __host__ __device__
-#else
-#define FS_HD
-#endif
 
 namespace freeswim::attention {
 
@@ -27,7 +22,7 @@ inline constexpr int kBlockKWide = 128;  // keys per tile of the wide (m64n128 S
 // One rectangle of key positions [r0, r1) x [c0, c1), taken in all T frames.
 struct KeyRect {
   int r0 = 0, r1 = 0, c0 = 0, c1 = 0;
-  FS_HD int64_t keys(int T) const { return int64_t{T} * (r1 - r0) * (c1 - c0); }
+  FS_HOST_DEVICE int64_t keys(int T) const { return int64_t{T} * (r1 - r0) * (c1 - c0); }
 };
 
 // A tile of `nk` keys starting at key `k0` of a key rectangle `cols` columns wide, as row
@@ -37,16 +32,22 @@ struct KeyRect {
 // (rect_row = t * rows + r).
 struct TileSegments {
   int cols, nk, rr0, coff0, len0, count;
-  FS_HD TileSegments(int k0, int nk_, int cols_) : cols(cols_), nk(nk_) {
+  FS_HOST_DEVICE TileSegments(int k0, int nk_, int cols_) : cols(cols_), nk(nk_) {
     rr0 = k0 / cols;
     coff0 = k0 - rr0 * cols;
     len0 = cols - coff0 < nk ? cols - coff0 : nk;
     count = 1 + (nk - len0 + cols - 1) / cols;
   }
-  FS_HD int row(int i) const { return i == 0 ? 0 : len0 + (i - 1) * cols; }  // first tile row
-  FS_HD int len(int i) const { return i == 0 ? len0 : (cols < nk - row(i) ? cols : nk - row(i)); }
-  FS_HD int first_col(int i) const { return i == 0 ? coff0 : 0; }  // inside the rectangle row
-  FS_HD int rect_row(int i) const { return rr0 + i; }
+  FS_HOST_DEVICE int row(int i) const {
+    return i == 0 ? 0 : len0 + (i - 1) * cols;
+  }  // first tile row
+  FS_HOST_DEVICE int len(int i) const {
+    return i == 0 ? len0 : (cols < nk - row(i) ? cols : nk - row(i));
+  }
+  FS_HOST_DEVICE int first_col(int i) const {
+    return i == 0 ? coff0 : 0;
+  }  // inside the rectangle row
+  FS_HOST_DEVICE int rect_row(int i) const { return rr0 + i; }
 };
 
 // A key position inside a rectangle (T frames x rows x cols, in that order) moved kStep keys at a
@@ -58,7 +59,7 @@ struct KeyStepper {
   int idx = 0, n_keys = 0, t = 0, kr = 0, kc = 0;
   int r0 = 0, r1 = 0, c0 = 0, c1 = 0, cols = 1, rows = 1, dq = 0, dr = 0;
 
-  FS_HD void start_rect(const WindowGeometry& g, const KeyRect& R, int first) {
+  FS_HOST_DEVICE void start_rect(const WindowGeometry& g, const KeyRect& R, int first) {
     r0 = R.r0;
     r1 = R.r1;
     c0 = R.c0;
@@ -74,8 +75,8 @@ struct KeyStepper {
     dq = kStep / cols;
     dr = kStep - dq * cols;
   }
-  FS_HD int token(const WindowGeometry& g) const { return (t * g.H + kr) * g.W + kc; }
-  FS_HD void step() {
+  FS_HOST_DEVICE int token(const WindowGeometry& g) const { return (t * g.H + kr) * g.W + kc; }
+  FS_HOST_DEVICE void step() {
     idx += kStep;
     kc += dr;
     kr += dq;
@@ -93,12 +94,12 @@ struct KeyStepper {
 // Boxes of 2^level keys (level < levels) that cover a segment of len keys (1 <= len <=
 // 2^levels): one box when len is a power of two, else two of 2^floor(log2 len) overlapping in the
 // middle, at offsets 0 and len - 2^level.
-FS_HD inline int segment_box_level(int len, int levels) {
+FS_HOST_DEVICE inline int segment_box_level(int len, int levels) {
   int b = 0;
   while (b + 1 < levels && (2 << b) <= len) ++b;
   return b;
 }
-FS_HD inline int segment_boxes(int len, int levels) {
+FS_HOST_DEVICE inline int segment_boxes(int len, int levels) {
   return len == (1 << segment_box_level(len, levels)) ? 1 : 2;
 }
 
@@ -115,7 +116,8 @@ struct WindowPlan {
 };
 
 // Key rectangles of the patch whose first position is (h0, w0) (patch clipped to the grid).
-FS_HD inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h0, int w0) {
+FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h0,
+                                           int w0) {
   const int h1 = (h0 + ph < g.H ? h0 + ph : g.H) - 1;  // last row of the patch
   const int w1 = (w0 + pw < g.W ? w0 + pw : g.W) - 1;
   const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
@@ -136,8 +138,8 @@ FS_HD inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h
 
 // Key tiles of `tile_keys` keys a patch costs: each rectangle is padded to whole tiles on its
 // own.
-FS_HD inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p,
-                                     int tile_keys = kBlockK) {
+FS_HOST_DEVICE inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p,
+                                              int tile_keys = kBlockK) {
   int64_t tiles = 0;
   for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + tile_keys - 1) / tile_keys;
   return tiles;
@@ -189,4 +191,4 @@ inline WindowPlan choose_plan(const WindowGeometry& g, int tile_keys = kBlockK) 
 
 }  // namespace freeswim::attention
 
-#undef FS_HD
+#undef FS_HOST_DEVICE

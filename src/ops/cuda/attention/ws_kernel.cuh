@@ -30,7 +30,6 @@
 //     almost every tile), and the wgmma descriptors of a stage computed once per tile.
 #pragma once
 
-#include "ops/cuda/attention/exp2_poly.h"
 #include "ops/cuda/attention/wgmma_kernel.cuh"
 
 namespace freeswim::attention::detail {
@@ -44,10 +43,6 @@ inline constexpr int kSchedBarrier0 = 1;           // named barriers 1, 2 (0 = _
 // the probabilities are <= 2^8 = 256: exact enough in bf16 (relative precision) and far from
 // overflow in the fp32 sums (256 x the key count). FlashAttention-4 uses the same bound.
 inline constexpr float kLazyMax = 8.f;
-// kFast == 2: one n-tile (8 columns of S) in kPolyShare takes exp2_poly. MUFU does 16 ex2 per
-// cycle per SM, the FMA pipe 128 lanes; exp2_poly is ~10 FMA-pipe instructions, and the softmax
-// already spends ~4 per element there, so a quarter balances the two (estimated, not measured).
-inline constexpr int kPolyShare = 4;
 // Arrivals that complete a "full" phase: one asynchronous arrival per producer thread (when its
 // copies of the tile have landed) and one release arrival per thread that wrote key positions.
 template <int D>
@@ -81,7 +76,7 @@ struct WsSmem {
   __nv_bfloat16 q[kBlockQ * D];
   __nv_bfloat16 k[ST][BK * D];
   __nv_bfloat16 v[ST][BK * D];
-  // kFast == 3: the B operand of the row sums' product, all ones (two 8 x 8 core matrices).
+  // kFast == 2: the B operand of the row sums' product, all ones (two 8 x 8 core matrices).
   alignas(256) __nv_bfloat16 ones[128];
   KeyPos16 key[ST][BK];
   KeyTiles kt;
@@ -283,13 +278,12 @@ __device__ __forceinline__ void ws_producer_pairs(const Params& p, WsSmem<D, BK,
 }
 
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
-// kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 3 = fast with the row sums taken by
-// the tensor cores (P times a column of ones, see issue_pv), 2 = fast with every fourth column
-// group's exponentials by exp2_poly on the FMA pipe instead of MUFU's ex2 (kPolyShare).
+// kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 2 = fast with the row sums taken by
+// the tensor cores (P times a column of ones, see issue_pv).
 template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0>
 struct WsConsumer {
   static constexpr int kHeadDim = D, kTileKeys = BK, kStages = ST;
-  static constexpr bool kSumByMma = kFast == 3, kQInRegs = kQRegs;
+  static constexpr bool kSumByMma = kFast == 2, kQInRegs = kQRegs;
   const Params& p;
   WsSmem<D, BK, ST>& s;
   int wg;  // 0 or 1: query rows wg * 64 .. wg * 64 + 63
@@ -299,7 +293,7 @@ struct WsConsumer {
   int box_r[2], box_c[2];
   float o[D / 8][4];
   float row_max[2], row_sum[2];
-  float lsum[1][4];  // kFast == 3: row sums (rows g4, g4 + 8; every column holds the whole sum)
+  float lsum[1][4];  // kFast == 2: row sums (rows g4, g4 + 8; every column holds the whole sum)
   bool rescale;      // kFast: some row of this thread moved its maximum in the last softmax
   uint32_t qf[D / 16][4];  // kQRegs: the A fragments of the warp's 16 query rows
 
@@ -372,7 +366,7 @@ struct WsConsumer {
       else
         wgmma_rs_m64n64_tb(o, pf[kk], db);
     }
-    if constexpr (kFast == 3) {
+    if constexpr (kFast == 2) {
       // Row sums of the bf16 P (the values the product above uses) as P times ones: 1/16 of the
       // P V tensor work instead of one fp32 add per score on the issue-bound consumers. The
       // ones are two 8-row x 16-byte core matrices without swizzle (LBO = SBO = 128 bytes).
@@ -396,7 +390,7 @@ struct WsConsumer {
         o[n][2 * r] *= alpha[r];
         o[n][2 * r + 1] *= alpha[r];
       }
-    if constexpr (kFast == 3) {
+    if constexpr (kFast == 2) {
       lsum[0][0] *= alpha[0];
       lsum[0][1] *= alpha[0];
       lsum[0][2] *= alpha[1];
@@ -451,7 +445,7 @@ struct WsConsumer {
         if (cand > row_max[r] + kLazyMax) {
           alpha[r] = exp2_ftz(row_max[r] - cand);  // 0 when the old maximum is -inf
           row_max[r] = cand;
-          if constexpr (kFast != 3) row_sum[r] *= alpha[r];
+          if constexpr (kFast != 2) row_sum[r] *= alpha[r];
           rescale = true;
         } else {
           alpha[r] = 1.f;
@@ -471,16 +465,12 @@ struct WsConsumer {
     for (int n = 0; n < BK / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        if constexpr (kFast == 2) {
-          // n is a constant in each unrolled copy: the choice costs nothing at run time.
-          const float x = fmaf(sc[n][e], p.scale_log2, -use_max[e / 2]);
-          sc[n][e] = n % kPolyShare == kPolyShare - 1 ? exp2_poly(x) : exp2_ftz(x);
-        } else if constexpr (kFast != 0) {
+        if constexpr (kFast != 0) {
           sc[n][e] = exp2_ftz(fmaf(sc[n][e], p.scale_log2, -use_max[e / 2]));
         } else {
           sc[n][e] = exp2f(sc[n][e] * p.scale_log2 - use_max[e / 2]);
         }
-        if constexpr (kFast != 3) row_sum[e / 2] += sc[n][e];
+        if constexpr (kFast != 2) row_sum[e / 2] += sc[n][e];
       }
     }
   }
@@ -497,7 +487,7 @@ struct WsConsumer {
 
   __device__ __forceinline__ void fence_acc() {
     fence_regs(o);
-    if constexpr (kFast == 3) fence_regs(lsum);
+    if constexpr (kFast == 2) fence_regs(lsum);
   }
 
   // The warp is done with stage buf (its wgmma reads have completed, its key reads are used).
@@ -678,7 +668,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
       mbar_init(&s.empty[i], 8);
     }
   }
-  if constexpr (kFast == 3) init_ones(s, tid);
+  if constexpr (kFast == 2) init_ones(s, tid);
   __syncthreads();  // the last block-wide barrier: from here on the roles only meet in mbarriers
   const int n_tiles = kt.first[5];
 
