@@ -17,7 +17,8 @@
 #             those also in $STEP_VARIANTS, default all) the step kinds of a cache-every-2 CFG
 #             step (uncond, guide, reuse, uncond); e.g. VARIANTS="tmaw tmaw_rq wide_fast_tma_rq"
 #   sanitize  compute-sanitizer memcheck and racecheck on the default kernels (window T1_H5, the
-#             TMA dense kernel on q257_kv1000 and q130_kv512), and the attention tests of tmaw
+#             TMA dense kernel on q257_kv1000 and q130_kv512), then on three window cases for each
+#             variant in $SANITIZE_VARIANTS (e.g. boxw_all)
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
 #             on cuda with and without --offload
@@ -99,8 +100,16 @@ for part in "${@:-tests}"; do
         timeout 60 compute-sanitizer --tool racecheck "$B/cuda_attention_test" --gtest_filter="$f" \
           2>&1 | grep -E "RACECHECK SUMMARY|ERROR SUMMARY" | sed "s/^/racecheck $f: /" | log
       done
-      FREESWIM_ATTENTION_KERNEL=tmaw timeout 90 "$B/cuda_attention_test" >"$OUT/attention_tmaw.txt" 2>&1
-      summary "cuda_attention_test tmaw rc=$?" "$OUT/attention_tmaw.txt"
+      for v in ${SANITIZE_VARIANTS:-}; do
+        for f in '*T1_H5*' '*T3_H40*' '*T21_H8*'; do
+          FREESWIM_ATTENTION_KERNEL=$v timeout 60 compute-sanitizer --tool memcheck \
+            "$B/cuda_attention_test" --gtest_filter="$f" 2>&1 |
+            grep -E "ERROR SUMMARY|PASSED|FAILED" | sed "s/^/$v memcheck $f: /" | log
+          FREESWIM_ATTENTION_KERNEL=$v timeout 60 compute-sanitizer --tool racecheck \
+            "$B/cuda_attention_test" --gtest_filter="$f" 2>&1 |
+            grep -E "RACECHECK SUMMARY|ERROR SUMMARY" | sed "s/^/$v racecheck $f: /" | log
+        done
+      done
       ;;
     cli)
       timeout 300 "$B/freeswim" check --golden "$FREESWIM_GOLDEN_DIR" --device cuda 2>&1 | tail -40 |

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     const double nb = double{1} * s.base_h * s.base_w;
     const float scale = static_cast<float>(std::sqrt(std::log(2 * nb) / std::log(nb) / d));
 
-    const fa::WindowPlan plan = fa::choose_plan(s.g, tile_keys);
+    const fa::WindowPlan plan = fa::window_attention_plan(s.g);
     const double kpq = static_cast<double>(freeswim::window_keys_per_query(s.g));
     const double useful_pairs = static_cast<double>(tokens) * kpq;
     const double density =
@@ -125,8 +125,12 @@ int main(int argc, char** argv) {
         [&] { fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr); }, 5);
     check(cudaDeviceSynchronize(), "window");
     const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
-    std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d\n", s.name, "window", s.heads,
-                static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw);
+    std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s\n", s.name, "window", s.heads,
+                static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
+                plan.box_w == 4    ? " box 4x32"
+                : plan.box_w == 8  ? " box 8x16"
+                : plan.box_w == 16 ? " box 16x8"
+                                   : "");
     std::fprintf(json,
                  "{\"shape\":\"%s\",\"kernel\":\"window\",\"heads\":%d,\"queries\":%lld,"
                  "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"

@@ -117,7 +117,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // Many patches with multi-tile key rectangles (several 128-key tiles per
                       // rectangle, interior and border patches), both head sizes.
                       WindowCase{{3, 40, 64, 7, 12}, 2, 128},
-                      WindowCase{{2, 33, 50, 15, 26}, 1, 64}),
+                      WindowCase{{2, 33, 50, 15, 26}, 1, 64},
+                      // The 1.3B-1080p window on its real grid, one frame (box tiles of 4 x 32
+                      // keys with the fast mask path on most tiles).
+                      WindowCase{{1, 68, 120, 15, 26}, 1, 128}),
     [](const ::testing::TestParamInfo<WindowCase>& i) {
       const WindowCase& c = i.param;
       return "T" + std::to_string(c.g.T) + "_H" + std::to_string(c.g.H) + "_W" +

@@ -66,6 +66,10 @@ int window_attention_tile_keys() {
   return detail::attention_kernel_tile_keys();
 }
 
+WindowPlan window_attention_plan(const WindowGeometry& g) {
+  return detail::attention_kernel_window_plan(g);
+}
+
 void window_attention_forward(const void* q, const void* k, const void* v, void* out, int heads,
                               int head_dim, const WindowGeometry& g, float scale,
                               cudaStream_t stream) {
@@ -79,7 +83,7 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
   FS_CHECK(g.H < 16384 && g.W < 16384, "{}: token grid {}x{} exceeds 16383 rows or columns", who,
            g.H, g.W);
   p.g = g;
-  p.plan = choose_plan(g, detail::attention_kernel_tile_keys());
+  p.plan = detail::attention_kernel_window_plan(g);
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
   run(p, head_dim, true, dim3(static_cast<unsigned>(p.plan.blocks()), heads), stream, who);
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "freeswim/window_geometry.h"
+#include "ops/cuda/attention/window_plan.h"
 
 namespace freeswim::attention {
 
@@ -38,6 +39,9 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
 // (benchmarks count the computed work with it).
 const char* attention_kernel_name();
 int window_attention_tile_keys();
+// The tiling the window kernel runs for this geometry (computed_pairs(g, plan,
+// window_attention_tile_keys()) counts its work).
+WindowPlan window_attention_plan(const WindowGeometry& geometry);
 
 // CPU fp32 twins, the oracle of the GPU tests: same layout, fp32 values.
 void window_attention_reference(const float* q, const float* k, const float* v, float* out,

@@ -10,13 +10,16 @@
 // wide_rq = the earlier softmax, ws = without overlap, wgmma = loads from all threads and a block
 // barrier per tile (wgmma_kernel.cuh), mma = the mma.sync kernel (flash_kernel.cuh), wide_fast_tma*
 // = wide_fast with the dense kernel fed by TMA (tma_dense.cuh), tmaw* = the window fed by TMA too,
-// sum = row sums by the tensor cores, wide_lean = the pairs window producer (not measured yet).
+// sum = row sums by the tensor cores, wide_lean = the pairs window producer, boxw = the window
+// over box tiles fed by TMA (box_window.cuh) where its plan costs at most kBoxTileAllowance more
+// tiles than the 128-key runs (else wide_fast), boxw_all = box tiles at every geometry.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <string>
 
+#include "ops/cuda/attention/box_window.cuh"
 #include "ops/cuda/attention/flash_kernel.cuh"
 #include "ops/cuda/attention/tma_dense.cuh"
 #include "ops/cuda/attention/wgmma_kernel.cuh"
@@ -134,6 +137,58 @@ cudaError_t launch_tma_window(const Params& p, dim3 grid, cudaStream_t stream) {
                                              stream, p, maps);
 }
 
+// [T, H, W, heads, D] bf16 as the 5-D tensor (D, heads, W, H, T), boxes of 64 x 1 x box_w x
+// 128 / box_w x 1 (box tiles, window_plan.h), 128-byte swizzle, zeros outside.
+bool encode_grid_map(CUtensorMap& map, const void* base, int d, int heads, const WindowGeometry& g,
+                     int box_w) {
+  const EncodeTiled fn = encode_tiled();
+  if (fn == nullptr || (reinterpret_cast<uintptr_t>(base) & 15u) != 0) return false;
+  const auto elem = static_cast<cuuint64_t>(sizeof(__nv_bfloat16));
+  const cuuint64_t dims[5] = {static_cast<cuuint64_t>(d), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(g.W), static_cast<cuuint64_t>(g.H),
+                              static_cast<cuuint64_t>(g.T)};
+  const cuuint64_t token = static_cast<cuuint64_t>(heads) * d * elem;
+  const cuuint64_t strides[4] = {d * elem, token, token * static_cast<cuuint64_t>(g.W),
+                                 token * static_cast<cuuint64_t>(g.W) * g.H};
+  const cuuint32_t box[5] = {64, 1, static_cast<cuuint32_t>(box_w),
+                             static_cast<cuuint32_t>(kBlockKWide / box_w), 1};
+  const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
+  return fn(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 5, const_cast<void*>(base), dims, strides, box,
+            unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// The box-tile window kernel for the plan's box width; where the plan has runs (box_w = 0) or the
+// maps cannot be made, wide_fast over the 128-key plan (re-planned: the grid follows the plan).
+template <int D>
+cudaError_t launch_box_window(const Params& p, dim3 grid, cudaStream_t stream) {
+  constexpr int BK = kBlockKWide, ST = 3;
+  BoxMaps maps{};
+  const bool ok = p.plan.box_w > 0 &&
+                  encode_tokens_map(maps.q, p.q, D, p.heads, static_cast<int>(p.g.tokens()), 1) &&
+                  encode_grid_map(maps.k, p.k, D, p.heads, p.g, p.plan.box_w) &&
+                  encode_grid_map(maps.v, p.v, D, p.heads, p.g, p.plan.box_w);
+  if (!ok) {
+    Params runs = p;
+    runs.plan = choose_plan(p.g, BK);
+    grid.x = static_cast<unsigned>(runs.plan.blocks());
+    return launch_ws<D, true, false, true, false, BK, ST, true>(runs, grid, stream);
+  }
+  switch (p.plan.box_w) {
+    case 4:
+      return launch_ws_kernel<WsSmem<D, BK, ST>>(attention_box_window_kernel<D, 4, BK, ST>, grid,
+                                                 stream, p, maps);
+    case 8:
+      return launch_ws_kernel<WsSmem<D, BK, ST>>(attention_box_window_kernel<D, 8, BK, ST>, grid,
+                                                 stream, p, maps);
+    case 16:
+      return launch_ws_kernel<WsSmem<D, BK, ST>>(attention_box_window_kernel<D, 16, BK, ST>, grid,
+                                                 stream, p, maps);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
 enum class Variant {
   fast,
   fast_pp,
@@ -147,6 +202,8 @@ enum class Variant {
   tmaw_rq,
   sum,
   wide_lean,
+  boxw,
+  boxw_all,
   ws_ov_rq_s6,
   wide,
   wide_rq,
@@ -161,7 +218,10 @@ constexpr struct {
   Variant v;
   int tile_keys;
   bool dense_tma = false;  // its dense kernel is fed by TMA (faster than cuDNN's SDPA)
+  int box_tiles = 0;       // window plan: 0 runs, 1 box tiles where they pay, 2 box tiles always
 } kVariants[] = {{"wide_fast_tma_rq", Variant::wide_fast_tma_rq, kBlockKWide, true},
+                 {"boxw", Variant::boxw, kBlockKWide, true, 1},
+                 {"boxw_all", Variant::boxw_all, kBlockKWide, true, 2},
                  {"sum", Variant::sum, kBlockKWide, true},
                  {"wide_lean", Variant::wide_lean, kBlockKWide, true},
                  {"tmaw", Variant::tmaw, kBlockKWide, true},
@@ -225,6 +285,10 @@ cudaError_t launch(const Params& p, dim3 grid, cudaStream_t stream) {
       if constexpr (!kWindow) return launch_tma_dense<D, true, false>(p, grid, stream);
       return launch_ws<D, kWindow, false, true, false, kBlockKWide, 3, true, kWindow>(p, grid,
                                                                                       stream);
+    case Variant::boxw:  // window: box tiles (the plan says where); dense: TMA, Q in registers
+    case Variant::boxw_all:
+      if constexpr (kWindow) return launch_box_window<D>(p, grid, stream);
+      return launch_tma_dense<D, true, false>(p, grid, stream);
     case Variant::tmaw:  // window and dense fed by TMA (dense with Q in registers)
       if constexpr (kWindow) return launch_tma_window<D, false>(p, grid, stream);
       return launch_tma_dense<D, true, false>(p, grid, stream);
@@ -267,6 +331,13 @@ const char* attention_kernel_variant() {
 bool attention_kernel_dense_tma() {
   const int i = variant_index();
   return i >= 0 && kVariants[i].dense_tma;
+}
+
+WindowPlan attention_kernel_window_plan(const WindowGeometry& g) {
+  const int i = variant_index();
+  if (i >= 0 && kVariants[i].box_tiles > 0)
+    return choose_window_plan(g, true, kVariants[i].box_tiles == 2);
+  return choose_plan(g, i < 0 ? kBlockK : kVariants[i].tile_keys);
 }
 
 int attention_kernel_tile_keys() {

@@ -44,6 +44,9 @@ std::string attention_kernel_variants();
 // SDPA (docs/attention.md), so that `automatic` takes it.
 bool attention_kernel_dense_tma();
 
+// The window plan that variant's kernel runs (choose_plan with its tile keys, or box tiles).
+WindowPlan attention_kernel_window_plan(const WindowGeometry& g);
+
 // Keys per tile of that variant (the window plan pads each key rectangle to whole tiles of it).
 int attention_kernel_tile_keys();
 

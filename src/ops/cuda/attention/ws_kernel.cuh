@@ -280,8 +280,11 @@ __device__ __forceinline__ void ws_producer_pairs(const Params& p, WsSmem<D, BK,
 // One consumer warpgroup's rows: accumulators, statistics and the per-tile steps.
 // kFast: 0 = exact softmax (exp2f), 1 = fast (see softmax), 2 = fast with the row sums taken by
 // the tensor cores (P times a column of ones, see issue_pv).
-template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0>
+// kBoxW > 0 (window, 128-key tiles): the tiles are box tiles of kBoxW columns (window_plan.h,
+// box_window.cuh), masked from the tile's place in the box grid instead of from key positions.
+template <int D, bool kWindow, bool kQRegs, int BK, int ST, int kFast = 0, int kBoxW = 0>
 struct WsConsumer {
+  static_assert(kBoxW == 0 || (kWindow && BK == kBlockKWide), "box tiles are 128-key windows");
   static constexpr int kHeadDim = D, kTileKeys = BK, kStages = ST;
   static constexpr bool kSumByMma = kFast == 2, kQInRegs = kQRegs;
   const Params& p;
@@ -296,6 +299,9 @@ struct WsConsumer {
   float lsum[1][4];  // kFast == 2: row sums (rows g4, g4 + 8; every column holds the whole sum)
   bool rescale;      // kFast: some row of this thread moved its maximum in the last softmax
   uint32_t qf[D / 16][4];  // kQRegs: the A fragments of the warp's 16 query rows
+  // kBoxW: boxes across and down the block's grid, the next tile's box column and row; box_r and
+  // box_c then hold the thread's windows' starts relative to that tile's corner.
+  int box_cols = 1, box_rows = 1, box_col = 0, box_row = 0;
 
   // Rows r0 and r0 + 8 of Q (r0 = the warp's first row + g4), from the swizzled tile: fragment
   // kk holds columns 16 kk + 2 c4 (+1) in [0], [1] and 8 columns further in [2], [3] (the
@@ -313,13 +319,25 @@ struct WsConsumer {
   // Mask data of the thread's rows (q_row and q_row + 8), zero accumulators and statistics.
   __device__ __forceinline__ void start(const KeyTiles& kt, const BlockQueries<kWindow>& bq,
                                         int q_row, int n_tiles) {
-    mask_from = kWindow ? kt.first[1] - 1 : (p.n_kv % BK == 0 ? n_tiles : n_tiles - 1);
+    // (Box tiles have no key rectangles: kt is not filled in and box_mask masks instead.)
+    mask_from = kBoxW > 0 ? 0
+                : kWindow ? kt.first[1] - 1
+                          : (p.n_kv % BK == 0 ? n_tiles : n_tiles - 1);
     if constexpr (kWindow) {
       eh = window_extent(p.g.H, p.g.dh);
       ew = window_extent(p.g.W, p.g.dw);
     }
     bq.token(p, q_row, box_r[0], box_c[0]);
     bq.token(p, q_row + 8, box_r[1], box_c[1]);
+    if constexpr (kBoxW > 0) {
+      const BoxGrid bg = box_grid(p.g, p.plan.ph, p.plan.pw, bq.h0, bq.w0, kBoxW);
+      box_cols = bg.ncb;
+      box_rows = bg.nrb;
+      for (int r = 0; r < 2; ++r) {
+        box_r[r] -= bg.r0;
+        box_c[r] -= bg.c0;
+      }
+    }
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     row_max[0] = row_max[1] = -INFINITY;
@@ -398,13 +416,60 @@ struct WsConsumer {
     }
   }
 
+  // kBoxW: masks the next box tile (tiles come in order: column, then row, then frame). Most
+  // tiles take the fast path of BoxRowMask (the first or last box row of some query rows); the
+  // others test every element.
+  __device__ __forceinline__ void box_mask(float (&sc)[BK / 8][4]) {
+    constexpr int kBoxH = BK / kBoxW;
+    const BoxRowMask m0(box_r[0], box_c[0], eh, ew, kBoxW);
+    const BoxRowMask m1(box_r[1], box_c[1], eh, ew, kBoxW);
+    // On to the next tile's corner: one box right, or back to the first column one box down, or
+    // back to the top (the next frame).
+    int dr = 0, dc = -kBoxW;
+    if (++box_col == box_cols) {
+      box_col = 0;
+      dc += box_cols * kBoxW;
+      dr = -kBoxH;
+      if (++box_row == box_rows) {
+        box_row = 0;
+        dr += box_rows * kBoxH;
+      }
+    }
+    for (int r = 0; r < 2; ++r) {
+      box_r[r] += dr;
+      box_c[r] += dc;
+    }
+    if (m0.fast && m1.fast) {
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int x = 2 * c4 + e;
+          const bool first = box_first_row<kBoxW>(n, x), last = box_last_row<kBoxW>(n, x);
+          if ((first && m0.mask_first) || (last && m0.mask_last)) sc[n][e] = -INFINITY;
+          if ((first && m1.mask_first) || (last && m1.mask_last)) sc[n][2 + e] = -INFINITY;
+        }
+    } else {
+      const BoxBits<kBoxW> b0(m0, eh, ew, c4), b1(m1, eh, ew, c4);
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (!b0.visible(n, e)) sc[n][e] = -INFINITY;
+          if (!b1.visible(n, e)) sc[n][2 + e] = -INFINITY;
+        }
+    }
+  }
+
   // Masks tile j, updates the row statistics and turns sc into the (unnormalised) probabilities;
   // alpha is the factor O must be multiplied by before P V of this tile is added.
   __device__ __forceinline__ void softmax(float (&sc)[BK / 8][4], int j, int buf,
                                           float (&alpha)[2]) {
     // The core's tiles but its last (partial) one need no mask; every later tile (fringe bands,
     // padding) does. Dense: the last tile when it is partial (mask_from = n_tiles - 1 or more).
-    if (!kWindow && j >= mask_from) {
+    if constexpr (kBoxW > 0) {
+      box_mask(sc);
+    } else if (!kWindow && j >= mask_from) {
       // Dense: the keys past n_kv in the last tile (zeros from either loader).
       const int k0 = j * BK + 2 * c4 - p.n_kv;
 #pragma unroll
