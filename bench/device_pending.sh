@@ -6,6 +6,8 @@
 #   attn      bench_attention with the default kernel (window and dense rates)
 #   step      bench_step: every step kind (uncond first as the warm-up), then the per-op profile
 #             of an uncond and a guide forward
+#   capped    the step kinds of a cache-every-2 CFG step under FREESWIM_GPU_MEMORY_LIMIT=$CAP_GIB
+#             (default 22.35 GiB = 24.0 GB, a 24 GB card's memory)
 #   autotune  bench_step with FREESWIM_GEMM_AUTOTUNE=1 (uncond first: it autotunes every shape)
 #   dense     bench_step guide with the own dense kernel instead of cuDNN (FREESWIM_DENSE_ATTENTION)
 #   vae       bench_generate's VAE stages at 1088x1920x81 with the per-op profile
@@ -52,6 +54,10 @@ for part in "${@:-tests}"; do
       timeout ${STEP_TIMEOUT:-150} "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond,dual device \
         2>&1 | log
       FREESWIM_PROFILE=1 timeout 100 "$B/bench_step" 21 68 120 uncond,guide device 2>&1 | log
+      ;;
+    capped)
+      FREESWIM_GPU_MEMORY_LIMIT=${CAP_GIB:-22.35} timeout ${STEP_TIMEOUT:-150} "$B/bench_step" 21 68 \
+        120 uncond,guide,reuse,uncond device 2>&1 | log
       ;;
     autotune)
       FREESWIM_GEMM_AUTOTUNE=1 timeout 150 "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond \
@@ -122,7 +128,7 @@ for part in "${@:-tests}"; do
       done
       ;;
     *)
-      echo "unknown part $part (tests attn step autotune dense vae whole tma variants sanitize cli)" | log
+      echo "unknown part $part (tests attn step capped autotune dense vae whole tma variants sanitize cli)" | log
       ;;
   esac
 done

@@ -58,8 +58,8 @@ void expect_bits_match() {
           for (int n = 0; n < kBlockKWide / 8; ++n)
             for (int e = 0; e < 2; ++e)
               ASSERT_EQ(b.visible(n, e), m.visible(8 * n + 2 * c4 + e, ex[0], ex[1], kBoxW))
-                  << "box_w " << kBoxW << " lo " << lo << " clo " << clo << " c4 " << c4
-                  << " n " << n << " e " << e;
+                  << "box_w " << kBoxW << " lo " << lo << " clo " << clo << " c4 " << c4 << " n "
+                  << n << " e " << e;
         }
       }
 }
@@ -118,8 +118,7 @@ Replay replay(const WindowGeometry& g, const WindowPlan& plan) {
                   const int kr = kr0 + k / bw, kc = kc0 + k % bw;
                   const bool in_grid = kr >= 0 && kr < g.H && kc >= 0 && kc < g.W;
                   const bool vis =
-                      in_grid &&
-                      window_visible(g, qtok, (int64_t{kt} * g.H + kr) * g.W + kc);
+                      in_grid && window_visible(g, qtok, (int64_t{kt} * g.H + kr) * g.W + kc);
                   if (vis && masked) ++out.masked_wrongly;
                   if (!vis && !masked) ++out.kept_wrongly;
                   kept += masked ? 0 : 1;
@@ -147,7 +146,7 @@ void expect_exact(const WindowGeometry& g, const WindowPlan& plan) {
 
 TEST(BoxTiles, MaskKeepsExactlyEachWindowSmallGeometries) {
   // Windows larger than the grid, border-heavy grids, several frames (chunks > 1 for big patches).
-  const WindowGeometry geos[] = {{2, 9, 30, 2, 3}, {1, 5, 7, 3, 4},  {3, 20, 33, 4, 6},
+  const WindowGeometry geos[] = {{2, 9, 30, 2, 3}, {1, 5, 7, 3, 4},   {3, 20, 33, 4, 6},
                                  {2, 3, 3, 5, 5},  {21, 8, 12, 1, 2}, {1, 40, 17, 15, 3}};
   for (const WindowGeometry& g : geos) {
     expect_exact(g, choose_box_plan(g));
@@ -179,8 +178,8 @@ TEST(BoxTiles, MaskKeepsExactlyEachWindowFreeSwimShapes) {
 // tiles as the 128-key runs, so choose_window_plan takes it.
 TEST(BoxTiles, PlanDensityAtTheBenchmarkShapes) {
   const WindowGeometry g1080{21, 68, 120, 15, 26};
-  const double useful = static_cast<double>(g1080.tokens()) *
-                        static_cast<double>(window_keys_per_query(g1080));
+  const double useful =
+      static_cast<double>(g1080.tokens()) * static_cast<double>(window_keys_per_query(g1080));
   const WindowPlan box = choose_box_plan(g1080);
   const double box_density = useful / static_cast<double>(computed_pairs(g1080, box, kBlockKWide));
   EXPECT_GT(box_density, 0.88);

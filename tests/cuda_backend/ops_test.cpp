@@ -457,6 +457,29 @@ TEST(CudaMemory, LimitReleasesCachedBlocksThenRefusesNamingTheCap) {
   ops::cuda::release_cached_memory();
 }
 
+// Under the cap a request takes a larger cached block (up to 4x its size) instead of giving the
+// cache back to the driver (block_cache.h).
+TEST(CudaMemory, LimitReusesALargerCachedBlockBeforeReleasing) {
+  ops::cuda::release_cached_memory();
+  const size_t old_limit = ops::cuda::memory_limit();
+  const size_t mib = size_t{1} << 20;
+  const auto before = ops::cuda::memory_stats();
+  ops::cuda::set_memory_limit(before.reserved + 64 * mib);
+  {
+    { const Tensor a = Tensor::empty({int64_t{15} << 20}, kF32, Device::CUDA); }  // 60 MiB cached
+    EXPECT_EQ(ops::cuda::memory_stats().reserved, before.reserved + 60 * mib);
+    // 20 MiB more would pass the cap: the cached 60 MiB block serves it, nothing new is reserved.
+    const Tensor b = Tensor::empty({int64_t{5} << 20}, kF32, Device::CUDA);
+    EXPECT_EQ(ops::cuda::memory_stats().reserved, before.reserved + 60 * mib);
+    EXPECT_EQ(ops::cuda::memory_stats().in_use, before.in_use + 60 * mib);
+    // 10 MiB more: nothing cached is left to take, and 70 MiB would pass the cap.
+    EXPECT_THROW(Tensor::empty({int64_t{10} << 18}, kF32, Device::CUDA), OutOfMemory);
+  }
+  EXPECT_EQ(ops::cuda::memory_stats().in_use, before.in_use);
+  ops::cuda::set_memory_limit(old_limit);
+  ops::cuda::release_cached_memory();
+}
+
 TEST(CudaProfile, WrapperForwardsOpsAndCountsTheirGpuTime) {
   ops::Backend* prof = ops::cuda::make_profiling_backend(&ops::backend(Device::CUDA));
   ops::cuda::reset_op_profile();

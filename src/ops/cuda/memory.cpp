@@ -11,7 +11,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdlib>
-#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -19,6 +18,7 @@
 
 #include "core/device_memory.h"
 #include "core/error.h"
+#include "ops/cuda/block_cache.h"
 #include "ops/cuda/cuda_backend.h"
 #include "ops/cuda/cuda_check.h"
 
@@ -44,19 +44,25 @@ struct Pool {
   std::mutex mu;
   bool checked = false;
   bool limit_read = false;
-  size_t limit = 0;                             // cap on reserved bytes (0 = none)
-  std::unordered_map<void*, size_t> live;       // block -> bucket size
-  std::map<size_t, std::vector<void*>> cached;  // bucket size -> unused blocks
+  size_t limit = 0;                        // cap on reserved bytes (0 = none)
+  std::unordered_map<void*, size_t> live;  // block -> bucket size
+  BlockCache cached;                       // unused blocks
   MemoryStats stats;
 
+  void free_one(void* block, size_t size) {
+    cudaFree(block);
+    stats.reserved -= size;
+  }
   void release_cache_locked() {
-    for (auto& [size, blocks] : cached) {
-      for (void* p : blocks) {
-        cudaFree(p);
-        stats.reserved -= size;
-      }
-    }
-    cached.clear();
+    size_t size = 0;
+    while (void* block = cached.pop_largest(&size)) free_one(block, size);
+  }
+  // Gives cached blocks back to the driver, largest first, until `size` more bytes stay within
+  // the cap (all of them when there is no cap). The caller has synchronised the device.
+  void make_room_locked(size_t size) {
+    size_t got = 0;
+    while ((limit == 0 || stats.reserved + size > limit) && !cached.empty())
+      free_one(cached.pop_largest(&got), got);
   }
 };
 
@@ -125,30 +131,45 @@ void* cuda_alloc(size_t bytes) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
   ensure_device_locked(p);
-  const size_t size = bucket_of(bytes);
-  void* ptr = nullptr;
-  auto it = p.cached.find(size);
-  if (it != p.cached.end() && !it->second.empty()) {
-    ptr = it->second.back();
-    it->second.pop_back();
-  } else {
+  size_t size = bucket_of(bytes);
+  void* ptr = p.cached.take_exact(size);
+  if (ptr == nullptr) {
     read_limit_locked(p);
-    if (p.limit != 0 && p.stats.reserved + size > p.limit && !p.cached.empty()) {
-      // Over the cap: give the unused blocks back first, as a full card would make us do.
-      cudaDeviceSynchronize();  // kernels may still read a cached block
-      p.release_cache_locked();
+    if (p.limit != 0 && p.stats.reserved + size > p.limit) {
+      // Over the cap: a somewhat larger unused block first, else give unused blocks back
+      // (largest first) until this one fits, as a full card would make us do (block_cache.h).
+      ptr = p.cached.take_fit(size, &size);
+      if (ptr == nullptr && !p.cached.empty()) {
+        cudaDeviceSynchronize();  // kernels may still read a cached block
+        p.make_room_locked(size);
+      }
     }
+  }
+  if (ptr == nullptr) {
     if (p.limit != 0 && p.stats.reserved + size > p.limit)
       throw OutOfMemory(fmt::format(
           "out of GPU memory allocating {:.2f} GiB: the cap FREESWIM_GPU_MEMORY_LIMIT={:.2f} GiB "
           "would be passed, {:.2f} GiB held by this run's tensors{}",
           gib(size), gib(p.limit), gib(p.stats.in_use), out_of_memory_advice()));
     cudaError_t e = cudaMalloc(&ptr, size);
+    bool fresh = true;  // false: a cached block taken instead
     if (e == cudaErrorMemoryAllocation) {
-      // Blocks of other sizes may be enough once returned to the driver.
       cudaGetLastError();
-      p.release_cache_locked();
-      e = cudaMalloc(&ptr, size);
+      // The card is full: a somewhat larger unused block, else blocks of other sizes given back
+      // to the driver one at a time, largest first, until the new one fits.
+      ptr = p.cached.take_fit(size, &size);
+      if (ptr != nullptr) {
+        e = cudaSuccess;
+        fresh = false;
+      } else if (!p.cached.empty()) {
+        cudaDeviceSynchronize();  // kernels may still read a cached block
+        size_t got = 0;
+        while (e == cudaErrorMemoryAllocation && !p.cached.empty()) {
+          p.free_one(p.cached.pop_largest(&got), got);
+          e = cudaMalloc(&ptr, size);
+          if (e == cudaErrorMemoryAllocation) cudaGetLastError();
+        }
+      }
     }
     if (e != cudaSuccess) {
       cudaGetLastError();
@@ -160,8 +181,10 @@ void* cuda_alloc(size_t bytes) {
           gib(size), cudaGetErrorString(e), gib(free_b), gib(total_b), gib(p.stats.in_use),
           out_of_memory_advice()));
     }
-    p.stats.reserved += size;
-    if (p.stats.reserved > p.stats.peak_reserved) p.stats.peak_reserved = p.stats.reserved;
+    if (fresh) {
+      p.stats.reserved += size;
+      if (p.stats.reserved > p.stats.peak_reserved) p.stats.peak_reserved = p.stats.reserved;
+    }
   }
   p.live.emplace(ptr, size);
   p.stats.in_use += size;
@@ -176,7 +199,7 @@ void cuda_release(void* ptr) {
   auto it = p.live.find(ptr);
   if (it == p.live.end()) return;  // not ours: nothing to give back
   p.stats.in_use -= it->second;
-  p.cached[it->second].push_back(ptr);
+  p.cached.put(ptr, it->second);
   p.live.erase(it);
 }
 

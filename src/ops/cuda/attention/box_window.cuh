@@ -45,9 +45,8 @@ __device__ __forceinline__ void tma_load_5d(void* dst, const CUtensorMap* map, i
 template <int D, int kBoxW, int BK, int ST>
 __device__ __forceinline__ void box_window_producer(const Params& p, const BoxMaps& m,
                                                     WsSmem<D, BK, ST>& s,
-                                                    const BlockQueries<true>& bq,
-                                                    const BoxGrid& bg, int head, int n_tiles,
-                                                    int lane) {
+                                                    const BlockQueries<true>& bq, const BoxGrid& bg,
+                                                    int head, int n_tiles, int lane) {
   constexpr int kBoxH = BK / kBoxW;
   constexpr uint32_t kTileBytes = 2u * BK * D * sizeof(__nv_bfloat16);
   constexpr uint32_t kRowBytes = D * sizeof(__nv_bfloat16);
@@ -65,8 +64,8 @@ __device__ __forceinline__ void box_window_producer(const Params& p, const BoxMa
     if (token < 0) continue;
 #pragma unroll
     for (int cb = 0; cb < D / 64; ++cb)
-      tma_load_3d(&s.q[cb * kBlockQ * 64 + row * 64], &m.q, cb * 64, head,
-                  static_cast<int>(token), &s.full[0]);
+      tma_load_3d(&s.q[cb * kBlockQ * 64 + row * 64], &m.q, cb * 64, head, static_cast<int>(token),
+                  &s.full[0]);
   }
   if (lane != 0) return;
   int t = 0, brow = 0, bcol = 0;

@@ -1,18 +1,19 @@
 // Instantiates the attention kernels for the supported head sizes and launches one. Kept free of
 // host-side error formatting (fmt's compile-time format strings do not pass nvcc).
 //
-// FREESWIM_ATTENTION_KERNEL selects the kernel; unset = wide_fast_tma_rq, the fastest measured
-// (docs/attention.md): for the window, wide_fast (warp-specialised, 128-key tiles, the fast
-// softmax: kFast in ws_kernel.cuh); for dense attention the same consumers fed by TMA with Q in
-// registers (tma_dense.cuh), which `automatic` then prefers to cuDNN. The others stay selectable so
-// that the benchmark and the tests compare them in one binary: *_pp = the same with ping-pong turns
-// between the consumer warpgroups, fast* = 64-key tiles with Q in registers, ws_ov_rq* / wide /
-// wide_rq = the earlier softmax, ws = without overlap, wgmma = loads from all threads and a block
-// barrier per tile (wgmma_kernel.cuh), mma = the mma.sync kernel (flash_kernel.cuh), wide_fast_tma*
-// = wide_fast with the dense kernel fed by TMA (tma_dense.cuh), tmaw* = the window fed by TMA too,
-// sum = row sums by the tensor cores, wide_lean = the pairs window producer, boxw = the window
-// over box tiles fed by TMA (box_window.cuh) where its plan costs at most kBoxTileAllowance more
-// tiles than the 128-key runs (else wide_fast), boxw_all = box tiles at every geometry.
+// FREESWIM_ATTENTION_KERNEL selects the kernel; unset = boxw, the fastest measured
+// (docs/attention.md): for the window, box tiles fed by TMA (box_window.cuh) where the box plan
+// costs at most kBoxTileAllowance more tiles than 128-key runs, else wide_fast (warp-specialised,
+// 128-key tiles, the fast softmax: kFast in ws_kernel.cuh); for dense attention the same consumers
+// fed by TMA with Q in registers (tma_dense.cuh), which `automatic` then prefers to cuDNN. The
+// others stay selectable so that the benchmark and the tests compare them in one binary:
+// wide_fast_tma_rq = the previous default (window always wide_fast), boxw_all = box tiles at
+// every geometry, *_pp = ping-pong turns between the consumer warpgroups, fast* = 64-key tiles with
+// Q in registers, ws_ov_rq* / wide / wide_rq = the earlier softmax, ws = without overlap, wgmma =
+// loads from all threads and a block barrier per tile (wgmma_kernel.cuh), mma = the mma.sync
+// kernel (flash_kernel.cuh), wide_fast_tma = Q in shared memory in the TMA dense kernel, tmaw* =
+// the window fed by TMA in row segments, sum = row sums by the tensor cores, wide_lean = the pairs
+// window producer.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -219,8 +220,8 @@ constexpr struct {
   int tile_keys;
   bool dense_tma = false;  // its dense kernel is fed by TMA (faster than cuDNN's SDPA)
   int box_tiles = 0;       // window plan: 0 runs, 1 box tiles where they pay, 2 box tiles always
-} kVariants[] = {{"wide_fast_tma_rq", Variant::wide_fast_tma_rq, kBlockKWide, true},
-                 {"boxw", Variant::boxw, kBlockKWide, true, 1},
+} kVariants[] = {{"boxw", Variant::boxw, kBlockKWide, true, 1},
+                 {"wide_fast_tma_rq", Variant::wide_fast_tma_rq, kBlockKWide, true},
                  {"boxw_all", Variant::boxw_all, kBlockKWide, true, 2},
                  {"sum", Variant::sum, kBlockKWide, true},
                  {"wide_lean", Variant::wide_lean, kBlockKWide, true},
