@@ -430,13 +430,25 @@ TEST(CudaMemory, HugeAllocationThrowsOutOfMemoryNamingFlags) {
   }
 }
 
+// Sets a memory cap for one test and puts the previous one back however the test ends (a cap left
+// behind would make every later test fail).
+struct MemoryLimitGuard {
+  size_t old = ops::cuda::memory_limit();
+  explicit MemoryLimitGuard(size_t bytes) { ops::cuda::set_memory_limit(bytes); }
+  ~MemoryLimitGuard() {
+    ops::cuda::set_memory_limit(old);
+    ops::cuda::release_cached_memory();
+  }
+  MemoryLimitGuard(const MemoryLimitGuard&) = delete;
+  MemoryLimitGuard& operator=(const MemoryLimitGuard&) = delete;
+};
+
 TEST(CudaMemory, LimitReleasesCachedBlocksThenRefusesNamingTheCap) {
   ops::cuda::release_cached_memory();
-  const size_t old_limit = ops::cuda::memory_limit();
   const size_t mib = size_t{1} << 20;
   ops::cuda::reset_peak_memory();
   const auto before = ops::cuda::memory_stats();
-  ops::cuda::set_memory_limit(before.reserved + 64 * mib);
+  const MemoryLimitGuard cap(before.reserved + 64 * mib);
   {
     // 40 MiB cached, then a 48 MiB request: it fits only once the cached block is given back.
     { const Tensor a = Tensor::empty({int64_t{10} << 20}, kF32, Device::CUDA); }
@@ -453,18 +465,15 @@ TEST(CudaMemory, LimitReleasesCachedBlocksThenRefusesNamingTheCap) {
     }
     EXPECT_LE(ops::cuda::memory_stats().peak_reserved, before.reserved + 64 * mib);
   }
-  ops::cuda::set_memory_limit(old_limit);
-  ops::cuda::release_cached_memory();
 }
 
 // Under the cap a request takes a larger cached block (up to 4x its size) instead of giving the
 // cache back to the driver (block_cache.h).
 TEST(CudaMemory, LimitReusesALargerCachedBlockBeforeReleasing) {
   ops::cuda::release_cached_memory();
-  const size_t old_limit = ops::cuda::memory_limit();
   const size_t mib = size_t{1} << 20;
   const auto before = ops::cuda::memory_stats();
-  ops::cuda::set_memory_limit(before.reserved + 64 * mib);
+  const MemoryLimitGuard cap(before.reserved + 64 * mib);
   {
     { const Tensor a = Tensor::empty({int64_t{15} << 20}, kF32, Device::CUDA); }  // 60 MiB cached
     EXPECT_EQ(ops::cuda::memory_stats().reserved, before.reserved + 60 * mib);
@@ -476,8 +485,6 @@ TEST(CudaMemory, LimitReusesALargerCachedBlockBeforeReleasing) {
     EXPECT_THROW(Tensor::empty({int64_t{10} << 18}, kF32, Device::CUDA), OutOfMemory);
   }
   EXPECT_EQ(ops::cuda::memory_stats().in_use, before.in_use);
-  ops::cuda::set_memory_limit(old_limit);
-  ops::cuda::release_cached_memory();
 }
 
 TEST(CudaProfile, WrapperForwardsOpsAndCountsTheirGpuTime) {

@@ -61,8 +61,11 @@ struct Pool {
   // the cap (all of them when there is no cap). The caller has synchronised the device.
   void make_room_locked(size_t size) {
     size_t got = 0;
-    while ((limit == 0 || stats.reserved + size > limit) && !cached.empty())
-      free_one(cached.pop_largest(&got), got);
+    while (limit == 0 || stats.reserved + size > limit) {
+      void* block = cached.pop_largest(&got);  // (got is set here: not in free_one's arguments)
+      if (block == nullptr) break;
+      free_one(block, got);
+    }
   }
 };
 
@@ -165,7 +168,8 @@ void* cuda_alloc(size_t bytes) {
         cudaDeviceSynchronize();  // kernels may still read a cached block
         size_t got = 0;
         while (e == cudaErrorMemoryAllocation && !p.cached.empty()) {
-          p.free_one(p.cached.pop_largest(&got), got);
+          void* block = p.cached.pop_largest(&got);
+          p.free_one(block, got);
           e = cudaMalloc(&ptr, size);
           if (e == cudaErrorMemoryAllocation) cudaGetLastError();
         }
