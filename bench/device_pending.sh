@@ -23,7 +23,8 @@
 #             variant in $SANITIZE_VARIANTS (e.g. boxw_all)
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
-#             on cuda with and without --offload
+#             on cuda with and without --offload, then bench_mp4 (the mp4 write of 81 1080p frames
+#             on that machine's CPUs)
 # e.g. bench/device_pending.sh tests step vae
 set -u
 OUT=${OUT:-/tmp/device_pending}
@@ -126,6 +127,7 @@ for part in "${@:-tests}"; do
           --frames 9 --base-steps 2 --steps 4 $extra -o "$OUT/tiny${extra}.mp4" 2>&1 | tail -5 | log
         echo "tiny generate on cuda ${extra}: rc=${PIPESTATUS[0]}" | log
       done
+      timeout 150 "$B/bench_mp4" 2>&1 | log
       ;;
     *)
       echo "unknown part $part (tests attn step capped autotune dense vae whole tma variants sanitize cli)" | log

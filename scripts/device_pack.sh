@@ -6,8 +6,8 @@
 # travel with the working tree).
 #
 #   scripts/device_pack.sh       -> .carry/pack.tar.xz (tests and benchmarks, ~22 MB)
-#   scripts/device_pack.sh cli   -> .carry/cli.tar.xz: the freeswim binary (stripped) with its
-#                                   FFmpeg closure (ICU's data library replaced by a stand-in,
+#   scripts/device_pack.sh cli   -> .carry/cli.tar.xz: the freeswim and bench_mp4 binaries
+#                                   (stripped) with their FFmpeg closure (ICU's data library replaced by a stand-in,
 #                                   see below) and the golden data, at xz -9e (carry it alone), for
 #                                   `freeswim check --golden /tmp/carry/golden --device cuda`
 set -euo pipefail
@@ -22,7 +22,7 @@ bins=(build/tests/cuda_attention/cuda_attention_test build/bench/attention/bench
   build/bench/generate/bench_generate)
 if [[ "${1:-}" == cli ]]; then
   out=.carry/cli.tar.xz
-  bins=(build/src/cli/freeswim)
+  bins=(build/src/cli/freeswim build/bench/video/bench_mp4)
   export XZ_OPT=-9e
 fi
 for bin in "${bins[@]}"; do
