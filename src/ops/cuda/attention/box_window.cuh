@@ -107,16 +107,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   bq.w0 = (patch % p.plan.patches_w) * p.plan.pw;
   const BoxGrid bg = box_grid(p.g, p.plan.ph, p.plan.pw, bq.h0, bq.w0, kBoxW);
   const int n_tiles = bg.tiles(p.g.T);
-  if (tid == 0) {
-    for (int i = 0; i < ST; ++i) {
-      mbar_init(&s.full[i], 1);  // the producer's arrive.expect_tx; the bytes do the rest
-      mbar_init(&s.empty[i], 8);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    tma_prefetch_map(&maps.q);
-    tma_prefetch_map(&maps.k);
-    tma_prefetch_map(&maps.v);
-  }
+  if (tid == 0) init_tma_ring<ST>(s, maps);
   if (tid < 128) {  // Q's padding rows (no copy lands there) must be finite: zero them once
     const uint4 zero{0u, 0u, 0u, 0u};
     for (int i = tid; i < kBlockQ * D / 8; i += 128) reinterpret_cast<uint4*>(s.q)[i] = zero;

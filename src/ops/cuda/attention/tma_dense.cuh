@@ -50,6 +50,21 @@ __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
+// Thread 0 of a block fed by one producer thread: the ring's barriers (full: the producer's one
+// arrive.expect_tx, the bytes do the rest; empty: one arrival per consumer warp), made visible to
+// the TMA unit (async proxy), and the tensor maps q, k, v prefetched.
+template <int ST, class Smem, class Maps>
+__device__ __forceinline__ void init_tma_ring(Smem& s, const Maps& maps) {
+  for (int i = 0; i < ST; ++i) {
+    mbar_init(&s.full[i], 1);
+    mbar_init(&s.empty[i], 8);
+  }
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  tma_prefetch_map(&maps.q);
+  tma_prefetch_map(&maps.k);
+  tma_prefetch_map(&maps.v);
+}
+
 // One thread: Q with tile 0, then every K/V tile into the ring; stage j % ST is refilled once
 // the consumers have released its previous use.
 template <int D, int BK, int ST>
@@ -94,15 +109,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   if (tid == 0) {
     s.kt.first[0] = 0;
     s.kt.first[5] = n_tiles;
-    for (int i = 0; i < ST; ++i) {
-      mbar_init(&s.full[i], 1);  // the producer's arrive.expect_tx; the bytes do the rest
-      mbar_init(&s.empty[i], 8);
-    }
-    // Make the initialised barriers visible to the TMA unit (async proxy).
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    tma_prefetch_map(&maps.q);
-    tma_prefetch_map(&maps.k);
-    tma_prefetch_map(&maps.v);
+    init_tma_ring<ST>(s, maps);
   }
   if constexpr (kFast == 2) init_ones(s, tid);
   __syncthreads();
