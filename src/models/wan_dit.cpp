@@ -1,6 +1,7 @@
 // Forward pass of the Wan2.1 DiT and its FreeSwim variants. Arithmetic follows diffusers
 // 0.35.2 WanTransformer3DModel: adaLN modulation, norms and residual adds in fp32; RoPE angles
-// in float64 cast to fp32; the timestep sinusoid in fp32 with cos before sin.
+// in float64 cast to fp32, laid out as models/wan_rope.h says; the timestep sinusoid in fp32 with
+// cos before sin.
 #include "models/wan_dit.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "models/wan_dit_chunks.h"
+#include "models/wan_rope.h"
 
 namespace freeswim::models {
 
@@ -178,20 +180,6 @@ Tensor timestep_sinusoid(float t, int dim) {
   return Tensor::from_vector({1, dim}, v);
 }
 
-// One axis of the rotary table: [positions, dim_axis/2, 2] of (cos, sin), angles in float64.
-Tensor rope_axis(int positions, int dim_axis) {
-  const int pairs = dim_axis / 2;
-  std::vector<float> v(static_cast<size_t>(positions) * pairs * 2);
-  for (int p = 0; p < positions; ++p)
-    for (int i = 0; i < pairs; ++i) {
-      const double freq = 1.0 / std::pow(10000.0, static_cast<double>(2 * i) / dim_axis);
-      const double angle = p * freq;
-      v[(static_cast<size_t>(p) * pairs + i) * 2] = static_cast<float>(std::cos(angle));
-      v[(static_cast<size_t>(p) * pairs + i) * 2 + 1] = static_cast<float>(std::sin(angle));
-    }
-  return Tensor::from_vector({positions, pairs, 2}, v);
-}
-
 // Row i of a [n, dim] tensor as a [dim] view.
 Tensor row(const Tensor& t, int64_t i) {
   return t.slice0(i, i + 1).reshape({t.dim(-1)});
@@ -200,21 +188,14 @@ Tensor row(const Tensor& t, int64_t i) {
 }  // namespace
 
 ops::Rope3D WanDit::rope_for(int T, int Hg, int Wg) const {
-  // Wan splits head_dim into frame / row / column parts: rows and columns get 2*(d/6)
-  // dimensions each, frames the rest (44/42/42 for d = 128).
-  const int d = config_.head_dim;
-  const int hw_dim = 2 * (d / 6), t_dim = d - 2 * hw_dim;
   FS_CHECK(T <= config_.rope_max_seq_len && Hg <= config_.rope_max_seq_len &&
                Wg <= config_.rope_max_seq_len,
            "token grid {}x{}x{} exceeds the rotary table length {}", T, Hg, Wg,
            config_.rope_max_seq_len);
-  ops::Rope3D r;
-  r.T = T;
-  r.H = Hg;
-  r.W = Wg;
-  r.frame = rope_axis(T, t_dim).to(device_);
-  r.row = rope_axis(Hg, hw_dim).to(device_);
-  r.col = rope_axis(Wg, hw_dim).to(device_);
+  ops::Rope3D r = wan_rope_tables(T, Hg, Wg, config_.head_dim);
+  r.frame = r.frame.to(device_);
+  r.row = r.row.to(device_);
+  r.col = r.col.to(device_);
   return r;
 }
 

@@ -15,11 +15,16 @@
 
 namespace freeswim::ops {
 
-// Rotary embedding tables for a 3D token grid: each axis has a [positions, pairs, 2] (cos, sin)
-// table; the head dimension is split into frame pairs, then row pairs, then column pairs.
+// Rotary embedding tables for a 3D token grid. Each axis has a [positions, pairs, 2] table over
+// all head_dim / 2 pairs of a head; pair j of a token at (t, h, w) is rotated by
+//   cos = frame[t][j][0] * row[h][j][0] * col[w][j][0],  sin = (the same with [1]).
+// An axis that does not feed a pair's cos (or sin) holds exactly 1 there, so a pair fed by one
+// axis gets that axis's value unchanged. The product form exists because the reference model's
+// layout (models/wan_rope.h) gives one pair of some head sizes its cos from one axis and its sin
+// from another.
 struct Rope3D {
   int T = 0, H = 0, W = 0;
-  Tensor frame, row, col;  // [T, pt, 2], [H, ph, 2], [W, pw, 2] f32 on the compute device
+  Tensor frame, row, col;  // [T, pairs, 2], [H, pairs, 2], [W, pairs, 2] f32 on the device
 };
 
 // How a backend may compute a convolution of fp32 data. The CPU backend is always exact fp32;

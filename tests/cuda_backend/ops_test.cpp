@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "models/wan_dit.h"
 #include "models/wan_dit_chunks.h"
+#include "models/wan_rope.h"
 #include "ops/cpu/cpu_backend.h"
 #include "ops/cuda/gemm.h"
 #include "test_util.h"
@@ -247,35 +248,30 @@ TEST(CudaOps, RmsNorm) {
                ops::cpu::cpu_backend().rms_norm(as_seen(x, kBF), w, 1e-6f), kTol, "rms_norm");
 }
 
-// Tables as the DiT builds them: [positions, pairs, 2] of (cos, sin).
+// Tables as the DiT builds them (models/wan_rope.h).
 ops::Rope3D rope_tables(int T, int H, int W, int hd, Device dev) {
-  const int hw = 2 * (hd / 6), td = hd - 2 * hw;
-  auto axis = [&](int n, int dim) {
-    std::vector<float> v;
-    for (int p = 0; p < n; ++p)
-      for (int i = 0; i < dim / 2; ++i) {
-        const double a = p / std::pow(10000.0, 2.0 * i / dim);
-        v.push_back(static_cast<float>(std::cos(a)));
-        v.push_back(static_cast<float>(std::sin(a)));
-      }
-    return Tensor::from_vector({n, dim / 2, 2}, v).to(dev);
-  };
-  return ops::Rope3D{T, H, W, axis(T, td), axis(H, hw), axis(W, hw)};
+  ops::Rope3D r = models::wan_rope_tables(T, H, W, hd);
+  r.frame = r.frame.to(dev);
+  r.row = r.row.to(dev);
+  r.col = r.col.to(dev);
+  return r;
 }
 
 TEST(CudaOps, Rope3d) {
-  const int T = 3, H = 5, W = 7, heads = 2, hd = 128;
-  const Tensor x = random_cpu({T * H * W, heads, hd}, 60);
-  Tensor want = as_seen(x, kBF).clone();
-  ops::cpu::cpu_backend().rope_3d(want, rope_tables(T, H, W, hd, Device::CPU));
-  Tensor got = to_cuda(x, kBF);
-  ops::rope_3d(got, rope_tables(T, H, W, hd, Device::CUDA));
-  expect_close(got, want, kTol, "rope_3d");
+  for (int hd : {128, 64, 16}) {  // 64 and 16: the layout with a mixed pair (wan_rope.h)
+    const int T = 3, H = 5, W = 7, heads = 2;
+    const Tensor x = random_cpu({T * H * W, heads, hd}, 60);
+    Tensor want = as_seen(x, kBF).clone();
+    ops::cpu::cpu_backend().rope_3d(want, rope_tables(T, H, W, hd, Device::CPU));
+    Tensor got = to_cuda(x, kBF);
+    ops::rope_3d(got, rope_tables(T, H, W, hd, Device::CUDA));
+    expect_close(got, want, kTol, "rope_3d");
+  }
 }
 
 TEST(CudaOps, RmsNormRope3dMatchesCpu) {
   auto& cpu = ops::cpu::cpu_backend();
-  for (int hd : {128, 32}) {
+  for (int hd : {128, 64, 32, 16}) {
     const int T = 3, H = 5, W = 7, heads = 3;
     const Tensor x = random_cpu({T * H * W, heads, hd}, 61, -3.f, 3.f);
     const Tensor w = random_cpu({heads * hd}, 62, 0.5f, 1.5f);

@@ -9,6 +9,7 @@
 #include "dit_test_util.h"
 #include "models/wan_dit.h"
 #include "models/wan_dit_chunks.h"
+#include "models/wan_rope.h"
 #include "ops/cpu/cpu_backend.h"
 #include "ops/ops.h"
 
@@ -55,18 +56,7 @@ TEST(FusedOpsCpu, AreExactlyTheCompositions) {
   }
 
   const int T = 2, H = 3, W = 5, heads = 3, hd = 32;
-  const int hw = 2 * (hd / 6), td = hd - 2 * hw;
-  auto axis = [](int n, int dim) {
-    std::vector<float> v;
-    for (int p = 0; p < n; ++p)
-      for (int i = 0; i < dim / 2; ++i) {
-        const double a = p / std::pow(10000.0, 2.0 * i / dim);
-        v.push_back(static_cast<float>(std::cos(a)));
-        v.push_back(static_cast<float>(std::sin(a)));
-      }
-    return Tensor::from_vector({n, dim / 2, 2}, v);
-  };
-  const ops::Rope3D rope{T, H, W, axis(T, td), axis(H, hw), axis(W, hw)};
+  const ops::Rope3D rope = models::wan_rope_tables(T, H, W, hd);
   const Tensor q = random_tensor({T * H * W, heads, hd}, 6, -3.f, 3.f);
   const Tensor nw = random_tensor({heads * hd}, 7, 0.5f, 1.5f);
   Tensor want = cpu.rms_norm(q.reshape({T * H * W, heads * hd}), nw, 1e-6f).reshape(q.shape());

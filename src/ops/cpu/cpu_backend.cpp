@@ -160,10 +160,14 @@ class CpuBackend final : public Backend {
     require_f32(x, "rope_3d", "x");
     FS_CHECK(x.ndim() == 3 && x.dim(0) == int64_t{rope.T} * rope.H * rope.W,
              "rope_3d: x {} does not match grid {}x{}x{}", x.describe(), rope.T, rope.H, rope.W);
-    const int64_t heads = x.dim(1), hd = x.dim(2);
-    const int64_t pt = rope.frame.dim(1), ph = rope.row.dim(1), pw = rope.col.dim(1);
-    FS_CHECK(2 * (pt + ph + pw) == hd, "rope_3d: tables cover {} of head_dim {}",
-             2 * (pt + ph + pw), hd);
+    const int64_t heads = x.dim(1), hd = x.dim(2), pairs = hd / 2;
+    const Tensor* tables[3] = {&rope.frame, &rope.row, &rope.col};
+    const int positions[3] = {rope.T, rope.H, rope.W};
+    for (int i = 0; i < 3; ++i)
+      FS_CHECK(tables[i]->ndim() == 3 && tables[i]->dim(0) >= positions[i] &&
+                   tables[i]->dim(1) == pairs && tables[i]->dim(2) == 2 && hd % 2 == 0,
+               "rope_3d: table {} {} does not cover [{}, {}, 2] for head_dim {}", i,
+               tables[i]->describe(), positions[i], pairs, hd);
     const float* ft = rope.frame.data<float>();
     const float* rt = rope.row.data<float>();
     const float* ct = rope.col.data<float>();
@@ -172,17 +176,18 @@ class CpuBackend final : public Backend {
     parallel_for(x.dim(0), 256, [&](int64_t b, int64_t e) {
       for (int64_t tok = b; tok < e; ++tok) {
         const int64_t t = tok / (int64_t{H} * W), h = (tok / W) % H, w = tok % W;
+        const float* f = ft + t * pairs * 2;
+        const float* r = rt + h * pairs * 2;
+        const float* c = ct + w * pairs * 2;
         for (int64_t head = 0; head < heads; ++head) {
           float* v = xd + (tok * heads + head) * hd;
-          auto rotate = [&](int64_t pair, const float* cs) {
-            const float c = cs[0], s = cs[1];
-            const float a = v[2 * pair], bb = v[2 * pair + 1];
-            v[2 * pair] = a * c - bb * s;
-            v[2 * pair + 1] = a * s + bb * c;
-          };
-          for (int64_t i = 0; i < pt; ++i) rotate(i, ft + (t * pt + i) * 2);
-          for (int64_t i = 0; i < ph; ++i) rotate(pt + i, rt + (h * ph + i) * 2);
-          for (int64_t i = 0; i < pw; ++i) rotate(pt + ph + i, ct + (w * pw + i) * 2);
+          for (int64_t j = 0; j < pairs; ++j) {
+            const float cs = f[2 * j] * r[2 * j] * c[2 * j];
+            const float sn = f[2 * j + 1] * r[2 * j + 1] * c[2 * j + 1];
+            const float a = v[2 * j], bb = v[2 * j + 1];
+            v[2 * j] = a * cs - bb * sn;
+            v[2 * j + 1] = a * sn + bb * cs;
+          }
         }
       }
     });

@@ -166,18 +166,17 @@ class CudaBackend final : public Backend {
     const float* wd = vector_arg(weight, x.dim(1) * x.dim(2), "rms_norm_rope_3d", "weight");
     const RopeArgs r = rope_args(x, rope, "rms_norm_rope_3d");
     check_cuda(kernels::rms_norm_rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W,
-                                         static_cast<int>(x.dim(1)), eps, wd, r.frame, r.pt, r.row,
-                                         r.ph, r.col, r.pw),
+                                         static_cast<int>(x.dim(1)), eps, wd, r.frame, r.row, r.col,
+                                         r.pairs),
                "rms_norm_rope kernel");
   }
 
   void rope_3d(Tensor& x, const Rope3D& rope) override {
     require(x, "rope_3d", "x");
     const RopeArgs r = rope_args(x, rope, "rope_3d");
-    check_cuda(
-        kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W, static_cast<int>(x.dim(1)),
-                         r.frame, r.pt, r.row, r.ph, r.col, r.pw),
-        "rope kernel");
+    check_cuda(kernels::rope_3d(x.raw(), x.dtype(), rope.T, rope.H, rope.W,
+                                static_cast<int>(x.dim(1)), r.frame, r.row, r.col, r.pairs),
+               "rope kernel");
   }
 
   Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, float scale,
@@ -539,7 +538,7 @@ class CudaBackend final : public Backend {
 
   struct RopeArgs {
     const float *frame, *row, *col;
-    int pt, ph, pw;
+    int pairs;  // per head
   };
   // The checked tables of `rope` for x [T*H*W, heads, head_dim].
   static RopeArgs rope_args(const Tensor& x, const Rope3D& rope, const char* op) {
@@ -553,12 +552,11 @@ class CudaBackend final : public Backend {
                    t.ndim() == 3 && t.dim(0) >= positions[i] && t.dim(2) == 2,
                "{}: table {} must be f32 cuda [>= {}, pairs, 2], got {}", op, i, positions[i],
                t.defined() ? t.describe() : std::string("none"));
+      FS_CHECK(2 * t.dim(1) == x.dim(2), "{}: table {} has {} pairs for head_dim {}", op, i,
+               t.dim(1), x.dim(2));
     }
-    const int64_t pt = rope.frame.dim(1), ph = rope.row.dim(1), pw = rope.col.dim(1);
-    FS_CHECK(2 * (pt + ph + pw) == x.dim(2), "{}: tables cover {} of head_dim {}", op,
-             2 * (pt + ph + pw), x.dim(2));
     return {rope.frame.data<float>(), rope.row.data<float>(), rope.col.data<float>(),
-            static_cast<int>(pt),     static_cast<int>(ph),   static_cast<int>(pw)};
+            static_cast<int>(x.dim(2) / 2)};
   }
 
   static Tensor unary(const Tensor& x, kernels::Unary op, const char* name) {

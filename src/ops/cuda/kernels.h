@@ -34,15 +34,16 @@ cudaError_t layer_norm(const void* x, void* y, DType t, int64_t rows, int64_t D,
 cudaError_t rms_norm(const void* x, void* y, DType t, int64_t rows, int64_t D, float eps,
                      const float* weight);
 
-// In place on x [T*H*W, heads, 2*(pt+ph+pw)]: each token's heads*head_dim values RMS-normalised
+// In place on x [T*H*W, heads, 2*pairs]: each token's heads*head_dim values RMS-normalised
 // (times weight, f32 or null), then rotated as rope_3d does; fp32 with one rounding on store.
 cudaError_t rms_norm_rope_3d(void* x, DType t, int T, int H, int W, int heads, float eps,
-                             const float* weight, const float* frame, int pt, const float* row,
-                             int ph, const float* col, int pw);
+                             const float* weight, const float* frame, const float* row,
+                             const float* col, int pairs);
 
-// In place rotation of x [T*H*W, heads, 2*(pt+ph+pw)] by the (cos, sin) tables of each axis.
-cudaError_t rope_3d(void* x, DType t, int T, int H, int W, int heads, const float* frame, int pt,
-                    const float* row, int ph, const float* col, int pw);
+// In place rotation of x [T*H*W, heads, 2*pairs] by the product of the three axes' (cos, sin)
+// tables [positions, pairs, 2] (ops::Rope3D).
+cudaError_t rope_3d(void* x, DType t, int T, int H, int W, int heads, const float* frame,
+                    const float* row, const float* col, int pairs);
 
 // Layout moves of elements of `elem_bytes` (2 or 4) bytes; shapes as ops.h states.
 cudaError_t patchify(const void* x, void* y, int elem_bytes, int64_t C, int64_t F, int64_t H,

@@ -47,23 +47,18 @@ __global__ void unpatchify_kernel(const E* x, E* y, int64_t C, int T, int Hg, in
 
 template <typename T>
 __global__ void rope_kernel(T* x, int H, int W, int heads, int64_t tokens, const float* frame,
-                            int pt, const float* row, int ph, const float* col, int pw) {
-  const int pairs = pt + ph + pw;
+                            const float* row, const float* col, int pairs) {
   const int64_t n = tokens * heads * pairs;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int pair = static_cast<int>(i % pairs);
     const int64_t tok = i / pairs / heads;
-    const float* cs;
-    if (pair < pt) {
-      cs = frame + (tok / (int64_t{H} * W) * pt + pair) * 2;
-    } else if (pair < pt + ph) {
-      cs = row + ((tok / W) % H * ph + (pair - pt)) * 2;
-    } else {
-      cs = col + (tok % W * pw + (pair - pt - ph)) * 2;
-    }
+    const float* f = frame + (tok / (int64_t{H} * W) * pairs + pair) * 2;
+    const float* r = row + ((tok / W) % H * pairs + pair) * 2;
+    const float* cl = col + (tok % W * pairs + pair) * 2;
     T* v = x + i * 2;  // pair `pair` of head (i / pairs) % heads of token tok
-    const float a = to_f(v[0]), b = to_f(v[1]), c = cs[0], s = cs[1];
+    const float a = to_f(v[0]), b = to_f(v[1]);
+    const float c = f[0] * r[0] * cl[0], s = f[1] * r[1] * cl[1];
     v[0] = from_f<T>(a * c - b * s);
     v[1] = from_f<T>(a * s + b * c);
   }
@@ -103,18 +98,18 @@ cudaError_t unpatchify(const void* x, void* y, int elem_bytes, int64_t C, int T,
   return cudaGetLastError();
 }
 
-cudaError_t rope_3d(void* x, DType t, int T, int H, int W, int heads, const float* frame, int pt,
-                    const float* row, int ph, const float* col, int pw) {
+cudaError_t rope_3d(void* x, DType t, int T, int H, int W, int heads, const float* frame,
+                    const float* row, const float* col, int pairs) {
   const int64_t tokens = int64_t{T} * H * W;
-  const int64_t n = tokens * heads * (pt + ph + pw);
+  const int64_t n = tokens * heads * pairs;
   if (n == 0) return cudaSuccess;
   const unsigned g = grid_for(n, kThreads);
   if (t == DType::BF16)
     rope_kernel<<<g, kThreads, 0, stream()>>>(static_cast<__nv_bfloat16*>(x), H, W, heads, tokens,
-                                              frame, pt, row, ph, col, pw);
+                                              frame, row, col, pairs);
   else if (t == DType::F32)
     rope_kernel<<<g, kThreads, 0, stream()>>>(static_cast<float*>(x), H, W, heads, tokens, frame,
-                                              pt, row, ph, col, pw);
+                                              row, col, pairs);
   else
     return cudaErrorInvalidValue;
   return cudaGetLastError();

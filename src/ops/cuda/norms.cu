@@ -129,10 +129,9 @@ __global__ void rms_norm_kernel(const T* x, T* y, int64_t D, float eps, const fl
 // block_sum's barriers order every read of the first loop before any write of the second.
 template <typename T>
 __global__ void rms_norm_rope_kernel(T* x, int H, int W, int heads, float eps, const float* weight,
-                                     const float* frame, int pt, const float* row, int ph,
-                                     const float* col, int pw) {
-  __shared__ float scratch[32];
-  const int half = pt + ph + pw;  // pairs per head
+                                     const float* frame, const float* row, const float* col,
+                                     int half) {
+  __shared__ float scratch[32];  // half: pairs per head
   const int pairs = heads * half;
   const int64_t tok = blockIdx.x;
   T* xr = x + tok * 2 * pairs;
@@ -144,18 +143,17 @@ __global__ void rms_norm_rope_kernel(T* x, int H, int W, int heads, float eps, c
   const float inv = rsqrtf(block_sum(s, scratch) / static_cast<float>(2 * pairs) + eps);
   // The token's grid position, once per block (the unfused rope kernel divides per pair).
   const int64_t hw = int64_t{H} * W;
-  const float* ft = frame + (tok / hw) * pt * 2;
-  const float* rt = row + ((tok / W) % H) * ph * 2;
-  const float* ct = col + (tok % W) * pw * 2;
+  const float* ft = frame + (tok / hw) * half * 2;
+  const float* rt = row + ((tok / W) % H) * half * 2;
+  const float* ct = col + (tok % W) * half * 2;
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
     const int j = p % half;
-    const float* cs = j < pt        ? ft + 2 * j
-                      : j < pt + ph ? rt + 2 * (j - pt)
-                                    : ct + 2 * (j - pt - ph);
+    const float c = ft[2 * j] * rt[2 * j] * ct[2 * j];
+    const float s = ft[2 * j + 1] * rt[2 * j + 1] * ct[2 * j + 1];
     const float wa = weight ? weight[2 * p] : 1.f, wb = weight ? weight[2 * p + 1] : 1.f;
     const float a = to_f(xr[2 * p]) * inv * wa, b = to_f(xr[2 * p + 1]) * inv * wb;
-    xr[2 * p] = from_f<T>(a * cs[0] - b * cs[1]);
-    xr[2 * p + 1] = from_f<T>(a * cs[1] + b * cs[0]);
+    xr[2 * p] = from_f<T>(a * c - b * s);
+    xr[2 * p + 1] = from_f<T>(a * s + b * c);
   }
 }
 
@@ -164,10 +162,9 @@ __global__ void rms_norm_rope_kernel(T* x, int H, int W, int heads, float eps, c
 // Same arithmetic per value as above.
 template <typename T>
 __global__ void rms_norm_rope_vec_kernel(T* x, int H, int W, int heads, float eps,
-                                         const float* weight, const float* frame, int pt,
-                                         const float* row, int ph, const float* col, int pw) {
+                                         const float* weight, const float* frame, const float* row,
+                                         const float* col, int half) {
   __shared__ float scratch[32];
-  const int half = pt + ph + pw;
   const int pairs = heads * half;
   const int pk = static_cast<int>(threadIdx.x);
   const bool active = pk < pairs / 4;
@@ -183,20 +180,19 @@ __global__ void rms_norm_rope_vec_kernel(T* x, int H, int W, int heads, float ep
   const float inv = rsqrtf(block_sum(s, scratch) / static_cast<float>(2 * pairs) + eps);
   if (!active) return;  // after the block's last barrier
   const int64_t hw = int64_t{H} * W;
-  const float* ft = frame + (tok / hw) * pt * 2;
-  const float* rt = row + ((tok / W) % H) * ph * 2;
-  const float* ct = col + (tok % W) * pw * 2;
+  const float* ft = frame + (tok / hw) * half * 2;
+  const float* rt = row + ((tok / W) % H) * half * 2;
+  const float* ct = col + (tok % W) * half * 2;
   float w[8];
   load8_or_const(weight, 8 * pk, 1.f, w);
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     const int j = (4 * pk + q) % half;
-    const float* cs = j < pt        ? ft + 2 * j
-                      : j < pt + ph ? rt + 2 * (j - pt)
-                                    : ct + 2 * (j - pt - ph);
+    const float c = ft[2 * j] * rt[2 * j] * ct[2 * j];
+    const float s = ft[2 * j + 1] * rt[2 * j + 1] * ct[2 * j + 1];
     const float a = v[2 * q] * inv * w[2 * q], b = v[2 * q + 1] * inv * w[2 * q + 1];
-    v[2 * q] = a * cs[0] - b * cs[1];
-    v[2 * q + 1] = a * cs[1] + b * cs[0];
+    v[2 * q] = a * c - b * s;
+    v[2 * q + 1] = a * s + b * c;
   }
   store8(xr + 8 * pk, v);
 }
@@ -204,23 +200,23 @@ __global__ void rms_norm_rope_vec_kernel(T* x, int H, int W, int heads, float ep
 }  // namespace
 
 cudaError_t rms_norm_rope_3d(void* x, DType t, int T, int H, int W, int heads, float eps,
-                             const float* weight, const float* frame, int pt, const float* row,
-                             int ph, const float* col, int pw) {
+                             const float* weight, const float* frame, const float* row,
+                             const float* col, int half) {
   const int64_t tokens = int64_t{T} * H * W;
-  if (tokens == 0 || heads == 0 || pt + ph + pw == 0) return cudaSuccess;
+  if (tokens == 0 || heads == 0 || half == 0) return cudaSuccess;
   if (tokens >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   const unsigned g = static_cast<unsigned>(tokens);
-  const int pairs = heads * (pt + ph + pw);
+  const int pairs = heads * half;
   const bool vec = pairs % 4 == 0 && pairs / 4 <= 1024 && aligned16(x, weight);
   return with_type(t, [&](auto v) {
     using E = decltype(v);
     E* xe = static_cast<E*>(x);
     if (vec)
       rms_norm_rope_vec_kernel<<<g, (pairs / 4 + 31) / 32 * 32, 0, stream()>>>(
-          xe, H, W, heads, eps, weight, frame, pt, row, ph, col, pw);
+          xe, H, W, heads, eps, weight, frame, row, col, half);
     else
-      rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(xe, H, W, heads, eps, weight, frame, pt,
-                                                         row, ph, col, pw);
+      rms_norm_rope_kernel<<<g, kThreads, 0, stream()>>>(xe, H, W, heads, eps, weight, frame, row,
+                                                         col, half);
     return cudaGetLastError();
   });
 }
