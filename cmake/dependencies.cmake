@@ -1,4 +1,4 @@
-# All dependencies are Debian packages (see .ci/run for the list) plus the CUDA toolkit.
+# All dependencies are Debian packages (the list: scripts/deps.sh) plus the CUDA toolkit.
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build and run every test that this machine can run: the unit and golden-parity tests (ctest;
-# tests labelled `gpu` need a GPU and run on the GPU machine instead), then `freeswim check` on
-# the golden directory. CUDA code is compiled whenever nvcc is present.
+# Install the missing Debian packages (scripts/deps.sh), build, and run every test that this
+# machine can run: the unit and golden-parity tests (ctest; tests labelled `gpu` need a GPU and
+# run on the GPU machine instead), then `freeswim check` on the golden directory. CUDA code is
+# compiled whenever nvcc is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden=${FREESWIM_GOLDEN_DIR:-../shared/golden}
+scripts/deps.sh
 scripts/build.sh release
 ctest --test-dir build -LE gpu --output-on-failure -j "$(nproc)"
 ./build/src/cli/freeswim check --golden "$golden"

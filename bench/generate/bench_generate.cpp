@@ -10,8 +10,12 @@
 // freeswim, decode,
 // or `vae` for the four VAE / upsample stages alone: without base and freeswim the DiT is not
 // built, and a stage whose input was not produced gets a synthetic one of the right size (random
-// latents, a smooth frame pattern). vae_tile 0 (default) is the CLI's GPU default; vae_precision
-// is tf32 (default) or fp32. The tile plan of each VAE stage is printed.
+// latents, a smooth frame pattern). The device and every setting that depends on it are the
+// CLI's defaults: `--device auto` resolved by the same function (it must find the GPU), then
+// pipeline::device_settings as `generate` calls it (VAE tile and precision, DiT offload,
+// cross-attention cache placement, CPU threads); vae_tile (0: not given) and vae_precision (tf32
+// or fp32; `default`: not given) override them as the CLI's flags do. The settings and the tile
+// plan of each VAE stage are printed.
 //
 // `whole` runs the whole of `generate` instead, with nothing extrapolated: the pipeline's own
 // loops (run_base_stage: 50 UniPC steps with CFG; run_freeswim_stage: the last 35 of 50 steps,
@@ -37,6 +41,7 @@
 #include "models/wan_vae.h"
 #include "ops/cuda/cuda_backend.h"
 #include "pipeline/denoise.h"
+#include "pipeline/device_settings.h"
 #include "pipeline/frames.h"
 #include "pipeline/generate.h"
 #include "pipeline/upsample.h"
@@ -107,15 +112,32 @@ Tensor pattern_frames(int64_t F, int64_t H, int64_t W) {
   return t;
 }
 
+// The 1.3B DiT with random weights, its blocks placed as `generate` places a loaded DiT's:
+// settings.offload through the pipeline's own policy (load_dit_with_offload).
+std::unique_ptr<models::WanDit> build_dit(const models::WanDitConfig& cfg,
+                                          const pipeline::DeviceSettings& settings) {
+  return pipeline::load_dit_with_offload(
+      settings.offload,
+      [&](bool offload) {
+        auto dit = models::WanDit::random(cfg, Device::CUDA, 1);
+        if (offload) dit->enable_offload();
+        return dit;
+      },
+      [](const std::string& why) {
+        std::printf("DiT blocks moved to pinned host memory (automatic offload): %s\n",
+                    why.c_str());
+      });
+}
+
 // The whole generate (see the top of this file); sizes as in run().
-int run_whole(int frames, int W, int H, int bw, int bh, const models::VaeTiling& tiling,
-              ops::ConvPrecision precision) {
+int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSettings& settings) {
+  const models::VaeTiling& tiling = settings.tiling;
   const auto start = Clock::now();
   auto t0 = start;
   const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
-  const auto dit = models::WanDit::random(cfg, Device::CUDA, 1);
+  const auto dit = build_dit(cfg, settings);
   const auto vae = models::WanVae::random(models::WanVaeConfig::wan21(), Device::CUDA, 2);
-  vae->set_precision(precision);
+  vae->set_precision(settings.vae_precision);
   sync();
   const double build = since(t0);
   std::printf(
@@ -146,7 +168,8 @@ int run_whole(int frames, int W, int H, int bw, int bh, const models::VaeTiling&
     t0 = Clock::now();
   };
   t0 = Clock::now();
-  const pipeline::JobOptions defaults;  // the CLI's defaults: 50 + 50 steps, strength 0.7, ...
+  pipeline::JobOptions defaults;  // the CLI's defaults: 50 + 50 steps, strength 0.7, ...
+  defaults.device = settings;
   Tensor base_frames;
   {
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(3.0));
@@ -169,7 +192,7 @@ int run_whole(int frames, int W, int H, int bw, int bh, const models::VaeTiling&
   fo.steps = defaults.steps;
   fo.strength = defaults.strength;
   fo.cache_every = defaults.cache_every;
-  fo.cache_memory = defaults.cache_memory;
+  fo.cache_memory = defaults.device.cache_memory;
   fo.attention = pipeline::freeswim_params(cfg, bw, bh, defaults);
   sched::UniPCScheduler sched(sched::UniPCConfig::wan(defaults.shift));
   const Tensor noise = rng::normal_tensor(clean.shape(), defaults.seed, 1ull << 40);
@@ -191,18 +214,29 @@ int run(int argc, char** argv) {
   const int frames = argc > 1 ? std::atoi(argv[1]) : 81;
   const int W = argc > 2 ? std::atoi(argv[2]) : 1920, H = argc > 3 ? std::atoi(argv[3]) : 1088;
   const int bw = argc > 4 ? std::atoi(argv[4]) : 832, bh = argc > 5 ? std::atoi(argv[5]) : 480;
-  models::VaeTiling tiling;
-  const int tile_arg = argc > 6 ? std::atoi(argv[6]) : 0;
-  tiling.tile = tile_arg > 0 ? tile_arg : 768;  // the CLI's default on cuda
-  tiling.overlap = std::min(tiling.tile / 4 / 8 * 8, 64);
   const std::string stages = argc > 7 ? argv[7] : "all";
-  const std::string precision = argc > 8 ? argv[8] : "tf32";
   FS_CHECK(frames % 4 == 1 && W % 16 == 0 && H % 16 == 0 && bw % 16 == 0 && bh % 16 == 0,
            "bad sizes");
-  FS_CHECK(precision == "tf32" || precision == "fp32", "vae_precision must be tf32 or fp32");
-  if (stages == "whole")
-    return run_whole(frames, W, H, bw, bh, tiling,
-                     precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32);
+  // The device and its settings exactly as `freeswim generate` with no flags decides them, with
+  // the two arguments above as its --vae-tile and --vae-precision.
+  const pipeline::ResolvedDevice where =
+      pipeline::resolve_device(pipeline::DeviceRequest::Auto, true, [] {
+        const ops::cuda::CudaDeviceInfo gpu = ops::cuda::cuda_device_info();
+        return pipeline::CudaProbe{gpu.name, gpu.unsupported};
+      });
+  FS_CHECK(where.device == Device::CUDA,
+           "bench_generate times the GPU path, but --device auto resolves to {}", where.reason);
+  pipeline::DeviceFlags given;
+  if (argc > 6 && std::atoi(argv[6]) != 0) given.vae_tile = std::atoi(argv[6]);
+  if (argc > 8 && std::string(argv[8]) != "default")
+    given.vae_precision = pipeline::parse_vae_precision(argv[8]);
+  const pipeline::DeviceSettings settings = pipeline::device_settings(where.device, given);
+  set_max_threads(settings.threads);
+  std::printf("device: %s\ndevice settings: %s\n", where.reason.c_str(),
+              settings.describe().c_str());
+  const models::VaeTiling& tiling = settings.tiling;
+  const char* precision = settings.vae_precision == ops::ConvPrecision::FP32 ? "fp32" : "tf32";
+  if (stages == "whole") return run_whole(frames, W, H, bw, bh, settings);
   // A mistyped stage would silently time nothing: every name must be known.
   for (size_t b = 0; b <= stages.size();) {
     const size_t e = std::min(stages.find(',', b), stages.size());
@@ -219,15 +253,15 @@ int run(int argc, char** argv) {
   auto t0 = Clock::now();
   const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
   std::unique_ptr<models::WanDit> dit;
-  if (dit_needed) dit = models::WanDit::random(cfg, Device::CUDA, 1);
+  if (dit_needed) dit = build_dit(cfg, settings);
   const auto vae = models::WanVae::random(models::WanVaeConfig::wan21(), Device::CUDA, 2);
-  vae->set_precision(precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32);
+  vae->set_precision(settings.vae_precision);
   sync();
   std::printf(
       "Wan2.1-1.3B (random weights%s) + Wan VAE on the GPU, built in %.1f s; %d frames, %dx%d "
       "from %dx%d, VAE tile %d overlap %d, VAE %s; stages %s\n",
       dit_needed ? "" : ", DiT not built", since(t0), frames, W, H, bw, bh, tiling.tile,
-      tiling.overlap, precision.c_str(), stages.c_str());
+      tiling.overlap, precision, stages.c_str());
   std::printf("  base decode: %s\n  encode / decode at the target size: %s\n\n",
               tile_note(bh / 8, bw / 8, tiling).c_str(), tile_note(H / 8, W / 8, tiling).c_str());
   std::printf("| stage | seconds | peak tensors (GiB) | note |\n| --- | --- | --- | --- |\n");
@@ -293,7 +327,7 @@ int run(int argc, char** argv) {
 
   if (has_stage(stages, "freeswim")) {
     const FreeSwimParams fsp = freeswim_params_for_base_grid(bh / 16, bw / 16, cfg.head_dim);
-    CrossAttentionCache cache;
+    CrossAttentionCache cache(settings.cache_memory);
     ops::cuda::reset_peak_memory();
     t0 = Clock::now();
     predict(clean, text.context, StepKind::Guide, &fsp, &cache);

@@ -1,14 +1,15 @@
 // `freeswim generate` and `freeswim upscale`: flags as Wan's generate.py and stable-diffusion.cpp
 // users know them.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/threads.h"
-#include "ops/ops.h"
+#include "pipeline/device_settings.h"
 #include "pipeline/generate.h"
 #ifdef FREESWIM_WITH_CUDA
 #include "ops/cuda/cuda_backend.h"
@@ -21,13 +22,16 @@ namespace {
 struct JobFlags {
   pipeline::ModelPaths models;
   std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png,
-                                device = "auto", input, cache_memory = "auto";
+                                device = "auto", input;
   bool negative_given = false;
-  int frames = 81, base_steps = 50, steps = 50, cache_every = 2, threads = 0, vae_tile = 0;
-  std::string vae_precision = "tf32";
+  int frames = 81, base_steps = 50, steps = 50, cache_every = 2;
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
   bool resume = false, no_vae_tiling = false, offload = false, no_offload = false;
+  // The flags whose defaults depend on the device: empty when not given, so that
+  // pipeline::device_settings can tell a default from a value the user chose.
+  std::optional<int> vae_tile, threads;
+  std::optional<std::string> vae_precision, cache_memory;
 };
 
 std::shared_ptr<JobFlags> g_flags;
@@ -75,10 +79,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
                 "Run the full-attention branch every k steps and reuse its cross-attention between "
                 "(0: every step)")
       ->capture_default_str();
-  c->add_option("--cache-memory", f.cache_memory,
-                "Where the cross-attention cache lives: device (GPU memory), host (pinned host "
-                "memory, copied over PCIe) or auto (device when it fits in free GPU memory)")
-      ->capture_default_str();
+  c->add_option_function<std::string>(
+      "--cache-memory", [&f](const std::string& v) { f.cache_memory = v; },
+      "Where the cross-attention cache lives: device (GPU memory), host (pinned host memory, "
+      "copied over PCIe) or auto (default: device when it fits in free GPU memory)");
   c->add_option("--window", f.window,
                 "Half window HxW in tokens (default: half the base token grid)");
   c->add_option("--attn-scale", f.attn_scale,
@@ -96,14 +100,17 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
               "to the GPU, and to host memory only when loading them there runs out of memory");
   c->add_flag("--no-offload", f.no_offload,
               "Never stream the DiT's blocks from host memory (an out-of-memory is an error)");
-  c->add_option("--threads", f.threads, "CPU threads (default: all cores)");
-  c->add_option("--vae-tile", f.vae_tile,
-                "VAE tile size in pixels (memory bounded by the tile; default 256 on cpu, 768 on "
-                "cuda)");
-  c->add_option("--vae-precision", f.vae_precision,
-                "VAE convolutions on cuda: tf32 (tensor cores, as PyTorch's default) or fp32 "
-                "(exact, slower); the cpu is always fp32")
-      ->capture_default_str();
+  c->add_option_function<int>(
+      "--threads", [&f](const int& v) { f.threads = v; }, "CPU threads (default: all cores)");
+  c->add_option_function<int>(
+      "--vae-tile", [&f](const int& v) { f.vae_tile = v; },
+      fmt::format("VAE tile size in pixels (memory bounded by the tile; default {} on cuda, {} on "
+                  "cpu)",
+                  pipeline::kVaeTileCuda, pipeline::kVaeTileCpu));
+  c->add_option_function<std::string>(
+      "--vae-precision", [&f](const std::string& v) { f.vae_precision = v; },
+      "VAE convolutions on cuda: tf32 (default: tensor cores, as PyTorch's default) or fp32 "
+      "(exact, slower); the cpu is always fp32");
   c->add_flag("--no-vae-tiling", f.no_vae_tiling, "Decode whole frames at once");
 }
 
@@ -122,24 +129,10 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   o.base_shift = f.base_shift;
   o.seed = f.seed;
   o.cache_every = f.cache_every;
-  o.cache_memory = parse_cache_placement(f.cache_memory);
   o.attn_scale = f.attn_scale;
   o.output = f.output;
   o.png_dir = f.png;
   o.resume = f.resume;
-  FS_CHECK(f.vae_tile == 0 || (f.vae_tile >= 64 && f.vae_tile % 8 == 0),
-           "--vae-tile must be a multiple of 8 and >= 64, got {}", f.vae_tile);
-  // The GPU has the memory for larger tiles, which recompute less of the overlaps (~13 GB of
-  // VAE working memory at 768).
-  const int tile = f.vae_tile > 0 ? f.vae_tile : f.device == "cuda" ? 768 : 256;
-  o.tiling.enabled = !f.no_vae_tiling;
-  o.tiling.tile = tile;
-  // A quarter of the tile up to the reference's 64-pixel blend (diffusers: 256 tiles, stride
-  // 192), in whole latent cells.
-  o.tiling.overlap = std::min(tile / 4 / 8 * 8, 64);
-  FS_CHECK(f.vae_precision == "tf32" || f.vae_precision == "fp32",
-           "--vae-precision must be tf32 or fp32, got '{}'", f.vae_precision);
-  o.vae_precision = f.vae_precision == "fp32" ? ops::ConvPrecision::FP32 : ops::ConvPrecision::TF32;
   if (!f.window.empty()) {
     const size_t x = f.window.find_first_of("xX");
     int h = 0, w = 0;
@@ -159,36 +152,31 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   return o;
 }
 
-Device parse_device(const std::string& d) {
-  FS_CHECK(d == "auto" || d == "cpu" || d == "cuda", "--device must be auto, cpu or cuda, got '{}'",
-           d);
-  if (d == "auto") {
+// The device-dependent flags as given, their values parsed (errors name the flag); whether
+// each was given at all is kept for pipeline::device_settings.
+pipeline::DeviceFlags device_flags(const JobFlags& f) {
+  FS_CHECK(!(f.offload && f.no_offload), "--offload and --no-offload contradict each other");
+  pipeline::DeviceFlags d;
+  d.vae_tile = f.vae_tile;
+  d.vae_tiling = !f.no_vae_tiling;
+  if (f.vae_precision) d.vae_precision = pipeline::parse_vae_precision(*f.vae_precision);
+  if (f.offload) d.offload = pipeline::Offload::on;
+  if (f.no_offload) d.offload = pipeline::Offload::off;
+  if (f.cache_memory) d.cache_memory = parse_cache_placement(*f.cache_memory);
+  d.threads = f.threads;
+  return d;
+}
+
+// --device, with `auto` resolved on this machine.
+pipeline::ResolvedDevice resolve_device(pipeline::DeviceRequest request) {
 #ifdef FREESWIM_WITH_CUDA
+  return pipeline::resolve_device(request, true, [] {
     const ops::cuda::CudaDeviceInfo gpu = ops::cuda::cuda_device_info();
-    if (!gpu.name.empty() && gpu.unsupported.empty()) {
-      std::fprintf(stderr, "freeswim: device: cuda (%s)\n", gpu.name.c_str());
-      return Device::CUDA;
-    }
-    if (!gpu.name.empty()) {
-      std::fprintf(stderr, "freeswim: device: cpu (%s)\n", gpu.unsupported.c_str());
-      return Device::CPU;
-    }
-    std::fprintf(stderr, "freeswim: device: cpu (no CUDA GPU found)\n");
+    return pipeline::CudaProbe{gpu.name, gpu.unsupported};
+  });
 #else
-    std::fprintf(stderr, "freeswim: device: cpu (this freeswim was built without CUDA)\n");
+  return pipeline::resolve_device(request, false, nullptr);
 #endif
-    return Device::CPU;
-  }
-  if (d == "cpu") return Device::CPU;
-  try {
-    ops::backend(Device::CUDA);  // registered only when the CUDA backend was built in
-  } catch (const Error&) {
-    fail(
-        "--device cuda: this freeswim was built without CUDA (configure with -DFREESWIM_CUDA=ON "
-        "and the "
-        "CUDA toolkit), or use --device cpu");
-  }
-  return Device::CUDA;
 }
 
 pipeline::JobReporter reporter() {
@@ -211,25 +199,23 @@ pipeline::JobReporter reporter() {
 }
 
 int run_job(const JobFlags& f, bool generate) {
-  FS_CHECK(f.threads >= 0, "--threads must be >= 0, got {}", f.threads);
-  set_max_threads(f.threads);
-  const pipeline::JobOptions o = to_options(f);
   // Everything that needs no model is checked before loading one (minutes for the 14B model).
+  const pipeline::DeviceRequest request = pipeline::parse_device_request(f.device);
+  const pipeline::DeviceFlags given = device_flags(f);
+  pipeline::JobOptions o = to_options(f);
   pipeline::check_job_options(o);
   if (f.models.model.empty() && f.models.dit.empty())
     fail(
         "no model given: use --model DIR (a Wan2.1 checkpoint) or --model tiny for a quick test "
         "run");
-  const Device device = parse_device(f.device);
-  FS_CHECK(!(f.offload && f.no_offload), "--offload and --no-offload contradict each other");
-  FS_CHECK(!f.offload || device == Device::CUDA,
-           "--offload streams the DiT's blocks from host memory to the GPU: it needs --device cuda "
-           "(on the cpu the weights are in host memory already)");
+  // The device is resolved before any default that depends on it is decided.
+  const pipeline::ResolvedDevice where = resolve_device(request);
+  std::fprintf(stderr, "freeswim: device: %s\n", where.reason.c_str());
+  o.device = pipeline::device_settings(where.device, given);
+  std::fprintf(stderr, "freeswim: device settings: %s\n", o.device.describe().c_str());
+  set_max_threads(o.device.threads);
   const auto t0 = std::chrono::steady_clock::now();
-  const pipeline::Offload offload = f.offload      ? pipeline::Offload::on
-                                    : f.no_offload ? pipeline::Offload::off
-                                                   : pipeline::Offload::automatic;
-  pipeline::LoadedModels m = pipeline::load_models(f.models, device, true, offload);
+  pipeline::LoadedModels m = pipeline::load_models(f.models, where.device, true, o.device.offload);
   if (!m.offload_note.empty()) std::fprintf(stderr, "freeswim: %s\n", m.offload_note.c_str());
   if (m.dit->offloaded())
     std::fprintf(stderr,

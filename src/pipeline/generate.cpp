@@ -62,6 +62,13 @@ void check_common(const JobOptions& o) {
   sched::video2video_start(o.steps, o.strength);  // validates --strength
 }
 
+// The device settings must be those of the device the models are on (device_settings).
+void check_device(const LoadedModels& m, const JobOptions& o) {
+  FS_CHECK(o.device.device == m.dit->device() && o.device.device == m.vae->device(),
+           "the job's device settings are for {}, its models are on {}",
+           device_name(o.device.device), device_name(m.dit->device()));
+}
+
 // Every setting that changes the result, for the resume fingerprint.
 std::string fingerprint(const LoadedModels& m, const JobOptions& o, const std::string& job) {
   return fmt::format("{}|{}|{}|{}|{}x{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}x{}|{}|{}|{}|{}", job,
@@ -155,21 +162,21 @@ class Job {
     fo.steps = o_.steps;
     fo.strength = o_.strength;
     fo.cache_every = o_.cache_every;
-    fo.cache_memory = o_.cache_memory;
+    fo.cache_memory = o_.device.cache_memory;
     fo.attention = freeswim_params(m_.dit->config(), base_w, base_h, o_);
     info(fmt::format(
         "FreeSwim stage at {}x{}: window half {}x{} tokens, attention scale {:.5f}, {}",
         o_.size.gen_width, o_.size.gen_height, fo.attention.dh, fo.attention.dw,
         fo.attention.attn_scale,
         o_.cache_every ? fmt::format("cross-attention cache every {} steps (--cache-memory {})",
-                                     o_.cache_every, cache_placement_name(o_.cache_memory))
+                                     o_.cache_every, cache_placement_name(o_.device.cache_memory))
                        : std::string("no cache")));
     const Shape shape = latent_shape(o_.frames, o_.size.gen_height, o_.size.gen_width);
     Tensor clean, noise;
     const StageState* resume = resume_for("freeswim");
     if (!resume) {
       info("encoding the upsampled video");
-      clean = encode_frames(*m_.vae, *clean_frames, o_.tiling);
+      clean = encode_frames(*m_.vae, *clean_frames, o_.device.tiling);
       // The VAE's tiles and chunks leave cached blocks of many sizes (48 GiB reserved for 9 GiB
       // of live tensors at 1080p on an H200); give them back before the DiT needs the memory.
       trim_device_memory();
@@ -182,7 +189,7 @@ class Job {
     const Tensor lat =
         run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"), resume);
     info("decoding");
-    const Tensor frames = decode_latents(*m_.vae, lat, o_.tiling);
+    const Tensor frames = decode_latents(*m_.vae, lat, o_.device.tiling);
     const Tensor out =
         o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
     video::write_mp4(o_.output, out, o_.fps);
@@ -238,7 +245,8 @@ void release_text_encoder(LoadedModels& m, const Job& job) {
 Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
-  m.vae->set_precision(opt.vae_precision);
+  check_device(m, opt);
+  m.vae->set_precision(opt.device.vae_precision);
   Job job(m, opt, r, "generate");
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
@@ -254,7 +262,7 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
     const Tensor lat = run_base_stage(*m.dit, sched, opt.base_steps, noise, text, job.hooks("base"),
                                       job.resume_for("base"));
     job.info("decoding the base video and upsampling it");
-    const Tensor base_frames = decode_latents(*m.vae, lat, opt.tiling);
+    const Tensor base_frames = decode_latents(*m.vae, lat, opt.device.tiling);
     trim_device_memory();
     upsampled =
         resize_bilinear(base_frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
@@ -266,7 +274,8 @@ Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& 
                    const JobReporter& r) {
   check_common(opt);
   validate_frame_count(opt.frames);
-  m.vae->set_precision(opt.vae_precision);
+  check_device(m, opt);
+  m.vae->set_precision(opt.device.vae_precision);
   Job job(m, opt, r, "upscale:" + input);
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);

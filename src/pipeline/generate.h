@@ -8,6 +8,7 @@
 
 #include "freeswim/policy.h"
 #include "models/wan_vae.h"
+#include "pipeline/device_settings.h"
 #include "pipeline/models.h"
 #include "pipeline/size_plan.h"
 
@@ -27,18 +28,18 @@ struct JobOptions {
   double base_shift = 0;  // 0: the native size's shift (3 at 480p, 5 at 720p)
   double shift = 9.0;
   uint64_t seed = 42;
-  int cache_every = 2;  // 0: no cache
-  // Where the cross-attention cache lives; not part of the resume fingerprint (the result is the
-  // same), so a run that ran out of memory can be resumed with another placement.
-  CachePlacement cache_memory = CachePlacement::Auto;
+  int cache_every = 2;             // 0: no cache
   int window_h = 0, window_w = 0;  // half window in tokens; 0: from the base grid
   double attn_scale = 0;           // 0: sqrt(log(2N)/log(N)/head_dim), N = base grid tokens
   std::string output;              // .mp4
   std::string png_dir;             // also write PNG frames here when set
   bool resume = false;
-  models::VaeTiling tiling;
-  // The VAE's convolutions on a GPU (the CPU is always exact fp32): TF32 as the reference runs.
-  ops::ConvPrecision vae_precision = ops::ConvPrecision::TF32;
+  // The settings that depend on the device (VAE tiles and precision, where the cross-attention
+  // cache lives, ...), decided by device_settings for the device the models are on; run_generate
+  // and run_upscale refuse a mismatch. The CPU's until a caller sets them. Not part of the resume
+  // fingerprint beyond the device (the result is the same), so a run that ran out of memory can
+  // be resumed with, for example, another cache placement.
+  DeviceSettings device = device_settings(Device::CPU, {});
 };
 
 // What a job reports as it goes.

@@ -123,10 +123,12 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload) {
   LoadedModels m;
   m.layout = find_models(paths, need_text);
-  const Offload mode = device == Device::CPU ? Offload::off : offload;
+  FS_CHECK(device == Device::CUDA || offload == Offload::off,
+           "load_models: the DiT's blocks can be streamed from host memory to a GPU only, not to "
+           "the cpu (device_settings turns offload off there)");
   if (m.layout.layout == "tiny") {
     m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
-    if (mode == Offload::on) m.dit->enable_offload();
+    if (offload == Offload::on) m.dit->enable_offload();
     models::WanVaeConfig vc = models::WanVaeConfig::wan21();
     vc.base_dim = 4;
     m.vae = models::WanVae::random(vc, device, 4321);
@@ -134,7 +136,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
     return m;
   }
   m.dit = load_dit_with_offload(
-      mode,
+      offload,
       [&](bool streamed) {
         return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed);
       },

@@ -69,8 +69,9 @@ struct LoadedModels {
   bool text_released_ = false;
 };
 
-// Where the DiT's block weights live on cuda (ignored on the cpu, where they are in host memory
-// anyway). on (--offload): in pinned host memory, streamed to the GPU two blocks at a time. off
+// Where the DiT's block weights live on cuda; always off on the cpu, where they are in host memory
+// anyway (device_settings decides it from the device and the flags). on (--offload): in pinned host
+// memory, streamed to the GPU two blocks at a time. off
 // (--no-offload): on the GPU. automatic (the default): on the GPU when they fit; when loading them
 // there runs out of GPU memory, the model is loaded again with its blocks in pinned host memory,
 // and LoadedModels::offload_note says why.
@@ -83,8 +84,8 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
     Offload mode, const std::function<std::unique_ptr<models::WanDit>(bool offload)>& load,
     const std::function<void(const std::string& why)>& fell_back);
 
-LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true,
-                         Offload offload = Offload::automatic);
+// `offload` as device_settings decided it for `device` (off on the cpu).
+LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload);
 
 // Wan's default negative prompt (the Wan2.1 repository's sample_neg_prompt).
 const std::string& wan_default_negative_prompt();

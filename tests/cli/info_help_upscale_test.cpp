@@ -1,7 +1,10 @@
 // The commands that must simply work: `info` on the tiny model and on model folders laid out
-// as diffusers and the original Wan release do, `--help` (exit 0, every flag listed), and
-// `upscale` of a video the tiny model wrote.
+// as diffusers and the original Wan release do, `--help` (exit 0, every flag listed, the device
+// defaults as the README states them), the device settings a run logs, and `upscale` of a video
+// the tiny model wrote.
 #include <gtest/gtest.h>
+
+#include <cctype>
 
 #include "cli_runner.h"
 
@@ -86,6 +89,54 @@ TEST(Help, ListsCommandsAndFlags) {
   const RunResult info = run_freeswim({"info", "--help"});
   ASSERT_EQ(info.exit_code, 0) << info.describe();
   expect_contains(info.out, {"--model", "--dit"}, info);
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The device-dependent VAE tile default as --help and the README state it (the values themselves
+// are tested against the code in tests/pipeline/device_settings_test.cpp).
+TEST(Help, VaeTileDefaultAgreesWithTheReadme) {
+  const std::string stated = "default 768 on cuda, 256 on cpu";
+  for (const char* job : {"generate", "upscale"}) {
+    const RunResult help = run_freeswim({job, "--help"});
+    ASSERT_EQ(help.exit_code, 0) << help.describe();
+    expect_contains(help.out, {stated}, help);
+  }
+  const std::string readme = lower(read_bytes(fs::path(FREESWIM_SOURCE_DIR) / "README.md"));
+  EXPECT_NE(readme.find(stated), std::string::npos) << "README.md does not say '" << stated << "'";
+}
+
+// The run says where it runs and what that decided; flags given win. (The test runner hides
+// every GPU from the child, so `--device auto` is the CPU here.)
+TEST(DeviceSettings, TheRunLogsTheDecidedSettings) {
+  TempDir d;
+  const std::vector<std::string> job{"generate", "--model", "tiny",     "-p", "a fox",
+                                     "--size",   "96x64",   "--frames", "5",  "--base-steps",
+                                     "1",        "--steps", "2"};
+  auto run = [&](const std::string& name, const std::vector<std::string>& extra) {
+    std::vector<std::string> a = job;
+    a.insert(a.end(), {"-o", (d / name).string()});
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_freeswim(a);
+  };
+  const RunResult plain = run("plain.mp4", {});
+  ASSERT_EQ(plain.exit_code, 0) << plain.describe();
+  expect_contains(plain.err,
+                  {"device: cpu",
+                   "device settings: VAE tile 256 px (overlap 64), VAE fp32, DiT "
+                   "offload off, cross-attention cache auto, every CPU core"},
+                  plain);
+  const RunResult given =
+      run("given.mp4", {"--vae-tile", "512", "--vae-precision", "tf32", "--cache-memory", "host",
+                        "--threads", "2", "--device", "cpu"});
+  ASSERT_EQ(given.exit_code, 0) << given.describe();
+  expect_contains(given.err,
+                  {"device: cpu (--device cpu)", "VAE tile 512 px (overlap 64)", "VAE tf32",
+                   "cross-attention cache host", "2 CPU threads"},
+                  given);
 }
 
 TEST(Upscale, VideoFromTheTinyModel) {
