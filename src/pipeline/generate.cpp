@@ -144,15 +144,15 @@ void report_summary(const LoadedModels& m, const StageClock& clock, const JobRep
     if (mem.peak) {
       const DeviceMemoryPeak p = mem.peak();
       r.info(fmt::format(
-          "summary: peak {} memory  {:.2f} GiB in tensors, {:.2f} GiB reserved from the driver "
-          "({})",
-          device_name(m.dit->device()), gib(p.in_use), gib(p.reserved),
+          "summary: {:<18} {:9.2f} GiB reserved from the driver, {:.2f} GiB in tensors ({})",
+          fmt::format("peak {} memory", device_name(m.dit->device())), gib(p.reserved),
+          gib(p.in_use),
           p.limit ? fmt::format("cap {:.2f} GiB", gib(p.limit)) : std::string("no cap")));
     }
   }
   struct rusage usage {};
   if (::getrusage(RUSAGE_SELF, &usage) == 0)  // ru_maxrss is in KiB on Linux
-    r.info(fmt::format("summary: peak host memory  {:.2f} GiB resident (max RSS)",
+    r.info(fmt::format("summary: {:<18} {:9.2f} GiB resident (max RSS)", "peak host memory",
                        gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
 }
 
