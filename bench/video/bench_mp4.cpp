@@ -3,6 +3,9 @@
 // CPU for two kinds of content: a smooth moving pattern (close to what a video model makes) and
 // uniform noise (the worst case for the encoder: what random weights decode to). Default size
 // 81 x 1920x1080, the cropped 1080p output.
+//
+// bench_mp4 --probe FILE: decodes every frame of FILE with the engine's reader (FFmpeg) and prints
+// `probe: WxH, N frames, R fps`, for machines without ffprobe (bench/cli/run_real_size.sh).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +18,7 @@
 #include "core/tensor.h"
 #include "core/threads.h"
 #include "video/mp4_writer.h"
+#include "video/video_reader.h"
 
 using namespace freeswim;
 
@@ -58,6 +62,13 @@ double write_timed(const Tensor& frames, const std::string& path) {
 
 int main(int argc, char** argv) {
   try {
+    if (argc == 3 && std::string(argv[1]) == "--probe") {
+      const video::DecodedVideo v = video::read_video(argv[2]);
+      std::printf("probe: %lldx%lld, %lld frames, %.3f fps\n",
+                  static_cast<long long>(v.frames.dim(2)), static_cast<long long>(v.frames.dim(1)),
+                  static_cast<long long>(v.frames.dim(0)), v.fps.value());
+      return 0;
+    }
     const int64_t F = argc > 1 ? std::atoll(argv[1]) : 81;
     const int64_t W = argc > 2 ? std::atoll(argv[2]) : 1920;
     const int64_t H = argc > 3 ? std::atoll(argv[3]) : 1080;

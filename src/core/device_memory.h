@@ -9,6 +9,12 @@
 
 namespace freeswim {
 
+// Bytes held by tensors at most, bytes reserved from the driver at most (tensors plus the
+// allocator's cache), and the cap on the reserved bytes (0: none; FREESWIM_GPU_MEMORY_LIMIT).
+struct DeviceMemoryPeak {
+  size_t in_use = 0, reserved = 0, limit = 0;
+};
+
 struct DeviceMemory {
   void* (*alloc)(size_t bytes) = nullptr;  // throws OutOfMemory when it cannot
   void (*release)(void* p) = nullptr;
@@ -42,6 +48,9 @@ struct DeviceMemory {
   // Returns blocks the backend's allocator keeps cached but unused to the driver (after a stage
   // whose many buffer sizes would otherwise stay reserved into the next one).
   void (*trim)() = nullptr;
+  // The allocator's high-water marks since start-up and its cap, for a run's closing summary;
+  // null where the device has no allocator of its own (the CPU).
+  DeviceMemoryPeak (*peak)() = nullptr;
 };
 
 void register_device_memory(Device device, const DeviceMemory& mem);

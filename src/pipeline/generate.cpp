@@ -1,14 +1,17 @@
 #include "pipeline/generate.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "pipeline/denoise.h"
@@ -101,6 +104,65 @@ int test_exit_after_step(const std::string& stage) {
   return v.compare(0, colon, stage) == 0 ? k : 0;
 }
 
+// Wall time of each part of a job, in the order they ran, for the summary that closes its log.
+// Every stage ends with its result on the CPU (latents, frames), so the GPU's work is inside the
+// stage that queued it.
+class StageClock {
+ public:
+  StageClock() : start_(Clock::now()), last_(start_) {}
+  // Ends the stage running since the last lap (or the start) and names it.
+  void lap(const std::string& stage) {
+    const Clock::time_point now = Clock::now();
+    stages_.emplace_back(stage, std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+  }
+  double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+  const std::vector<std::pair<std::string, double>>& stages() const { return stages_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start_, last_;
+  std::vector<std::pair<std::string, double>> stages_;
+};
+
+double gib(size_t bytes) {
+  return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0);
+}
+
+// The closing summary: one line per stage, the total, the peak memory; every line starts with
+// "summary:" so that `grep 'freeswim: summary:'` lifts the table out of a log.
+void report_summary(const LoadedModels& m, const StageClock& clock, const JobReporter& r) {
+  if (!r.info) return;
+  auto line = [&](const std::string& what, double secs, double total) {
+    r.info(fmt::format("summary: {:<18} {:9.2f} s  {:5.1f}%", what, secs,
+                       total > 0 ? 100.0 * secs / total : 0.0));
+  };
+  const double total = m.load_seconds + clock.seconds();
+  line("model loading", m.load_seconds, total);
+  double vae = 0;
+  for (const auto& [stage, secs] : clock.stages()) {
+    line(stage, secs, total);
+    if (stage.rfind("VAE", 0) == 0) vae += secs;
+  }
+  line("VAE (all passes)", vae, total);
+  line("total", total, total);
+  if (m.dit && m.dit->device() != Device::CPU) {
+    const DeviceMemory& mem = device_memory(m.dit->device());
+    if (mem.peak) {
+      const DeviceMemoryPeak p = mem.peak();
+      r.info(fmt::format(
+          "summary: {:<18} {:9.2f} GiB reserved from the driver, {:.2f} GiB in tensors ({})",
+          fmt::format("peak {} memory", device_name(m.dit->device())), gib(p.reserved),
+          gib(p.in_use),
+          p.limit ? fmt::format("cap {:.2f} GiB", gib(p.limit)) : std::string("no cap")));
+    }
+  }
+  struct rusage usage {};
+  if (::getrusage(RUSAGE_SELF, &usage) == 0)  // ru_maxrss is in KiB on Linux
+    r.info(fmt::format("summary: {:<18} {:9.2f} GiB resident (max RSS)", "peak host memory",
+                       gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
+}
+
 class Job {
  public:
   Job(const LoadedModels& m, const JobOptions& o, const JobReporter& r, const std::string& kind)
@@ -184,20 +246,28 @@ class Job {
                clean.describe(), shape_str(shape));
       // The FreeSwim stage's noise follows the base stage's in the seed's stream.
       noise = rng::normal_tensor(shape, o_.seed, 1ull << 40);
+      clock.lap("VAE encode");
     }
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(o_.shift));
     const Tensor lat =
         run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"), resume);
+    clock.lap("FreeSwim stage");
     info("decoding");
     const Tensor frames = decode_latents(*m_.vae, lat, o_.device.tiling);
+    clock.lap("VAE decode");
     const Tensor out =
         o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
     video::write_mp4(o_.output, out, o_.fps);
-    if (!o_.png_dir.empty()) video::write_png_frames(o_.png_dir, out);
+    clock.lap("mp4 writing");
+    if (!o_.png_dir.empty()) {
+      video::write_png_frames(o_.png_dir, out);
+      clock.lap("png writing");
+    }
     std::error_code ec;
     fs::remove(resume_file_, ec);
     info(fmt::format("wrote {} ({} frames, {}x{}, {} fps)", o_.output, out.dim(0), out.dim(2),
                      out.dim(1), o_.fps));
+    report_summary(m_, clock, r_);
     return out;
   }
 
@@ -207,6 +277,7 @@ class Job {
   std::string resume_file_;
   std::string fingerprint_;
   std::optional<ResumeRecord> record_;
+  StageClock clock;  // started with the job; run_generate / run_upscale / finish end its stages
 };
 
 }  // namespace
@@ -252,6 +323,7 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
   release_text_encoder(m, job);
+  job.clock.lap("text encoding");
   Tensor upsampled;
   if (!job.past("base")) {
     job.info(fmt::format("base stage: {} at {}x{}, {} frames, {} steps", m.native.variant, base_w,
@@ -261,11 +333,14 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
         sched::UniPCConfig::wan(opt.base_shift > 0 ? opt.base_shift : m.native.flow_shift));
     const Tensor lat = run_base_stage(*m.dit, sched, opt.base_steps, noise, text, job.hooks("base"),
                                       job.resume_for("base"));
+    job.clock.lap("base stage");
     job.info("decoding the base video and upsampling it");
     const Tensor base_frames = decode_latents(*m.vae, lat, opt.device.tiling);
     trim_device_memory();
+    job.clock.lap("VAE decode (base)");
     upsampled =
         resize_bilinear(base_frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
+    job.clock.lap("upsampling");
   }
   return job.finish(upsampled.defined() ? &upsampled : nullptr, text, base_w, base_h);
 }
@@ -281,13 +356,16 @@ Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& 
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
   release_text_encoder(m, job);
+  job.clock.lap("text encoding");
   Tensor upsampled;
   if (!job.past("base")) {
     const video::DecodedVideo in = video::read_video(input, opt.frames);
     FS_CHECK(in.frames.dim(0) == opt.frames, "--input: '{}' has {} frames, fewer than --frames {}",
              input, in.frames.dim(0), opt.frames);
+    job.clock.lap("video reading");
     upsampled =
         resize_bilinear(in.frames, opt.size.gen_height, opt.size.gen_width, FrameLayout::FHWC);
+    job.clock.lap("upsampling");
   }
   return job.finish(upsampled.defined() ? &upsampled : nullptr, text, base_w, base_h);
 }

@@ -1,5 +1,6 @@
 #include "pipeline/models.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include "core/device_memory.h"
@@ -121,6 +122,10 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
 }
 
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   LoadedModels m;
   m.layout = find_models(paths, need_text);
   FS_CHECK(device == Device::CUDA || offload == Offload::off,
@@ -133,6 +138,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
     vc.base_dim = 4;
     m.vae = models::WanVae::random(vc, device, 4321);
     m.native = {96, 64, 3.0, "tiny (random weights)"};
+    m.load_seconds = seconds();
     return m;
   }
   m.dit = load_dit_with_offload(
@@ -160,6 +166,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
     m.native = {1280, 720, 5.0, "Wan2.1-T2V-14B"};
   else
     m.native = {832, 480, 3.0, "Wan2.1-T2V-1.3B"};
+  m.load_seconds = seconds();
   return m;
 }
 

@@ -51,6 +51,9 @@ struct LoadedModels {
   std::unique_ptr<text::Umt5Encoder> t5;     // absent for the tiny model
   std::optional<text::Tokenizer> tokenizer;  // absent for the tiny model
   NativeSize native;
+  // Wall time load_models took (reading, converting and moving the weights), for the job's
+  // closing summary.
+  double load_seconds = 0;
 
   // Text context [512, text_dim] for a prompt (Wan's cleaning, tokenizer, UMT5, zero padding).
   // The tiny model has no text encoder: its context is a fixed pseudo-random function of the

@@ -304,6 +304,13 @@ size_t cuda_free_bytes() {
   return avail;
 }
 
+DeviceMemoryPeak cuda_peak() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  read_limit_locked(p);
+  return {p.stats.peak_in_use, p.stats.peak_reserved, p.limit};
+}
+
 }  // namespace
 
 MemoryStats memory_stats() {
@@ -354,6 +361,7 @@ void register_cuda_memory() {
   m.wait_transfers = cuda_wait_transfers;
   m.free_bytes = cuda_free_bytes;
   m.trim = release_cached_memory;
+  m.peak = cuda_peak;
   register_device_memory(Device::CUDA, m);
 }
 
