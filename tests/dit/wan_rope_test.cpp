@@ -1,13 +1,14 @@
 // The DiT's rotary tables against a literal replay of the reference's procedure (diffusers 0.35.2
-// WanRotaryPosEmbed + apply_rotary_emb): build three interleaved (cos, cos, ...) tables, concatenate
-// them, cut the columns again as [d - 2*(d/3), d/3, d/3], evaluate each part at the token's frame,
-// row and column, and rotate pair j by column 2j's cos and column 2j+1's sin.
+// WanRotaryPosEmbed + apply_rotary_emb): build three interleaved (cos, cos, ...) tables,
+// concatenate them, cut the columns again as [d - 2*(d/3), d/3, d/3], evaluate each part at the
+// token's frame, row and column, and rotate pair j by column 2j's cos and column 2j+1's sin.
+#include "models/wan_rope.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
-#include "models/wan_rope.h"
 #include "ops/cpu/cpu_backend.h"
 
 namespace freeswim {
@@ -41,7 +42,7 @@ std::vector<double> reference_vector(int d, int t, int h, int w, int positions, 
   const std::vector<double> rt = concat_row(t), rh = concat_row(h), rw = concat_row(w);
   std::vector<double> out;
   for (int c = 0; c < d; ++c)
-    out.push_back(c < cut_t ? rt[static_cast<size_t>(c)]
+    out.push_back(c < cut_t           ? rt[static_cast<size_t>(c)]
                   : c < cut_t + cut_h ? rh[static_cast<size_t>(c)]
                                       : rw[static_cast<size_t>(c)]);
   return out;
