@@ -9,7 +9,10 @@
 #   scripts/device_pack.sh cli   -> .carry/cli.tar.xz: the freeswim and bench_mp4 binaries
 #                                   (stripped) with their FFmpeg closure (ICU's data library replaced by a stand-in,
 #                                   see below) and the golden data, at xz -9e (carry it alone), for
-#                                   `freeswim check --golden /tmp/carry/golden --device cuda`
+#                                   `freeswim check --golden /tmp/carry/golden --device cuda`,
+#                                   and bench/cli/run_real_size.sh (`bench_mp4 --probe FILE` reads an
+#                                   mp4 where the GPU machine has no ffprobe: ffprobe's own closure,
+#                                   libavfilter/libavdevice and theirs, adds ~107 MB and would not fit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden=${FREESWIM_GOLDEN_DIR:-../shared/golden}

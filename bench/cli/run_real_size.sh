@@ -3,6 +3,8 @@
 # repository root:
 #
 #   bench/cli/run_real_size.sh diffusers|original [extra freeswim generate flags...]
+#   bench/cli/run_real_size.sh prepare     (steps 1 and 2 only, both layouts: ~80 s on an H100, so
+#                                          that a later call spends its 10 minutes on the run)
 #
 # 1. unpacks .carry/cli.tar.xz (scripts/device_pack.sh cli: freeswim, bench_mp4, their libraries,
 #    the golden data) to /tmp/carry unless that is done already;
@@ -21,9 +23,11 @@
 # Environment: OUT (default /tmp/real_size), MODELS (default /tmp/freeswim_models), FRAMES/SIZE
 # (default 81 / 1920x1080), PROMPT.
 set -u
-layout=${1:?usage: bench/cli/run_real_size.sh diffusers|original [extra generate flags...]}
+layout=${1:?usage: bench/cli/run_real_size.sh diffusers|original|prepare [extra generate flags...]}
 shift
-case "$layout" in diffusers | original) ;; *) echo "layout must be diffusers or original" >&2; exit 2 ;; esac
+case "$layout" in diffusers | original | prepare) ;; *) echo "layout must be diffusers, original or prepare" >&2; exit 2 ;; esac
+prepare_only=0
+if [[ $layout == prepare ]]; then prepare_only=1 layout=both; fi
 OUT=${OUT:-/tmp/real_size}
 MODELS=${MODELS:-/tmp/freeswim_models}
 FRAMES=${FRAMES:-81}
@@ -57,7 +61,7 @@ fi
 # (from an earlier call on this machine) goes first.
 mkdir -p "$MODELS"
 other=$MODELS/$([[ $layout == diffusers ]] && echo original || echo diffusers)
-if [[ ! -f "$MODELS/$layout/.make_random_models.json" && -d "$other" ]] &&
+if [[ $layout != both && ! -f "$MODELS/$layout/.make_random_models.json" && -d "$other" ]] &&
   (($(df -k --output=avail "$MODELS" | tail -1) < 20 * 1024 * 1024)); then
   say "removing $other for disk space"
   rm -rf "$other"
@@ -71,6 +75,10 @@ rc=${PIPESTATUS[0]}
 say "make_random_models.py ($layout): rc=$rc, $(secs "$(ms_since "$t0")") s"
 grep -E 'WARNING|shapes match' "$OUT/make_models_$layout.log" | tee -a "$summary"
 [[ $rc == 0 ]] || exit 1
+if ((prepare_only)); then
+  du -sh "$MODELS"/* | tee -a "$summary"
+  exit 0
+fi
 model=$MODELS/$layout
 du -sh "$model" | tee -a "$summary"
 "$FS" info --model "$model" 2>&1 | tee -a "$summary"
@@ -99,7 +107,9 @@ grep -q '^freeswim: summary: total' "$log" || say "FAIL: no summary in the CLI's
 
 width=${SIZE%x*} height=${SIZE#*x}
 bytes=$(stat -c %s "$mp4")
-say "mp4: $mp4, $bytes bytes ($((bytes / 1000000)) MB)"
+# The two layouts hold the same weights (each tensor is drawn from its diffusers name): with the
+# same flags their mp4s are the same file.
+say "mp4: $mp4, $bytes bytes ($((bytes / 1000000)) MB), md5 $(md5sum "$mp4" | cut -c1-32)"
 probe=""
 if command -v ffprobe >/dev/null; then
   probe=$(ffprobe -v error -count_frames -select_streams v:0 \
