@@ -108,7 +108,10 @@ bool wanted(const std::string& list, const char* kernel) {
 }
 
 const char* box_label(const fa::WindowPlan& plan) {
-  return plan.box_w == 4 ? " box 4x32" : plan.box_w == 8 ? " box 8x16" : plan.box_w == 16 ? " box 16x8" : " rows";
+  return plan.box_w == 4    ? " box 4x32"
+         : plan.box_w == 8  ? " box 8x16"
+         : plan.box_w == 16 ? " box 16x8"
+                            : " rows";
 }
 
 }  // namespace
@@ -170,8 +173,8 @@ int main(int argc, char** argv) {
           5);
       check(cudaDeviceSynchronize(), w.name);
       const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
-      std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s\n", s.name, w.name,
-                  s.heads, static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
+      std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s\n", s.name, w.name, s.heads,
+                  static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
                   box_label(plan));
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
@@ -190,9 +193,9 @@ int main(int argc, char** argv) {
       const char* name;
       fa::DenseFeed feed;
       bool cudnn;
-    } denses[] = {{"dense", fa::DenseFeed::tma, false},
+    } denses[] = {{"dense", fa::DenseFeed::automatic, false},
                   {"dense-rows", fa::DenseFeed::cp_async, false},
-                  {"cudnn", fa::DenseFeed::tma, true}};
+                  {"cudnn", fa::DenseFeed::automatic, true}};
     for (const auto& di : denses) {
       if (!wanted(kernels, di.name)) continue;
       fa::AttentionOptions options;
@@ -225,14 +228,12 @@ int main(int argc, char** argv) {
         std::snprintf(agree, sizeof agree, " rel L2 to dense %.2e",
                       rel_l2(out, o_ref, nq * s.heads * d));
       std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %6s%s\n", s.name, di.name, s.heads,
-                  static_cast<long long>(nq), dms, dtf, di.cudnn ? 1.0 : own_density, "-",
-                  agree);
+                  static_cast<long long>(nq), dms, dtf, di.cudnn ? 1.0 : own_density, "-", agree);
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
                    "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
                    s.name, di.name, s.heads, static_cast<long long>(nq),
-                   static_cast<long long>(tokens), scale, dms, dtf,
-                   di.cudnn ? 1.0 : own_density);
+                   static_cast<long long>(tokens), scale, dms, dtf, di.cudnn ? 1.0 : own_density);
     }
     cudaFree(q);
     cudaFree(k);

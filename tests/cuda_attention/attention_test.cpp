@@ -64,13 +64,13 @@ struct Inputs {
 };
 
 // The CPU backend's attention on the same values: [tokens, heads, head_dim] tensors.
-std::vector<float> reference(const Inputs& in, int64_t n_q, int64_t n_kv, int heads,
-                             int head_dim, float scale, const WindowGeometry* g) {
+std::vector<float> reference(const Inputs& in, int64_t n_q, int64_t n_kv, int heads, int head_dim,
+                             float scale, const WindowGeometry* g) {
   const Tensor q = Tensor::from_vector({n_q, heads, head_dim}, in.q);
   const Tensor k = Tensor::from_vector({n_kv, heads, head_dim}, in.k);
   const Tensor v = Tensor::from_vector({n_kv, heads, head_dim}, in.v);
-  const Tensor out = g ? ops::cpu::attention_window(q, k, v, scale, *g)
-                       : ops::cpu::attention_full(q, k, v, scale);
+  const Tensor out =
+      g ? ops::cpu::attention_window(q, k, v, scale, *g) : ops::cpu::attention_full(q, k, v, scale);
   return std::vector<float>(out.data<float>(), out.data<float>() + out.numel());
 }
 
@@ -189,9 +189,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, WindowAttention, ::testing::ValuesIn(window_cas
                            const WindowCase& c = i.param;
                            return std::string(name_of(c.kernel)) + "_T" + std::to_string(c.g.T) +
                                   "_H" + std::to_string(c.g.H) + "_W" + std::to_string(c.g.W) +
-                                  "_dh" + std::to_string(c.g.dh) + "_dw" +
-                                  std::to_string(c.g.dw) + "_heads" + std::to_string(c.heads) +
-                                  "_d" + std::to_string(c.head_dim);
+                                  "_dh" + std::to_string(c.g.dh) + "_dw" + std::to_string(c.g.dw) +
+                                  "_heads" + std::to_string(c.heads) + "_d" +
+                                  std::to_string(c.head_dim);
                          });
 
 struct DenseCase {
@@ -267,9 +267,9 @@ TEST(AttentionErrors, RejectsBadArguments) {
   AttentionOptions bad_box;
   bad_box.window_tiling = WindowTiling::box_tiles;
   bad_box.box_width = 5;
-  EXPECT_THROW(
-      window_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 1, 64, g, 0.1f, nullptr, bad_box),
-      Error);
+  EXPECT_THROW(window_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 1, 64, g, 0.1f, nullptr,
+                                        bad_box),
+               Error);
 }
 
 }  // namespace

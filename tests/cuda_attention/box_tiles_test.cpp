@@ -162,8 +162,8 @@ TEST(BoxTiles, MaskKeepsExactlyEachWindowSmallGeometries) {
 
 // The plans the GPU tests force (cuda_attention_test: one box width at a time).
 TEST(BoxTiles, MaskKeepsExactlyEachWindowForcedWidths) {
-  const WindowGeometry geos[] = {{1, 5, 7, 3, 4}, {3, 40, 64, 7, 12}, {2, 33, 50, 15, 26},
-                                 {21, 8, 12, 2, 3}};
+  const WindowGeometry geos[] = {
+      {1, 5, 7, 3, 4}, {3, 40, 64, 7, 12}, {2, 33, 50, 15, 26}, {21, 8, 12, 2, 3}};
   for (const WindowGeometry& g : geos)
     for (const int bw : kBoxWidths) {
       const WindowPlan plan = choose_box_plan(g, bw);

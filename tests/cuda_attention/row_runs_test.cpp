@@ -48,14 +48,14 @@ TEST(RowRuns, RectanglesCoverEveryVisibleKeyOnce) {
 // The row-run plans at the benchmark shapes: 2x3 patches (126 of 128 query rows used at 21
 // frames), about 0.94 of the computed pairs useful.
 TEST(RowRuns, PlanAtTheBenchmarkShapes) {
-  for (const WindowGeometry& g : {WindowGeometry{21, 68, 120, 15, 26},
-                                  WindowGeometry{21, 135, 240, 22, 40}}) {
+  for (const WindowGeometry& g :
+       {WindowGeometry{21, 68, 120, 15, 26}, WindowGeometry{21, 135, 240, 22, 40}}) {
     const WindowPlan plan = choose_row_plan(g);
     EXPECT_EQ(plan.ph, 2);
     EXPECT_EQ(plan.pw, 3);
     EXPECT_EQ(plan.box_w, 0);
-    const double useful = static_cast<double>(g.tokens()) *
-                          static_cast<double>(window_keys_per_query(g));
+    const double useful =
+        static_cast<double>(g.tokens()) * static_cast<double>(window_keys_per_query(g));
     const double density = useful / static_cast<double>(computed_pairs(g, plan));
     EXPECT_GT(density, 0.93);
     EXPECT_LT(density, 0.95);

@@ -65,10 +65,10 @@ bool encode_grid(CUtensorMap& map, const void* base, int d, int heads, const Win
                  int box_w) {
   const auto u = [](int64_t x) { return static_cast<cuuint64_t>(x); };
   const cuuint64_t token = u(heads) * d * kElem;
-  return encode<5>(map, base, {u(d), u(heads), u(g.W), u(g.H), u(g.T)},
-                   {d * kElem, token, token * u(g.W), token * u(g.W) * u(g.H)},
-                   {64, 1, static_cast<cuuint32_t>(box_w),
-                    static_cast<cuuint32_t>(kTileKeys / box_w), 1});
+  return encode<5>(
+      map, base, {u(d), u(heads), u(g.W), u(g.H), u(g.T)},
+      {d * kElem, token, token * u(g.W), token * u(g.W) * u(g.H)},
+      {64, 1, static_cast<cuuint32_t>(box_w), static_cast<cuuint32_t>(kTileKeys / box_w), 1});
 }
 
 void check_launch(cudaError_t e, const char* who) {
@@ -130,6 +130,8 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
                    who);
       return;
     }
+    FS_CHECK(options.window_tiling == WindowTiling::automatic,
+             "{}: box tiles were asked for, but the tensor maps cannot be made", who);
     p.plan = choose_row_plan(g);  // no tensor maps: the row-run kernel with its own plan
   }
   check_launch(detail::launch_row_runs(p, true, head_dim, grid_of(p.plan, heads), stream), who);
@@ -141,14 +143,14 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   constexpr const char* who = "dense attention";
   Params p = common(q, k, v, out, heads, head_dim, scale, who);
   FS_CHECK(n_q > 0 && n_kv > 0, "{}: n_q = {}, n_kv = {} must be positive", who, n_q, n_kv);
-  FS_CHECK(n_q < std::numeric_limits<int>::max() &&
-               n_kv < std::numeric_limits<int>::max() - kTileKeys,
-           "{}: n_q = {} or n_kv = {} exceeds 2^31", who, n_q, n_kv);
+  FS_CHECK(
+      n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kTileKeys,
+      "{}: n_q = {} or n_kv = {} exceeds 2^31", who, n_q, n_kv);
   p.n_q = static_cast<int>(n_q);
   p.n_kv = static_cast<int>(n_kv);
   const dim3 grid(static_cast<unsigned>((n_q + kBlockQ - 1) / kBlockQ),
                   static_cast<unsigned>(heads));
-  if (options.dense_feed == DenseFeed::tma) {
+  if (options.dense_feed != DenseFeed::cp_async) {
     TensorMaps maps{};
     if (encode_tokens(maps.q, q, head_dim, heads, n_q, kBlockQ) &&
         encode_tokens(maps.k, k, head_dim, heads, n_kv, kTileKeys) &&
@@ -156,6 +158,8 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
       check_launch(detail::launch_dense_tma(p, maps, head_dim, grid, stream), who);
       return;
     }
+    FS_CHECK(options.dense_feed == DenseFeed::automatic,
+             "{}: TMA feed was asked for, but the tensor maps cannot be made", who);
   }
   check_launch(detail::launch_row_runs(p, false, head_dim, grid, stream), who);
 }

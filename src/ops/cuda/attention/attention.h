@@ -17,17 +17,19 @@
 
 namespace freeswim::attention {
 
-// How dense keys reach the kernel. tma: one tensor-map box per tile (the default; where the maps
-// cannot be made the cp.async kernel runs instead); cp_async: rows gathered by a producer
-// warpgroup. Measured on an H200: 665 against 561 TFLOP/s at the 1.3B shape (docs/attention.md).
-enum class DenseFeed { tma, cp_async };
+// How dense keys reach the kernel. automatic: by TMA (one tensor-map box per tile), or where the
+// tensor maps cannot be made (the driver lacks the encoder) rows gathered by cp.async; tma and
+// cp_async force one (tma: an Error where the maps cannot be made). Measured on an H200: 660
+// against 561 TFLOP/s at the 1.3B-1080p shape (docs/history/attention-experiments-2026-12.md).
+enum class DenseFeed { automatic, tma, cp_async };
 
-// The choices that remain between the shipped kernels, made by default from the window plan and
-// the tensors; tests and benchmarks set them to run one kernel on purpose.
+// The choices that remain between the shipped kernels. The defaults are the engine's: choices
+// made from the window plan and the tensors. Tests and benchmarks set them to run one kernel on
+// purpose; a forced TMA-fed kernel whose tensor maps cannot be made is an Error, not a fallback.
 struct AttentionOptions {
   WindowTiling window_tiling = WindowTiling::automatic;  // window_plan.h
   int box_width = 0;  // box tiles: 4, 8 or 16 columns, or 0 for the width the plan prefers
-  DenseFeed dense_feed = DenseFeed::tma;
+  DenseFeed dense_feed = DenseFeed::automatic;
 };
 
 // The tiling the window kernels run for this geometry (computed_pairs(g, plan) counts its work;

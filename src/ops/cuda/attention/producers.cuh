@@ -73,10 +73,9 @@ __device__ __forceinline__ void dense_tma_producer(const TensorMaps& m, Ring<D>&
 // alone), then lane 0 alone issues two boxes per 64 head dims of every tile, in the order the
 // consumers' box_mask walks them: box column, box row, frame.
 template <int D, int kBoxW>
-__device__ __forceinline__ void box_tile_producer(const Params& p, const TensorMaps& m,
-                                                  Ring<D>& s, const BlockQueries<true>& bq,
-                                                  const BoxGrid& bg, int head, int n_tiles,
-                                                  int lane) {
+__device__ __forceinline__ void box_tile_producer(const Params& p, const TensorMaps& m, Ring<D>& s,
+                                                  const BlockQueries<true>& bq, const BoxGrid& bg,
+                                                  int head, int n_tiles, int lane) {
   constexpr int BK = kTileKeys;
   constexpr int kBoxH = BK / kBoxW;
   constexpr uint32_t kTileBytes = 2u * BK * D * sizeof(__nv_bfloat16);
