@@ -2,25 +2,15 @@
 # Parts of a GPU-machine call, run in the order given (each under its own time limit, so a slow
 # part cannot starve the rest). Expects .carry/pack.tar.xz made by scripts/device_pack.sh.
 #   tests     every CUDA backend GPU test (ops, VAE, DiT, cache, memory, --offload, profile) and
-#             the attention GPU tests, then the GEMM-related ones again with FREESWIM_GEMM_AUTOTUNE=1
-#   attn      bench_attention with the default kernel (window and dense rates)
+#             the attention GPU tests
+#   attn      bench_attention: every shipped kernel (window and dense rates) and cuDNN's SDPA
 #   step      bench_step: every step kind (uncond first as the warm-up), then the per-op profile
 #             of an uncond and a guide forward
 #   capped    the step kinds of a cache-every-2 CFG step under FREESWIM_GPU_MEMORY_LIMIT=$CAP_GIB
 #             (default 22.35 GiB = 24.0 GB, a 24 GB card's memory)
-#   autotune  bench_step with FREESWIM_GEMM_AUTOTUNE=1 (uncond first: it autotunes every shape)
-#   dense     bench_step guide with the own dense kernel instead of cuDNN (FREESWIM_DENSE_ATTENTION)
-#   vae       bench_generate's VAE stages at 1088x1920x81 with the per-op profile
-#   whole     bench_generate's whole generate at 1088x1920x81 (most of a call: give it its own)
-#   tma       the dense kernel fed by TMA (wide_fast_tma, wide_fast_tma_rq: window = wide_fast): its
-#             attention GPU tests, bench_attention (the "dense" rows) and a guide forward with it in
-#             place of cuDNN, against the default in the same call
-#   variants  for each kernel variant in $VARIANTS: attention GPU tests, bench_attention, and (for
-#             those also in $STEP_VARIANTS, default all) the step kinds of a cache-every-2 CFG
-#             step (uncond, guide, reuse, uncond); e.g. VARIANTS="tmaw tmaw_rq wide_fast_tma_rq"
 #   sanitize  compute-sanitizer memcheck and racecheck on the default kernels (window T1_H5, the
-#             TMA dense kernel on q257_kv1000 and q130_kv512), then on three window cases for each
-#             variant in $SANITIZE_VARIANTS (e.g. boxw_all)
+#             TMA dense kernel on q257_kv1000 and q130_kv512); every shipped kernel:
+#             device_check_attention.sh
 #   cli       the freeswim binary itself (carry .carry/cli.tar.xz from `scripts/device_pack.sh cli`
 #             alone): `check --device cuda` on the golden directory, and a tiny-model generate
 #             on cuda with and without --offload, then bench_mp4 (the mp4 write of 81 1080p frames
@@ -42,14 +32,12 @@ for part in "${@:-tests}"; do
       timeout ${BACKEND_TIMEOUT:-240} "$B/cuda_backend_test" >"$OUT/backend.txt" 2>&1
       summary "cuda_backend_test rc=$?" "$OUT/backend.txt"
       grep -E "fusion probes|GELU epilogue|linear_add_gated .*: " "$OUT/backend.txt" | head -12 | log
-      timeout 90 "$B/cuda_attention_test" >"$OUT/attention.txt" 2>&1
+      timeout 120 "$B/cuda_attention_test" >"$OUT/attention.txt" 2>&1
       summary "cuda_attention_test rc=$?" "$OUT/attention.txt"
-      FREESWIM_GEMM_AUTOTUNE=1 timeout 120 "$B/cuda_backend_test" \
-        --gtest_filter='CudaLinear*:CudaOps.Linear*:CudaDit*' >"$OUT/autotune.txt" 2>&1
-      summary "with GEMM autotuning rc=$?" "$OUT/autotune.txt"
       ;;
     attn)
-      timeout 40 "$B/bench_attention" "$OUT/a_default.jsonl" 4 16384 2>&1 | log
+      timeout 90 "$B/bench_attention" "$OUT/a_default.jsonl" 4 16384 \
+        window,window-box,window-rows,dense,dense-rows,cudnn 2>&1 | log
       ;;
     step)
       timeout ${STEP_TIMEOUT:-150} "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond,dual device \
@@ -60,14 +48,6 @@ for part in "${@:-tests}"; do
       FREESWIM_GPU_MEMORY_LIMIT=${CAP_GIB:-22.35} timeout ${STEP_TIMEOUT:-150} "$B/bench_step" 21 68 \
         120 uncond,guide,reuse,uncond device 2>&1 | log
       ;;
-    autotune)
-      FREESWIM_GEMM_AUTOTUNE=1 timeout 150 "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond \
-        device 2>&1 | log
-      ;;
-    dense)
-      FREESWIM_DENSE_ATTENTION=own timeout 100 "$B/bench_step" 21 68 120 uncond,guide device 2>&1 |
-        log
-      ;;
     vae)
       FREESWIM_PROFILE=1 timeout ${VAE_TIMEOUT:-150} "$B/bench_generate" 81 1920 1088 832 480 0 vae \
         2>&1 | log
@@ -75,47 +55,12 @@ for part in "${@:-tests}"; do
     whole)
       timeout ${WHOLE_TIMEOUT:-580} "$B/bench_generate" 81 1920 1088 832 480 0 whole 2>&1 | log
       ;;
-    tma)
-      for v in wide_fast_tma wide_fast_tma_rq; do
-        FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
-        summary "cuda_attention_test $v rc=$?" "$OUT/attention_$v.txt"
-        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
-          grep -E "dense|cudnn" | sed "s/^/$v: /" | log
-      done
-      for v in wide_fast wide_fast_tma wide_fast_tma_rq; do
-        FREESWIM_DENSE_ATTENTION=own FREESWIM_ATTENTION_KERNEL=$v timeout 80 "$B/bench_step" 21 68 \
-          120 uncond,guide device 2>&1 | grep -E "^\| (uncond|guide)" | sed "s/^/own dense $v: /" | log
-      done
-      ;;
-    variants)
-      for v in ${VARIANTS:-}; do
-        FREESWIM_ATTENTION_KERNEL=$v timeout 90 "$B/cuda_attention_test" >"$OUT/attention_$v.txt" 2>&1
-        summary "cuda_attention_test $v rc=$?" "$OUT/attention_$v.txt"
-        FREESWIM_ATTENTION_KERNEL=$v timeout 40 "$B/bench_attention" "$OUT/a_$v.jsonl" 4 16384 2>&1 |
-          sed "s/^/$v: /" | log
-      done
-      for v in ${VARIANTS:-}; do
-        [[ "${STEP_VARIANTS:-$VARIANTS}" == *"$v"* ]] || continue
-        FREESWIM_ATTENTION_KERNEL=$v timeout 100 "$B/bench_step" 21 68 120 uncond,guide,reuse,uncond \
-          device 2>&1 | grep -E "^\| (uncond|guide|reuse)|^CFG" | sed "s/^/$v: /" | log
-      done
-      ;;
     sanitize)
-      for f in '*T1_H5*' '*own_q257_kv1000*' '*own_q130_kv512*'; do
+      for f in '*auto_T1_H5*' '*tma_q257_kv1000*' '*tma_q130_kv512*'; do
         timeout 40 compute-sanitizer --tool memcheck "$B/cuda_attention_test" --gtest_filter="$f" \
           2>&1 | grep -E "ERROR SUMMARY|PASSED|FAILED" | sed "s/^/memcheck $f: /" | log
         timeout 60 compute-sanitizer --tool racecheck "$B/cuda_attention_test" --gtest_filter="$f" \
           2>&1 | grep -E "RACECHECK SUMMARY|ERROR SUMMARY" | sed "s/^/racecheck $f: /" | log
-      done
-      for v in ${SANITIZE_VARIANTS:-}; do
-        for f in '*T1_H5*' '*T3_H40*' '*T21_H8*'; do
-          FREESWIM_ATTENTION_KERNEL=$v timeout 60 compute-sanitizer --tool memcheck \
-            "$B/cuda_attention_test" --gtest_filter="$f" 2>&1 |
-            grep -E "ERROR SUMMARY|PASSED|FAILED" | sed "s/^/$v memcheck $f: /" | log
-          FREESWIM_ATTENTION_KERNEL=$v timeout 60 compute-sanitizer --tool racecheck \
-            "$B/cuda_attention_test" --gtest_filter="$f" 2>&1 |
-            grep -E "RACECHECK SUMMARY|ERROR SUMMARY" | sed "s/^/$v racecheck $f: /" | log
-        done
       done
       ;;
     cli)
@@ -130,7 +75,7 @@ for part in "${@:-tests}"; do
       timeout 150 "$B/bench_mp4" 2>&1 | log
       ;;
     *)
-      echo "unknown part $part (tests attn step capped autotune dense vae whole tma variants sanitize cli)" | log
+      echo "unknown part $part (tests attn step capped vae whole sanitize cli)" | log
       ;;
   esac
 done

@@ -1,12 +1,20 @@
-// Times the window and dense attention kernels at Wan2.1-1.3B 1080p and Wan2.1-14B 4K shapes.
-// Prints one table row per (shape, kernel) and writes the same numbers as JSON lines to the
-// file named by the first argument (torch_attention.py reads them to print ratios).
+// Times the shipped attention kernels at Wan2.1-1.3B 1080p and Wan2.1-14B 4K shapes, with
+// cuDNN's fused SDPA as the dense baseline. Prints one table row per (shape, kernel) and writes
+// the same numbers as JSON lines to the file named by the first argument (torch_attention.py reads
+// them to print ratios against PyTorch).
 //
-// Usage: bench_attention [results.jsonl] [heads_4k] [dense_queries]
+// Usage: bench_attention [results.jsonl] [heads_4k] [dense_queries] [kernels]
 //   heads_4k: heads timed at the 4K shape (default 4 of 40; heads are independent, so the rate
 //             per head is the rate of the whole layer and a full layer would take seconds)
 //   dense_queries: queries timed in the dense runs (default 16384, against all keys; queries
 //             are independent, so the rate is the full problem's)
+//   kernels: comma-separated, default window,dense,cudnn:
+//     window       the window as the engine runs it (the plan's choice of tiling)
+//     window-box   box tiles forced (the plan's box width)
+//     window-rows  row runs forced
+//     dense        dense as the engine runs it (fed by TMA)
+//     dense-rows   dense fed by cp.async (the kernel for tensors TMA cannot address)
+//     cudnn        cuDNN's SDPA (baseline; its relative L2 distance to `dense` is printed too)
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -15,10 +23,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "cudnn_sdpa.h"
 #include "ops/cuda/attention/attention.h"
 #include "ops/cuda/attention/window_plan.h"
 
@@ -78,36 +89,61 @@ double time_ms(F f, int reps) {
   return t[t.size() / 2];
 }
 
+// Relative L2 distance between two bf16 device tensors of n values.
+double rel_l2(const __nv_bfloat16* a, const __nv_bfloat16* b, int64_t n) {
+  std::vector<__nv_bfloat16> ha(static_cast<size_t>(n)), hb(static_cast<size_t>(n));
+  check(cudaMemcpy(ha.data(), a, n * 2, cudaMemcpyDeviceToHost), "copy");
+  check(cudaMemcpy(hb.data(), b, n * 2, cudaMemcpyDeviceToHost), "copy");
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < ha.size(); ++i) {
+    const double x = __bfloat162float(ha[i]), y = __bfloat162float(hb[i]);
+    err += (x - y) * (x - y);
+    norm += y * y;
+  }
+  return std::sqrt(err / norm);
+}
+
+bool wanted(const std::string& list, const char* kernel) {
+  return ("," + list + ",").find("," + std::string(kernel) + ",") != std::string::npos;
+}
+
+const char* box_label(const fa::WindowPlan& plan) {
+  return plan.box_w == 4    ? " box 4x32"
+         : plan.box_w == 8  ? " box 8x16"
+         : plan.box_w == 16 ? " box 16x8"
+                            : " rows";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const char* json_path = argc > 1 ? argv[1] : "attention_bench.jsonl";
   const int heads_4k = argc > 2 ? std::atoi(argv[2]) : 4;
   const int64_t dense_queries = argc > 3 ? std::atoll(argv[3]) : 16384;
+  const std::string kernels = argc > 4 ? argv[4] : "window,dense,cudnn";
   const int d = 128;
   const Shape shapes[] = {{"1.3B-1080p", {21, 68, 120, 15, 26}, 12, 30, 52},
                           {"14B-4K", {21, 135, 240, 22, 40}, heads_4k, 45, 80}};
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "properties");
-  std::printf("device: %s, %d SMs; kernel %s (%d keys per tile)\n", prop.name,
-              prop.multiProcessorCount, fa::attention_kernel_name(),
-              fa::window_attention_tile_keys());
-  const int tile_keys = fa::window_attention_tile_keys();
+  std::printf("device: %s, %d SMs; kernels %s\n", prop.name, prop.multiProcessorCount,
+              kernels.c_str());
   std::FILE* json = std::fopen(json_path, "w");
   if (!json) {
     std::fprintf(stderr, "cannot write %s\n", json_path);
     return 1;
   }
-  std::printf("%-11s %-7s %5s %8s %10s %9s %8s %6s\n", "shape", "kernel", "heads", "queries",
+  std::printf("%-11s %-11s %5s %8s %10s %9s %8s %6s\n", "shape", "kernel", "heads", "queries",
               "time_ms", "TFLOP/s", "density", "patch");
   for (const Shape& s : shapes) {
     const int64_t tokens = s.g.tokens();
     const int64_t n = tokens * s.heads * d;
-    __nv_bfloat16 *q, *k, *v, *o;
+    __nv_bfloat16 *q, *k, *v, *o, *o_ref;
     check(cudaMalloc(&q, n * 2), "malloc q");
     check(cudaMalloc(&k, n * 2), "malloc k");
     check(cudaMalloc(&v, n * 2), "malloc v");
     check(cudaMalloc(&o, n * 2), "malloc out");
+    check(cudaMalloc(&o_ref, n * 2), "malloc out");
     fill_random<<<1024, 256>>>(q, n, 1u);
     fill_random<<<1024, 256>>>(k, n, 2u);
     fill_random<<<1024, 256>>>(v, n, 3u);
@@ -116,66 +152,94 @@ int main(int argc, char** argv) {
     const double nb = double{1} * s.base_h * s.base_w;
     const float scale = static_cast<float>(std::sqrt(std::log(2 * nb) / std::log(nb) / d));
 
-    const fa::WindowPlan plan = fa::window_attention_plan(s.g);
     const double kpq = static_cast<double>(freeswim::window_keys_per_query(s.g));
     const double useful_pairs = static_cast<double>(tokens) * kpq;
-    const double density =
-        useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
-    const double wms = time_ms(
-        [&] { fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr); }, 5);
-    check(cudaDeviceSynchronize(), "window");
-    const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
-    std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s\n", s.name, "window", s.heads,
-                static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
-                plan.box_w == 4    ? " box 4x32"
-                : plan.box_w == 8  ? " box 8x16"
-                : plan.box_w == 16 ? " box 16x8"
-                                   : "");
-    std::fprintf(json,
-                 "{\"shape\":\"%s\",\"kernel\":\"window\",\"heads\":%d,\"queries\":%lld,"
-                 "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"
-                 "\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
-                 s.name, s.heads, static_cast<long long>(tokens), s.g.T, s.g.H, s.g.W, s.g.dh,
-                 s.g.dw, scale, wms, wtf, density);
+    const struct {
+      const char* name;
+      fa::WindowTiling tiling;
+    } windows[] = {{"window", fa::WindowTiling::automatic},
+                   {"window-box", fa::WindowTiling::box_tiles},
+                   {"window-rows", fa::WindowTiling::row_runs}};
+    for (const auto& w : windows) {
+      if (!wanted(kernels, w.name)) continue;
+      fa::AttentionOptions options;
+      options.window_tiling = w.tiling;
+      const fa::WindowPlan plan = fa::window_attention_plan(s.g, options);
+      const double density = useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan));
+      const double wms = time_ms(
+          [&] {
+            fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr, options);
+          },
+          5);
+      check(cudaDeviceSynchronize(), w.name);
+      const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
+      std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s\n", s.name, w.name, s.heads,
+                  static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
+                  box_label(plan));
+      std::fprintf(json,
+                   "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
+                   "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"
+                   "\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f,\"box_w\":%d}\n",
+                   s.name, w.name, s.heads, static_cast<long long>(tokens), s.g.T, s.g.H, s.g.W,
+                   s.g.dh, s.g.dw, scale, wms, wtf, density, plan.box_w);
+    }
 
     const int64_t nq = std::min(dense_queries, tokens);
     const double dq_pad = std::ceil(double(nq) / fa::kBlockQ) * fa::kBlockQ;
-    const double dk_pad = std::ceil(double(tokens) / tile_keys) * tile_keys;
-    // Both dense implementations: the own kernel and cuDNN's fused SDPA (the default path).
+    const double dk_pad = std::ceil(double(tokens) / fa::kTileKeys) * fa::kTileKeys;
+    const double own_density = double(nq) * double(tokens) / (dq_pad * dk_pad);
+    bool have_ref = false;  // o_ref holds the `dense` output
     const struct {
       const char* name;
-      fa::DenseImpl impl;
-      double density;
-    } dense_impls[] = {
-        {"dense", fa::DenseImpl::own, double(nq) * double(tokens) / (dq_pad * dk_pad)},
-        {"cudnn", fa::DenseImpl::cudnn, 1.0}};
-    for (const auto& di : dense_impls) {
+      fa::DenseFeed feed;
+      bool cudnn;
+    } denses[] = {{"dense", fa::DenseFeed::automatic, false},
+                  {"dense-rows", fa::DenseFeed::cp_async, false},
+                  {"cudnn", fa::DenseFeed::automatic, true}};
+    for (const auto& di : denses) {
+      if (!wanted(kernels, di.name)) continue;
+      fa::AttentionOptions options;
+      options.dense_feed = di.feed;
+      __nv_bfloat16* out = std::strcmp(di.name, "dense") == 0 ? o_ref : o;
       double dms = 0;
       try {
         dms = time_ms(
             [&] {
-              fa::dense_attention_forward(q, k, v, o, nq, tokens, s.heads, d, scale, nullptr,
-                                          di.impl);
+              if (di.cudnn) {
+                std::string why;
+                if (!freeswim::bench::cudnn_sdpa_forward(q, k, v, out, nq, tokens, s.heads, d,
+                                                         scale, nullptr, &why))
+                  throw std::runtime_error("cuDNN SDPA: " + why);
+              } else {
+                fa::dense_attention_forward(q, k, v, out, nq, tokens, s.heads, d, scale, nullptr,
+                                            options);
+              }
             },
             3);
       } catch (const std::exception& e) {
-        std::printf("%-11s %-7s failed: %s\n", s.name, di.name, e.what());
+        std::printf("%-11s %-11s failed: %s\n", s.name, di.name, e.what());
         continue;
       }
       check(cudaDeviceSynchronize(), di.name);
+      have_ref = have_ref || out == o_ref;
       const double dtf = 4.0 * double(nq) * double(tokens) * d * s.heads / (dms * 1e-3) / 1e12;
-      std::printf("%-11s %-7s %5d %8lld %10.3f %9.1f %8.3f %6s\n", s.name, di.name, s.heads,
-                  static_cast<long long>(nq), dms, dtf, di.density, "-");
+      char agree[64] = "";
+      if (out != o_ref && have_ref)
+        std::snprintf(agree, sizeof agree, " rel L2 to dense %.2e",
+                      rel_l2(out, o_ref, nq * s.heads * d));
+      std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %6s%s\n", s.name, di.name, s.heads,
+                  static_cast<long long>(nq), dms, dtf, di.cudnn ? 1.0 : own_density, "-", agree);
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
                    "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
                    s.name, di.name, s.heads, static_cast<long long>(nq),
-                   static_cast<long long>(tokens), scale, dms, dtf, di.density);
+                   static_cast<long long>(tokens), scale, dms, dtf, di.cudnn ? 1.0 : own_density);
     }
     cudaFree(q);
     cudaFree(k);
     cudaFree(v);
     cudaFree(o);
+    cudaFree(o_ref);
   }
   std::fclose(json);
   return 0;

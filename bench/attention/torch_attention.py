@@ -71,6 +71,8 @@ def main():
     dense_base = {}
     printed = 0
     for r in rows:
+        if r["kernel"] not in ("window", "dense", "cudnn"):
+            continue  # a forced kernel (window-box, window-rows, dense-rows): no baseline row
         show(out[printed:], header=printed == 0 and len(out) > 0)
         printed = len(out)
         d = 128

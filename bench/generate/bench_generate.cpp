@@ -34,6 +34,7 @@
 #include <string>
 
 #include "core/device_memory.h"
+#include "core/environment.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -210,7 +211,8 @@ int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSe
 }
 
 int run(int argc, char** argv) {
-  ops::cuda::register_cuda_backend();
+  const Environment env = read_environment();  // FREESWIM_GPU_MEMORY_LIMIT, FREESWIM_PROFILE
+  ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
   const int frames = argc > 1 ? std::atoi(argv[1]) : 81;
   const int W = argc > 2 ? std::atoi(argv[2]) : 1920, H = argc > 3 ? std::atoi(argv[3]) : 1088;
   const int bw = argc > 4 ? std::atoi(argv[4]) : 832, bh = argc > 5 ? std::atoi(argv[5]) : 480;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/environment.h"
 #include "core/error.h"
 #include "models/wan_dit.h"
 #include "ops/cuda/cuda_backend.h"
@@ -53,7 +54,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 int run(int argc, char** argv) {
-  ops::cuda::register_cuda_backend();
+  const Environment env = read_environment();  // FREESWIM_GPU_MEMORY_LIMIT, FREESWIM_PROFILE
+  ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
   int T = 21, Hg = 68, Wg = 120;
   std::string kinds = "stock,dual,guide,reuse,uncond";
   if (argc >= 4) {

@@ -4,16 +4,13 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/environment.h"
 #include "core/error.h"
 #ifdef FREESWIM_WITH_CUDA
 #include "ops/cuda/cuda_backend.h"
 #endif
 
 int main(int argc, char** argv) {
-#ifdef FREESWIM_WITH_CUDA
-  // Touches no GPU: `--device cuda` fails with a clear message at first use when none exists.
-  freeswim::ops::cuda::register_cuda_backend();
-#endif
   CLI::App app{"freeswim: training-free 1080p-4K video with Wan2.1 and FreeSwim attention"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "freeswim 0.1.0");
@@ -26,6 +23,13 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    const freeswim::Environment env = freeswim::read_environment();
+#ifdef FREESWIM_WITH_CUDA
+    // Touches no GPU: `--device cuda` fails with a clear message at first use when none exists.
+    freeswim::ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
+#else
+    (void)env;
+#endif
     return freeswim::cli::run_selected(app);
   } catch (const freeswim::Error& e) {
     std::fprintf(stderr, "freeswim: error: %s\n", e.what());

@@ -1,6 +1,8 @@
-// GPU attention kernels against the CPU fp32 reference on random inputs of awkward sizes.
-// Every output is poisoned with NaN before the kernel runs, so an unwritten element fails the
-// NaN check as well as the error bound.
+// GPU attention kernels against the CPU backend's fp32 attention on random inputs of awkward
+// sizes. Every shipped kernel is run on purpose through AttentionOptions (each window tiling and
+// box width, both dense feeds, head_dim 64 and 128), besides the cases that take the default
+// path. Every output is poisoned with NaN before the kernel runs, so an unwritten element fails
+// the NaN check as well as the error bound.
 #include "ops/cuda/attention/attention.h"
 
 #include <cuda_runtime_api.h>
@@ -14,7 +16,8 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "ops/cuda/attention/cudnn_sdpa.h"
+#include "core/tensor.h"
+#include "ops/cpu/cpu_backend.h"
 #include "ops/cuda/attention/window_plan.h"
 
 namespace freeswim::attention {
@@ -60,6 +63,17 @@ struct Inputs {
   }
 };
 
+// The CPU backend's attention on the same values: [tokens, heads, head_dim] tensors.
+std::vector<float> reference(const Inputs& in, int64_t n_q, int64_t n_kv, int heads, int head_dim,
+                             float scale, const WindowGeometry* g) {
+  const Tensor q = Tensor::from_vector({n_q, heads, head_dim}, in.q);
+  const Tensor k = Tensor::from_vector({n_kv, heads, head_dim}, in.k);
+  const Tensor v = Tensor::from_vector({n_kv, heads, head_dim}, in.v);
+  const Tensor out =
+      g ? ops::cpu::attention_window(q, k, v, scale, *g) : ops::cpu::attention_full(q, k, v, scale);
+  return std::vector<float>(out.data<float>(), out.data<float>() + out.numel());
+}
+
 // Relative L2 error of the GPU output against the reference; fails on any NaN/Inf.
 void expect_close(const DeviceBf16& out, const std::vector<float>& ref) {
   std::vector<uint16_t> bits(out.n);
@@ -80,59 +94,110 @@ void expect_close(const DeviceBf16& out, const std::vector<float>& ref) {
   EXPECT_LT(rel, 1e-2) << "relative L2 error " << rel;
 }
 
+// Which window kernel a case runs: the engine's choice, or one forced.
+enum class WindowKernel { automatic, rows, box4, box8, box16 };
+
+AttentionOptions options_for(WindowKernel k) {
+  AttentionOptions o;
+  if (k == WindowKernel::rows) o.window_tiling = WindowTiling::row_runs;
+  if (k == WindowKernel::box4 || k == WindowKernel::box8 || k == WindowKernel::box16) {
+    o.window_tiling = WindowTiling::box_tiles;
+    o.box_width = k == WindowKernel::box4 ? 4 : k == WindowKernel::box8 ? 8 : 16;
+  }
+  return o;
+}
+
+const char* name_of(WindowKernel k) {
+  switch (k) {
+    case WindowKernel::automatic:
+      return "auto";
+    case WindowKernel::rows:
+      return "rows";
+    case WindowKernel::box4:
+      return "box4";
+    case WindowKernel::box8:
+      return "box8";
+    default:
+      return "box16";
+  }
+}
+
 struct WindowCase {
   WindowGeometry g;
   int heads, head_dim;
+  WindowKernel kernel = WindowKernel::automatic;
 };
 
 class WindowAttention : public ::testing::TestWithParam<WindowCase> {};
 
 TEST_P(WindowAttention, MatchesReference) {
   const WindowCase c = GetParam();
+  const AttentionOptions options = options_for(c.kernel);
+  // The plan says which kernel runs: a forced tiling must get it.
+  const WindowPlan plan = window_attention_plan(c.g, options);
+  if (c.kernel == WindowKernel::rows) {
+    EXPECT_EQ(plan.box_w, 0);
+  } else if (c.kernel != WindowKernel::automatic) {
+    EXPECT_EQ(plan.box_w, options.box_width);
+  }
   std::mt19937 rng(1234 + c.g.T * 7 + c.g.H * 31 + c.g.W * 131 + c.heads);
   const size_t n = static_cast<size_t>(c.g.tokens()) * c.heads * c.head_dim;
   Inputs in(n, n, rng);
   const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
   window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.heads, c.head_dim, c.g,
-                           scale, nullptr);
+                           scale, nullptr, options);
   CUDA_OK(cudaDeviceSynchronize());
-  std::vector<float> ref(n);
-  window_attention_reference(in.q.data(), in.k.data(), in.v.data(), ref.data(), c.heads, c.head_dim,
-                             c.g, scale);
-  expect_close(in.dout, ref);
+  expect_close(in.dout,
+               reference(in, c.g.tokens(), c.g.tokens(), c.heads, c.head_dim, scale, &c.g));
 }
 
-// {T, H, W, dh, dw}, heads, head_dim.
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, WindowAttention,
-    ::testing::Values(WindowCase{{1, 1, 1, 0, 0}, 1, 64},      // one token
-                      WindowCase{{1, 5, 7, 3, 4}, 1, 128},     // grid smaller than the box
-                      WindowCase{{3, 6, 8, 2, 3}, 2, 64},      // the golden data's grid
-                      WindowCase{{2, 9, 30, 2, 3}, 1, 128},    // box smaller in both dims
-                      WindowCase{{1, 17, 23, 3, 5}, 3, 128},   // T = 1, odd sizes
-                      WindowCase{{5, 12, 11, 6, 2}, 2, 64},    // H smaller than the box only
-                      WindowCase{{4, 10, 26, 4, 7}, 40, 128},  // 40 heads
-                      WindowCase{{21, 8, 12, 2, 3}, 1, 128},   // T = 21 as the real models
-                      WindowCase{{2, 31, 5, 7, 0}, 1, 64},     // dw = 0
-                      // Many patches with multi-tile key rectangles (several 128-key tiles per
-                      // rectangle, interior and border patches), both head sizes.
-                      WindowCase{{3, 40, 64, 7, 12}, 2, 128},
-                      WindowCase{{2, 33, 50, 15, 26}, 1, 64},
-                      // The 1.3B-1080p window on its real grid, one frame (box tiles of 4 x 32
-                      // keys with the fast mask path on most tiles).
-                      WindowCase{{1, 68, 120, 15, 26}, 1, 128}),
-    [](const ::testing::TestParamInfo<WindowCase>& i) {
-      const WindowCase& c = i.param;
-      return "T" + std::to_string(c.g.T) + "_H" + std::to_string(c.g.H) + "_W" +
-             std::to_string(c.g.W) + "_dh" + std::to_string(c.g.dh) + "_dw" +
-             std::to_string(c.g.dw) + "_heads" + std::to_string(c.heads) + "_d" +
-             std::to_string(c.head_dim);
-    });
+std::vector<WindowCase> window_cases() {
+  // {T, H, W, dh, dw}, heads, head_dim: the engine's choice of kernel.
+  std::vector<WindowCase> cases = {
+      {{1, 1, 1, 0, 0}, 1, 64},      // one token
+      {{1, 5, 7, 3, 4}, 1, 128},     // grid smaller than the window
+      {{3, 6, 8, 2, 3}, 2, 64},      // the golden data's grid
+      {{2, 9, 30, 2, 3}, 1, 128},    // window smaller in both dims
+      {{1, 17, 23, 3, 5}, 3, 128},   // T = 1, odd sizes
+      {{5, 12, 11, 6, 2}, 2, 64},    // H smaller than the window only
+      {{4, 10, 26, 4, 7}, 40, 128},  // 40 heads
+      {{21, 8, 12, 2, 3}, 1, 128},   // T = 21 as the real models
+      {{2, 31, 5, 7, 0}, 1, 64},     // dw = 0
+      // Many patches with multi-tile key rectangles (interior and border patches).
+      {{3, 40, 64, 7, 12}, 2, 128},
+      {{2, 33, 50, 15, 26}, 1, 64},
+      // The 1.3B-1080p window on its real grid, one frame (box tiles of 4 x 32 keys with the fast
+      // mask path on most tiles).
+      {{1, 68, 120, 15, 26}, 1, 128}};
+  // Each shipped window kernel forced, at both head sizes: small grids (windows larger than the
+  // grid, boxes past its edge), multi-tile patches, and 21 frames.
+  const WindowCase forced[] = {{{1, 5, 7, 3, 4}, 1, 128},
+                               {{3, 40, 64, 7, 12}, 2, 128},
+                               {{2, 33, 50, 15, 26}, 1, 64},
+                               {{21, 8, 12, 2, 3}, 1, 64}};
+  for (WindowKernel k :
+       {WindowKernel::rows, WindowKernel::box4, WindowKernel::box8, WindowKernel::box16})
+    for (WindowCase c : forced) {
+      c.kernel = k;
+      cases.push_back(c);
+    }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, WindowAttention, ::testing::ValuesIn(window_cases()),
+                         [](const ::testing::TestParamInfo<WindowCase>& i) {
+                           const WindowCase& c = i.param;
+                           return std::string(name_of(c.kernel)) + "_T" + std::to_string(c.g.T) +
+                                  "_H" + std::to_string(c.g.H) + "_W" + std::to_string(c.g.W) +
+                                  "_dh" + std::to_string(c.g.dh) + "_dw" + std::to_string(c.g.dw) +
+                                  "_heads" + std::to_string(c.heads) + "_d" +
+                                  std::to_string(c.head_dim);
+                         });
 
 struct DenseCase {
   int64_t n_q, n_kv;
   int heads, head_dim;
-  DenseImpl impl;
+  DenseFeed feed;
 };
 
 class DenseAttention : public ::testing::TestWithParam<DenseCase> {};
@@ -144,23 +209,15 @@ TEST_P(DenseAttention, MatchesReference) {
   const size_t nkv = static_cast<size_t>(c.n_kv) * c.heads * c.head_dim;
   Inputs in(nq, nkv, rng);
   const float scale = 0.7f / std::sqrt(static_cast<float>(c.head_dim));
-  if (c.impl == DenseImpl::cudnn && !detail::cudnn_sdpa_available()) {
-    // A build without cuDNN must refuse an explicit cuDNN request, not fall back silently.
-    EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q,
-                                         c.n_kv, c.heads, c.head_dim, scale, nullptr, c.impl),
-                 Error);
-    return;
-  }
+  AttentionOptions options;
+  options.dense_feed = c.feed;
   dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q, c.n_kv, c.heads,
-                          c.head_dim, scale, nullptr, c.impl);
+                          c.head_dim, scale, nullptr, options);
   CUDA_OK(cudaDeviceSynchronize());
-  std::vector<float> ref(nq);
-  dense_attention_reference(in.q.data(), in.k.data(), in.v.data(), ref.data(), c.n_q, c.n_kv,
-                            c.heads, c.head_dim, scale);
-  expect_close(in.dout, ref);
+  expect_close(in.dout, reference(in, c.n_q, c.n_kv, c.heads, c.head_dim, scale, nullptr));
 }
 
-// Every shape through the own kernel and through cuDNN's SDPA.
+// Every shape through both dense kernels: fed by TMA (the engine's) and by cp.async.
 std::vector<DenseCase> dense_cases() {
   const DenseCase shapes[] = {{1, 1, 1, 64, {}},
                               {130, 512, 2, 128, {}},
@@ -168,9 +225,9 @@ std::vector<DenseCase> dense_cases() {
                               {257, 1000, 1, 128, {}},
                               {64, 64, 3, 128, {}}};
   std::vector<DenseCase> out;
-  for (DenseImpl impl : {DenseImpl::own, DenseImpl::cudnn})
+  for (DenseFeed feed : {DenseFeed::tma, DenseFeed::cp_async})
     for (DenseCase c : shapes) {
-      c.impl = impl;
+      c.feed = feed;
       out.push_back(c);
     }
   return out;
@@ -179,8 +236,8 @@ std::vector<DenseCase> dense_cases() {
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention, ::testing::ValuesIn(dense_cases()),
                          [](const ::testing::TestParamInfo<DenseCase>& i) {
                            const DenseCase& c = i.param;
-                           return std::string(c.impl == DenseImpl::own ? "own" : "cudnn") + "_q" +
-                                  std::to_string(c.n_q) + "_kv" + std::to_string(c.n_kv) +
+                           return std::string(c.feed == DenseFeed::tma ? "tma" : "cp_async") +
+                                  "_q" + std::to_string(c.n_q) + "_kv" + std::to_string(c.n_kv) +
                                   "_heads" + std::to_string(c.heads) + "_d" +
                                   std::to_string(c.head_dim);
                          });
@@ -207,42 +264,12 @@ TEST(AttentionErrors, RejectsBadArguments) {
   EXPECT_THROW(
       dense_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 4, 4, 1, 64, NAN, nullptr),
       Error);
-}
-
-// The plan's key rectangles cover exactly the union of the patch's boxes, and the core is seen
-// by every position of the patch (host-only: checks the tiling the kernel relies on).
-TEST(WindowPlan, RectanglesCoverEveryVisibleKeyOnce) {
-  const WindowGeometry geos[] = {{2, 9, 30, 2, 3}, {1, 5, 7, 3, 4}, {3, 68, 120, 15, 26}};
-  for (const WindowGeometry& g : geos) {
-    const WindowPlan plan = choose_plan(g);
-    for (int h0 = 0; h0 < g.H; h0 += plan.ph) {
-      for (int w0 = 0; w0 < g.W; w0 += plan.pw) {
-        const PatchKeys pk = patch_keys(g, plan.ph, plan.pw, h0, w0);
-        std::vector<int> cover(static_cast<size_t>(g.H * g.W), 0);
-        for (int i = 0; i < 5; ++i)
-          for (int r = pk.rect[i].r0; r < pk.rect[i].r1; ++r)
-            for (int c = pk.rect[i].c0; c < pk.rect[i].c1; ++c) cover[r * g.W + c] += 1;
-        for (int r = 0; r < g.H; ++r) {
-          for (int c = 0; c < g.W; ++c) {
-            bool seen = false, seen_by_all = true;
-            for (int h = h0; h < std::min(h0 + plan.ph, g.H); ++h) {
-              for (int w = w0; w < std::min(w0 + plan.pw, g.W); ++w) {
-                const bool s = window_visible(g, h * g.W + w, r * g.W + c);
-                seen = seen || s;
-                seen_by_all = seen_by_all && s;
-              }
-            }
-            ASSERT_EQ(cover[r * g.W + c], seen ? 1 : 0) << r << "," << c;
-            const KeyRect& core = pk.rect[0];
-            const bool in_core = r >= core.r0 && r < core.r1 && c >= core.c0 && c < core.c1;
-            if (in_core) {
-              ASSERT_TRUE(seen_by_all) << r << "," << c;
-            }
-          }
-        }
-      }
-    }
-  }
+  AttentionOptions bad_box;
+  bad_box.window_tiling = WindowTiling::box_tiles;
+  bad_box.box_width = 5;
+  EXPECT_THROW(window_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 1, 64, g, 0.1f, nullptr,
+                                        bad_box),
+               Error);
 }
 
 }  // namespace

@@ -569,12 +569,12 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
+namespace {
+bool g_profile = false;  // the profiling backend is installed
+}  // namespace
+
 bool op_profile_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("FREESWIM_PROFILE");
-    return v != nullptr && *v != '\0' && std::string(v) != "0";
-  }();
-  return on;
+  return g_profile;
 }
 
 CudaDeviceInfo cuda_device_info() {
@@ -591,11 +591,12 @@ CudaDeviceInfo cuda_device_info() {
   return {prop.name, cuda_capability_problem(prop.name, prop.major, prop.minor)};
 }
 
-void register_cuda_backend() {
+void register_cuda_backend(const CudaBackendOptions& options) {
   static CudaBackend instance;
   register_cuda_memory();
-  register_backend(Device::CUDA,
-                   op_profile_enabled() ? make_profiling_backend(&instance) : &instance);
+  set_memory_limit(options.memory_limit);
+  g_profile = options.profile;
+  register_backend(Device::CUDA, options.profile ? make_profiling_backend(&instance) : &instance);
 }
 
 }  // namespace freeswim::ops::cuda

@@ -1,7 +1,8 @@
 // The CUDA op backend (docs/cuda_backend.md). register_cuda_backend() installs its device
 // memory services and its Backend for Device::CUDA; it touches no GPU, so a program can call it
 // at start on a machine without one and still run on the CPU. The first CUDA allocation checks
-// for a device and throws freeswim::Error when there is none.
+// for a device and throws freeswim::Error when there is none. The backend reads no environment
+// variables: programs pass what they read (core/environment.h) as CudaBackendOptions.
 #pragma once
 
 #include <cstddef>
@@ -13,7 +14,11 @@ class Backend;
 
 namespace freeswim::ops::cuda {
 
-void register_cuda_backend();
+struct CudaBackendOptions {
+  size_t memory_limit = 0;  // bytes (set_memory_limit); 0: no cap
+  bool profile = false;     // time every op (op_profile_report)
+};
+void register_cuda_backend(const CudaBackendOptions& options = {});
 
 // Why a GPU of compute capability major.minor cannot run this build's kernels, or "" when it can.
 // The attention kernels use wgmma, TMA and setmaxnreg, which exist in the arch-specific sm_90a
@@ -38,22 +43,23 @@ MemoryStats memory_stats();
 void reset_peak_memory();
 // Returns every cached (unused) block to the driver.
 void release_cached_memory();
-// Caps the bytes this process reserves from the driver (0 = no cap, the default unless the
-// environment sets FREESWIM_GPU_MEMORY_LIMIT, in GiB). When a new block would pass the cap the
-// allocator first returns its cached blocks to the driver; a request that still does not fit
-// throws OutOfMemory. This is what a smaller card does to the allocator (where cudaMalloc fails
-// the same release happens), so a benchmark on a large GPU can show the peak a 24 GB card sees;
-// it also lets two processes share one GPU.
+// Caps the bytes this process reserves from the driver (0 = no cap, the default; the programs
+// set FREESWIM_GPU_MEMORY_LIMIT's value through CudaBackendOptions). When a new block would pass
+// the cap the allocator first returns its cached blocks to the driver; a request that still does
+// not fit throws OutOfMemory. This is what a smaller card does to the allocator (where cudaMalloc
+// fails the same release happens), so a benchmark on a large GPU can show the peak a 24 GB card
+// sees; it also lets two processes share one GPU.
 void set_memory_limit(size_t bytes);
 size_t memory_limit();
 
-// FREESWIM_PROFILE=1 (read by register_cuda_backend): every op runs between two CUDA events and
+// CudaBackendOptions::profile (FREESWIM_PROFILE=1 in the programs): every op runs between two
+// CUDA events and
 // its GPU time is summed per op (per weight shape for the matrix products). The report is a
 // markdown table, largest first; empty when profiling is off. profile.cpp says what it costs.
 bool op_profile_enabled();
 std::string op_profile_report();
 void reset_op_profile();
-// The profiling wrapper around `inner` (what FREESWIM_PROFILE installs; one per process).
+// The profiling wrapper around `inner` (what the profile option installs; one per process).
 Backend* make_profiling_backend(Backend* inner);
 
 }  // namespace freeswim::ops::cuda

@@ -7,18 +7,9 @@
 //
 // Heuristic answers are cached per shape, epilogue and pointer alignment: a DiT forward makes
 // hundreds of products of a handful of shapes, and a heuristic query costs tens of microseconds.
-//
-// The heuristic's first answer is not always fast: on an H200 (FREESWIM_PROFILE, 2026-12-02) the
-// FFN's up-projection (57120 x 8960 x 1536 per chunk, bias epilogue) ran at 323 TFLOP/s where the
-// 1536 x 1536 projections of the same rows ran at 631. With FREESWIM_GEMM_AUTOTUNE=1 the first
-// product of each new key times up to kCandidates of the heuristic's answers on its own operands
-// and keeps the fastest. Opt-in until it has been measured on the GPU machine: it was written
-// after the session's device time ran out (compiled, not run), so the default stays the
-// heuristic's first answer, which is what every number in docs/ was measured with. Only answers
-// without split-K and without a reduction scheme take part: they accumulate every output over K in
-// the same order, so which one wins (timing is noisy) does not change the result's bits, and a
-// resumed run matches. A product that accumulates into its output (beta = 1) is not timed (it would
-// add twice).
+// The heuristic's first answer is what runs. Timing its first eight answers per shape and keeping
+// the fastest was measured on an H200 and gained nothing (11.47 against 11.48 s per cache-every-2
+// step, docs/cuda_backend.md), so it was removed (tag attention-experiments-2026-12 has it).
 #include "ops/cuda/gemm.h"
 
 #include <cublasLt.h>
@@ -28,8 +19,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -139,27 +128,6 @@ AlgoCache& algo_cache() {
 std::atomic<int64_t> g_gelu_fused{0}, g_gelu_unfused{0}, g_acc_fused{0}, g_acc_refused{0},
     g_bias_fused{0}, g_bias_unfused{0};
 
-constexpr int kCandidates = 8;
-
-bool autotune_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("FREESWIM_GEMM_AUTOTUNE");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return on;
-}
-
-// True for an algorithm that sums over K in one pass per output (no split-K, no reduction).
-bool single_pass(const cublasLtMatmulAlgo_t& algo) {
-  uint32_t splitk = 1, reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
-  size_t written = 0;
-  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk,
-                                       sizeof(splitk), &written);
-  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &reduction,
-                                       sizeof(reduction), &written);
-  return splitk <= 1 && reduction == CUBLASLT_REDUCTION_SCHEME_NONE;
-}
-
 // One attempt; false when cuBLASLt offers no algorithm or refuses to run.
 bool run(const Product& p) {
   Lt& l = lt();
@@ -234,46 +202,12 @@ bool run(const Product& p) {
                                          &align_d, sizeof(align_d));
     cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                          &align_d, sizeof(align_d));
-    std::array<cublasLtMatmulHeuristicResult_t, kCandidates> results{};
-    const int want = autotune_enabled() && !p.accumulate ? kCandidates : 1;
+    cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, want,
-                                       results.data(), &found) != CUBLAS_STATUS_SUCCESS)
+    if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
+                                       &found) != CUBLAS_STATUS_SUCCESS)
       found = 0;
-    if (found > 0) algo = results[0].algo;
-    if (found > 1) {
-      // Time the single-pass answers on this product's own operands (y is overwritten by the
-      // product that follows); one warm-up run each, then one timed run.
-      cudaEvent_t e0 = nullptr, e1 = nullptr;
-      if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
-        const float one = 1.f, zero = 0.f;
-        const void* alpha = p.alpha ? static_cast<const void*>(p.alpha) : &one;
-        float best_ms = -1;
-        for (int i = 0; i < found; ++i) {
-          if (!single_pass(results[i].algo)) continue;
-          auto go = [&] {
-            return cublasLtMatmul(l.handle, d.op, alpha, p.w, d.a, p.x, d.b, &zero, p.y, d.c, p.y,
-                                  d.c, &results[i].algo, l.workspace, kWorkspaceBytes,
-                                  stream()) == CUBLAS_STATUS_SUCCESS;
-          };
-          if (!go()) continue;
-          cudaEventRecord(e0, stream());
-          const bool ok = go();
-          cudaEventRecord(e1, stream());
-          float ms = 0;
-          if (!ok || cudaEventSynchronize(e1) != cudaSuccess ||
-              cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
-            continue;
-          if (best_ms < 0 || ms < best_ms) {
-            best_ms = ms;
-            algo = results[i].algo;
-          }
-        }
-        cudaGetLastError();  // a refused candidate must not leave a sticky status behind
-      }
-      if (e0) cudaEventDestroy(e0);
-      if (e1) cudaEventDestroy(e1);
-    }
+    if (found > 0) algo = result.algo;
     AlgoCache& c = algo_cache();
     const std::lock_guard<std::mutex> lock(c.mutex);
     c.algos[key] = algo;

@@ -10,7 +10,6 @@
 // Also here: pinned host memory and the asynchronous copies of the cross-attention cache.
 #include <cuda_runtime_api.h>
 
-#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -43,7 +42,6 @@ double gib(size_t b) {
 struct Pool {
   std::mutex mu;
   bool checked = false;
-  bool limit_read = false;
   size_t limit = 0;                        // cap on reserved bytes (0 = none)
   std::unordered_map<void*, size_t> live;  // block -> bucket size
   BlockCache cached;                       // unused blocks
@@ -99,20 +97,6 @@ void ensure_device_locked(Pool& p) {
   p.checked = true;
 }
 
-// FREESWIM_GPU_MEMORY_LIMIT (GiB, e.g. 22.35) sets the cap once, unless set_memory_limit came
-// first.
-void read_limit_locked(Pool& p) {
-  if (p.limit_read) return;
-  p.limit_read = true;
-  const char* env = std::getenv("FREESWIM_GPU_MEMORY_LIMIT");
-  if (env == nullptr || *env == '\0') return;
-  char* end = nullptr;
-  const double g = std::strtod(env, &end);
-  if (end == env || *end != '\0' || !(g > 0) || g > 1e6)
-    fail("FREESWIM_GPU_MEMORY_LIMIT={}: expected a positive size in GiB, e.g. 22.35", env);
-  p.limit = static_cast<size_t>(g * 1024.0 * 1024.0 * 1024.0);
-}
-
 // The flags that would lower the peak, for the out-of-memory message: only flags the CLI has.
 std::string out_of_memory_advice() {
   const size_t cache = device_cache_bytes(Device::CUDA);
@@ -137,7 +121,6 @@ void* cuda_alloc(size_t bytes) {
   size_t size = bucket_of(bytes);
   void* ptr = p.cached.take_exact(size);
   if (ptr == nullptr) {
-    read_limit_locked(p);
     if (p.limit != 0 && p.stats.reserved + size > p.limit) {
       // Over the cap: a somewhat larger unused block first, else give unused blocks back
       // (largest first) until this one fits, as a full card would make us do (block_cache.h).
@@ -296,7 +279,6 @@ size_t cuda_free_bytes() {
   check_cuda(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
   // Blocks the allocator holds unused serve new requests (or go back to the driver on a miss).
   size_t avail = free_b + (p.stats.reserved - p.stats.in_use);
-  read_limit_locked(p);
   if (p.limit != 0) {
     const size_t under_cap = p.limit > p.stats.in_use ? p.limit - p.stats.in_use : 0;
     if (under_cap < avail) avail = under_cap;
@@ -336,14 +318,12 @@ void release_cached_memory() {
 void set_memory_limit(size_t bytes) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  p.limit_read = true;  // an explicit cap wins over the environment
   p.limit = bytes;
 }
 
 size_t memory_limit() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  read_limit_locked(p);
   return p.limit;
 }
 

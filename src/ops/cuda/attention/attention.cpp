@@ -1,26 +1,77 @@
-// Host entry points: argument checks, the window tiling plan, launch.
+// The one launcher: argument checks, the window plan, the tensor maps, and which shipped kernel
+// runs (kernels.cu).
 #include "ops/cuda/attention/attention.h"
 
 #include <cmath>
-#include <cstdlib>
+#include <cstdint>
 #include <limits>
-#include <string>
 
 #include "core/error.h"
-#include "ops/cuda/attention/cudnn_sdpa.h"
 #include "ops/cuda/attention/params.h"
 
 namespace freeswim::attention {
 namespace {
 
 using detail::Params;
+using detail::TensorMaps;
 
-void run(const Params& p, int head_dim, bool window, dim3 grid, cudaStream_t stream,
-         const char* who) {
-  FS_CHECK(detail::attention_kernel_variant() != nullptr,
-           "{}: FREESWIM_ATTENTION_KERNEL={} is not one of {}", who,
-           std::getenv("FREESWIM_ATTENTION_KERNEL"), detail::attention_kernel_variants());
-  const cudaError_t e = detail::launch_attention(p, head_dim, window, grid, stream);
+// cuTensorMapEncodeTiled through the runtime's driver entry point (no link to libcuda), or
+// nullptr when the driver has none.
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
+                                 const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
+                                 const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiled encode_tiled() {
+  static const EncodeTiled fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &status) != cudaSuccess ||
+        status != cudaDriverEntryPointSuccess)
+      return EncodeTiled{nullptr};
+    return reinterpret_cast<EncodeTiled>(f);
+  }();
+  return fn;
+}
+
+// A bf16 tensor map with the given dims (innermost first), byte strides of dims 1.., and box, in
+// the 128-byte swizzle the kernels read, zeros outside. False when the driver refuses (e.g. a
+// base not 16-byte aligned).
+template <int N>
+bool encode(CUtensorMap& map, const void* base, const cuuint64_t (&dims)[N],
+            const cuuint64_t (&strides)[N - 1], const cuuint32_t (&box)[N]) {
+  const EncodeTiled fn = encode_tiled();
+  if (fn == nullptr || (reinterpret_cast<uintptr_t>(base) & 15u) != 0) return false;
+  cuuint32_t unit[N];
+  for (cuuint32_t& u : unit) u = 1;
+  return fn(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, N, const_cast<void*>(base), dims, strides, box,
+            unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+constexpr cuuint64_t kElem = sizeof(__nv_bfloat16);
+
+// [tokens, heads, d] as the 3-D tensor (d, heads, tokens), boxes of 64 x 1 x box_tokens.
+bool encode_tokens(CUtensorMap& map, const void* base, int d, int heads, int64_t tokens,
+                   int box_tokens) {
+  const auto u = [](int64_t x) { return static_cast<cuuint64_t>(x); };
+  return encode<3>(map, base, {u(d), u(heads), u(tokens)}, {d * kElem, u(heads) * d * kElem},
+                   {64, 1, static_cast<cuuint32_t>(box_tokens)});
+}
+
+// [T, H, W, heads, d] as the 5-D tensor (d, heads, W, H, T), boxes of 64 x 1 x box_w x
+// kTileKeys / box_w x 1 (box tiles, window_plan.h).
+bool encode_grid(CUtensorMap& map, const void* base, int d, int heads, const WindowGeometry& g,
+                 int box_w) {
+  const auto u = [](int64_t x) { return static_cast<cuuint64_t>(x); };
+  const cuuint64_t token = u(heads) * d * kElem;
+  return encode<5>(
+      map, base, {u(d), u(heads), u(g.W), u(g.H), u(g.T)},
+      {d * kElem, token, token * u(g.W), token * u(g.W) * u(g.H)},
+      {64, 1, static_cast<cuuint32_t>(box_w), static_cast<cuuint32_t>(kTileKeys / box_w), 1});
+}
+
+void check_launch(cudaError_t e, const char* who) {
   FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
 }
 
@@ -42,75 +93,75 @@ Params common(const void* q, const void* k, const void* v, void* out, int heads,
   return p;
 }
 
-// FREESWIM_DENSE_ATTENTION (auto, cudnn or own) overrides `automatic`, so that a benchmark can
-// time whole forwards with either dense path.
-DenseImpl dense_choice(DenseImpl impl) {
-  static const DenseImpl forced = [] {
-    const char* v = std::getenv("FREESWIM_DENSE_ATTENTION");
-    const std::string s = v ? v : "";
-    if (s.empty() || s == "auto") return DenseImpl::automatic;
-    if (s == "cudnn") return DenseImpl::cudnn;
-    FS_CHECK(s == "own", "FREESWIM_DENSE_ATTENTION={} is not one of auto, cudnn, own", s);
-    return DenseImpl::own;
-  }();
-  return impl == DenseImpl::automatic ? forced : impl;
+dim3 grid_of(const WindowPlan& plan, int heads) {
+  return dim3(static_cast<unsigned>(plan.blocks()), static_cast<unsigned>(heads));
 }
 
 }  // namespace
 
-const char* attention_kernel_name() {
-  return detail::attention_kernel_variant();
-}
-
-int window_attention_tile_keys() {
-  return detail::attention_kernel_tile_keys();
-}
-
-WindowPlan window_attention_plan(const WindowGeometry& g) {
-  return detail::attention_kernel_window_plan(g);
+WindowPlan window_attention_plan(const WindowGeometry& g, const AttentionOptions& options) {
+  FS_CHECK(options.box_width == 0 || options.box_width == 4 || options.box_width == 8 ||
+               options.box_width == 16,
+           "window attention: box width {} (4, 8, 16 or 0)", options.box_width);
+  return choose_window_plan(g, options.window_tiling, options.box_width);
 }
 
 void window_attention_forward(const void* q, const void* k, const void* v, void* out, int heads,
                               int head_dim, const WindowGeometry& g, float scale,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, const AttentionOptions& options) {
   constexpr const char* who = "window attention";
   Params p = common(q, k, v, out, heads, head_dim, scale, who);
   FS_CHECK(g.T > 0 && g.H > 0 && g.W > 0, "{}: empty token grid {}x{}x{}", who, g.T, g.H, g.W);
   FS_CHECK(g.dh >= 0 && g.dw >= 0, "{}: negative half window {}x{}", who, g.dh, g.dw);
   FS_CHECK(g.tokens() < std::numeric_limits<int>::max(), "{}: {} tokens exceed 2^31", who,
            g.tokens());
-  // The warp-specialised kernels keep key positions in 16 bits (KeyPos16).
+  // Key positions are kept in 16 bits (tile_ring.cuh).
   FS_CHECK(g.H < 16384 && g.W < 16384, "{}: token grid {}x{} exceeds 16383 rows or columns", who,
            g.H, g.W);
   p.g = g;
-  p.plan = detail::attention_kernel_window_plan(g);
+  p.plan = window_attention_plan(g, options);
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
-  run(p, head_dim, true, dim3(static_cast<unsigned>(p.plan.blocks()), heads), stream, who);
+  if (p.plan.box_w > 0) {
+    TensorMaps maps{};
+    if (encode_tokens(maps.q, q, head_dim, heads, g.tokens(), 1) &&
+        encode_grid(maps.k, k, head_dim, heads, g, p.plan.box_w) &&
+        encode_grid(maps.v, v, head_dim, heads, g, p.plan.box_w)) {
+      check_launch(detail::launch_box_tiles(p, maps, head_dim, grid_of(p.plan, heads), stream),
+                   who);
+      return;
+    }
+    FS_CHECK(options.window_tiling == WindowTiling::automatic,
+             "{}: box tiles were asked for, but the tensor maps cannot be made", who);
+    p.plan = choose_row_plan(g);  // no tensor maps: the row-run kernel with its own plan
+  }
+  check_launch(detail::launch_row_runs(p, true, head_dim, grid_of(p.plan, heads), stream), who);
 }
 
 void dense_attention_forward(const void* q, const void* k, const void* v, void* out, int64_t n_q,
                              int64_t n_kv, int heads, int head_dim, float scale,
-                             cudaStream_t stream, DenseImpl impl) {
+                             cudaStream_t stream, const AttentionOptions& options) {
   constexpr const char* who = "dense attention";
   Params p = common(q, k, v, out, heads, head_dim, scale, who);
   FS_CHECK(n_q > 0 && n_kv > 0, "{}: n_q = {}, n_kv = {} must be positive", who, n_q, n_kv);
-  impl = dense_choice(impl);
-  if (impl == DenseImpl::automatic && detail::attention_kernel_dense_tma()) impl = DenseImpl::own;
-  if (impl != DenseImpl::own) {
-    std::string why;
-    if (detail::cudnn_sdpa_forward(q, k, v, out, n_q, n_kv, heads, head_dim, scale, stream, &why))
-      return;
-    FS_CHECK(impl == DenseImpl::automatic,
-             "{}: cuDNN SDPA cannot run n_q {}, n_kv {}, heads {}, head_dim {}: {}", who, n_q, n_kv,
-             heads, head_dim, why);
-  }
   FS_CHECK(
-      n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kBlockKWide,
+      n_q < std::numeric_limits<int>::max() && n_kv < std::numeric_limits<int>::max() - kTileKeys,
       "{}: n_q = {} or n_kv = {} exceeds 2^31", who, n_q, n_kv);
   p.n_q = static_cast<int>(n_q);
   p.n_kv = static_cast<int>(n_kv);
-  const auto blocks = static_cast<unsigned>((n_q + kBlockQ - 1) / kBlockQ);
-  run(p, head_dim, false, dim3(blocks, heads), stream, who);
+  const dim3 grid(static_cast<unsigned>((n_q + kBlockQ - 1) / kBlockQ),
+                  static_cast<unsigned>(heads));
+  if (options.dense_feed != DenseFeed::cp_async) {
+    TensorMaps maps{};
+    if (encode_tokens(maps.q, q, head_dim, heads, n_q, kBlockQ) &&
+        encode_tokens(maps.k, k, head_dim, heads, n_kv, kTileKeys) &&
+        encode_tokens(maps.v, v, head_dim, heads, n_kv, kTileKeys)) {
+      check_launch(detail::launch_dense_tma(p, maps, head_dim, grid, stream), who);
+      return;
+    }
+    FS_CHECK(options.dense_feed == DenseFeed::automatic,
+             "{}: TMA feed was asked for, but the tensor maps cannot be made", who);
+  }
+  check_launch(detail::launch_row_runs(p, false, head_dim, grid, stream), who);
 }
 
 }  // namespace freeswim::attention

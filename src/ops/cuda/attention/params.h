@@ -1,19 +1,16 @@
-// What the host passes to the attention kernel; plain data so that host C++ (which builds it)
-// and CUDA code (which reads it) share one definition.
+// What the host passes to the attention kernels, and the launch functions kernels.cu defines.
+// Plain data and C++ declarations only, so that host C++ (attention.cpp, which checks arguments,
+// plans and encodes the tensor maps) and CUDA code share one definition.
 #pragma once
 
+#include <cuda.h>  // CUtensorMap
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
-
-#include <string>
 
 #include "freeswim/window_geometry.h"
 #include "ops/cuda/attention/window_plan.h"
 
 namespace freeswim::attention::detail {
-
-inline constexpr int kWarps = kBlockQ / 16;
-inline constexpr int kThreads = kWarps * 32;
 
 struct Params {
   const __nv_bfloat16* q;
@@ -29,25 +26,24 @@ struct Params {
   WindowPlan plan;
 };
 
-// Enqueues the kernel for head_dim 64 or 128 (window or dense); returns the CUDA error, or
-// cudaErrorInvalidValue for another head_dim. Defined in kernels.cu.
-cudaError_t launch_attention(const Params& p, int head_dim, bool window, dim3 grid,
+// Tensor maps of the TMA-fed kernels (attention.cpp encodes them). Dense: Q, K and V as 3-D
+// tensors (head dim, heads, tokens), boxes of 64 head dims x 1 head x 128 tokens. Box tiles: Q as
+// the same 3-D tensor with 1-token boxes, K and V as 5-D tensors (head dim, heads, W, H, T), boxes
+// of 64 x 1 x box_w x 128 / box_w x 1. All in the 128-byte swizzle, zero outside the tensor.
+struct TensorMaps {
+  CUtensorMap q, k, v;
+};
+
+// The shipped kernels (kernels.cu), for head_dim 64 or 128; each returns the launch's error.
+// Window over box tiles of p.plan.box_w columns, fed by TMA.
+cudaError_t launch_box_tiles(const Params& p, const TensorMaps& maps, int head_dim, dim3 grid,
                              cudaStream_t stream);
-
-// Name of the kernel variant FREESWIM_ATTENTION_KERNEL selects (the default when unset), or
-// nullptr when the variable names none. Defined in kernels.cu.
-const char* attention_kernel_variant();
-// Every variant name, comma-separated (for error messages).
-std::string attention_kernel_variants();
-
-// Whether that variant's dense kernel is the TMA-fed one (tma_dense.cuh), which outruns cuDNN's
-// SDPA (docs/attention.md), so that `automatic` takes it.
-bool attention_kernel_dense_tma();
-
-// The window plan that variant's kernel runs (choose_plan with its tile keys, or box tiles).
-WindowPlan attention_kernel_window_plan(const WindowGeometry& g);
-
-// Keys per tile of that variant (the window plan pads each key rectangle to whole tiles of it).
-int attention_kernel_tile_keys();
+// Dense attention fed by TMA.
+cudaError_t launch_dense_tma(const Params& p, const TensorMaps& maps, int head_dim, dim3 grid,
+                             cudaStream_t stream);
+// Window over row runs (window = true; p.plan has box_w = 0) or dense attention, both with K/V
+// rows gathered by cp.async.
+cudaError_t launch_row_runs(const Params& p, bool window, int head_dim, dim3 grid,
+                            cudaStream_t stream);
 
 }  // namespace freeswim::attention::detail

@@ -1,11 +1,16 @@
-// How the window attention kernel tiles the inward window (docs/attention.md has the numbers).
+// How the window attention kernels tile FreeSwim's inward window. Shared by the host launcher, the
+// kernels, the benchmark and the tests, so that the counted work is the work the kernels do.
 //
-// A query tile is a small spatial patch (ph x pw positions) taken in every frame: all its
-// queries see keys from every frame, and the patch's positions see boxes that differ only by
-// small shifts, so the tile's keys are one dense union box per frame. The union is split into
-// a core rectangle seen by every position of the patch (no mask needed) and up to four fringe
-// bands (masked). Shared by the host launcher, the kernel, the benchmark and the tests so that
-// the counted work is the work the kernel does.
+// A block answers a small spatial patch (ph x pw positions) in every frame: all its queries see
+// keys of every frame, and the patch's positions see boxes that differ only by small shifts, so
+// the block's keys are one dense union box per frame. Two ways to cut that union into tiles of
+// kTileKeys keys, each with its own kernel:
+//   - row runs: the union split into a core rectangle seen by every position of the patch (no
+//     mask) and up to four fringe bands (masked); each rectangle read in runs of 128 keys in
+//     (frame, row, column) order, gathered row by row by cp.async;
+//   - box tiles: the union covered by boxes of box_w columns x 128 / box_w rows of one frame, each
+//     one TMA copy; more masked pairs, but no gather.
+// choose_window_plan() picks between them.
 #pragma once
 
 #include <cstdint>
@@ -15,93 +20,14 @@
 
 namespace freeswim::attention {
 
-inline constexpr int kBlockQ = 128;      // queries per thread block (8 warps x 16 rows)
-inline constexpr int kBlockK = 64;       // keys per tile of the 64-key kernels
-inline constexpr int kBlockKWide = 128;  // keys per tile of the wide (m64n128 S) kernels
+inline constexpr int kBlockQ = 128;    // queries per block (2 consumer warpgroups x 64 rows)
+inline constexpr int kTileKeys = 128;  // keys per K/V tile (S of a warpgroup is m64n128)
 
 // One rectangle of key positions [r0, r1) x [c0, c1), taken in all T frames.
 struct KeyRect {
   int r0 = 0, r1 = 0, c0 = 0, c1 = 0;
   FS_HOST_DEVICE int64_t keys(int T) const { return int64_t{T} * (r1 - r0) * (c1 - c0); }
 };
-
-// A tile of `nk` keys starting at key `k0` of a key rectangle `cols` columns wide, as row
-// segments of consecutive tokens (the window kernel fed by TMA copies each segment as boxes):
-// segment 0 runs from k0 to the end of its rectangle row (or of the tile), the others are whole
-// rows, the last one possibly cut by the tile's end. Rows of the rectangle are counted over frames
-// (rect_row = t * rows + r).
-struct TileSegments {
-  int cols, nk, rr0, coff0, len0, count;
-  FS_HOST_DEVICE TileSegments(int k0, int nk_, int cols_) : cols(cols_), nk(nk_) {
-    rr0 = k0 / cols;
-    coff0 = k0 - rr0 * cols;
-    len0 = cols - coff0 < nk ? cols - coff0 : nk;
-    count = 1 + (nk - len0 + cols - 1) / cols;
-  }
-  FS_HOST_DEVICE int row(int i) const {
-    return i == 0 ? 0 : len0 + (i - 1) * cols;
-  }  // first tile row
-  FS_HOST_DEVICE int len(int i) const {
-    return i == 0 ? len0 : (cols < nk - row(i) ? cols : nk - row(i));
-  }
-  FS_HOST_DEVICE int first_col(int i) const {
-    return i == 0 ? coff0 : 0;
-  }  // inside the rectangle row
-  FS_HOST_DEVICE int rect_row(int i) const { return rr0 + i; }
-};
-
-// A key position inside a rectangle (T frames x rows x cols, in that order) moved kStep keys at a
-// time by adds only: the quotient and remainder of kStep by the width are taken once per
-// rectangle, and a step crosses at most kStep / rows + 1 frame boundaries. (The window producer
-// of ws_kernel.cuh's pairs variant; positions past the last key are not meaningful, idx says so.)
-template <int kStep>
-struct KeyStepper {
-  int idx = 0, n_keys = 0, t = 0, kr = 0, kc = 0;
-  int r0 = 0, r1 = 0, c0 = 0, c1 = 0, cols = 1, rows = 1, dq = 0, dr = 0;
-
-  FS_HOST_DEVICE void start_rect(const WindowGeometry& g, const KeyRect& R, int first) {
-    r0 = R.r0;
-    r1 = R.r1;
-    c0 = R.c0;
-    c1 = R.c1;
-    cols = c1 - c0;
-    rows = r1 - r0;
-    n_keys = static_cast<int>(R.keys(g.T));
-    idx = first;
-    const int rr = first / cols;  // row counted over frames
-    kc = c0 + (first - rr * cols);
-    t = rr / rows;
-    kr = r0 + (rr - t * rows);
-    dq = kStep / cols;
-    dr = kStep - dq * cols;
-  }
-  FS_HOST_DEVICE int token(const WindowGeometry& g) const { return (t * g.H + kr) * g.W + kc; }
-  FS_HOST_DEVICE void step() {
-    idx += kStep;
-    kc += dr;
-    kr += dq;
-    if (kc >= c1) {
-      kc -= cols;
-      ++kr;
-    }
-    while (kr >= r1) {
-      kr -= rows;
-      ++t;
-    }
-  }
-};
-
-// Boxes of 2^level keys (level < levels) that cover a segment of len keys (1 <= len <=
-// 2^levels): one box when len is a power of two, else two of 2^floor(log2 len) overlapping in the
-// middle, at offsets 0 and len - 2^level.
-FS_HOST_DEVICE inline int segment_box_level(int len, int levels) {
-  int b = 0;
-  while (b + 1 < levels && (2 << b) <= len) ++b;
-  return b;
-}
-FS_HOST_DEVICE inline int segment_boxes(int len, int levels) {
-  return len == (1 << segment_box_level(len, levels)) ? 1 : 2;
-}
 
 // The five key rectangles of one patch: [0] the core, [1..4] the fringe bands.
 struct PatchKeys {
@@ -112,8 +38,8 @@ struct WindowPlan {
   int ph = 1, pw = 1;  // patch size in rows and columns
   int patches_h = 1, patches_w = 1;
   int chunks = 1;  // query blocks per patch: ceil(T * ph * pw / kBlockQ)
-  // 0: the key rectangles above in runs of tile_keys keys; > 0: box tiles (below) of box_w
-  // columns x kBlockKWide / box_w rows.
+  // 0: row runs over the key rectangles of patch_keys(); > 0: box tiles (below) of box_w
+  // columns x kTileKeys / box_w rows.
   int box_w = 0;
   int64_t blocks() const { return int64_t{patches_h} * patches_w * chunks; }
 };
@@ -139,19 +65,17 @@ FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int 
   return p;
 }
 
-// Key tiles of `tile_keys` keys a patch costs: each rectangle is padded to whole tiles on its
-// own.
-FS_HOST_DEVICE inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p,
-                                              int tile_keys = kBlockK) {
+// Row-run tiles a patch costs: each rectangle is padded to whole tiles on its own.
+inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p) {
   int64_t tiles = 0;
-  for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + tile_keys - 1) / tile_keys;
+  for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + kTileKeys - 1) / kTileKeys;
   return tiles;
 }
 
-// ---- Box tiles (the window kernel of box_window.cuh) ----
+// ---- Box tiles ----
 //
 // A box tile is one box of a 5-D tensor map over (head dim, heads, W, H, T): box_w consecutive
-// columns x box_h = kBlockKWide / box_w consecutive rows of one frame, the tile's keys ordered
+// columns x box_h = kTileKeys / box_w consecutive rows of one frame, the tile's keys ordered
 // column fastest (key k: box row k / box_w, box column k % box_w). The union of the patch's
 // boxes (every key one of its queries sees, the same in each frame) is covered by nrb x ncb such
 // boxes from its top-left corner, in each frame; boxes reaching past the union hold keys no query
@@ -168,7 +92,7 @@ struct BoxGrid {
 FS_HOST_DEVICE inline BoxGrid box_grid(const WindowGeometry& g, int ph, int pw, int h0, int w0,
                                        int box_w) {
   const PatchKeys pk = patch_keys(g, ph, pw, h0, w0);
-  const int box_h = kBlockKWide / box_w;
+  const int box_h = kTileKeys / box_w;
   BoxGrid b;
   b.r0 = pk.rect[1].r0;  // the union: rows rect[1].r0 .. rect[2].r1, columns rect[1].c0 .. c1
   b.c0 = pk.rect[1].c0;
@@ -187,7 +111,7 @@ struct BoxRowMask {
   int lo = 0, clo = 0;
   bool fast = false, mask_first = false, mask_last = false;
   FS_HOST_DEVICE BoxRowMask(int lo_, int clo_, int eh, int ew, int box_w) : lo(lo_), clo(clo_) {
-    const int box_h = kBlockKWide / box_w;
+    const int box_h = kTileKeys / box_w;
     fast = lo <= 1 && lo + eh >= box_h - 1 && clo <= 0 && clo + ew >= box_w;
     mask_first = lo > 0;
     mask_last = lo + eh < box_h;
@@ -212,7 +136,7 @@ FS_HOST_DEVICE constexpr bool box_first_row(int n, int x) {
 }
 template <int kBoxW>
 FS_HOST_DEVICE constexpr bool box_last_row(int n, int x) {
-  constexpr int kN = kBlockKWide / 8;
+  constexpr int kN = kTileKeys / 8;
   if constexpr (kBoxW >= 8) {
     return n >= kN - kBoxW / 8;
   } else {
@@ -234,7 +158,7 @@ FS_HOST_DEVICE inline uint32_t range_bits(int lo, int hi, int n) {
 // kernel's unrolled loops (two bit tests and a select per element, few live registers).
 template <int kBoxW>
 struct BoxBits {
-  static constexpr int kBoxH = kBlockKWide / kBoxW;
+  static constexpr int kBoxH = kTileKeys / kBoxW;
   uint32_t rows = 0, cols = 0;
   FS_HOST_DEVICE BoxBits(const BoxRowMask& m, int eh, int ew, int c4) {
     // key 8 n + 2 c4 + e: kBoxW >= 8: row 8 n / kBoxW, column 8 n % kBoxW + 2 c4 + e; kBoxW = 4:
@@ -250,7 +174,7 @@ struct BoxBits {
     return ((rows >> row_bit(n)) & (cols >> col_bit(n, e)) & 1u) != 0u;
   }
 };
-static_assert(kBlockKWide / 4 <= 32, "box rows fit a 32-bit mask");
+static_assert(kTileKeys / 4 <= 32, "box rows fit a 32-bit mask");
 
 // Box tiles of an interior patch (border patches have the same union or a smaller one).
 inline int64_t box_cost(const WindowGeometry& g, const WindowPlan& plan) {
@@ -268,25 +192,22 @@ inline WindowPlan make_plan(const WindowGeometry& g, int ph, int pw) {
   return plan;
 }
 
-// Query-key pairs the kernel computes for one head under this plan (exact, all patches;
-// tile_keys is kBlockKWide for box tiles).
-inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan,
-                              int tile_keys = kBlockK) {
+// Query-key pairs the kernel computes for one head under this plan (exact, all patches).
+inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan) {
   int64_t tiles = 0;
   for (int bh = 0; bh < plan.patches_h; ++bh)
     for (int bw = 0; bw < plan.patches_w; ++bw)
       tiles +=
           plan.box_w > 0
               ? box_grid(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw, plan.box_w).tiles(g.T)
-              : patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw),
-                                tile_keys);
-  return tiles * plan.chunks * int64_t{kBlockQ} * (plan.box_w > 0 ? kBlockKWide : tile_keys);
+              : patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw));
+  return tiles * plan.chunks * int64_t{kBlockQ} * kTileKeys;
 }
 
-// Picks the patch with the least computed work, estimated from an interior patch (border
-// patches have the same union size or a smaller one). Patches larger than the box would leave
-// no core, so they are not considered.
-inline WindowPlan choose_plan(const WindowGeometry& g, int tile_keys = kBlockK) {
+// The row-run plan with the least computed work, estimated from an interior patch (border patches
+// have the same union size or a smaller one). Patches larger than the window would leave no core,
+// so they are not considered.
+inline WindowPlan choose_row_plan(const WindowGeometry& g) {
   const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
   WindowPlan best = make_plan(g, 1, 1);
   double best_cost = -1;
@@ -294,8 +215,7 @@ inline WindowPlan choose_plan(const WindowGeometry& g, int tile_keys = kBlockK) 
     for (int pw = 1; pw <= ew && pw <= 16; ++pw) {
       const WindowPlan plan = make_plan(g, ph, pw);
       const int hm = (g.H - ph) / 2, wm = (g.W - pw) / 2;  // a patch in the middle
-      const double tiles =
-          static_cast<double>(patch_key_tiles(g, patch_keys(g, ph, pw, hm, wm), tile_keys));
+      const double tiles = static_cast<double>(patch_key_tiles(g, patch_keys(g, ph, pw, hm, wm)));
       const double cost = tiles * static_cast<double>(plan.blocks());
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
@@ -306,12 +226,14 @@ inline WindowPlan choose_plan(const WindowGeometry& g, int tile_keys = kBlockK) 
   return best;
 }
 
-// The box-tile plan with the fewest tiles (every box width built, every patch as above).
-inline WindowPlan choose_box_plan(const WindowGeometry& g) {
+// The box-tile plan with the fewest tiles over every patch and the given box width (0: every
+// width the kernels are built for).
+inline WindowPlan choose_box_plan(const WindowGeometry& g, int box_width = 0) {
   WindowPlan best;
   int64_t best_cost = -1;
   const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
   for (const int bw : kBoxWidths) {
+    if (box_width != 0 && bw != box_width) continue;
     for (int ph = 1; ph <= eh && ph <= 16; ++ph) {
       for (int pw = 1; pw <= ew && pw <= 16; ++pw) {
         WindowPlan plan = make_plan(g, ph, pw);
@@ -327,20 +249,29 @@ inline WindowPlan choose_box_plan(const WindowGeometry& g) {
   return best;
 }
 
-// How many more tiles box tiles may cost than 128-key runs and still be taken: a box tile is
-// one tensor-map copy per 64 head dims of K and of V (the TMA kernel's rate) where a run is a
-// gather of ~128 row copies by the cp.async producer (docs/attention.md).
+// How many more pairs box tiles may compute than row runs and still be taken: a box tile is one
+// tensor-map copy per 64 head dims of K and of V, where a row run is a gather of ~128 row copies
+// by a warpgroup of cp.async threads (measured: 580 against 494 useful TFLOP/s at 1.3B-1080p with
+// 0.903 against 0.942 density; docs/attention.md).
 inline constexpr double kBoxTileAllowance = 1.12;
 
-// The box plan when its tiles are within kBoxTileAllowance of the 128-key plan's, else the
-// latter (box_w = 0).
-inline WindowPlan choose_window_plan(const WindowGeometry& g, bool box_tiles, bool box_always) {
-  const WindowPlan runs = choose_plan(g, kBlockKWide);
-  if (!box_tiles) return runs;
-  const WindowPlan box = choose_box_plan(g);
-  const double box_tiles_n = static_cast<double>(computed_pairs(g, box, kBlockKWide));
-  const double run_tiles_n = static_cast<double>(computed_pairs(g, runs, kBlockKWide));
-  return box_always || box_tiles_n <= kBoxTileAllowance * run_tiles_n ? box : runs;
+// Which tiling the window kernels run. automatic: box tiles when they compute at most
+// kBoxTileAllowance times the pairs of row runs (every FreeSwim shape measured so far), else row
+// runs. The others force one (tests and benchmarks).
+enum class WindowTiling { automatic, box_tiles, row_runs };
+
+// The plan the window attention runs. box_width (4, 8 or 16) restricts box tiles to one width,
+// 0 lets the plan choose.
+inline WindowPlan choose_window_plan(const WindowGeometry& g,
+                                     WindowTiling tiling = WindowTiling::automatic,
+                                     int box_width = 0) {
+  if (tiling == WindowTiling::row_runs) return choose_row_plan(g);
+  const WindowPlan box = choose_box_plan(g, box_width);
+  if (tiling == WindowTiling::box_tiles) return box;
+  const WindowPlan runs = choose_row_plan(g);
+  const double box_pairs = static_cast<double>(computed_pairs(g, box));
+  const double run_pairs = static_cast<double>(computed_pairs(g, runs));
+  return box_pairs <= kBoxTileAllowance * run_pairs ? box : runs;
 }
 
 }  // namespace freeswim::attention

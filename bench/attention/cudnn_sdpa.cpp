@@ -13,7 +13,7 @@
 // cuDNN >= 9.13.1. Seen on the H100 machine (cuDNN 9.x of its image): the composite graph is
 // rejected in the engine's graph tagging ("Dropout set of ops not configured correctly"), and the
 // SDPA_FWD operation is what runs (measured 559-578 TFLOP/s, the same as PyTorch's cuDNN SDPA).
-#include "ops/cuda/attention/cudnn_sdpa.h"
+#include "cudnn_sdpa.h"
 
 #include <map>
 #include <memory>
@@ -27,7 +27,7 @@
 #include <cudnn.h>
 #endif
 
-namespace freeswim::attention::detail {
+namespace freeswim::bench {
 
 #if !defined(FREESWIM_HAVE_CUDNN)
 
@@ -410,4 +410,4 @@ bool cudnn_sdpa_forward(const void* q, const void* k, const void* v, void* out, 
 
 #endif
 
-}  // namespace freeswim::attention::detail
+}  // namespace freeswim::bench

@@ -1,6 +1,7 @@
 // Dense attention through cuDNN's fused scaled-dot-product-attention engine, built with the cuDNN
-// 9 backend (graph) API. Compiled in when the build found cuDNN (FREESWIM_HAVE_CUDNN); otherwise
-// cudnn_sdpa_available() is false and dense attention runs the own kernel.
+// 9 backend (graph) API: the baseline bench_attention times the own dense kernel against (the
+// engine does not use it: the own kernel is faster, docs/attention.md). Compiled in when the build
+// found cuDNN (FREESWIM_HAVE_CUDNN); otherwise cudnn_sdpa_available() is false.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -8,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-namespace freeswim::attention::detail {
+namespace freeswim::bench {
 
 bool cudnn_sdpa_available();
 
@@ -21,4 +22,4 @@ bool cudnn_sdpa_forward(const void* q, const void* k, const void* v, void* out, 
                         int64_t n_kv, int heads, int head_dim, float scale, cudaStream_t stream,
                         std::string* why);
 
-}  // namespace freeswim::attention::detail
+}  // namespace freeswim::bench
