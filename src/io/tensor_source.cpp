@@ -95,6 +95,7 @@ TensorSource TensorSource::open(const std::string& path) {
   if (!ends_with(target, ".json")) {
     src.files_.push_back(SafetensorsFile::open(target));
     for (const TensorInfo& t : src.files_[0]->tensors()) src.index_.emplace(t.name, 0);
+    src.resolve_fp8();
     return src;
   }
 
@@ -127,29 +128,59 @@ TensorSource TensorSource::open(const std::string& path) {
                it == weight_map.end() ? "does not list" : "assigns to '" + it->second + "'");
     }
   }
+  src.resolve_fp8();
   return src;
+}
+
+void TensorSource::resolve_fp8() {
+  std::map<std::string, const TensorInfo*, std::less<>> infos;
+  std::vector<std::pair<std::string, std::string>> quant_metadata;
+  for (const auto& file : files_) {
+    for (const TensorInfo& t : file->tensors()) infos.emplace(t.name, &t);
+    auto q = file->metadata().find("_quantization_metadata");
+    if (q != file->metadata().end()) quant_metadata.emplace_back(file->path(), q->second);
+  }
+  fp8_ = resolve_fp8_scales(path_, infos, quant_metadata, [&](const std::string& name) {
+    return files_[index_.find(name)->second]->tensor(name);
+  });
 }
 
 std::vector<std::string> TensorSource::names() const {
   std::vector<std::string> out;
   out.reserve(index_.size());
-  for (const auto& [name, k] : index_) out.push_back(name);
+  for (const auto& [name, k] : index_)
+    if (fp8_.auxiliary.count(name) == 0) out.push_back(name);
   return out;
 }
 
 bool TensorSource::contains(std::string_view name) const {
-  return index_.find(name) != index_.end();
+  return index_.find(name) != index_.end() && fp8_.auxiliary.find(name) == fp8_.auxiliary.end();
 }
 
 const TensorInfo* TensorSource::find(std::string_view name) const {
-  auto it = index_.find(name);
-  return it == index_.end() ? nullptr : files_[it->second]->find(name);
+  if (!contains(name)) return nullptr;
+  return files_[index_.find(name)->second]->find(name);
 }
 
 Tensor TensorSource::tensor(std::string_view name) const {
-  auto it = index_.find(name);
-  FS_CHECK(it != index_.end(), "{}: no tensor named '{}'", path_, name);
-  return files_[it->second]->tensor(name);
+  FS_CHECK(contains(name), "{}: no tensor named '{}'", path_, name);
+  const Tensor t = files_[index_.find(name)->second]->tensor(name);
+  if (t.dtype() != DType::F8_E4M3 && t.dtype() != DType::F8_E5M2) return t;
+  auto scale = fp8_.scale_of.find(name);
+  return dequantize_fp8(t, scale == fp8_.scale_of.end() ? 1.f : scale->second.value);
+}
+
+std::string TensorSource::storage_summary() const {
+  std::map<std::string, int> counts;
+  for (const auto& [name, k] : index_)
+    if (fp8_.auxiliary.count(name) == 0)
+      ++counts[std::string(dtype_name(files_[k]->find(name)->dtype))];
+  std::vector<std::string> parts;
+  for (const auto& [dtype, n] : counts) parts.push_back(fmt::format("{} x {}", dtype, n));
+  std::string s = fmt::format("safetensors ({})", fmt::join(parts, ", "));
+  if (!fp8_.scheme.empty())
+    s += fmt::format("; {} scales on {} fp8 weights", fp8_.scheme, fp8_.scale_of.size());
+  return s;
 }
 
 const std::string& TensorSource::file_of(std::string_view name) const {
