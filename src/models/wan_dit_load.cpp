@@ -211,9 +211,27 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, con
 }
 
 namespace {
+
+// Shapes equal once leading 1s are dropped: GGUF writers drop the leading 1 of the modulation
+// tables ([1, 6, dim] stored as [6, dim]); the bytes are the same.
+bool same_but_leading_ones(const Shape& a, const Shape& b) {
+  auto strip = [](const Shape& s) {
+    size_t i = 0;
+    while (i < s.size() && s[i] == 1) ++i;
+    return Shape(s.begin() + static_cast<std::ptrdiff_t>(i), s.end());
+  };
+  return strip(a) == strip(b);
+}
+
 std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, const WanDitConfig& c,
                                      bool offload) {
   const io::TensorSource src = io::TensorSource::open(path);
+  if (const io::GgufFile* g = src.gguf()) {
+    const std::string arch = g->string_value("general.architecture");
+    FS_CHECK(arch.empty() || arch == "wan",
+             "{}: a GGUF file of architecture '{}', not a Wan DiT (general.architecture 'wan')",
+             path, arch);
+  }
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
 
   auto get = [&](const std::string& name, const Shape& expected) -> Tensor {
@@ -221,6 +239,8 @@ std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, con
     FS_CHECK(src.contains(stored), "{}: missing tensor '{}' ({}; model {})", path, stored,
              naming.describe(), c.describe());
     Tensor t = src.tensor(stored);
+    if (t.shape() != expected && same_but_leading_ones(t.shape(), expected))
+      t = t.reshape(expected);
     FS_CHECK(t.shape() == expected, "{}: tensor '{}' has shape {}, expected {} for a model of {}",
              src.file_of(stored), stored, shape_str(t.shape()), shape_str(expected), c.describe());
     FS_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16,
