@@ -100,7 +100,8 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
   if (need_vae) need(l.vae, "--vae", "VAE");
   if (need_text) {
     need(l.t5, "--t5", "UMT5 text encoder");
-    need(l.tokenizer, "--tokenizer", "tokenizer (spiece.model)");
+    // The tokenizer may be inside the encoder file (ComfyUI's UMT5, GGUF): load_models looks.
+    if (!l.tokenizer.empty()) need(l.tokenizer, "--tokenizer", "tokenizer (spiece.model)");
   }
   return l;
 }
@@ -118,6 +119,19 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
     fell_back(e.what());
   }
   return load(true);
+}
+
+text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layout) {
+  // An explicit --tokenizer wins; then the one inside an encoder file given with --t5 (it belongs
+  // to that encoder); then the model folder's.
+  if (!paths.tokenizer.empty()) return text::Tokenizer::load(paths.tokenizer);
+  if (std::optional<text::Tokenizer> inside = text::Tokenizer::embedded_in(layout.t5))
+    return std::move(*inside);
+  FS_CHECK(!layout.tokenizer.empty(),
+           "no tokenizer found: '{}' holds none (ComfyUI's UMT5 files and GGUF encoders carry "
+           "theirs); give --tokenizer spiece.model",
+           layout.t5);
+  return text::Tokenizer::load(layout.tokenizer);
 }
 
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload) {
@@ -148,7 +162,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
   m.vae = models::WanVae::load(m.layout.vae, device);
   if (need_text) {
     m.t5 = text::Umt5Encoder::load(m.layout.t5, device);
-    m.tokenizer = text::Tokenizer::load(m.layout.tokenizer);
+    m.tokenizer = load_tokenizer(paths, m.layout);
     FS_CHECK(m.t5->config().d_model == m.dit->config().text_dim,
              "the text encoder's width {} does not match the DiT's text_dim {} (--t5 {}, --dit {})",
              m.t5->config().d_model, m.dit->config().text_dim, m.layout.t5, m.layout.dit);

@@ -83,6 +83,11 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
     Offload mode, const std::function<std::unique_ptr<models::WanDit>(bool offload)>& load,
     const std::function<void(const std::string& why)>& fell_back);
 
+// The tokenizer: --tokenizer if given, else the one inside the --t5 file (ComfyUI's UMT5 with
+// its `spiece_model` tensor, a GGUF encoder's tokenizer.ggml.*), else the model folder's; throws
+// naming the encoder file when there is none.
+text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layout);
+
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text = true,
                          Offload offload = Offload::automatic);
 
