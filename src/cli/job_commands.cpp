@@ -231,6 +231,7 @@ int run_job(const JobFlags& f, bool generate) {
                                                    : pipeline::Offload::automatic;
   pipeline::LoadedModels m = pipeline::load_models(f.models, device, true, offload);
   if (!m.offload_note.empty()) std::fprintf(stderr, "freeswim: %s\n", m.offload_note.c_str());
+  if (!m.dit_note.empty()) std::fprintf(stderr, "freeswim: note: %s\n", m.dit_note.c_str());
   if (m.dit->offloaded())
     std::fprintf(stderr,
                  "freeswim: %.2f GiB of DiT block weights in pinned host memory, two blocks at a "

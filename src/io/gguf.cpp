@@ -20,10 +20,10 @@ namespace freeswim::io {
 namespace {
 
 constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-constexpr uint64_t kMaxKeyBytes = 65535;     // the specification's limit for keys
-constexpr uint64_t kMaxNameBytes = 1024;     // tensor names (ggml: 64; ComfyUI-GGUF: 127)
-constexpr uint32_t kMaxDims = 8;             // ggml: 4; ComfyUI-GGUF writes 5-d conv weights
-constexpr int kMaxArrayDepth = 3;            // arrays of arrays of arrays
+constexpr uint64_t kMaxKeyBytes = 65535;  // the specification's limit for keys
+constexpr uint64_t kMaxNameBytes = 1024;  // tensor names (ggml: 64; ComfyUI-GGUF: 127)
+constexpr uint32_t kMaxDims = 8;          // ggml: 4; ComfyUI-GGUF writes 5-d conv weights
+constexpr int kMaxArrayDepth = 3;         // arrays of arrays of arrays
 constexpr uint64_t kMaxAlignment = 1u << 30;
 constexpr std::string_view kOrigShapePrefix = "comfy.gguf.orig_shape.";
 
@@ -116,8 +116,8 @@ GgufValue read_value(Reader& r, const std::string& label, GgufValueType type,
   }
   if (type != GgufValueType::ARRAY) {
     v.bits = r.uint(scalar_size(type), what);
-    FS_CHECK(type != GgufValueType::BOOL || v.bits <= 1, "{}: key '{}': boolean byte {} is not 0 or 1",
-             label, key, v.bits);
+    FS_CHECK(type != GgufValueType::BOOL || v.bits <= 1,
+             "{}: key '{}': boolean byte {} is not 0 or 1", label, key, v.bits);
     return v;
   }
   const uint32_t elem = r.u32(what);
@@ -202,9 +202,9 @@ std::optional<double> number_of(uint64_t bits, GgufValueType t) {
 }  // namespace
 
 std::string gguf_value_type_name(GgufValueType t) {
-  static const char* const names[] = {"UINT8",   "INT8",  "UINT16", "INT16", "UINT32",
-                                      "INT32",   "FLOAT32", "BOOL", "STRING", "ARRAY",
-                                      "UINT64",  "INT64", "FLOAT64"};
+  static const char* const names[] = {"UINT8",  "INT8",    "UINT16", "INT16",  "UINT32",
+                                      "INT32",  "FLOAT32", "BOOL",   "STRING", "ARRAY",
+                                      "UINT64", "INT64",   "FLOAT64"};
   const auto i = static_cast<uint32_t>(t);
   return i < std::size(names) ? names[i] : fmt::format("type {}", i);
 }
@@ -349,8 +349,8 @@ void GgufFile::load(const uint8_t* bytes, size_t size) {
       FS_CHECK(dim <= kInt64Max && !__builtin_mul_overflow(numel, dim, &numel) &&
                    (dim == 0 || !__builtin_mul_overflow(nonzero, dim, &nonzero)) &&
                    nonzero <= kInt64Max,
-               "{}: tensor '{}': dimensions overflow the element count (dimension {} is {})",
-               path_, t.name, d, dim);
+               "{}: tensor '{}': dimensions overflow the element count (dimension {} is {})", path_,
+               t.name, d, dim);
       t.dims.push_back(dim);
     }
     t.type_id = r.u32(what);
@@ -368,9 +368,11 @@ void GgufFile::load(const uint8_t* bytes, size_t size) {
              "{}: tensor '{}' overflows the byte count", path_, t.name);
     t.nbytes = static_cast<size_t>(nbytes);
     t.offset = r.u64(what);
-    FS_CHECK(t.offset % alignment_ == 0, "{}: tensor '{}' starts at {}, not a multiple of the alignment {}",
-             path_, t.name, t.offset, alignment_);
-    for (auto d = t.dims.rbegin(); d != t.dims.rend(); ++d) t.shape.push_back(static_cast<int64_t>(*d));
+    FS_CHECK(t.offset % alignment_ == 0,
+             "{}: tensor '{}' starts at {}, not a multiple of the alignment {}", path_, t.name,
+             t.offset, alignment_);
+    for (auto d = t.dims.rbegin(); d != t.dims.rend(); ++d)
+      t.shape.push_back(static_cast<int64_t>(*d));
     tensors_.push_back(std::move(t));
   }
 
@@ -405,8 +407,9 @@ void GgufFile::load(const uint8_t* bytes, size_t size) {
   for (const auto& [key, v] : metadata_) {
     if (key.compare(0, kOrigShapePrefix.size(), kOrigShapePrefix) != 0) continue;
     const std::string name = key.substr(kOrigShapePrefix.size());
-    auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
-                               [](const GgufTensorInfo& t, const std::string& n) { return t.name < n; });
+    auto it =
+        std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                         [](const GgufTensorInfo& t, const std::string& n) { return t.name < n; });
     FS_CHECK(it != tensors_.end() && it->name == name,
              "{}: key '{}' gives the shape of tensor '{}', which the file does not hold", path_,
              key, name);
@@ -418,12 +421,11 @@ void GgufFile::load(const uint8_t* bytes, size_t size) {
     uint64_t numel = 1, nonzero = 1;
     for (uint64_t i = 0; i < v.count; ++i) {
       const std::optional<int64_t> d = v.integer_at(i);
-      FS_CHECK(d && *d >= 0 && !__builtin_mul_overflow(numel, static_cast<uint64_t>(*d), &numel) &&
-                   (*d == 0 ||
-                    !__builtin_mul_overflow(nonzero, static_cast<uint64_t>(*d), &nonzero)) &&
-                   nonzero <= kInt64Max,
-               "{}: key '{}': dimension {} is negative or overflows the element count", path_, key,
-               i);
+      FS_CHECK(
+          d && *d >= 0 && !__builtin_mul_overflow(numel, static_cast<uint64_t>(*d), &numel) &&
+              (*d == 0 || !__builtin_mul_overflow(nonzero, static_cast<uint64_t>(*d), &nonzero)) &&
+              nonzero <= kInt64Max,
+          "{}: key '{}': dimension {} is negative or overflows the element count", path_, key, i);
       shape.push_back(*d);
     }
     FS_CHECK(static_cast<int64_t>(numel) == shape_numel(it->shape),
@@ -436,8 +438,9 @@ void GgufFile::load(const uint8_t* bytes, size_t size) {
 }
 
 const GgufTensorInfo* GgufFile::find(std::string_view name) const {
-  auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
-                             [](const GgufTensorInfo& t, std::string_view n) { return t.name < n; });
+  auto it =
+      std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                       [](const GgufTensorInfo& t, std::string_view n) { return t.name < n; });
   return it != tensors_.end() && it->name == name ? &*it : nullptr;
 }
 

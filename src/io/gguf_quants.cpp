@@ -32,11 +32,12 @@ constexpr std::array<GgmlTypeInfo, 12> kTypes{{
 
 // Every ggml_type id up to 39 (ggml.h; removed ids have no name).
 constexpr std::array<const char*, 40> kAllNames{
-    "F32",     "F16",    "Q4_0",   "Q4_1",   nullptr,   nullptr,   "Q5_0",    "Q5_1",
-    "Q8_0",    "Q8_1",   "Q2_K",   "Q3_K",   "Q4_K",    "Q5_K",    "Q6_K",    "Q8_K",
-    "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",  "IQ3_S",   "IQ2_S",   "IQ4_XS",
-    "I8",      "I16",    "I32",    "I64",    "F64",     "IQ1_M",   "BF16",    "Q4_0_4_4",
-    "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
+    "F32",   "F16",        "Q4_0",       "Q4_1",       nullptr,    nullptr,    "Q5_0",
+    "Q5_1",  "Q8_0",       "Q8_1",       "Q2_K",       "Q3_K",     "Q4_K",     "Q5_K",
+    "Q6_K",  "Q8_K",       "IQ2_XXS",    "IQ2_XS",     "IQ3_XXS",  "IQ1_S",    "IQ4_NL",
+    "IQ3_S", "IQ2_S",      "IQ4_XS",     "I8",         "I16",      "I32",      "I64",
+    "F64",   "IQ1_M",      "BF16",       "Q4_0_4_4",   "Q4_0_4_8", "Q4_0_8_8", "TQ1_0",
+    "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
 
 float half(const uint8_t* p) {
   return f16_to_float(static_cast<uint16_t>(p[0] | p[1] << 8));
@@ -156,7 +157,8 @@ void q4_k(const uint8_t* b, float* y) {
     scale_min_k4(2 * c + 1, scales, sc, m);
     const float d2 = d * sc, m2 = dmin * m;
     for (int l = 0; l < 32; ++l) y[64 * c + l] = d1 * static_cast<float>(q[32 * c + l] & 0x0f) - m1;
-    for (int l = 0; l < 32; ++l) y[64 * c + 32 + l] = d2 * static_cast<float>(q[32 * c + l] >> 4) - m2;
+    for (int l = 0; l < 32; ++l)
+      y[64 * c + 32 + l] = d2 * static_cast<float>(q[32 * c + l] >> 4) - m2;
   }
 }
 
@@ -175,8 +177,7 @@ void q5_k(const uint8_t* b, float* y) {
     const float d2 = d * sc, m2 = dmin * m;
     const int u1 = 1 << (2 * c), u2 = 2 << (2 * c);
     for (int l = 0; l < 32; ++l)
-      y[64 * c + l] =
-          d1 * static_cast<float>((ql[32 * c + l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
+      y[64 * c + l] = d1 * static_cast<float>((ql[32 * c + l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
     for (int l = 0; l < 32; ++l)
       y[64 * c + 32 + l] =
           d2 * static_cast<float>((ql[32 * c + l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;

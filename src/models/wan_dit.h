@@ -18,6 +18,7 @@
 
 #include "core/tensor.h"
 #include "freeswim/policy.h"
+#include "io/wan_kind.h"
 #include "ops/ops.h"
 
 namespace freeswim::io {
@@ -79,6 +80,9 @@ struct DitInput {
 
 class BlockStreamer;  // wan_dit.cpp: the --offload path
 
+// Throws Error when `src` is a GGUF file whose general.architecture is not "wan".
+void check_gguf_architecture(const io::TensorSource& src, const std::string& path);
+
 class WanDit {
  public:
   WanDit(WanDitConfig config, WanDitWeights weights, Device device);
@@ -100,6 +104,11 @@ class WanDit {
   // The configuration load() uses for `path`: `config_path`, else config.json beside, else
   // inferred.
   static WanDitConfig resolve_config(const std::string& path, const std::string& config_path = "");
+  // What a DiT checkpoint is (names and shapes only; fast): Wan2.1 T2V or another member of the
+  // family (I2V, FLF2V, VACE, Wan2.2 TI2V-5B, ...). Throws when it is not a Wan DiT.
+  static io::WanDitIdentity identify(const std::string& path);
+  // Throws Error naming what the file is unless it is a Wan2.1 text-to-video DiT.
+  static void require_wan_t2v_file(const std::string& path);
   // A randomly initialised model (the built-in tiny model, and real-size benchmarks).
   static std::unique_ptr<WanDit> random(const WanDitConfig& config, Device device, uint64_t seed);
   // Infers the configuration from tensor shapes (head_dim 128 assumed when no config says

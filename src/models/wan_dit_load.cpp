@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "io/wan_kind.h"
 #include "io/wan_names.h"
 #include "models/wan_dit.h"
 
@@ -188,7 +189,20 @@ WanDitConfig WanDit::resolve_config(const std::string& path, const std::string& 
 
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
                                      const std::string& config_path, bool offload) {
+  // What the file is comes first: an I2V or Wan2.2 file is refused by name, not by a missing
+  // tensor or a config field minutes later.
+  require_wan_t2v_file(path);
   return load(path, device, resolve_config(path, config_path), offload);
+}
+
+io::WanDitIdentity WanDit::identify(const std::string& path) {
+  const io::TensorSource src = io::TensorSource::open(path);
+  check_gguf_architecture(src, path);
+  return io::identify_wan_dit(src, path);
+}
+
+void WanDit::require_wan_t2v_file(const std::string& path) {
+  io::require_wan_t2v(identify(path), path);
 }
 
 namespace {
@@ -214,6 +228,19 @@ namespace {
 
 // Shapes equal once leading 1s are dropped: GGUF writers drop the leading 1 of the modulation
 // tables ([1, 6, dim] stored as [6, dim]); the bytes are the same.
+}  // namespace
+
+void check_gguf_architecture(const io::TensorSource& src, const std::string& path) {
+  if (const io::GgufFile* g = src.gguf()) {
+    const std::string arch = g->string_value("general.architecture");
+    FS_CHECK(arch.empty() || arch == "wan",
+             "{}: a GGUF file of architecture '{}', not a Wan DiT (general.architecture 'wan')",
+             path, arch);
+  }
+}
+
+namespace {
+
 bool same_but_leading_ones(const Shape& a, const Shape& b) {
   auto strip = [](const Shape& s) {
     size_t i = 0;
@@ -226,12 +253,8 @@ bool same_but_leading_ones(const Shape& a, const Shape& b) {
 std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, const WanDitConfig& c,
                                      bool offload) {
   const io::TensorSource src = io::TensorSource::open(path);
-  if (const io::GgufFile* g = src.gguf()) {
-    const std::string arch = g->string_value("general.architecture");
-    FS_CHECK(arch.empty() || arch == "wan",
-             "{}: a GGUF file of architecture '{}', not a Wan DiT (general.architecture 'wan')",
-             path, arch);
-  }
+  check_gguf_architecture(src, path);
+  io::require_wan_t2v(io::identify_wan_dit(src, path), path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
 
   auto get = [&](const std::string& name, const Shape& expected) -> Tensor {

@@ -61,6 +61,15 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
     FS_CHECK(fs::is_directory(d),
              "--model: '{}' is not a directory (give a Wan2.1 checkpoint folder, or 'tiny')",
              paths.model);
+    // Wan2.2 A14B: two experts (high noise for the first steps, low noise for the rest), in
+    // high_noise_model/ + low_noise_model/ (original release) or transformer/ + transformer_2/
+    // (diffusers).
+    FS_CHECK(!fs::is_directory(d / "high_noise_model") && !fs::is_directory(d / "transformer_2"),
+             "--model: '{}' is a Wan2.2 A14B model (two expert DiTs: {}); this engine runs Wan2.1 "
+             "text-to-video (T2V-1.3B or T2V-14B)",
+             paths.model,
+             fs::is_directory(d / "transformer_2") ? "transformer/ and transformer_2/"
+                                                   : "high_noise_model/ and low_noise_model/");
     if (fs::is_directory(d / "transformer")) {
       l.layout = "diffusers";
       l.dit = (d / "transformer").string();
@@ -159,6 +168,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
             "turns this off)",
             why.substr(0, why.find('\n')));
       });
+  m.dit_note = models::WanDit::identify(m.layout.dit).note;
   m.vae = models::WanVae::load(m.layout.vae, device);
   if (need_text) {
     m.t5 = text::Umt5Encoder::load(m.layout.t5, device);

@@ -64,6 +64,8 @@ struct LoadedModels {
   // Set when Offload::automatic moved the DiT's blocks to host memory: what ran out, for the CLI
   // to print.
   std::string offload_note;
+  // A remark about what the DiT file is (a Wan2.2 expert's file name), for the CLI to print.
+  std::string dit_note;
 
  private:
   bool text_released_ = false;

@@ -69,17 +69,17 @@ std::optional<std::string> sentencepiece_model_from_gguf(const io::GgufFile& f) 
                scores->elem == io::GgufValueType::FLOAT32 && scores->count == n,
            "{}: tokenizer.ggml.scores must be {} FLOAT32 values (one per token), got {}", path, n,
            scores ? scores->describe() : "nothing");
-  FS_CHECK(types == nullptr ||
-               (types->type == io::GgufValueType::ARRAY && types->count == n &&
-                (types->elem == io::GgufValueType::INT32 || types->elem == io::GgufValueType::UINT32)),
-           "{}: tokenizer.ggml.token_type must be {} INT32 values (one per token), got {}", path,
-           n, types ? types->describe() : "");
+  FS_CHECK(types == nullptr || (types->type == io::GgufValueType::ARRAY && types->count == n &&
+                                (types->elem == io::GgufValueType::INT32 ||
+                                 types->elem == io::GgufValueType::UINT32)),
+           "{}: tokenizer.ggml.token_type must be {} INT32 values (one per token), got {}", path, n,
+           types ? types->describe() : "");
   auto id = [&](const char* key) -> int64_t {
     const io::GgufValue* v = f.value(key);
     if (v == nullptr) return -1;
     const std::optional<int64_t> i = v->integer();
-    FS_CHECK(i && *i >= 0 && static_cast<uint64_t>(*i) < n, "{}: {} must be a token id below {}, got {}",
-             path, key, n, v->describe());
+    FS_CHECK(i && *i >= 0 && static_cast<uint64_t>(*i) < n,
+             "{}: {} must be a token id below {}, got {}", path, key, n, v->describe());
     return *i;
   };
   auto flag = [&](const char* key, bool fallback) {
@@ -104,8 +104,9 @@ std::optional<std::string> sentencepiece_model_from_gguf(const io::GgufFile& f) 
     if (type != 1) int_field(msg, 3, type);
     bytes_field(proto, 1, msg);
   }
-  FS_CHECK(unknowns == 1, "{}: tokenizer.ggml.token_type marks {} tokens unknown; a unigram model has one",
-           path, unknowns);
+  FS_CHECK(unknowns == 1,
+           "{}: tokenizer.ggml.token_type marks {} tokens unknown; a unigram model has one", path,
+           unknowns);
 
   std::string trainer;
   int_field(trainer, 3, 1);  // unigram

@@ -46,7 +46,9 @@ class GgufCorrupt : public ::testing::Test {
   // Offsets inside one tensor description.
   size_t info_at(const std::string& name) const { return layout().tensor_info_at.at(name); }
   size_t ndims_at(const std::string& name) const { return info_at(name) + 8 + name.size(); }
-  size_t dim_at(const std::string& name, int d) const { return ndims_at(name) + 4 + 8 * static_cast<size_t>(d); }
+  size_t dim_at(const std::string& name, int d) const {
+    return ndims_at(name) + 4 + 8 * static_cast<size_t>(d);
+  }
   size_t type_at(const std::string& name, int n_dims) const { return dim_at(name, n_dims); }
   size_t offset_at(const std::string& name, int n_dims) const { return type_at(name, n_dims) + 4; }
 
@@ -90,7 +92,8 @@ TEST_F(GgufCorrupt, NotGgufOrWrongVersion) {
 TEST_F(GgufCorrupt, LyingCounts) {
   EXPECT_MENTIONS(open_error(patched(layout().tensor_count_at, uint64_t{1} << 60)),
                   "tensor descriptions cannot fit");
-  EXPECT_MENTIONS(open_error(patched(layout().kv_count_at, ~uint64_t{0})), "metadata entries cannot fit");
+  EXPECT_MENTIONS(open_error(patched(layout().kv_count_at, ~uint64_t{0})),
+                  "metadata entries cannot fit");
   // One more tensor than described: the data of the last one is read as a description.
   EXPECT_MENTIONS(open_error(patched(layout().tensor_count_at, 3)), path_);
   // An array claiming more elements than the file holds.
@@ -104,7 +107,8 @@ TEST_F(GgufCorrupt, LyingCounts) {
 TEST_F(GgufCorrupt, StringLengthOf2To63) {
   // The key length of the first entry, then the length of the architecture string.
   const size_t key_at = layout().kv_at.at("general.architecture");
-  EXPECT_MENTIONS(open_error(patched(key_at, uint64_t{1} << 63)), "string of 9223372036854775808 bytes");
+  EXPECT_MENTIONS(open_error(patched(key_at, uint64_t{1} << 63)),
+                  "string of 9223372036854775808 bytes");
   const size_t value_at = key_at + 8 + std::strlen("general.architecture") + 4;
   const std::string msg = open_error(patched(value_at, uint64_t{1} << 63));
   EXPECT_MENTIONS(msg, "'general.architecture'");
@@ -132,13 +136,16 @@ TEST_F(GgufCorrupt, UnknownAndUnreadTypes) {
   EXPECT_MENTIONS(msg, "IQ2_XXS");
   EXPECT_MENTIONS(msg, "does not read");
   // An unknown metadata value type.
-  const size_t type_field = layout().kv_at.at("general.architecture") + 8 + std::strlen("general.architecture");
+  const size_t type_field =
+      layout().kv_at.at("general.architecture") + 8 + std::strlen("general.architecture");
   EXPECT_MENTIONS(open_error(patched(type_field, 13, 4)), "unknown value type 13");
 }
 
 TEST_F(GgufCorrupt, OverflowInDimensions) {
   std::vector<uint8_t> b = patched(dim_at("alpha", 0), uint64_t{1} << 32);
-  for (int i = 0; i < 8; ++i) b[dim_at("alpha", 1) + static_cast<size_t>(i)] = static_cast<uint8_t>((uint64_t{1} << 32) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    b[dim_at("alpha", 1) + static_cast<size_t>(i)] =
+        static_cast<uint8_t>((uint64_t{1} << 32) >> (8 * i));
   std::string msg = open_error(b);
   EXPECT_MENTIONS(msg, "'alpha'");
   EXPECT_MENTIONS(msg, "overflow");

@@ -2,6 +2,8 @@
 // through the test's quantiser within the type's error bound, metadata of every value type, shapes
 // (ggml order reversed, comfy.gguf.orig_shape), and the tiny DiT from a GGUF file of every type
 // against the golden f32 model.
+#include "io/gguf.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include "core/error.h"
 #include "format_util.h"
 #include "gguf_writer.h"
-#include "io/gguf.h"
 #include "io/safetensors.h"
 #include "models/wan_dit.h"
 
@@ -95,8 +96,8 @@ std::vector<float> weights_like(int64_t n, uint64_t seed) {
   std::vector<float> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     v[static_cast<size_t>(i)] = normal(gen);
-    if (i % 977 == 0) v[static_cast<size_t>(i)] *= 20;            // outliers
-    if ((i / 256) % 3 == 1) v[static_cast<size_t>(i)] += 0.03f;   // an offset block
+    if (i % 977 == 0) v[static_cast<size_t>(i)] *= 20;           // outliers
+    if ((i / 256) % 3 == 1) v[static_cast<size_t>(i)] += 0.03f;  // an offset block
   }
   return v;
 }
@@ -113,14 +114,16 @@ TEST(GgufDequant, EveryTypeRoundTripsWithinItsBound) {
     for (int64_t i = 0; i < n; ++i) {
       const float* block = x.data() + i / info->block * info->block;
       const double bound = quant_bound(t, info->block == 1 ? x.data() + i : block);
-      const double err = std::fabs(static_cast<double>(y.data<float>()[i]) - x[static_cast<size_t>(i)]);
+      const double err =
+          std::fabs(static_cast<double>(y.data<float>()[i]) - x[static_cast<size_t>(i)]);
       ASSERT_LE(err, bound) << type_name(t) << " value " << i << " = " << x[static_cast<size_t>(i)];
       if (bound > 0) worst_ratio = std::max(worst_ratio, err / bound);
       sq += err * err;
       ref += static_cast<double>(x[static_cast<size_t>(i)]) * x[static_cast<size_t>(i)];
     }
-    std::printf("[ measured ] %-5s relative L2 of the round trip %.3e (worst error %.2f of its bound)\n",
-                type_name(t).c_str(), std::sqrt(sq / ref), worst_ratio);
+    std::printf(
+        "[ measured ] %-5s relative L2 of the round trip %.3e (worst error %.2f of its bound)\n",
+        type_name(t).c_str(), std::sqrt(sq / ref), worst_ratio);
   }
 }
 
@@ -229,7 +232,8 @@ TEST_P(GgufDit, WeightsWithinBoundAndForwardWithinTolerance) {
     const std::vector<float> w = want.to_float_vector();
     const bool quantized = !kept_f32(name, want);
     for (int64_t i = 0; i < got.numel(); ++i) {
-      const double err = std::fabs(static_cast<double>(got.data<float>()[i]) - w[static_cast<size_t>(i)]);
+      const double err =
+          std::fabs(static_cast<double>(got.data<float>()[i]) - w[static_cast<size_t>(i)]);
       if (!quantized) {
         ASSERT_EQ(err, 0.0) << name;
         continue;
@@ -245,14 +249,15 @@ TEST_P(GgufDit, WeightsWithinBoundAndForwardWithinTolerance) {
   EXPECT_LT(err, c.tolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, GgufDit,
-                         ::testing::Values(DitCase{GgmlType::F32, 1e-4}, DitCase{GgmlType::F16, 1e-3},
-                                           DitCase{GgmlType::BF16, 1e-2}, DitCase{GgmlType::Q8_0, 2e-2},
-                                           DitCase{GgmlType::Q6_K, 3e-2}, DitCase{GgmlType::Q5_1, 5e-2},
-                                           DitCase{GgmlType::Q5_0, 5e-2}, DitCase{GgmlType::Q5_K, 5e-2},
-                                           DitCase{GgmlType::Q4_1, 1e-1}, DitCase{GgmlType::Q4_0, 1e-1},
-                                           DitCase{GgmlType::Q4_K, 1e-1}, DitCase{GgmlType::Q3_K, 2e-1}),
-                         [](const auto& param_info) { return type_name(param_info.param.type); });
+INSTANTIATE_TEST_SUITE_P(
+    Types, GgufDit,
+    ::testing::Values(DitCase{GgmlType::F32, 1e-4}, DitCase{GgmlType::F16, 1e-3},
+                      DitCase{GgmlType::BF16, 1e-2}, DitCase{GgmlType::Q8_0, 2e-2},
+                      DitCase{GgmlType::Q6_K, 3e-2}, DitCase{GgmlType::Q5_1, 5e-2},
+                      DitCase{GgmlType::Q5_0, 5e-2}, DitCase{GgmlType::Q5_K, 5e-2},
+                      DitCase{GgmlType::Q4_1, 1e-1}, DitCase{GgmlType::Q4_0, 1e-1},
+                      DitCase{GgmlType::Q4_K, 1e-1}, DitCase{GgmlType::Q3_K, 2e-1}),
+    [](const auto& param_info) { return type_name(param_info.param.type); });
 
 TEST(GgufDitFile, OtherArchitecturesAreRefused) {
   Scratch dir;

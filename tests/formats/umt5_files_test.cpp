@@ -79,7 +79,8 @@ std::string write_comfy_umt5(const Scratch& dir, bool fp8) {
   }
   if (fp8) out.emplace_back("scaled_fp8", Tensor::empty({0}, DType::F8_E4M3));
   out.emplace_back("spiece_model", u8_tensor(file_bytes(kGolden + "/spiece_tiny.model")));
-  const std::string path = dir.file(fp8 ? "umt5_fp8_e4m3fn_scaled.safetensors" : "umt5.safetensors");
+  const std::string path =
+      dir.file(fp8 ? "umt5_fp8_e4m3fn_scaled.safetensors" : "umt5.safetensors");
   io::write_safetensors(path, out);
   return path;
 }
@@ -95,8 +96,8 @@ TEST(ComfyUmt5, TheFileAloneGivesTokenizerAndEncoder) {
     EXPECT_EQ(tok->pad_id(), 0);
     const auto enc = text::Umt5Encoder::load(path, Device::CPU, kGolden + "/umt5_tiny.config.json");
     const double err = encoder_error(*enc);
-    std::printf("[ measured ] ComfyUI UMT5 %s: encoder relative L2 %.3e\n", fp8 ? "fp8 scaled" : "f32",
-                err);
+    std::printf("[ measured ] ComfyUI UMT5 %s: encoder relative L2 %.3e\n",
+                fp8 ? "fp8 scaled" : "f32", err);
     EXPECT_LT(err, fp8 ? 1.5e-1 : 1e-4);
     // What the pipeline does with --t5 FILE and no --tokenizer.
     pipeline::ModelPaths paths;
@@ -243,7 +244,8 @@ TEST(GgufUmt5, BrokenTokenizersAreRefusedByName) {
   w.string("tokenizer.ggml.model", "llama");
   w.strings("tokenizer.ggml.tokens", {"<pad>", "</s>", "<unk>"});
   w.write(dir.file("llama.gguf"));
-  EXPECT_MENTIONS(error_of([&] { text::Tokenizer::embedded_in(dir.file("llama.gguf")); }), "'llama'");
+  EXPECT_MENTIONS(error_of([&] { text::Tokenizer::embedded_in(dir.file("llama.gguf")); }),
+                  "'llama'");
   GgufWriter s;
   s.string("tokenizer.ggml.model", "t5");
   s.strings("tokenizer.ggml.tokens", {"<pad>", "</s>", "<unk>"});
