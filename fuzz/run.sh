@@ -17,7 +17,8 @@ shift 2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # target:seed folder:dictionary
-all=(safetensors_fuzz:corpus:safetensors.dict gguf_fuzz:corpus_gguf:gguf.dict)
+all=(safetensors_fuzz:corpus:safetensors.dict gguf_fuzz:corpus_gguf:gguf.dict
+     lora_fuzz:corpus_lora:lora.dict)
 selected=()
 if [[ $# -eq 0 ]]; then
   selected=("${all[@]}")

@@ -66,19 +66,22 @@ WanDitIdentity identify_wan_dit(const TensorSource& src, const std::string& path
   } else if (has("img_emb.") || has("condition_embedder.image_embedder.") ||
              has("blocks.0.cross_attn.k_img.") || has("blocks.0.attn2.add_k_proj.")) {
     id.kind = WanDitKind::I2V;
-    id.what = fmt::format("a Wan2.1 image-to-video DiT (I2V-14B or Fun-InP: CLIP image "
-                          "embedding, {})",
-                          channels);
+    id.what = fmt::format(
+        "a Wan2.1 image-to-video DiT (I2V-14B or Fun-InP: CLIP image "
+        "embedding, {})",
+        channels);
   } else if (in_dim == 48 && out_dim == 48) {
     id.kind = WanDitKind::TI2V5B;
-    id.what = fmt::format("the Wan2.2 TI2V-5B DiT (text/image-to-video, dim {}, {}; it needs the "
-                          "Wan2.2 VAE with 48 latent channels)",
-                          dim, channels);
+    id.what = fmt::format(
+        "the Wan2.2 TI2V-5B DiT (text/image-to-video, dim {}, {}; it needs the "
+        "Wan2.2 VAE with 48 latent channels)",
+        dim, channels);
   } else if (in_dim == 36) {
     id.kind = WanDitKind::Wan22I2V;
-    id.what = fmt::format("an expert of the Wan2.2 I2V-A14B DiT (image-to-video, {} without an "
-                          "image embedding)",
-                          channels);
+    id.what = fmt::format(
+        "an expert of the Wan2.2 I2V-A14B DiT (image-to-video, {} without an "
+        "image embedding)",
+        channels);
   } else if (in_dim != 16 || out_dim != 16) {
     id.kind = WanDitKind::OtherInputs;
     id.what = fmt::format("a Wan DiT with {} (text-to-video takes 16 and 16; e.g. Fun-Control)",
@@ -89,7 +92,8 @@ WanDitIdentity identify_wan_dit(const TensorSource& src, const std::string& path
               : dim == 5120 ? "Wan2.1 T2V-14B (text-to-video)"
                             : fmt::format("a Wan2.1 text-to-video DiT of width {}", dim);
     const std::string file = lower(std::filesystem::path(path).filename().string());
-    for (const char* hint : {"high_noise", "low_noise", "highnoise", "lownoise", "wan2.2", "wan22"}) {
+    for (const char* hint :
+         {"high_noise", "low_noise", "highnoise", "lownoise", "wan2.2", "wan22"}) {
       if (file.find(hint) != std::string::npos) {
         id.note = fmt::format(
             "the file name says '{}': a Wan2.2 T2V-A14B expert? Its tensors are exactly those of "

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/lora.h"
 #include "io/safetensors.h"
 #include "io/torch_zip.h"
 #include "io/umt5_names.h"
@@ -19,7 +20,8 @@ namespace fs = std::filesystem;
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool names_end_with(const std::vector<std::string>& names, const std::string& suffix) {
@@ -87,8 +89,38 @@ FileInfo describe_file(const std::string& path) {
     names = src->names();
     storage = src->storage_summary();
   }
-  const std::string arch = src && src->gguf() ? src->gguf()->string_value("general.architecture") : "";
-  const bool dit = src && (arch == "wan" || (arch.empty() && names_end_with(names, "patch_embedding.weight")));
+  if (src && io::looks_like_lora(names)) {
+    const io::LoraFileKeys keys = io::group_lora_keys(path, names);
+    int pairs = 0, alphas = 0, deltas = 0;
+    int64_t rmin = 0, rmax = 0;
+    for (const io::LoraModule& m : keys.modules) {
+      if (!m.down.empty()) {
+        const int64_t r = src->find(m.down)->shape.at(0);
+        rmin = pairs == 0 ? r : std::min(rmin, r);
+        rmax = pairs == 0 ? r : std::max(rmax, r);
+        ++pairs;
+        alphas += !m.alpha.empty();
+      }
+      deltas += !m.diff.empty() + !m.diff_b.empty() + !m.diff_m.empty() + !m.up_bias.empty();
+    }
+    f.kind = "LoRA";
+    f.usable = true;
+    f.lines.emplace_back("what", fmt::format("LoRA, {}", io::lora_format_name(keys.format)));
+    f.lines.emplace_back("patches",
+                         fmt::format("{} modules: {} low-rank pairs (rank {}{}, {} with "
+                                     "alpha), {} full deltas",
+                                     keys.modules.size(), pairs, rmin,
+                                     rmax != rmin ? fmt::format("-{}", rmax) : "", alphas, deltas));
+    f.lines.emplace_back("use",
+                         "--lora " + path + "[:STRENGTH] (matched to the DiT's weights at load)");
+    f.lines.emplace_back("storage", storage);
+    f.lines.emplace_back("tensors", std::to_string(names.size()));
+    return f;
+  }
+  const std::string arch =
+      src && src->gguf() ? src->gguf()->string_value("general.architecture") : "";
+  const bool dit =
+      src && (arch == "wan" || (arch.empty() && names_end_with(names, "patch_embedding.weight")));
   if (dit) {
     f = describe_dit(path, *src);
   } else {
@@ -109,9 +141,11 @@ FileInfo describe_file(const std::string& path) {
       }
     } else {
       f.kind = "unknown";
-      f.lines.emplace_back("what", fmt::format("not a Wan DiT, UMT5 encoder, Wan VAE or LoRA "
-                                               "({} tensors{})",
-                                               names.size(), arch.empty() ? "" : ", GGUF architecture '" + arch + "'"));
+      f.lines.emplace_back(
+          "what",
+          fmt::format("not a Wan DiT, UMT5 encoder, Wan VAE or LoRA "
+                      "({} tensors{})",
+                      names.size(), arch.empty() ? "" : ", GGUF architecture '" + arch + "'"));
     }
   }
   f.lines.emplace_back("storage", storage);

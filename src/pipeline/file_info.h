@@ -11,7 +11,7 @@
 namespace freeswim::pipeline {
 
 struct FileInfo {
-  std::string kind;  // "Wan DiT", "UMT5 text encoder", "Wan VAE", "LoRA", "tokenizer", "unknown"
+  std::string kind;     // "Wan DiT", "UMT5 text encoder", "Wan VAE", "LoRA", "tokenizer", "unknown"
   bool usable = false;  // this engine runs it
   // Labelled lines to print ("what", "storage", "note", ...), in order.
   std::vector<std::pair<std::string, std::string>> lines;

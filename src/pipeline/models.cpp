@@ -147,7 +147,14 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
   LoadedModels m;
   m.layout = find_models(paths, need_text);
   const Offload mode = device == Device::CPU ? Offload::off : offload;
+  std::vector<io::LoraSpec> loras;
+  for (const std::string& l : paths.loras) loras.push_back(io::LoraSpec::parse(l));
+  for (const io::LoraSpec& l : loras)
+    FS_CHECK(fs::is_regular_file(l.path), "--lora: '{}' is not a file", l.path);
   if (m.layout.layout == "tiny") {
+    FS_CHECK(loras.empty(),
+             "--lora: the built-in tiny model has random weights; a LoRA applies to real Wan2.1 "
+             "weights");
     m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
     if (mode == Offload::on) m.dit->enable_offload();
     models::WanVaeConfig vc = models::WanVaeConfig::wan21();
@@ -159,7 +166,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
   m.dit = load_dit_with_offload(
       mode,
       [&](bool streamed) {
-        return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed);
+        return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed, loras);
       },
       [&](const std::string& why) {
         m.offload_note = fmt::format(

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "models/wan_dit.h"
@@ -24,6 +25,7 @@ namespace freeswim::pipeline {
 struct ModelPaths {
   std::string model;  // a directory, or "tiny"
   std::string dit, dit_config, vae, t5, tokenizer;
+  std::vector<std::string> loras;  // --lora FILE[:STRENGTH], merged into the DiT in this order
 };
 
 // Where each part was found, and what kind of checkpoint it is.

@@ -70,12 +70,11 @@ TEST(Kinds, EveryOtherWanDitIsRefusedAtOnceByName) {
        {{p("casual_audio_encoder.encoder.final_linear.weight"), Tensor::zeros({4, 4})}},
        "audio"},
       {"ti2v_5b.safetensors",
-       {{p("patch_embedding.weight"), in48}, {p("head.head.weight"), Tensor::zeros({192, 64})},
+       {{p("patch_embedding.weight"), in48},
+        {p("head.head.weight"), Tensor::zeros({192, 64})},
         {p("head.head.bias"), Tensor::zeros({192})}},
        "Wan2.2 TI2V-5B"},
-      {"i2v_a14b_high_noise.safetensors",
-       {{p("patch_embedding.weight"), in36}},
-       "Wan2.2 I2V-A14B"},
+      {"i2v_a14b_high_noise.safetensors", {{p("patch_embedding.weight"), in36}}, "Wan2.2 I2V-A14B"},
       {"fun_control.safetensors", {{p("patch_embedding.weight"), in48}}, "48 input and 16 output"},
   };
   for (const Kind& k : kinds) {
@@ -105,7 +104,8 @@ TEST(Kinds, DiffusersImageToVideoAndT2vFiles) {
   EXPECT_MENTIONS(models::WanDit::identify(dir.file("i2v_diffusers.safetensors")).what,
                   "image-to-video");
   // The T2V files run; a Wan2.2 expert's file name only adds a remark.
-  const io::WanDitIdentity t2v = models::WanDit::identify(kGolden + "/dit_tiny.diffusers.safetensors");
+  const io::WanDitIdentity t2v =
+      models::WanDit::identify(kGolden + "/dit_tiny.diffusers.safetensors");
   EXPECT_TRUE(t2v.runs());
   EXPECT_EQ(t2v.note, "");
   fs::copy_file(kGolden + "/dit_tiny.original.safetensors",
