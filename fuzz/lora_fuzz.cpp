@@ -44,7 +44,8 @@ std::map<std::string, freeswim::Shape> model() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::map<std::string, freeswim::Shape> weights = model();
-  static const std::string path = "/tmp/freeswim_lora_fuzz_" + std::to_string(::getpid()) + ".safetensors";
+  static const std::string path =
+      "/tmp/freeswim_lora_fuzz_" + std::to_string(::getpid()) + ".safetensors";
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return 0;
   std::fwrite(data, 1, size, f);

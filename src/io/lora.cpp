@@ -41,11 +41,16 @@ struct Suffix {
 };
 
 constexpr Suffix kSuffixes[] = {
-    {".lora_down.weight", Part::Down},     {".lora_A.weight", Part::Down},
-    {".lora_A.default.weight", Part::Down}, {".lora_up.weight", Part::Up},
-    {".lora_B.weight", Part::Up},           {".lora_B.default.weight", Part::Up},
-    {".lora_B.bias", Part::UpBias},         {".alpha", Part::Alpha},
-    {".diff", Part::Diff},                  {".diff_b", Part::DiffB},
+    {".lora_down.weight", Part::Down},
+    {".lora_A.weight", Part::Down},
+    {".lora_A.default.weight", Part::Down},
+    {".lora_up.weight", Part::Up},
+    {".lora_B.weight", Part::Up},
+    {".lora_B.default.weight", Part::Up},
+    {".lora_B.bias", Part::UpBias},
+    {".alpha", Part::Alpha},
+    {".diff", Part::Diff},
+    {".diff_b", Part::DiffB},
     {".diff_m", Part::DiffM},
 };
 
@@ -70,7 +75,8 @@ std::string& slot(LoraModule& m, Part p) {
 }
 
 std::string list(const std::vector<std::string>& v, size_t most = 8) {
-  std::vector<std::string> head(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(most, v.size())));
+  std::vector<std::string> head(v.begin(),
+                                v.begin() + static_cast<std::ptrdiff_t>(std::min(most, v.size())));
   std::string s = fmt::format("{}", fmt::join(head, ", "));
   if (v.size() > most) s += fmt::format(" and {} more", v.size() - most);
   return s;
@@ -146,33 +152,39 @@ LoraFileKeys group_lora_keys(const std::string& path, const std::vector<std::str
       continue;
     }
     const std::string module(rest.substr(0, rest.size() - found->text.size()));
-    diffusers += module.find("attn1.") != std::string::npos || module.find("attn2.") != std::string::npos ||
+    diffusers += module.find("attn1.") != std::string::npos ||
+                 module.find("attn2.") != std::string::npos ||
                  module.find("ffn.net.") != std::string::npos ||
                  starts_with(module, "condition_embedder.") || module == "proj_out";
     LoraModule& m = modules[module];
     m.module = module;
     std::string& s = slot(m, found->part);
-    FS_CHECK(s.empty(), "{}: module '{}' has two {} keys, '{}' and '{}'", path, module,
-             found->text, s, key);
+    FS_CHECK(s.empty(), "{}: module '{}' has two {} keys, '{}' and '{}'", path, module, found->text,
+             s, key);
     s = key;
   }
   if (!unknown.empty()) {
     bool lycoris = false;
     for (const std::string& k : unknown)
-      lycoris = lycoris || k.find("hada_") != std::string::npos || k.find("lokr_") != std::string::npos;
-    fail("{}: {} keys are not LoRA keys this engine reads{}: {} (it reads lora_down/lora_up, "
-         "lora_A/lora_B, alpha, diff, diff_b, diff_m)",
-         path, unknown.size(), lycoris ? " (LoHa / LoKr are not supported)" : "", list(unknown));
+      lycoris =
+          lycoris || k.find("hada_") != std::string::npos || k.find("lokr_") != std::string::npos;
+    fail(
+        "{}: {} keys are not LoRA keys this engine reads{}: {} (it reads lora_down/lora_up, "
+        "lora_A/lora_B, alpha, diff, diff_b, diff_m)",
+        path, unknown.size(), lycoris ? " (LoHa / LoKr are not supported)" : "", list(unknown));
   }
   FS_CHECK(!modules.empty(), "{}: holds no tensors; not a LoRA", path);
   for (auto& [name, m] : modules) {
     FS_CHECK(m.up.empty() == m.down.empty(), "{}: module '{}' has '{}' but no {} half", path, name,
-             m.up.empty() ? m.down : m.up, m.up.empty() ? "up (lora_up / lora_B)" : "down (lora_down / lora_A)");
-    FS_CHECK(m.alpha.empty() || !m.down.empty(), "{}: '{}' has no lora_down / lora_up pair to scale",
-             path, m.alpha);
+             m.up.empty() ? m.down : m.up,
+             m.up.empty() ? "up (lora_up / lora_B)" : "down (lora_down / lora_A)");
+    FS_CHECK(m.alpha.empty() || !m.down.empty(),
+             "{}: '{}' has no lora_down / lora_up pair to scale", path, m.alpha);
     out.modules.push_back(m);
   }
-  out.format = kohya > 0 ? LoraFormat::Kohya : diffusers > 0 ? LoraFormat::Diffusers : LoraFormat::ComfyUI;
+  out.format = kohya > 0       ? LoraFormat::Kohya
+               : diffusers > 0 ? LoraFormat::Diffusers
+                               : LoraFormat::ComfyUI;
   return out;
 }
 
@@ -195,8 +207,7 @@ std::shared_ptr<const LoraSet> LoraSet::open(const std::vector<LoraSpec>& specs,
   }
   for (const std::string& n : ambiguous) alias.erase(n);
   auto resolve = [&](const std::string& module, const std::string& param) -> std::string {
-    for (const std::string& n :
-         {module + "." + param, underscored(module) + "_" + param}) {
+    for (const std::string& n : {module + "." + param, underscored(module) + "_" + param}) {
       auto it = alias.find(n);
       if (it != alias.end()) return it->second;
     }
@@ -241,8 +252,8 @@ std::shared_ptr<const LoraSet> LoraSet::open(const std::vector<LoraSpec>& specs,
           FS_CHECK(down.size() >= 2 && up.size() >= 2 && down[0] > 0 && up[1] == down[0] &&
                        shape_numel(up) == up[0] * up[1] && !ws.empty() && up[0] == ws[0] &&
                        shape_numel(down) / down[0] * up[0] == shape_numel(ws),
-                   "{}: '{}' {} and '{}' {} do not make a delta of weight '{}' {}", spec.path,
-                   m.up, shape_str(up), m.down, shape_str(down), w, shape_str(ws));
+                   "{}: '{}' {} and '{}' {} do not make a delta of weight '{}' {}", spec.path, m.up,
+                   shape_str(up), m.down, shape_str(down), w, shape_str(ws));
           double scale = spec.strength;
           if (!m.alpha.empty()) {
             FS_CHECK(shape_numel(shape_of(m.alpha)) == 1, "{}: '{}' must be one number", spec.path,
@@ -320,15 +331,19 @@ Tensor LoraSet::apply(const std::string& weight, const Tensor& w) const {
           for (int64_t k = 0; k < p.rank; ++k) {
             const double a = p.up[static_cast<size_t>(i * p.rank + k)];
             const float* d = p.down.data() + k * cols;
-            for (int64_t j = 0; j < cols; ++j) acc[static_cast<size_t>(j)] += a * static_cast<double>(d[j]);
+            for (int64_t j = 0; j < cols; ++j)
+              acc[static_cast<size_t>(j)] += a * static_cast<double>(d[j]);
           }
         } else {
-          for (int64_t j = 0; j < cols; ++j) acc[static_cast<size_t>(j)] = p.delta[static_cast<size_t>(i * cols + j)];
+          for (int64_t j = 0; j < cols; ++j)
+            acc[static_cast<size_t>(j)] = p.delta[static_cast<size_t>(i * cols + j)];
         }
         for (int64_t j = 0; j < cols; ++j)
-          sum[static_cast<size_t>(j)] = std::fma(p.scale, acc[static_cast<size_t>(j)], sum[static_cast<size_t>(j)]);
+          sum[static_cast<size_t>(j)] =
+              std::fma(p.scale, acc[static_cast<size_t>(j)], sum[static_cast<size_t>(j)]);
       }
-      for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = static_cast<float>(sum[static_cast<size_t>(j)]);
+      for (int64_t j = 0; j < cols; ++j)
+        dst[i * cols + j] = static_cast<float>(sum[static_cast<size_t>(j)]);
     }
   });
   return out;

@@ -78,7 +78,7 @@ class LoraSet {
  private:
   struct Patch {
     size_t file = 0;
-    double scale = 1;  // strength * alpha / rank, or strength
+    double scale = 1;             // strength * alpha / rank, or strength
     std::string up, down, delta;  // keys: a low-rank pair, or a full delta
   };
   struct File {

@@ -3,6 +3,8 @@
 // several strengths; the merge checked bit for bit against a reference merge computed here, and
 // through the model: a forward from the LoRA'd load equals the forward of a file holding the
 // reference-merged weights. Malformed and foreign LoRAs refused naming their keys.
+#include "io/lora.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +15,6 @@
 #include "check/golden_files.h"
 #include "core/error.h"
 #include "format_util.h"
-#include "io/lora.h"
 #include "io/safetensors.h"
 #include "io/wan_names.h"
 #include "models/wan_dit.h"
@@ -40,10 +41,10 @@ std::string underscored(std::string s) {
 
 // One low-rank patch or full delta, by the diffusers name of the weight it changes.
 struct Patch {
-  std::string weight;    // diffusers name, e.g. "blocks.0.attn1.to_q.weight"
-  Tensor up, down;       // low rank (up [out, r, 1...], down [r, in...])
-  float alpha = 0;       // 0: no alpha key
-  Tensor delta;          // full delta (weight, bias or modulation)
+  std::string weight;  // diffusers name, e.g. "blocks.0.attn1.to_q.weight"
+  Tensor up, down;     // low rank (up [out, r, 1...], down [r, in...])
+  float alpha = 0;     // 0: no alpha key
+  Tensor delta;        // full delta (weight, bias or modulation)
 };
 
 enum class Format { ComfyUI, Kohya, Diffusers };
@@ -79,8 +80,8 @@ Named to_file(const std::vector<Patch>& patches, Format f, bool lora_ab) {
     } else if (p.weight.ends_with("scale_shift_table")) {
       // lightx2v's modulation delta: <block>.diff_m (the module without ".modulation").
       const std::string o = io::wan_dit_original_name(p.weight);  // blocks.0.modulation
-      out.emplace_back("diffusion_model." + o.substr(0, o.size() - std::string(".modulation").size()) +
-                           ".diff_m",
+      out.emplace_back("diffusion_model." +
+                           o.substr(0, o.size() - std::string(".modulation").size()) + ".diff_m",
                        p.delta);
     } else {
       out.emplace_back(m + ".diff", p.delta);
@@ -140,7 +141,8 @@ Named reference_merge(const Named& weights,
               for (int64_t k = 0; k < r; ++k)
                 acc += static_cast<double>(p.up.data<float>()[i * r + k]) *
                        static_cast<double>(p.down.data<float>()[k * cols + j]);
-              if (p.alpha != 0) scale = strength * (static_cast<double>(p.alpha) / static_cast<double>(r));
+              if (p.alpha != 0)
+                scale = strength * (static_cast<double>(p.alpha) / static_cast<double>(r));
             } else {
               acc = p.delta.data<float>()[i * cols + j];
             }
@@ -235,9 +237,9 @@ TEST(Lora, SeveralFilesAtSeveralStrengthsInOrder) {
   io::write_safetensors(dir.file("a.safetensors"), to_file(a, Format::ComfyUI, false));
   io::write_safetensors(dir.file("b.safetensors"), to_file(b, Format::Diffusers, true));
   const Named want = reference_merge(weights, {{a, 1.0}, {b, -0.5}});
-  const auto set = io::LoraSet::open(
-      {io::LoraSpec::parse(dir.file("a.safetensors")), io::LoraSpec::parse(dir.file("b.safetensors") + ":-0.5")},
-      shapes_of(weights));
+  const auto set = io::LoraSet::open({io::LoraSpec::parse(dir.file("a.safetensors")),
+                                      io::LoraSpec::parse(dir.file("b.safetensors") + ":-0.5")},
+                                     shapes_of(weights));
   for (size_t i = 0; i < weights.size(); ++i)
     EXPECT_TRUE(same_bits(set->apply(weights[i].first, weights[i].second), want[i].second))
         << weights[i].first;
@@ -245,15 +247,17 @@ TEST(Lora, SeveralFilesAtSeveralStrengthsInOrder) {
   // The same LoRA from an original-named checkpoint: the names map across schemes.
   io::write_safetensors(dir.file("merged.safetensors"), want);
   const auto merged = models::WanDit::load(dir.file("merged.safetensors"), Device::CPU, kConfig);
-  const auto loaded = models::WanDit::load(
-      kGolden + "/dit_tiny.original.safetensors", Device::CPU, kConfig, false,
-      {io::LoraSpec{dir.file("a.safetensors"), 1.0}, io::LoraSpec{dir.file("b.safetensors"), -0.5}});
+  const auto loaded =
+      models::WanDit::load(kGolden + "/dit_tiny.original.safetensors", Device::CPU, kConfig, false,
+                           {io::LoraSpec{dir.file("a.safetensors"), 1.0},
+                            io::LoraSpec{dir.file("b.safetensors"), -0.5}});
   EXPECT_TRUE(same_bits(plain_forward(*loaded), plain_forward(*merged)));
 }
 
 TEST(Lora, InfoDescribesALoraFile) {
   Scratch dir;
-  io::write_safetensors(dir.file("l.safetensors"), to_file(some_patches(3, true, true), Format::Kohya, false));
+  io::write_safetensors(dir.file("l.safetensors"),
+                        to_file(some_patches(3, true, true), Format::Kohya, false));
   const pipeline::FileInfo info = pipeline::describe_file(dir.file("l.safetensors"));
   EXPECT_EQ(info.kind, "LoRA");
   std::string all;
@@ -276,7 +280,9 @@ class LoraRefused : public ::testing::Test {
  protected:
   std::string open_error(const Named& tensors) {
     io::write_safetensors(path_, tensors);
-    return error_of([&] { io::LoraSet::open({io::LoraSpec{path_, 1.0}}, shapes_of(golden_weights())); });
+    return error_of([&] {
+      io::LoraSet::open({io::LoraSpec{path_, 1.0}}, shapes_of(golden_weights()));
+    });
   }
   Scratch dir_;
   std::string path_ = dir_.file("bad_lora.safetensors");
@@ -301,7 +307,8 @@ TEST_F(LoraRefused, KeysOfAnotherModel) {
 }
 
 TEST_F(LoraRefused, KeysThatAreNotLora) {
-  std::string msg = open_error({{"diffusion_model.blocks.0.self_attn.q.hada_w1_a", random({4, 4}, 1)}});
+  std::string msg =
+      open_error({{"diffusion_model.blocks.0.self_attn.q.hada_w1_a", random({4, 4}, 1)}});
   EXPECT_MENTIONS(msg, "LoHa / LoKr");
   EXPECT_MENTIONS(msg, "hada_w1_a");
   msg = open_error({{"blocks.0.self_attn.q.weight", random({64, 64}, 1)}});
@@ -310,10 +317,12 @@ TEST_F(LoraRefused, KeysThatAreNotLora) {
 }
 
 TEST_F(LoraRefused, HalfPairsShapesAndDuplicates) {
-  EXPECT_MENTIONS(open_error({{"diffusion_model.blocks.0.self_attn.q.lora_down.weight", random({4, 64}, 1)}}),
-                  "no up");
-  EXPECT_MENTIONS(open_error({{"diffusion_model.blocks.0.self_attn.q.alpha", Tensor::from_vector({}, {1})}}),
-                  "no lora_down / lora_up pair");
+  EXPECT_MENTIONS(
+      open_error({{"diffusion_model.blocks.0.self_attn.q.lora_down.weight", random({4, 64}, 1)}}),
+      "no up");
+  EXPECT_MENTIONS(
+      open_error({{"diffusion_model.blocks.0.self_attn.q.alpha", Tensor::from_vector({}, {1})}}),
+      "no lora_down / lora_up pair");
   std::string msg =
       open_error({{"diffusion_model.blocks.0.self_attn.q.lora_down.weight", random({4, 64}, 1)},
                   {"diffusion_model.blocks.0.self_attn.q.lora_up.weight", random({64, 3}, 2)}});
