@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "io/lora.h"
 #include "pipeline/device_settings.h"
 #include "pipeline/generate.h"
 #ifdef FREESWIM_WITH_CUDA
@@ -21,9 +22,9 @@ namespace {
 
 struct JobFlags {
   pipeline::ModelPaths models;
-  std::string prompt, negative, size = "1920x1080", window, output = "freeswim.mp4", png,
-                                device = "auto", input;
+  std::string prompt, negative, size, window, output = "freeswim.mp4", png, device = "auto", input;
   bool negative_given = false;
+  int width = 0, height = 0;  // -W / -H
   int frames = 81, base_steps = 50, steps = 50, cache_every = 2;
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
@@ -39,25 +40,36 @@ CLI::App* g_generate = nullptr;
 CLI::App* g_upscale = nullptr;
 
 void add_common(CLI::App* c, JobFlags& f, bool generate) {
-  c->add_option("--model", f.models.model,
+  // Aliases are the spellings of stable-diffusion.cpp (--diffusion-model, --t5xxl, --cfg-scale,
+  // --video-frames, -W/-H, -s) and of Wan's generate.py (--ckpt_dir, --frame_num,
+  // --sample_guide_scale, --base_seed, --size W*H) where they mean the same thing (README).
+  c->add_option("--model,--ckpt_dir", f.models.model,
                 "Wan2.1 checkpoint folder (diffusers or original layout), or 'tiny' for a built-in "
                 "random model");
-  c->add_option("--dit", f.models.dit,
+  c->add_option("--dit,--diffusion-model", f.models.dit,
                 "Diffusion transformer: a .safetensors file, index or folder");
   c->add_option("--dit-config", f.models.dit_config,
                 "config.json of the transformer (else beside it or inferred)");
   c->add_option("--vae", f.models.vae,
                 "VAE: Wan2.1_VAE.pth, a .safetensors file or a diffusers vae/ folder");
-  c->add_option("--t5", f.models.t5,
+  c->add_option("--t5,--t5xxl", f.models.t5,
                 "UMT5 encoder: models_t5_umt5-xxl-enc-bf16.pth or a text_encoder/ folder");
   c->add_option("--tokenizer", f.models.tokenizer, "spiece.model, or a folder holding it");
+  c->add_option("--lora", f.models.loras,
+                "LoRA FILE or FILE:STRENGTH (default 1), repeatable; merged into the DiT at load "
+                "(ComfyUI, kohya/musubi and diffusers/PEFT files)")
+      ->expected(1)
+      ->take_all();
   c->add_option("-p,--prompt", f.prompt, "What the video shows")->required(generate);
   c->add_option("-n,--negative-prompt", f.negative,
                 "What to avoid (default: Wan's negative prompt)");
   c->add_option("--size", f.size,
-                "Output size WxH; made at the next multiple of 16 and centre-cropped")
-      ->capture_default_str();
-  c->add_option("--frames", f.frames, "Frame count, 4n+1 (81 = 5 s at 16 fps)")
+                "Output size WxH or W*H (default 1920x1080); made at the next multiple of 16 and "
+                "centre-cropped");
+  c->add_option("-W,--width", f.width, "Output width (with -H, instead of --size)");
+  c->add_option("-H,--height", f.height, "Output height (with -W, instead of --size)");
+  c->add_option("--frames,--video-frames,--frame_num", f.frames,
+                "Frame count, 4n+1 (81 = 5 s at 16 fps)")
       ->capture_default_str();
   c->add_option("--fps", f.fps, "Frames per second of the mp4")->capture_default_str();
   if (generate)
@@ -67,13 +79,17 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--strength", f.strength,
                 "Fraction of the schedule the high-resolution stage runs (0, 1]")
       ->capture_default_str();
-  c->add_option("--guidance", f.guidance, "Classifier-free guidance scale")->capture_default_str();
+  c->add_option("--guidance,--cfg-scale,--sample_guide_scale", f.guidance,
+                "Classifier-free guidance scale (1: no unconditional pass, for CFG-distilled "
+                "models and LoRAs)")
+      ->capture_default_str();
   c->add_option("--shift", f.shift, "UniPC flow shift of the high-resolution stage")
       ->capture_default_str();
   if (generate)
     c->add_option("--base-shift", f.base_shift,
                   "UniPC flow shift of the base stage (default: 3 at 480p, 5 at 720p)");
-  c->add_option("--seed", f.seed, "Random seed (same seed, same video on any thread count)")
+  c->add_option("-s,--seed,--base_seed", f.seed,
+                "Random seed (same seed, same video on any thread count)")
       ->capture_default_str();
   c->add_option("--cache-every", f.cache_every,
                 "Run the full-attention branch every k steps and reuse its cross-attention between "
@@ -114,11 +130,21 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_flag("--no-vae-tiling", f.no_vae_tiling, "Decode whole frames at once");
 }
 
+// --size, or -W/-H (both, and not with --size); 1920x1080 when none is given.
+std::string job_size(const JobFlags& f) {
+  if (f.width == 0 && f.height == 0) return f.size.empty() ? "1920x1080" : f.size;
+  FS_CHECK(f.size.empty(), "give the size either as --size or as -W/-H, not both");
+  FS_CHECK(f.width > 0 && f.height > 0,
+           "-W and -H go together and must be positive (got -W {} -H {}); or use --size WxH",
+           f.width, f.height);
+  return fmt::format("{}x{}", f.width, f.height);
+}
+
 pipeline::JobOptions to_options(const JobFlags& f) {
   pipeline::JobOptions o;
   o.prompt = f.prompt;
   o.negative_prompt = f.negative;
-  o.size = pipeline::parse_size(f.size);
+  o.size = pipeline::parse_size(job_size(f));
   o.frames = f.frames;
   o.fps = f.fps;
   o.base_steps = f.base_steps;
@@ -217,6 +243,11 @@ int run_job(const JobFlags& f, bool generate) {
   const auto t0 = std::chrono::steady_clock::now();
   pipeline::LoadedModels m = pipeline::load_models(f.models, where.device, true, o.device.offload);
   if (!m.offload_note.empty()) std::fprintf(stderr, "freeswim: %s\n", m.offload_note.c_str());
+  if (!m.dit_note.empty()) std::fprintf(stderr, "freeswim: note: %s\n", m.dit_note.c_str());
+  for (const std::string& l : f.models.loras) {
+    const io::LoraSpec s = io::LoraSpec::parse(l);
+    std::fprintf(stderr, "freeswim: LoRA %s merged at strength %g\n", s.path.c_str(), s.strength);
+  }
   if (m.dit->offloaded())
     std::fprintf(stderr,
                  "freeswim: %.2f GiB of DiT block weights in pinned host memory, two blocks at a "

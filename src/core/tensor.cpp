@@ -286,6 +286,10 @@ float load_as_float(const void* p, DType t, int64_t i) {
       return static_cast<float>(static_cast<const int32_t*>(p)[i]);
     case DType::U8:
       return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+    case DType::F8_E4M3:
+      return f8e4m3_to_float(static_cast<const uint8_t*>(p)[i]);
+    case DType::F8_E5M2:
+      return f8e5m2_to_float(static_cast<const uint8_t*>(p)[i]);
   }
   return 0.f;
 }

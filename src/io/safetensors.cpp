@@ -30,7 +30,8 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr int kMaxHeaderDepth = 3;
 
 std::optional<DType> dtype_from_name(const std::string& s) {
-  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::I64, DType::I32, DType::U8}) {
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::I64, DType::I32, DType::U8,
+                  DType::F8_E4M3, DType::F8_E5M2}) {
     if (s == dtype_name(t)) return t;
   }
   return std::nullopt;
@@ -150,9 +151,10 @@ void SafetensorsFile::load_entry(const std::string& name, const Json& entry, siz
   const Json& dtype = entry["dtype"];
   FS_CHECK(dtype.is_string(), "{}: tensor '{}': dtype is not a string", path_, name);
   std::optional<DType> dt = dtype_from_name(dtype.get<std::string>());
-  FS_CHECK(dt.has_value(),
-           "{}: tensor '{}': unknown dtype '{}' (supported: F32 BF16 F16 I64 I32 U8)", path_, name,
-           dtype.get<std::string>());
+  FS_CHECK(
+      dt.has_value(),
+      "{}: tensor '{}': unknown dtype '{}' (supported: F32 BF16 F16 F8_E4M3 F8_E5M2 I64 I32 U8)",
+      path_, name, dtype.get<std::string>());
   info.dtype = *dt;
 
   // Element count and byte count in uint64 with overflow checks; the element count must also

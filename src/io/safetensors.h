@@ -14,16 +14,11 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/fp8_scales.h"
+#include "io/gguf.h"
+#include "io/tensor_info.h"
 
 namespace freeswim::io {
-
-struct TensorInfo {
-  std::string name;
-  DType dtype = DType::F32;
-  Shape shape;
-  size_t begin = 0;  // byte offset into the data section
-  size_t nbytes = 0;
-};
 
 class SafetensorsFile {
  public:
@@ -70,23 +65,42 @@ void write_safetensors(const std::string& path,
 
 // One checkpoint made of one or more safetensors files: a single file, a
 // `*.safetensors.index.json` (its weight_map names the shards, relative to the index), or a
-// directory holding exactly one of those. Names must be unique across shards.
+// directory holding exactly one of those. Names must be unique across shards. A GGUF file (by
+// its magic, whatever its name; or the one `*.gguf` of a directory without safetensors) is a
+// checkpoint too: its tensors come out in their PyTorch shape, the block formats dequantised to
+// f32 (io/gguf.h).
+//
+// fp8 weights (F8_E4M3, F8_E5M2) come out of tensor() as f32, multiplied by their ComfyUI scale
+// when the file has one (io/fp8_scales.h); the scales, markers and layer configurations are not
+// among names() and cannot be looked up: the checkpoint is seen as the weights it stands for.
 class TensorSource {
  public:
   static TensorSource open(const std::string& path);
   std::vector<std::string> names() const;  // sorted
   bool contains(std::string_view name) const;
+  // As stored (an fp8 weight's dtype is its fp8 type; tensor() gives f32).
   const TensorInfo* find(std::string_view name) const;
-  // Throws Error naming the checkpoint and the tensor when absent.
+  // Throws Error naming the checkpoint and the tensor when absent. Floating-point tensors come
+  // out as F32, BF16 or F16 (fp8 dequantised to F32); integer tensors as stored.
   Tensor tensor(std::string_view name) const;
+  // "safetensors"; with fp8 weights, which kinds and scales (for `freeswim info`).
+  std::string storage_summary() const;
+  const Fp8Scales& fp8() const { return fp8_; }
+  // The GGUF file when the checkpoint is one (its metadata: architecture, tokenizer), else null.
+  const GgufFile* gguf() const { return gguf_.get(); }
   // The file that holds `name` (for error messages).
   const std::string& file_of(std::string_view name) const;
   const std::string& path() const { return path_; }
 
  private:
+  void resolve_fp8();
+
   std::string path_;
   std::vector<std::shared_ptr<const SafetensorsFile>> files_;
-  std::map<std::string, size_t, std::less<>> index_;  // name -> file
+  std::map<std::string, size_t, std::less<>> index_;  // name -> file (auxiliary tensors too)
+  Fp8Scales fp8_;
+  std::shared_ptr<const GgufFile> gguf_;
+  std::vector<TensorInfo> gguf_infos_;  // sorted by name; dtype: what tensor() returns
 };
 
 }  // namespace freeswim::io

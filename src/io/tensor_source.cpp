@@ -18,6 +18,7 @@ namespace {
 
 constexpr std::string_view kIndexSuffix = ".safetensors.index.json";
 constexpr std::string_view kFileSuffix = ".safetensors";
+constexpr std::string_view kGgufSuffix = ".gguf";
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -48,13 +49,15 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
 
 // The one checkpoint inside a directory: its single index, or else its single file.
 std::string checkpoint_in_directory(const std::string& dir) {
-  std::vector<std::string> indexes, files;
+  std::vector<std::string> indexes, files, ggufs;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (ends_with(name, kIndexSuffix)) indexes.push_back(name);
     if (ends_with(name, kFileSuffix)) files.push_back(name);
+    if (ends_with(name, kGgufSuffix)) ggufs.push_back(name);
   }
+  std::sort(ggufs.begin(), ggufs.end());
   FS_CHECK(!ec, "{}: cannot list directory: {}", dir, ec.message());
   std::sort(indexes.begin(), indexes.end());
   std::sort(files.begin(), files.end());
@@ -77,7 +80,13 @@ std::string checkpoint_in_directory(const std::string& dir) {
   }
   FS_CHECK(indexes.empty(), "{}: holds several shard indexes ({}); pass one of them", dir,
            list(indexes));
-  FS_CHECK(!files.empty(), "{}: holds no *.safetensors file or *.safetensors.index.json", dir);
+  if (files.empty() && !ggufs.empty()) {
+    FS_CHECK(ggufs.size() == 1, "{}: holds several GGUF files ({}); pass one of them", dir,
+             list(ggufs));
+    return (fs::path(dir) / ggufs[0]).string();
+  }
+  FS_CHECK(!files.empty(), "{}: holds no *.safetensors file, *.safetensors.index.json or *.gguf",
+           dir);
   FS_CHECK(files.size() == 1, "{}: holds several safetensors files ({}); pass one of them", dir,
            list(files));
   return (fs::path(dir) / files[0]).string();
@@ -92,9 +101,25 @@ TensorSource TensorSource::open(const std::string& path) {
   std::string target = path;
   if (fs::is_directory(path, ec)) target = checkpoint_in_directory(path);
 
+  if (fs::is_regular_file(target, ec) && looks_like_gguf(target)) {
+    src.gguf_ = GgufFile::open(target);
+    for (const GgufTensorInfo& g : src.gguf_->tensors()) {
+      TensorInfo t;
+      t.name = g.name;
+      t.dtype = g.type == GgmlType::F16    ? DType::F16
+                : g.type == GgmlType::BF16 ? DType::BF16
+                                           : DType::F32;
+      t.shape = g.shape;
+      t.begin = static_cast<size_t>(g.offset);
+      t.nbytes = g.nbytes;
+      src.gguf_infos_.push_back(std::move(t));
+    }
+    return src;
+  }
   if (!ends_with(target, ".json")) {
     src.files_.push_back(SafetensorsFile::open(target));
     for (const TensorInfo& t : src.files_[0]->tensors()) src.index_.emplace(t.name, 0);
+    src.resolve_fp8();
     return src;
   }
 
@@ -127,32 +152,85 @@ TensorSource TensorSource::open(const std::string& path) {
                it == weight_map.end() ? "does not list" : "assigns to '" + it->second + "'");
     }
   }
+  src.resolve_fp8();
   return src;
+}
+
+void TensorSource::resolve_fp8() {
+  std::map<std::string, const TensorInfo*, std::less<>> infos;
+  std::vector<std::pair<std::string, std::string>> quant_metadata;
+  for (const auto& file : files_) {
+    for (const TensorInfo& t : file->tensors()) infos.emplace(t.name, &t);
+    auto q = file->metadata().find("_quantization_metadata");
+    if (q != file->metadata().end()) quant_metadata.emplace_back(file->path(), q->second);
+  }
+  fp8_ = resolve_fp8_scales(path_, infos, quant_metadata, [&](const std::string& name) {
+    return files_[index_.find(name)->second]->tensor(name);
+  });
 }
 
 std::vector<std::string> TensorSource::names() const {
   std::vector<std::string> out;
+  if (gguf_) {
+    for (const TensorInfo& t : gguf_infos_) out.push_back(t.name);
+    return out;
+  }
   out.reserve(index_.size());
-  for (const auto& [name, k] : index_) out.push_back(name);
+  for (const auto& [name, k] : index_)
+    if (fp8_.auxiliary.count(name) == 0) out.push_back(name);
   return out;
 }
 
 bool TensorSource::contains(std::string_view name) const {
-  return index_.find(name) != index_.end();
+  if (gguf_) return gguf_->find(name) != nullptr;
+  return index_.find(name) != index_.end() && fp8_.auxiliary.find(name) == fp8_.auxiliary.end();
 }
 
 const TensorInfo* TensorSource::find(std::string_view name) const {
-  auto it = index_.find(name);
-  return it == index_.end() ? nullptr : files_[it->second]->find(name);
+  if (gguf_) {
+    auto it = std::lower_bound(gguf_infos_.begin(), gguf_infos_.end(), name,
+                               [](const TensorInfo& t, std::string_view n) { return t.name < n; });
+    return it != gguf_infos_.end() && it->name == name ? &*it : nullptr;
+  }
+  if (!contains(name)) return nullptr;
+  return files_[index_.find(name)->second]->find(name);
 }
 
 Tensor TensorSource::tensor(std::string_view name) const {
-  auto it = index_.find(name);
-  FS_CHECK(it != index_.end(), "{}: no tensor named '{}'", path_, name);
-  return files_[it->second]->tensor(name);
+  FS_CHECK(contains(name), "{}: no tensor named '{}'", path_, name);
+  if (gguf_) return gguf_->tensor(name);
+  const Tensor t = files_[index_.find(name)->second]->tensor(name);
+  if (t.dtype() != DType::F8_E4M3 && t.dtype() != DType::F8_E5M2) return t;
+  auto scale = fp8_.scale_of.find(name);
+  return dequantize_fp8(t, scale == fp8_.scale_of.end() ? 1.f : scale->second.value);
+}
+
+std::string TensorSource::storage_summary() const {
+  std::map<std::string, int> counts;
+  if (gguf_) {
+    for (const GgufTensorInfo& t : gguf_->tensors()) ++counts[ggml_type_name(t.type_id)];
+    std::vector<std::string> parts;
+    for (const auto& [type, n] : counts) parts.push_back(fmt::format("{} x {}", type, n));
+    const std::string arch = gguf_->string_value("general.architecture");
+    return fmt::format("GGUF v{} ({}){}", gguf_->version(), fmt::join(parts, ", "),
+                       arch.empty() ? "" : "; general.architecture " + arch);
+  }
+  for (const auto& [name, k] : index_)
+    if (fp8_.auxiliary.count(name) == 0)
+      ++counts[std::string(dtype_name(files_[k]->find(name)->dtype))];
+  std::vector<std::string> parts;
+  for (const auto& [dtype, n] : counts) parts.push_back(fmt::format("{} x {}", dtype, n));
+  std::string s = fmt::format("safetensors ({})", fmt::join(parts, ", "));
+  if (!fp8_.scheme.empty())
+    s += fmt::format("; {} scales on {} fp8 weights", fp8_.scheme, fp8_.scale_of.size());
+  return s;
 }
 
 const std::string& TensorSource::file_of(std::string_view name) const {
+  if (gguf_) {
+    FS_CHECK(gguf_->find(name) != nullptr, "{}: no tensor named '{}'", path_, name);
+    return gguf_->path();
+  }
   auto it = index_.find(name);
   FS_CHECK(it != index_.end(), "{}: no tensor named '{}'", path_, name);
   return files_[it->second]->path();

@@ -13,7 +13,9 @@
 
 namespace freeswim::io {
 
-enum class Umt5Scheme { Transformers, Original };
+// Gguf: llama.cpp's names for a T5 encoder (general.architecture "t5encoder"): token_embd,
+// enc.blk.<i>.attn_{norm,q,k,v,o,rel_b}, enc.blk.<i>.ffn_{norm,gate,up,down}, enc.output_norm.
+enum class Umt5Scheme { Transformers, Original, Gguf };
 
 struct Umt5Naming {
   Umt5Scheme scheme = Umt5Scheme::Transformers;
@@ -33,6 +35,10 @@ inline constexpr std::string_view kUmt5EmbeddingName = "encoder.embed_tokens.wei
 // Original Wan name of a transformers UMT5 encoder tensor name; throws Error for a name that
 // is not an encoder tensor.
 std::string umt5_original_name(std::string_view transformers_name);
+
+// llama.cpp's (GGUF) name of a transformers UMT5 encoder tensor name; throws Error for a name
+// that is not an encoder tensor.
+std::string umt5_gguf_name(std::string_view transformers_name);
 
 // Detects the scheme and prefix from the names a checkpoint holds; throws Error naming
 // `label` when neither scheme's first attention layer and embedding are present.

@@ -10,6 +10,7 @@
 //   scale_shift_table, proj_out           output head: LN * (1+scale) + shift, linear
 #pragma once
 
+#include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -18,6 +19,8 @@
 
 #include "core/tensor.h"
 #include "freeswim/policy.h"
+#include "io/lora.h"
+#include "io/wan_kind.h"
 #include "ops/ops.h"
 
 namespace freeswim::io {
@@ -79,6 +82,13 @@ struct DitInput {
 
 class BlockStreamer;  // wan_dit.cpp: the --offload path
 
+// Every weight of a DiT of configuration `c`, by diffusers name, with its shape (what load()
+// reads; LoRAs are matched against it).
+std::map<std::string, Shape> wan_dit_weight_shapes(const WanDitConfig& c);
+
+// Throws Error when `src` is a GGUF file whose general.architecture is not "wan".
+void check_gguf_architecture(const io::TensorSource& src, const std::string& path);
+
 class WanDit {
  public:
   WanDit(WanDitConfig config, WanDitWeights weights, Device device);
@@ -92,14 +102,23 @@ class WanDit {
   // Weights are validated against the config and converted once to the device's compute dtype.
   // `offload` (--offload, see enable_offload): the blocks' weights go to pinned host memory one
   // tensor at a time as they are converted, so a DiT larger than the GPU loads too.
+  // `loras` (--lora) are matched to the weights before any is read and merged into each in f32
+  // before its conversion (io/lora.h).
   static std::unique_ptr<WanDit> load(const std::string& path, Device device,
-                                      const std::string& config_path = "", bool offload = false);
+                                      const std::string& config_path = "", bool offload = false,
+                                      const std::vector<io::LoraSpec>& loras = {});
   // The same with a configuration already in hand.
   static std::unique_ptr<WanDit> load(const std::string& path, Device device,
-                                      const WanDitConfig& config, bool offload = false);
+                                      const WanDitConfig& config, bool offload = false,
+                                      const std::vector<io::LoraSpec>& loras = {});
   // The configuration load() uses for `path`: `config_path`, else config.json beside, else
   // inferred.
   static WanDitConfig resolve_config(const std::string& path, const std::string& config_path = "");
+  // What a DiT checkpoint is (names and shapes only; fast): Wan2.1 T2V or another member of the
+  // family (I2V, FLF2V, VACE, Wan2.2 TI2V-5B, ...). Throws when it is not a Wan DiT.
+  static io::WanDitIdentity identify(const std::string& path);
+  // Throws Error naming what the file is unless it is a Wan2.1 text-to-video DiT.
+  static void require_wan_t2v_file(const std::string& path);
   // A randomly initialised model (the built-in tiny model, and real-size benchmarks).
   static std::unique_ptr<WanDit> random(const WanDitConfig& config, Device device, uint64_t seed);
   // Infers the configuration from tensor shapes (head_dim 128 assumed when no config says

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "io/wan_kind.h"
 #include "io/wan_names.h"
 #include "models/wan_dit.h"
 
@@ -187,19 +188,75 @@ WanDitConfig WanDit::resolve_config(const std::string& path, const std::string& 
 }
 
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device,
-                                     const std::string& config_path, bool offload) {
-  return load(path, device, resolve_config(path, config_path), offload);
+                                     const std::string& config_path, bool offload,
+                                     const std::vector<io::LoraSpec>& loras) {
+  // What the file is comes first: an I2V or Wan2.2 file is refused by name, not by a missing
+  // tensor or a config field minutes later.
+  require_wan_t2v_file(path);
+  return load(path, device, resolve_config(path, config_path), offload, loras);
+}
+
+io::WanDitIdentity WanDit::identify(const std::string& path) {
+  const io::TensorSource src = io::TensorSource::open(path);
+  check_gguf_architecture(src, path);
+  return io::identify_wan_dit(src, path);
+}
+
+void WanDit::require_wan_t2v_file(const std::string& path) {
+  io::require_wan_t2v(identify(path), path);
 }
 
 namespace {
 std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, const WanDitConfig& c,
-                                     bool offload);
+                                     bool offload, const std::vector<io::LoraSpec>& loras);
 }  // namespace
 
+std::map<std::string, Shape> wan_dit_weight_shapes(const WanDitConfig& c) {
+  const int64_t D = c.dim();
+  std::map<std::string, Shape> s;
+  s["patch_embedding.weight"] = {D, c.in_channels, c.patch_t, c.patch_h, c.patch_w};
+  s["patch_embedding.bias"] = {D};
+  s["condition_embedder.time_embedder.linear_1.weight"] = {D, c.freq_dim};
+  s["condition_embedder.time_embedder.linear_1.bias"] = {D};
+  s["condition_embedder.time_embedder.linear_2.weight"] = {D, D};
+  s["condition_embedder.time_embedder.linear_2.bias"] = {D};
+  s["condition_embedder.time_proj.weight"] = {6 * D, D};
+  s["condition_embedder.time_proj.bias"] = {6 * D};
+  s["condition_embedder.text_embedder.linear_1.weight"] = {D, c.text_dim};
+  s["condition_embedder.text_embedder.linear_1.bias"] = {D};
+  s["condition_embedder.text_embedder.linear_2.weight"] = {D, D};
+  s["condition_embedder.text_embedder.linear_2.bias"] = {D};
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string pre = fmt::format("blocks.{}.", i);
+    for (const char* a : {"attn1", "attn2"}) {
+      for (const char* proj : {".to_q", ".to_k", ".to_v", ".to_out.0"}) {
+        s[pre + a + proj + ".weight"] = {D, D};
+        s[pre + a + proj + ".bias"] = {D};
+      }
+      s[pre + a + ".norm_q.weight"] = {D};
+      s[pre + a + ".norm_k.weight"] = {D};
+    }
+    if (c.cross_attn_norm) {
+      s[pre + "norm2.weight"] = {D};
+      s[pre + "norm2.bias"] = {D};
+    }
+    s[pre + "ffn.net.0.proj.weight"] = {c.ffn_dim, D};
+    s[pre + "ffn.net.0.proj.bias"] = {c.ffn_dim};
+    s[pre + "ffn.net.2.weight"] = {D, c.ffn_dim};
+    s[pre + "ffn.net.2.bias"] = {D};
+    s[pre + "scale_shift_table"] = {1, 6, D};
+  }
+  const int64_t P = int64_t{c.patch_t} * c.patch_h * c.patch_w;
+  s["scale_shift_table"] = {1, 2, D};
+  s["proj_out.weight"] = {c.out_channels * P, D};
+  s["proj_out.bias"] = {c.out_channels * P};
+  return s;
+}
+
 std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, const WanDitConfig& c,
-                                     bool offload) {
+                                     bool offload, const std::vector<io::LoraSpec>& loras) {
   try {
-    return load_weights(path, device, c, offload);
+    return load_weights(path, device, c, offload, loras);
   } catch (const OutOfMemory& e) {
     // The allocator's advice cannot know that a DiT is half loaded: name the flag that keeps its
     // blocks (nearly all of its weights) off the device.
@@ -211,21 +268,60 @@ std::unique_ptr<WanDit> WanDit::load(const std::string& path, Device device, con
 }
 
 namespace {
+
+// Shapes equal once leading 1s are dropped: GGUF writers drop the leading 1 of the modulation
+// tables ([1, 6, dim] stored as [6, dim]); the bytes are the same.
+}  // namespace
+
+void check_gguf_architecture(const io::TensorSource& src, const std::string& path) {
+  if (const io::GgufFile* g = src.gguf()) {
+    const std::string arch = g->string_value("general.architecture");
+    FS_CHECK(arch.empty() || arch == "wan",
+             "{}: a GGUF file of architecture '{}', not a Wan DiT (general.architecture 'wan')",
+             path, arch);
+  }
+}
+
+namespace {
+
+bool same_but_leading_ones(const Shape& a, const Shape& b) {
+  auto strip = [](const Shape& s) {
+    size_t i = 0;
+    while (i < s.size() && s[i] == 1) ++i;
+    return Shape(s.begin() + static_cast<std::ptrdiff_t>(i), s.end());
+  };
+  return strip(a) == strip(b);
+}
+
 std::unique_ptr<WanDit> load_weights(const std::string& path, Device device, const WanDitConfig& c,
-                                     bool offload) {
+                                     bool offload, const std::vector<io::LoraSpec>& loras) {
   const io::TensorSource src = io::TensorSource::open(path);
+  const std::map<std::string, Shape> shapes = wan_dit_weight_shapes(c);
+  check_gguf_architecture(src, path);
+  io::require_wan_t2v(io::identify_wan_dit(src, path), path);
   const io::WanDitNaming naming = io::detect_wan_dit_naming(src.names(), path);
+  // Every LoRA key is matched to a weight before any weight is read: a LoRA for another model
+  // fails here, not after minutes of loading.
+  const std::shared_ptr<const io::LoraSet> lora =
+      loras.empty() ? nullptr : io::LoraSet::open(loras, shapes);
 
   auto get = [&](const std::string& name, const Shape& expected) -> Tensor {
+    FS_CHECK(shapes.count(name) && shapes.at(name) == expected,
+             "internal: DiT weight '{}' {} is not in wan_dit_weight_shapes", name,
+             shape_str(expected));
     const std::string stored = naming.stored(name);
     FS_CHECK(src.contains(stored), "{}: missing tensor '{}' ({}; model {})", path, stored,
              naming.describe(), c.describe());
     Tensor t = src.tensor(stored);
+    if (t.shape() != expected && same_but_leading_ones(t.shape(), expected))
+      t = t.reshape(expected);
     FS_CHECK(t.shape() == expected, "{}: tensor '{}' has shape {}, expected {} for a model of {}",
              src.file_of(stored), stored, shape_str(t.shape()), shape_str(expected), c.describe());
     FS_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16,
              "{}: tensor '{}' has dtype {}, expected F32, BF16 or F16", src.file_of(stored), stored,
              dtype_name(t.dtype()));
+    // LoRAs are merged in f32 before the one conversion to the compute dtype.
+    if (lora && lora->touches(name)) t = lora->apply(name, t.to(DType::F32));
     return ops::to_compute(t.dtype() == DType::F16 ? t.to(DType::F32) : t, device);
   };
   const int64_t D = c.dim(), P = int64_t{c.patch_t} * c.patch_h * c.patch_w;

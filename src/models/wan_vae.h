@@ -126,6 +126,9 @@ class WanVae {
                                       const std::optional<WanVaeConfig>& config,
                                       const std::string& cfg_note);
   static std::unique_ptr<WanVae> random(const WanVaeConfig& config, Device device, uint64_t seed);
+  // What a VAE checkpoint is, from names and shapes: "Wan2.1 VAE (<naming>)"; throws Error
+  // naming the file for the Wan2.2 VAE (48 latent channels) and for files that are no Wan VAE.
+  static std::string identify(const std::string& path);
 
   const WanVaeConfig& config() const { return config_; }
   Device device() const { return device_; }

@@ -142,6 +142,30 @@ struct VaeSource {
   std::string file_of(const std::string& n) const { return st ? st->file_of(n) : path; }
 };
 
+// The Wan2.2 VAE (of TI2V-5B) has 48 latent channels where Wan2.1's has 16: its last encoder
+// convolution (original `conv1`, 2 x 48 outputs) and first decoder one (original `conv2`,
+// diffusers `post_quant_conv`) are 48 wide, and it patchifies the frames 2x2 before the encoder's
+// first convolution (12 input channels). Any of these, at the top level of the names, is enough.
+void refuse_wan22_vae(const VaeSource& src) {
+  for (const std::string& n : src.names()) {
+    const io::TensorInfo* t = src.find(n);
+    if (t == nullptr || t->shape.size() != 5) continue;
+    const bool top =
+        n.find("encoder.") == std::string::npos && n.find("decoder.") == std::string::npos;
+    const bool post = top &&
+                      (n.ends_with("conv2.weight") || n.ends_with("post_quant_conv.weight")) &&
+                      t->shape[0] == 48;
+    const bool first =
+        (n.ends_with("encoder.conv1.weight") || n.ends_with("encoder.conv_in.weight")) &&
+        t->shape[1] == 12;
+    FS_CHECK(!post && !first,
+             "{}: this is the Wan2.2 VAE (48 latent channels, frames patchified 2x2: tensor '{}' "
+             "has shape {}), the VAE of Wan2.2 TI2V-5B; this engine runs Wan2.1 with its VAE "
+             "(16 latent channels)",
+             src.path, n, shape_str(t->shape));
+  }
+}
+
 std::string find_config_beside(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
@@ -317,10 +341,17 @@ std::unique_ptr<WanVae> WanVae::load(const std::string& path, Device device,
   return load(path, device, std::optional<WanVaeConfig>{}, "config inferred from shapes");
 }
 
+std::string WanVae::identify(const std::string& path) {
+  const VaeSource src = VaeSource::open(path);
+  refuse_wan22_vae(src);
+  return "Wan2.1 VAE (" + io::detect_wan_vae_naming(src.names(), path).describe() + ")";
+}
+
 std::unique_ptr<WanVae> WanVae::load(const std::string& path, Device device,
                                      const std::optional<WanVaeConfig>& config,
                                      const std::string& cfg_note) {
   const VaeSource src = VaeSource::open(path);
+  refuse_wan22_vae(src);
   io::WanVaeNaming naming = io::detect_wan_vae_naming(src.names(), path);
   const WanVaeConfig c = config ? *config : infer_config(src, naming);
   naming.num_res_blocks = c.num_res_blocks;

@@ -40,6 +40,10 @@ size_t freeswim_activation_bytes(const models::WanDitConfig& c, int64_t tokens) 
   return static_cast<size_t>(elements * 2) + (size_t{1} << 30);
 }
 
+bool skips_unconditional(double guidance) {
+  return guidance == 1.0;
+}
+
 Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance) {
   FS_CHECK(cond.numel() == uncond.numel(), "guidance: {} vs {}", cond.describe(),
            uncond.describe());
@@ -67,8 +71,12 @@ Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, in
     const int i = scheduler.step_index();
     const float t = scheduler.timesteps()[static_cast<size_t>(i)];
     const Tensor cond = predict(dit, x, t, text.context, StepKind::Stock);
-    const Tensor uncond = predict(dit, x, t, text.negative, StepKind::Stock);
-    x = scheduler.step(classifier_free_guidance(cond, uncond, text.guidance), x);
+    if (skips_unconditional(text.guidance)) {
+      x = scheduler.step(cond, x);
+    } else {
+      const Tensor uncond = predict(dit, x, t, text.negative, StepKind::Stock);
+      x = scheduler.step(classifier_free_guidance(cond, uncond, text.guidance), x);
+    }
     if (hooks.checkpoint) {
       StageState s;
       s.next_step = scheduler.step_index();
@@ -127,9 +135,10 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
     const int k = i - start.t_start;  // step within the stage: guide steps are 0, k, 2k, ...
     const float t = scheduler.timesteps()[static_cast<size_t>(i)];
     Tensor cond, uncond;
+    const bool with_uncond = !skips_unconditional(text.guidance);
     if (opt.cache_every == 0) {
       cond = predict(dit, x, t, text.context, StepKind::Dual, &opt.attention);
-      uncond = predict(dit, x, t, text.negative, StepKind::Dual, &opt.attention);
+      if (with_uncond) uncond = predict(dit, x, t, text.negative, StepKind::Dual, &opt.attention);
     } else {
       if (k % opt.cache_every == 0) {
         cond = predict(dit, x, t, text.context, StepKind::Guide, &opt.attention, &cache);
@@ -138,9 +147,10 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
       } else {
         cond = predict(dit, x, t, text.context, StepKind::Reuse, &opt.attention, &cache);
       }
-      uncond = predict(dit, x, t, text.negative, StepKind::Uncond, &opt.attention);
+      if (with_uncond) uncond = predict(dit, x, t, text.negative, StepKind::Uncond, &opt.attention);
     }
-    x = scheduler.step(classifier_free_guidance(cond, uncond, text.guidance), x);
+    x = scheduler.step(with_uncond ? classifier_free_guidance(cond, uncond, text.guidance) : cond,
+                       x);
     if (hooks.checkpoint) {
       StageState s;
       s.next_step = scheduler.step_index();

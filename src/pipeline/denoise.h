@@ -46,9 +46,14 @@ struct StageHooks {
 
 struct GuidedText {
   Tensor context;   // [L, text_dim] conditional prompt
-  Tensor negative;  // [L, text_dim] negative prompt
+  Tensor negative;  // [L, text_dim] negative prompt; not needed (may be undefined) at guidance 1
   double guidance = 5.0;
 };
+
+// At guidance 1, u + 1 * (c - u) is the conditional prediction: the unconditional forward is not
+// run at all (what CFG-distilled models and LoRAs such as lightx2v / CausVid expect), halving
+// every step's work.
+bool skips_unconditional(double guidance);
 
 // Runs the stock base stage: `steps` steps of `scheduler` from `noise` (or from `resume`).
 Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps,

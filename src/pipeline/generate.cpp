@@ -212,8 +212,11 @@ class Job {
     GuidedText t;
     info("encoding the prompts");
     t.context = m_.encode_text(o_.prompt);
-    t.negative = m_.encode_text(o_.negative_prompt.empty() ? wan_default_negative_prompt()
-                                                           : o_.negative_prompt);
+    if (skips_unconditional(o_.guidance))
+      info("guidance 1: the unconditional pass (and the negative prompt) is skipped");
+    else
+      t.negative = m_.encode_text(o_.negative_prompt.empty() ? wan_default_negative_prompt()
+                                                             : o_.negative_prompt);
     t.guidance = o_.guidance;
     return t;
   }

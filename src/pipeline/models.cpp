@@ -62,6 +62,15 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
     FS_CHECK(fs::is_directory(d),
              "--model: '{}' is not a directory (give a Wan2.1 checkpoint folder, or 'tiny')",
              paths.model);
+    // Wan2.2 A14B: two experts (high noise for the first steps, low noise for the rest), in
+    // high_noise_model/ + low_noise_model/ (original release) or transformer/ + transformer_2/
+    // (diffusers).
+    FS_CHECK(!fs::is_directory(d / "high_noise_model") && !fs::is_directory(d / "transformer_2"),
+             "--model: '{}' is a Wan2.2 A14B model (two expert DiTs: {}); this engine runs Wan2.1 "
+             "text-to-video (T2V-1.3B or T2V-14B)",
+             paths.model,
+             fs::is_directory(d / "transformer_2") ? "transformer/ and transformer_2/"
+                                                   : "high_noise_model/ and low_noise_model/");
     if (fs::is_directory(d / "transformer")) {
       l.layout = "diffusers";
       l.dit = (d / "transformer").string();
@@ -101,7 +110,8 @@ ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) 
   if (need_vae) need(l.vae, "--vae", "VAE");
   if (need_text) {
     need(l.t5, "--t5", "UMT5 text encoder");
-    need(l.tokenizer, "--tokenizer", "tokenizer (spiece.model)");
+    // The tokenizer may be inside the encoder file (ComfyUI's UMT5, GGUF): load_models looks.
+    if (!l.tokenizer.empty()) need(l.tokenizer, "--tokenizer", "tokenizer (spiece.model)");
   }
   return l;
 }
@@ -121,6 +131,19 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
   return load(true);
 }
 
+text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layout) {
+  // An explicit --tokenizer wins; then the one inside an encoder file given with --t5 (it belongs
+  // to that encoder); then the model folder's.
+  if (!paths.tokenizer.empty()) return text::Tokenizer::load(paths.tokenizer);
+  if (std::optional<text::Tokenizer> inside = text::Tokenizer::embedded_in(layout.t5))
+    return std::move(*inside);
+  FS_CHECK(!layout.tokenizer.empty(),
+           "no tokenizer found: '{}' holds none (ComfyUI's UMT5 files and GGUF encoders carry "
+           "theirs); give --tokenizer spiece.model",
+           layout.t5);
+  return text::Tokenizer::load(layout.tokenizer);
+}
+
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload) {
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds = [&] {
@@ -131,7 +154,14 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
   FS_CHECK(device == Device::CUDA || offload == Offload::off,
            "load_models: the DiT's blocks can be streamed from host memory to a GPU only, not to "
            "the cpu (device_settings turns offload off there)");
+  std::vector<io::LoraSpec> loras;
+  for (const std::string& l : paths.loras) loras.push_back(io::LoraSpec::parse(l));
+  for (const io::LoraSpec& l : loras)
+    FS_CHECK(fs::is_regular_file(l.path), "--lora: '{}' is not a file", l.path);
   if (m.layout.layout == "tiny") {
+    FS_CHECK(loras.empty(),
+             "--lora: the built-in tiny model has random weights; a LoRA applies to real Wan2.1 "
+             "weights");
     m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
     if (offload == Offload::on) m.dit->enable_offload();
     models::WanVaeConfig vc = models::WanVaeConfig::wan21();
@@ -144,7 +174,7 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
   m.dit = load_dit_with_offload(
       offload,
       [&](bool streamed) {
-        return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed);
+        return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed, loras);
       },
       [&](const std::string& why) {
         m.offload_note = fmt::format(
@@ -153,10 +183,11 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
             "turns this off)",
             why.substr(0, why.find('\n')));
       });
+  m.dit_note = models::WanDit::identify(m.layout.dit).note;
   m.vae = models::WanVae::load(m.layout.vae, device);
   if (need_text) {
     m.t5 = text::Umt5Encoder::load(m.layout.t5, device);
-    m.tokenizer = text::Tokenizer::load(m.layout.tokenizer);
+    m.tokenizer = load_tokenizer(paths, m.layout);
     FS_CHECK(m.t5->config().d_model == m.dit->config().text_dim,
              "the text encoder's width {} does not match the DiT's text_dim {} (--t5 {}, --dit {})",
              m.t5->config().d_model, m.dit->config().text_dim, m.layout.t5, m.layout.dit);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "models/wan_dit.h"
@@ -24,6 +25,7 @@ namespace freeswim::pipeline {
 struct ModelPaths {
   std::string model;  // a directory, or "tiny"
   std::string dit, dit_config, vae, t5, tokenizer;
+  std::vector<std::string> loras;  // --lora FILE[:STRENGTH], merged into the DiT in this order
 };
 
 // Where each part was found, and what kind of checkpoint it is.
@@ -67,6 +69,8 @@ struct LoadedModels {
   // Set when Offload::automatic moved the DiT's blocks to host memory: what ran out, for the CLI
   // to print.
   std::string offload_note;
+  // A remark about what the DiT file is (a Wan2.2 expert's file name), for the CLI to print.
+  std::string dit_note;
 
  private:
   bool text_released_ = false;
@@ -86,6 +90,12 @@ enum class Offload { automatic, on, off };
 std::unique_ptr<models::WanDit> load_dit_with_offload(
     Offload mode, const std::function<std::unique_ptr<models::WanDit>(bool offload)>& load,
     const std::function<void(const std::string& why)>& fell_back);
+
+// The tokenizer: --tokenizer if given, else the one inside the --t5 file (ComfyUI's UMT5 with
+// its `spiece_model` tensor, a GGUF encoder's tokenizer.ggml.*), else the model folder's; throws
+// naming the encoder file when there is none.
+text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layout);
+
 
 // `offload` as device_settings decided it for `device` (off on the cpu).
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload);

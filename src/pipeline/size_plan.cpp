@@ -39,7 +39,8 @@ SizePlan plan_size(int64_t width, int64_t height, int64_t multiple, const std::s
 }
 
 SizePlan parse_size(const std::string& text, int64_t multiple, const std::string& flag) {
-  const size_t x = text.find_first_of("xX");
+  // WIDTHxHEIGHT, or WIDTH*HEIGHT as Wan's generate.py writes it (--size 1280*720).
+  const size_t x = text.find_first_of("xX*");
   int64_t w = 0, h = 0;
   bool ok = x != std::string::npos && x > 0 && x + 1 < text.size();
   if (ok) {
@@ -49,7 +50,8 @@ SizePlan parse_size(const std::string& text, int64_t multiple, const std::string
     ok = rw.ec == std::errc() && rw.ptr == b + x && rh.ec == std::errc() &&
          rh.ptr == b + text.size();
   }
-  FS_CHECK(ok, "{}: '{}' is not a size; write WIDTHxHEIGHT, e.g. 1920x1080", flag, text);
+  FS_CHECK(ok, "{}: '{}' is not a size; write WIDTHxHEIGHT (or WIDTH*HEIGHT), e.g. 1920x1080", flag,
+           text);
   return plan_size(w, h, multiple, flag);
 }
 

@@ -6,7 +6,10 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
 #include "text/prompt_clean.h"
+#include "text/spm_from_gguf.h"
 
 namespace freeswim::text {
 
@@ -39,6 +42,48 @@ Tokenizer Tokenizer::load(const std::string& path) {
   auto status = sp->Load(t.path_);
   FS_CHECK(status.ok(), "tokenizer '{}': not a sentencepiece model ({})", t.path_,
            status.ToString());
+  t.finish(std::move(sp));
+  return t;
+}
+
+Tokenizer Tokenizer::from_serialized(const std::string& model_proto, const std::string& label) {
+  Tokenizer t;
+  t.path_ = label;
+  auto sp = std::make_shared<sentencepiece::SentencePieceProcessor>();
+  auto status = sp->LoadFromSerializedProto(model_proto);
+  FS_CHECK(status.ok(), "tokenizer '{}': not a sentencepiece model ({})", label, status.ToString());
+  t.finish(std::move(sp));
+  return t;
+}
+
+std::optional<Tokenizer> Tokenizer::embedded_in(const std::string& encoder_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_regular_file(encoder_path, ec)) return std::nullopt;
+  if (io::looks_like_gguf(encoder_path)) {
+    const auto gguf = io::GgufFile::open(encoder_path);
+    std::optional<std::string> proto = sentencepiece_model_from_gguf(*gguf);
+    if (!proto) return std::nullopt;
+    return from_serialized(*proto, encoder_path + " (tokenizer.ggml.*)");
+  }
+  const std::string ext = fs::path(encoder_path).extension().string();
+  if (ext != ".safetensors" && ext != ".sft") return std::nullopt;
+  const io::TensorSource src = io::TensorSource::open(encoder_path);
+  for (const std::string& name : src.names()) {
+    if (name != "spiece_model" && !(name.size() > 13 && name.ends_with(".spiece_model"))) continue;
+    const io::TensorInfo* info = src.find(name);
+    FS_CHECK(info->dtype == DType::U8 && info->shape.size() == 1,
+             "{}: tensor '{}' should hold the bytes of a sentencepiece model (U8, 1-d), got {}{}",
+             encoder_path, name, dtype_name(info->dtype), shape_str(info->shape));
+    const Tensor bytes = src.tensor(name);
+    return from_serialized(std::string(static_cast<const char*>(bytes.raw()), bytes.nbytes()),
+                           encoder_path + " (tensor '" + name + "')");
+  }
+  return std::nullopt;
+}
+
+void Tokenizer::finish(std::shared_ptr<sentencepiece::SentencePieceProcessor> sp) {
+  Tokenizer& t = *this;
   // T5 models define </s> and <pad> (ids 1 and 0 in every UMT5 vocabulary).
   t.eos_id_ = sp->eos_id();
   t.pad_id_ = sp->pad_id();
@@ -46,7 +91,6 @@ Tokenizer Tokenizer::load(const std::string& path) {
            "tokenizer '{}': the model defines no </s> or <pad> piece (eos id {}, pad id {})",
            t.path_, t.eos_id_, t.pad_id_);
   t.sp_ = std::move(sp);
-  return t;
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {

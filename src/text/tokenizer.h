@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,12 @@ class Tokenizer {
   // `path` is a `spiece.model`, or a directory holding one directly, in `tokenizer/` (diffusers
   // layout) or in `google/umt5-xxl/` (the original Wan layout). Throws Error naming the path.
   static Tokenizer load(const std::string& path);
+  // A serialized sentencepiece ModelProto; `label` names its origin in errors.
+  static Tokenizer from_serialized(const std::string& model_proto, const std::string& label);
+  // The tokenizer a text encoder file carries: ComfyUI's UMT5 safetensors keep the
+  // sentencepiece model as a U8 tensor `spiece_model`, GGUF files in tokenizer.ggml.*. nullopt
+  // when the file (or folder) holds none.
+  static std::optional<Tokenizer> embedded_in(const std::string& encoder_path);
 
   // The ids of `text` followed by </s>, without padding or truncation. `text` is used as
   // given: clean it first (clean_prompt) where Wan does.
@@ -41,6 +48,9 @@ class Tokenizer {
   const std::string& path() const { return path_; }
 
  private:
+  // Reads the special ids of a loaded model and keeps it.
+  void finish(std::shared_ptr<sentencepiece::SentencePieceProcessor> sp);
+
   std::string path_;
   std::shared_ptr<const sentencepiece::SentencePieceProcessor> sp_;
   int32_t eos_id_ = 1;

@@ -48,6 +48,7 @@ class Checkpoint {
   std::string file_of(const std::string& name) const {
     return st_ ? st_->file_of(name) : zip_->path();
   }
+  const io::GgufFile* gguf() const { return st_ ? st_->gguf() : nullptr; }
 
  private:
   std::string path_;
@@ -162,6 +163,13 @@ std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& path, Device d
                                                const std::string& config_path) {
   const std::string weights = resolve_weights(path);
   const Checkpoint ck(weights);
+  if (const io::GgufFile* g = ck.gguf()) {
+    const std::string arch = g->string_value("general.architecture");
+    FS_CHECK(arch.empty() || arch == "t5encoder" || arch == "t5",
+             "{}: a GGUF file of architecture '{}', not a T5 encoder (general.architecture "
+             "'t5encoder')",
+             weights, arch);
+  }
   const io::Umt5Naming naming = io::detect_umt5_naming(ck.names(), weights);
   std::string cfg_path = config_path;
   if (cfg_path.empty()) {

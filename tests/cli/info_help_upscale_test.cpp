@@ -7,6 +7,8 @@
 #include <cctype>
 
 #include "cli_runner.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
 
 namespace freeswim::clitest {
 namespace {
@@ -67,6 +69,46 @@ TEST(Info, RefusesWhatIsNotAModel) {
   const RunResult empty = run_freeswim({"info", "--model", d.path().string()});
   EXPECT_NE(empty.exit_code, 0);
   expect_contains(empty.err, {"--model", d.path().string(), "diffusers", "original"}, empty);
+}
+
+TEST(Info, DescribesEachFileGiven) {
+  const RunResult r = run_freeswim({"info", golden("dit_tiny.original.safetensors").string(),
+                                    golden("umt5_tiny.hf.safetensors").string(),
+                                    golden("vae_tiny.original.safetensors").string(),
+                                    golden("spiece_tiny.model").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  expect_contains(r.out,
+                  {"kind:        Wan DiT", "text-to-video", "kind:        UMT5 text encoder",
+                   "not inside: give --tokenizer", "kind:        Wan VAE", "Wan2.1 VAE",
+                   "kind:        tokenizer", "storage:     safetensors (F32 x 69)"},
+                  r);
+}
+
+TEST(Info, OtherWanModelsAreNamedAndRefused) {
+  // The golden DiT made an image-to-video one: 36 input channels and a CLIP image projection.
+  TempDir d;
+  auto f = io::SafetensorsFile::open(golden("dit_tiny.original.safetensors").string());
+  std::vector<std::pair<std::string, Tensor>> t;
+  for (const auto& i : f->tensors()) {
+    Tensor x = f->tensor(i.name);
+    if (i.name.ends_with("patch_embedding.weight")) x = Tensor::zeros({64, 36, 1, 2, 2});
+    t.emplace_back(i.name, x);
+  }
+  t.emplace_back("model.diffusion_model.img_emb.proj.1.weight", Tensor::zeros({4, 4}));
+  const fs::path i2v = d / "wan2.1_i2v_480p.safetensors";
+  io::write_safetensors(i2v.string(), t);
+  const RunResult info = run_freeswim({"info", i2v.string()});
+  ASSERT_EQ(info.exit_code, 0) << info.describe();
+  expect_contains(info.out, {"(not run by this engine)", "image-to-video", "36 input"}, info);
+  const RunResult gen = run_freeswim({"generate", "--dit", i2v.string(), "--dit-config",
+                                      golden("dit_tiny.config.json").string(), "--vae",
+                                      golden("vae_tiny.original.safetensors").string(), "--t5",
+                                      golden("umt5_tiny.hf.safetensors").string(), "--tokenizer",
+                                      golden("spiece_tiny.model").string(), "-p", "a fox", "--size",
+                                      "96x64", "--frames", "5", "-o", (d / "v.mp4").string()});
+  EXPECT_NE(gen.exit_code, 0);
+  expect_contains(gen.err, {i2v.string(), "image-to-video", "this engine runs the Wan2.1"}, gen);
+  EXPECT_FALSE(fs::exists(d / "v.mp4"));
 }
 
 TEST(Help, ListsCommandsAndFlags) {

@@ -36,6 +36,45 @@ TEST(Denoise, GuidanceIsUncondPlusScaledDifference) {
   EXPECT_FLOAT_EQ(g.data<float>()[2], -5.f);
 }
 
+// Guidance 1 runs only the conditional forwards: the negative context is never read (an undefined
+// one would throw at the first unconditional forward), and the base stage is exactly the
+// conditional prediction's trajectory, computed here step by step.
+TEST(Denoise, GuidanceOneSkipsTheUnconditionalPass) {
+  Fixture f;
+  GuidedText text = f.text;
+  text.guidance = 1.0;
+  text.negative = Tensor();
+  EXPECT_TRUE(skips_unconditional(1.0));
+  EXPECT_FALSE(skips_unconditional(1.5));
+  EXPECT_FALSE(skips_unconditional(0.0));
+  sched::UniPCScheduler a(sched::UniPCConfig::wan(3));
+  const Tensor skipped = run_base_stage(*f.dit, a, 3, f.noise, text, {});
+  sched::UniPCScheduler r(sched::UniPCConfig::wan(3));
+  r.set_timesteps(3);
+  Tensor x = f.noise.clone();
+  while (!r.done()) {
+    models::DitInput in{x, r.timesteps()[static_cast<size_t>(r.step_index())], text.context};
+    x = r.step(f.dit->forward(in, StepKind::Stock).to(DType::F32), x);
+  }
+  EXPECT_TRUE(same_bits(skipped, x));
+  // At any other guidance the negative is needed: the undefined one is refused.
+  text.guidance = 2.0;
+  sched::UniPCScheduler c(sched::UniPCConfig::wan(3));
+  EXPECT_ANY_THROW(run_base_stage(*f.dit, c, 3, f.noise, text, {}));
+  // The FreeSwim stage, with and without the cache, runs without the negative at guidance 1.
+  text.guidance = 1.0;
+  FreeSwimStageOptions opt;
+  opt.steps = 4;
+  opt.strength = 1.0;
+  opt.attention = {2, 3, 0.2};
+  for (int every : {0, 2}) {
+    opt.cache_every = every;
+    sched::UniPCScheduler s(sched::UniPCConfig::wan(9));
+    EXPECT_NO_THROW(run_freeswim_stage(*f.dit, s, f.clean, f.noise, text, opt, {}))
+        << "cache every " << every;
+  }
+}
+
 TEST(Denoise, CacheModesDifferAndScheduleCountsSteps) {
   Fixture f;
   FreeSwimStageOptions opt;

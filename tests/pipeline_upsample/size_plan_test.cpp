@@ -36,9 +36,18 @@ TEST(SizePlan, MultiplesAreKeptAndOddExcessGoesBottomRight) {
   EXPECT_EQ(c.crop.y, 7);
 }
 
+TEST(SizePlan, WansStarSpelling) {
+  const SizePlan p = parse_size("1280*720");
+  const SizePlan q = parse_size("1280x720");
+  EXPECT_EQ(p.width, q.width);
+  EXPECT_EQ(p.height, q.height);
+  EXPECT_EQ(p.width, 1280);
+}
+
 TEST(SizePlan, BadSizesNameTheFlag) {
-  for (const char* text : {"", "1920", "1920x", "x1080", "1920x1080x3", "19a0x1080", "-16x16",
-                           "0x1080", "1920x0", "99999x16", "1920 x1080", "1920x1080 "}) {
+  for (const char* text :
+       {"", "1920", "1920x", "x1080", "1920x1080x3", "19a0x1080", "-16x16", "1920*", "*1080",
+        "1920*1080*3", "1920x*1080", "0x1080", "1920x0", "99999x16", "1920 x1080", "1920x1080 "}) {
     try {
       parse_size(text);
       ADD_FAILURE() << "'" << text << "' accepted";
