@@ -22,7 +22,8 @@ namespace {
 
 struct JobFlags {
   pipeline::ModelPaths models;
-  std::string prompt, negative, size, window, output = "freeswim.mp4", png, device = "auto", input;
+  std::string prompt, negative, size, window, output = "freeswim.mp4", png, device = "auto", input,
+                                              exit_after_step;
   bool negative_given = false;
   int width = 0, height = 0;  // -W / -H
   int frames = 81, base_steps = 50, steps = 50, cache_every = 2;
@@ -106,6 +107,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("-o,--output", f.output, "Output .mp4 (written atomically)")->capture_default_str();
   c->add_option("--png", f.png, "Also write PNG frames into this folder");
   c->add_flag("--resume", f.resume, "Continue a killed run from the state saved beside the output");
+  // For the resume tests (tests/cli): not in --help.
+  c->add_option("--exit-after-step", f.exit_after_step,
+                "stage:k: exit with status 137 right after step k of stage base|freeswim is saved")
+      ->group("");
   c->add_option("--device", f.device,
                 "auto (cuda when this freeswim has CUDA and the machine a GPU, else cpu), cpu or "
                 "cuda")
@@ -159,6 +164,7 @@ pipeline::JobOptions to_options(const JobFlags& f) {
   o.output = f.output;
   o.png_dir = f.png;
   o.resume = f.resume;
+  o.exit_after_step = f.exit_after_step;
   if (!f.window.empty()) {
     const size_t x = f.window.find_first_of("xX");
     int h = 0, w = 0;

@@ -87,20 +87,16 @@ std::pair<int, int> base_size(const LoadedModels& m, const JobOptions& o) {
   return {m.native.width, m.native.height};
 }
 
-// Test hook for the resume tests: FREESWIM_TEST_EXIT_AFTER_STEP=stage:k makes the process exit
-// (status 137, as after SIGKILL) right after the resume state of step k (1-based, counted in
-// this process) of `stage` ("base" or "freeswim") is saved. Returns k for `stage`, else 0.
-int test_exit_after_step(const std::string& stage) {
-  const char* env = std::getenv("FREESWIM_TEST_EXIT_AFTER_STEP");
-  if (!env || !*env) return 0;
-  const std::string v(env);
+// JobOptions::exit_after_step ("stage:k"): k for `stage`, else 0.
+int exit_after_step(const std::string& v, const std::string& stage) {
+  if (v.empty()) return 0;
   const size_t colon = v.find(':');
   int k = 0;
   const char* b = v.data() + (colon == std::string::npos ? 0 : colon + 1);
   const auto r = std::from_chars(b, v.data() + v.size(), k);
   FS_CHECK(
       colon != std::string::npos && r.ec == std::errc() && r.ptr == v.data() + v.size() && k >= 1,
-      "FREESWIM_TEST_EXIT_AFTER_STEP must be stage:k with k >= 1, got '{}'", v);
+      "--exit-after-step must be stage:k with k >= 1, got '{}'", v);
   return v.compare(0, colon, stage) == 0 ? k : 0;
 }
 
@@ -188,7 +184,7 @@ class Job {
     StageHooks h;
     h.progress = r_.progress;
     h.info = r_.info;
-    const int exit_after = test_exit_after_step(stage);
+    const int exit_after = exit_after_step(o_.exit_after_step, stage);
     auto saved = std::make_shared<int>(0);
     h.checkpoint = [this, stage, exit_after, saved](const StageState& s) {
       save_resume(resume_file_, {fingerprint_, stage, s});

@@ -34,6 +34,10 @@ struct JobOptions {
   std::string output;              // .mp4
   std::string png_dir;             // also write PNG frames here when set
   bool resume = false;
+  // For the resume tests: "stage:k" makes the process exit with status 137 (as after SIGKILL)
+  // right after the resume state of step k (1-based, counted in this process) of `stage` ("base"
+  // or "freeswim") is saved. Empty: never.
+  std::string exit_after_step;
   // The settings that depend on the device (VAE tiles and precision, where the cross-attention
   // cache lives, ...), decided by device_settings for the device the models are on; run_generate
   // and run_upscale refuse a mismatch. The CPU's until a caller sets them. Not part of the resume

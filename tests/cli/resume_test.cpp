@@ -1,4 +1,4 @@
-// --resume after a kill: a run that dies right after step k (FREESWIM_TEST_EXIT_AFTER_STEP,
+// --resume after a kill: a run that dies right after step k (--exit-after-step,
 // the test hook in pipeline/generate.cpp, exits with status 137 just after that step's state is
 // saved, as a SIGKILL there would) and is resumed must write the same mp4 and PNG frames, byte
 // for byte, as a run that was never interrupted, and leave no state behind.
@@ -73,7 +73,9 @@ class Resume : public ::testing::Test {
     for (size_t i = 0; i < kills.size(); ++i) {
       std::vector<std::string> args = job(d.path(), extra);
       if (i > 0) args.push_back("--resume");
-      const RunResult killed = run_freeswim(args, {"FREESWIM_TEST_EXIT_AFTER_STEP=" + kills[i]});
+      args.push_back("--exit-after-step");
+      args.push_back(kills[i]);
+      const RunResult killed = run_freeswim(args);
       ASSERT_EQ(killed.exit_code, 137) << kills[i] << "\n" << killed.describe();
       // Only the state: no mp4, no frames, no temporary file.
       ASSERT_EQ(list_tree(d.path()), std::vector<std::string>{state.filename().string()})

@@ -289,7 +289,6 @@ size_t cuda_free_bytes() {
 DeviceMemoryPeak cuda_peak() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  read_limit_locked(p);
   return {p.stats.peak_in_use, p.stats.peak_reserved, p.limit};
 }
 
