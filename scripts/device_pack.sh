@@ -22,7 +22,7 @@ mkdir -p "$stage/bin" "$stage/lib" .carry
 out=.carry/pack.tar.xz
 bins=(build/tests/cuda_attention/cuda_attention_test build/bench/attention/bench_attention
   build/tests/cuda_backend/cuda_backend_test build/bench/step/bench_step
-  build/bench/generate/bench_generate)
+  build/bench/generate/bench_generate build/bench/loaders/bench_load)
 if [[ "${1:-}" == cli ]]; then
   out=.carry/cli.tar.xz
   bins=(build/src/cli/freeswim build/bench/video/bench_mp4)
