@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "gguf_writer.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "gguf_writer.h"
 #include "io/safetensors.h"
 #include "io/wan_names.h"
 #include "models/wan_dit.h"
@@ -73,8 +73,8 @@ struct E4M3 {
   }
 };
 
-void write_files(const std::string& dir, const models::WanDitConfig& c, bool need_fp8,
-                 bool need_q8, bool need_q4k) {
+void write_files(const std::string& dir, const models::WanDitConfig& c, bool need_fp8, bool need_q8,
+                 bool need_q4k) {
   const std::string bf16 = dir + "/dit_bf16.safetensors", fp8 = dir + "/dit_fp8_scaled.safetensors";
   const std::string q8 = dir + "/dit_q8_0.gguf", q4k = dir + "/dit_q4_k.gguf";
   need_fp8 = need_fp8 && !fs::exists(fp8);
@@ -96,14 +96,16 @@ void write_files(const std::string& dir, const models::WanDitConfig& c, bool nee
     Tensor t = Tensor::empty(shape);
     for (int64_t i = 0; i < t.numel(); ++i)
       t.data<float>()[i] =
-          bound * static_cast<float>(2.0 * static_cast<double>(gen() >> 11) / 9007199254740992.0 - 1.0);
+          bound *
+          static_cast<float>(2.0 * static_cast<double>(gen() >> 11) / 9007199254740992.0 - 1.0);
     const bool matrix = shape.size() == 2 && name.rfind("blocks.", 0) == 0;
     b.emplace_back(prefix + original, t.to(DType::BF16));
     if (need_fp8) {
       if (shape.size() == 2) {
         const float scale = bound / 448.f;
         Tensor q = Tensor::empty(shape, DType::F8_E4M3);
-        for (int64_t i = 0; i < t.numel(); ++i) q.data<uint8_t>()[i] = e4m3.encode(t.data<float>()[i] / scale);
+        for (int64_t i = 0; i < t.numel(); ++i)
+          q.data<uint8_t>()[i] = e4m3.encode(t.data<float>()[i] / scale);
         f.emplace_back(prefix + original, q);
         f.emplace_back(prefix + original.substr(0, original.size() - 7) + ".scale_weight",
                        Tensor::from_vector({}, {scale}));
@@ -146,7 +148,8 @@ int measure(const std::string& path, const std::string& format, Device device,
   ::getrusage(RUSAGE_SELF, &ru);
   double gpu_gib = 0;
 #ifdef FREESWIM_WITH_CUDA
-  if (device == Device::CUDA) gpu_gib = static_cast<double>(ops::cuda::memory_stats().peak_reserved) / (1 << 30);
+  if (device == Device::CUDA)
+    gpu_gib = static_cast<double>(ops::cuda::memory_stats().peak_reserved) / (1 << 30);
 #endif
   models::DitInput in;
   in.latents = rng::normal_tensor({16, 1, 8, 8}, 1);
@@ -155,9 +158,10 @@ int measure(const std::string& path, const std::string& format, Device device,
   const Tensor y = model->forward(in, StepKind::Stock).to(Device::CPU).to(DType::F32);
   std::ofstream(out, std::ios::binary)
       .write(static_cast<const char*>(y.raw()), static_cast<std::streamsize>(y.nbytes()));
-  std::printf("%-5s load %7.2f s  file %6.2f GiB  peak host RSS %6.2f GiB  peak GPU reserved %6.2f GiB\n",
-              format.c_str(), secs, static_cast<double>(fs::file_size(path)) / (1 << 30),
-              static_cast<double>(ru.ru_maxrss) / (1 << 20), gpu_gib);
+  std::printf(
+      "%-5s load %7.2f s  file %6.2f GiB  peak host RSS %6.2f GiB  peak GPU reserved %6.2f GiB\n",
+      format.c_str(), secs, static_cast<double>(fs::file_size(path)) / (1 << 30),
+      static_cast<double>(ru.ru_maxrss) / (1 << 20), gpu_gib);
   std::fflush(stdout);
   return 0;
 }
@@ -181,7 +185,9 @@ int main(int argc, char** argv) {
     std::stringstream list(argc > 4 ? argv[4] : "bf16,fp8,q8_0");
     for (std::string f; std::getline(list, f, ',');) formats.push_back(f);
     fs::create_directories(dir);
-    auto wants = [&](const char* f) { return std::find(formats.begin(), formats.end(), f) != formats.end(); };
+    auto wants = [&](const char* f) {
+      return std::find(formats.begin(), formats.end(), f) != formats.end();
+    };
     write_files(dir, c, wants("fp8"), wants("q8_0"), wants("q4_k"));
     std::vector<float> ref;
     for (const std::string& format : formats) {

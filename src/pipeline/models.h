@@ -96,7 +96,6 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
 // naming the encoder file when there is none.
 text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layout);
 
-
 // `offload` as device_settings decided it for `device` (off on the cpu).
 LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload);
 

@@ -184,8 +184,7 @@ TEST_F(BadInput, ResumeWithoutState) {
 
 TEST_F(BadInput, ResumeStateFromOtherSettings) {
   // A real state: a run that dies right after its first base step.
-  const RunResult killed =
-      run_freeswim(tiny({"--seed", "1", "--exit-after-step", "base:1"}));
+  const RunResult killed = run_freeswim(tiny({"--seed", "1", "--exit-after-step", "base:1"}));
   ASSERT_EQ(killed.exit_code, 137) << killed.describe();
   const std::vector<std::string> state{"video.mp4.resume.safetensors"};
   ASSERT_EQ(list_tree(out_dir()), state);
