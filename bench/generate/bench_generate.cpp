@@ -132,7 +132,14 @@ std::unique_ptr<models::WanDit> build_dit(const models::WanDitConfig& cfg,
 
 // The whole generate (see the top of this file); sizes as in run().
 int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSettings& settings) {
-  const models::VaeTiling& tiling = settings.tiling;
+  // Each VAE pass tiled as the CLI tiles it (by free memory unless a tile was given).
+  const auto tiling = [&](int height, int width) {
+    std::string why;
+    const models::VaeTiling t = pipeline::vae_tiling_for(
+        settings, height, width, device_memory(Device::CUDA).free_bytes(), &why);
+    if (!why.empty()) std::printf("%s\n", why.c_str());
+    return t;
+  };
   const auto start = Clock::now();
   auto t0 = start;
   const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
@@ -178,14 +185,14 @@ int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSe
     const Tensor lat =
         pipeline::run_base_stage(*dit, sched, defaults.base_steps, noise, text, hooks);
     stage_done("base stage, 50 CFG steps");
-    base_frames = pipeline::decode_latents(*vae, lat, tiling);
+    base_frames = pipeline::decode_latents(*vae, lat, tiling(bh, bw));
     trim_device_memory();
     stage_done("VAE decode, base size");
   }
   Tensor up = pipeline::resize_bilinear(base_frames, H, W, pipeline::FrameLayout::FHWC);
   base_frames = {};
   stage_done("bilinear upsample (CPU threads)");
-  const Tensor clean = pipeline::encode_frames(*vae, up, tiling);
+  const Tensor clean = pipeline::encode_frames(*vae, up, tiling(H, W));
   up = {};
   trim_device_memory();
   stage_done("VAE encode, target size");
@@ -199,7 +206,7 @@ int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSe
   const Tensor noise = rng::normal_tensor(clean.shape(), defaults.seed, 1ull << 40);
   const Tensor lat = pipeline::run_freeswim_stage(*dit, sched, clean, noise, text, fo, hooks);
   stage_done("FreeSwim stage, 35 CFG steps (cache every 2)");
-  pipeline::decode_latents(*vae, lat, tiling);
+  pipeline::decode_latents(*vae, lat, tiling(H, W));
   stage_done("VAE decode, target size");
   std::printf(
       "\nwhole generate: %.1f s (%.2f min) from the first base step to the decoded "

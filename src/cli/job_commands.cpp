@@ -125,8 +125,8 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
       "--threads", [&f](const int& v) { f.threads = v; }, "CPU threads (default: all cores)");
   c->add_option_function<int>(
       "--vae-tile", [&f](const int& v) { f.vae_tile = v; },
-      fmt::format("VAE tile size in pixels (memory bounded by the tile; default {} on cuda, {} on "
-                  "cpu)",
+      fmt::format("VAE tile size in pixels (memory bounded by the tile; default on cuda: the "
+                  "largest tile up to {} that fits in free memory at each pass; {} on cpu)",
                   pipeline::kVaeTileCuda, pipeline::kVaeTileCpu));
   c->add_option_function<std::string>(
       "--vae-precision", [&f](const std::string& v) { f.vae_precision = v; },

@@ -55,9 +55,8 @@ DeviceSettings device_settings(Device device, const DeviceFlags& given) {
   const int tile = given.vae_tile.value_or(cuda ? kVaeTileCuda : kVaeTileCpu);
   s.tiling.enabled = given.vae_tiling;
   s.tiling.tile = tile;
-  // A quarter of the tile up to the reference's 64-pixel blend (diffusers: 256 tiles, stride
-  // 192), in whole latent cells.
-  s.tiling.overlap = std::min(tile / 4 / 8 * 8, 64);
+  s.tiling.overlap = vae_overlap_for(tile);
+  s.vae_tile_by_memory = cuda && given.vae_tiling && !given.vae_tile;
 
   s.vae_precision =
       given.vae_precision.value_or(cuda ? ops::ConvPrecision::TF32 : ops::ConvPrecision::FP32);
@@ -76,14 +75,57 @@ DeviceSettings device_settings(Device device, const DeviceFlags& given) {
   return s;
 }
 
+int vae_overlap_for(int tile) {
+  return std::min(tile / 4 / 8 * 8, 64);
+}
+
+std::pair<int, int> vae_tile_pixels(const models::VaeTiling& tiling, int height, int width) {
+  if (!tiling.enabled) return {height, width};
+  // The VAE's own plan, in 8-pixel latent cells.
+  const auto axis = [&](int pixels) {
+    const int64_t cells = (pixels + 7) / 8;
+    return static_cast<int>(
+        models::plan_tiles(cells, std::max(tiling.tile / 8, 1), tiling.overlap / 8)[0].size * 8);
+  };
+  return {axis(height), axis(width)};
+}
+
+size_t vae_working_bytes(const models::VaeTiling& tiling, int height, int width) {
+  const auto [h, w] = vae_tile_pixels(tiling, height, width);
+  return static_cast<size_t>(kVaeBytesPerTilePixel * h * w);
+}
+
+models::VaeTiling vae_tiling_for(const DeviceSettings& s, int height, int width, size_t free_bytes,
+                                 std::string* why) {
+  if (!s.vae_tile_by_memory) return s.tiling;
+  models::VaeTiling t = s.tiling;
+  for (const int tile : kVaeTileChoices) {
+    if (tile > s.tiling.tile) continue;
+    t.tile = tile;
+    t.overlap = vae_overlap_for(tile);
+    if (vae_working_bytes(t, height, width) + kVaeMemoryMargin <= free_bytes) break;
+  }
+  if (why) {
+    const auto [h, w] = vae_tile_pixels(t, height, width);
+    *why = fmt::format(
+        "VAE tile {} px for {}x{} (tiles of {}x{} px, ~{:.1f} GiB working memory; {:.1f} GiB "
+        "free; --vae-tile N sets it)",
+        t.tile, width, height, w, h, vae_working_bytes(t, height, width) / 1073741824.0,
+        free_bytes / 1073741824.0);
+  }
+  return t;
+}
+
 std::string DeviceSettings::describe() const {
   const char* offload_name = offload == Offload::on          ? "on"
                              : offload == Offload::automatic ? "automatic"
                                                              : "off";
   return fmt::format(
       "{}, VAE {}, DiT offload {}, cross-attention cache {}, {}",
-      tiling.enabled ? fmt::format("VAE tile {} px (overlap {})", tiling.tile, tiling.overlap)
-                     : std::string("VAE untiled"),
+      !tiling.enabled ? std::string("VAE untiled")
+      : vae_tile_by_memory
+          ? fmt::format("VAE tile by free memory (up to {} px)", tiling.tile)
+          : fmt::format("VAE tile {} px (overlap {})", tiling.tile, tiling.overlap),
       vae_precision == ops::ConvPrecision::TF32 ? "tf32" : "fp32", offload_name,
       cache_placement_name(cache_memory),
       threads > 0 ? fmt::format("{} CPU threads", threads) : std::string("every CPU core"));

@@ -45,10 +45,18 @@ ResolvedDevice resolve_device(DeviceRequest request, bool built_with_cuda,
                               const std::function<CudaProbe()>& probe);
 
 // The VAE tile sizes in pixels when --vae-tile is not given. A GPU has the memory for larger
-// tiles, which recompute less of the overlaps (~13 GB of VAE working memory at 768); the CPU's
-// matches the reference (diffusers: 256-pixel tiles).
+// tiles, which recompute less of the overlaps; on cuda the tile is chosen at each VAE pass from
+// the free memory (vae_tiling_for), up to kVaeTileCuda. The CPU's matches the reference
+// (diffusers: 256-pixel tiles).
 inline constexpr int kVaeTileCuda = 768;
 inline constexpr int kVaeTileCpu = 256;
+// The tiles vae_tiling_for tries, largest first.
+inline constexpr int kVaeTileChoices[] = {768, 640, 512, 384, 256};
+// VAE working memory per pixel of a tile on the GPU (activations of the widest decoder stages
+// in f32, with cuDNN's workspace): 8.1 GB was measured for the decode of 480 x 512-pixel tiles.
+inline constexpr double kVaeBytesPerTilePixel = 33000.0;
+// Kept free beside the VAE's working memory (the allocator's rounding, the frames, cuDNN).
+inline constexpr size_t kVaeMemoryMargin = size_t{1} << 30;
 
 // The device-dependent flags as the user gave them; an empty optional is a flag not given.
 struct DeviceFlags {
@@ -64,6 +72,9 @@ struct DeviceFlags {
 struct DeviceSettings {
   Device device = Device::CPU;
   models::VaeTiling tiling;
+  // cuda without --vae-tile: tiling.tile is the largest tile, the one used at each pass is
+  // chosen from the free memory then (vae_tiling_for).
+  bool vae_tile_by_memory = false;
   ops::ConvPrecision vae_precision = ops::ConvPrecision::FP32;
   Offload offload = Offload::off;
   CachePlacement cache_memory = CachePlacement::Auto;
@@ -76,8 +87,9 @@ struct DeviceSettings {
 
 // The settings for a resolved device: each flag given wins (after its value is checked; an error
 // names the flag), each one not given takes the device's default:
-//   VAE tile       cuda kVaeTileCuda, cpu kVaeTileCpu; overlap a quarter of the tile up to the
-//                  reference's 64 pixels, in whole latent cells
+//   VAE tile       cuda: by free memory at each pass, up to kVaeTileCuda (vae_tiling_for); cpu
+//                  kVaeTileCpu; overlap a quarter of the tile up to the reference's 64 pixels,
+//                  in whole latent cells
 //   VAE precision  cuda TF32 (PyTorch's default, so what the reference computes); cpu FP32, the
 //                  only precision the CPU backend has (a value given is accepted and has no
 //                  effect there)
@@ -88,6 +100,22 @@ struct DeviceSettings {
 //                  the CPU every placement is the same memory)
 //   threads        every core on both (the GPU run uses them for upsampling and host work)
 DeviceSettings device_settings(Device device, const DeviceFlags& given);
+
+// The overlap for a tile: a quarter of it up to the reference's 64-pixel blend (diffusers: 256
+// tiles, stride 192), in whole latent cells.
+int vae_overlap_for(int tile);
+
+// The pixels of a tile of the VAE's plan (models::plan_tiles, in 8-pixel latent cells: equal
+// tiles per axis) for a height x width frame, and the working memory estimated for it.
+std::pair<int, int> vae_tile_pixels(const models::VaeTiling& tiling, int height, int width);
+size_t vae_working_bytes(const models::VaeTiling& tiling, int height, int width);
+
+// The tiling of one VAE pass over height x width frames: the settings' own unless
+// vae_tile_by_memory, else the largest of kVaeTileChoices whose working memory and
+// kVaeMemoryMargin fit in `free_bytes` (the smallest when none does; the out-of-memory error then
+// names --vae-tile). `why` (optional) gets one line for the log.
+models::VaeTiling vae_tiling_for(const DeviceSettings& s, int height, int width, size_t free_bytes,
+                                 std::string* why = nullptr);
 
 // Parses --vae-precision ("tf32" or "fp32"); the error names the flag.
 ops::ConvPrecision parse_vae_precision(const std::string& value);

@@ -176,6 +176,17 @@ class Job {
     }
   }
 
+  // The tiling of a VAE pass over height x width frames: on cuda without --vae-tile the largest
+  // tile the free memory allows now (device_settings.h), said in the log.
+  models::VaeTiling vae_tiling(int height, int width) const {
+    if (!o_.device.vae_tile_by_memory) return o_.device.tiling;
+    std::string why;
+    const models::VaeTiling t = vae_tiling_for(o_.device, height, width,
+                                               device_memory(o_.device.device).free_bytes(), &why);
+    info(why);
+    return t;
+  }
+
   void info(const std::string& line) const {
     if (r_.info) r_.info(line);
   }
@@ -237,7 +248,8 @@ class Job {
     const StageState* resume = resume_for("freeswim");
     if (!resume) {
       info("encoding the upsampled video");
-      clean = encode_frames(*m_.vae, *clean_frames, o_.device.tiling);
+      clean =
+          encode_frames(*m_.vae, *clean_frames, vae_tiling(o_.size.gen_height, o_.size.gen_width));
       // The VAE's tiles and chunks leave cached blocks of many sizes (48 GiB reserved for 9 GiB
       // of live tensors at 1080p on an H200); give them back before the DiT needs the memory.
       trim_device_memory();
@@ -252,7 +264,8 @@ class Job {
         run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"), resume);
     clock.lap("FreeSwim stage");
     info("decoding");
-    const Tensor frames = decode_latents(*m_.vae, lat, o_.device.tiling);
+    const Tensor frames =
+        decode_latents(*m_.vae, lat, vae_tiling(o_.size.gen_height, o_.size.gen_width));
     clock.lap("VAE decode");
     const Tensor out =
         o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
@@ -334,7 +347,7 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
                                       job.resume_for("base"));
     job.clock.lap("base stage");
     job.info("decoding the base video and upsampling it");
-    const Tensor base_frames = decode_latents(*m.vae, lat, opt.device.tiling);
+    const Tensor base_frames = decode_latents(*m.vae, lat, job.vae_tiling(base_h, base_w));
     trim_device_memory();
     job.clock.lap("VAE decode (base)");
     upsampled =

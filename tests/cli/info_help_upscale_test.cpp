@@ -141,7 +141,9 @@ std::string lower(std::string s) {
 // The device-dependent VAE tile default as --help and the README state it (the values themselves
 // are tested against the code in tests/pipeline/device_settings_test.cpp).
 TEST(Help, VaeTileDefaultAgreesWithTheReadme) {
-  const std::string stated = "default 768 on cuda, 256 on cpu";
+  const std::string stated =
+      "default on cuda: the largest tile up to 768 that fits in free memory at each pass; 256 on "
+      "cpu";
   for (const char* job : {"generate", "upscale"}) {
     const RunResult help = run_freeswim({job, "--help"});
     ASSERT_EQ(help.exit_code, 0) << help.describe();

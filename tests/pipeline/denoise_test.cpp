@@ -80,7 +80,10 @@ TEST(Denoise, CacheModesDifferAndScheduleCountsSteps) {
   FreeSwimStageOptions opt;
   opt.steps = 6;
   opt.strength = 1.0;
-  opt.attention = {2, 3, 0.2};
+  // Half window 1x2 on the 4x6 token grid: the 3x5 window is smaller than the frame, so the
+  // window-only unconditional pass differs from the dual path (a window covering the whole grid
+  // would make the two the same attention, and the modes equal).
+  opt.attention = {1, 2, 0.2};
   std::vector<int> steps;
   StageHooks hooks;
   hooks.progress = [&](const std::string& stage, int done, int total, double) {
@@ -100,9 +103,9 @@ TEST(Denoise, CacheModesDifferAndScheduleCountsSteps) {
   const Tensor cache1 = run_freeswim_stage(*f.dit, s1, f.clean, f.noise, f.text, opt, {});
   // With random weights the text path moves the prediction only a little, so the modes differ
   // by small but far-above-rounding amounts (the loops are deterministic: equal bits otherwise).
-  EXPECT_GT(relative_l2(cache2, nocache), 1e-7);
-  EXPECT_GT(relative_l2(cache1, cache2), 1e-7);
-  EXPECT_GT(relative_l2(cache1, nocache), 1e-7);
+  EXPECT_GT(relative_l2(cache2, nocache), 1e-6);
+  EXPECT_GT(relative_l2(cache1, cache2), 1e-6);
+  EXPECT_GT(relative_l2(cache1, nocache), 1e-6);
 }
 
 TEST(Denoise, ResumeFromEveryStepIsBitExact) {

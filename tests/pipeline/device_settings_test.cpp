@@ -185,13 +185,67 @@ TEST(DeviceSettings, ParseVaePrecision) {
 
 TEST(DeviceSettings, DescribeSaysWhatWasDecided) {
   const std::string gpu = device_settings(Device::CUDA, {}).describe();
-  EXPECT_NE(gpu.find("VAE tile 768 px (overlap 64)"), std::string::npos) << gpu;
+  EXPECT_NE(gpu.find("VAE tile by free memory (up to 768 px)"), std::string::npos) << gpu;
   EXPECT_NE(gpu.find("VAE tf32"), std::string::npos) << gpu;
   EXPECT_NE(gpu.find("offload automatic"), std::string::npos) << gpu;
   EXPECT_NE(gpu.find("cache auto"), std::string::npos) << gpu;
   const std::string cpu = device_settings(Device::CPU, {}).describe();
   EXPECT_NE(cpu.find("VAE tile 256 px"), std::string::npos) << cpu;
   EXPECT_NE(cpu.find("VAE fp32"), std::string::npos) << cpu;
+}
+
+constexpr size_t kGiB = size_t{1} << 30;
+
+// The VAE's tile plan at 1920x1088: 768-pixel tiles are 2 x 3 tiles of 576 x 688 pixels (72 x 86
+// latent cells, docs/cuda_backend.md), ~13 GB of working memory; 512-pixel ones 3 x 5 of 408 x 440.
+TEST(VaeTileByMemory, TilePlanAndWorkingMemoryAt1080p) {
+  models::VaeTiling t{true, 768, 64};
+  EXPECT_EQ(vae_tile_pixels(t, 1088, 1920), std::make_pair(576, 688));
+  EXPECT_NEAR(vae_working_bytes(t, 1088, 1920) / 1e9, 13.08, 0.01);
+  t = {true, 512, 64};
+  EXPECT_EQ(vae_tile_pixels(t, 1088, 1920), std::make_pair(408, 440));
+  // 832x480: 1 x 2 tiles of 60 x 56 cells (the height fits one tile); untiled: the whole frame.
+  EXPECT_EQ(vae_tile_pixels({true, 768, 64}, 480, 832), std::make_pair(480, 448));
+  EXPECT_EQ(vae_tile_pixels({false, 768, 64}, 1088, 1920), std::make_pair(1088, 1920));
+}
+
+// On cuda without --vae-tile the tile follows the free memory: 768 where it fits (a 24 GB card
+// after the DiT: ~19 GiB free), smaller on a 16 GB card, the smallest when nothing fits.
+TEST(VaeTileByMemory, LargestTileThatFits) {
+  const DeviceSettings gpu = device_settings(Device::CUDA, {});
+  ASSERT_TRUE(gpu.vae_tile_by_memory);
+  std::string why;
+  models::VaeTiling t = vae_tiling_for(gpu, 1088, 1920, 19 * kGiB, &why);
+  EXPECT_EQ(t.tile, 768);
+  EXPECT_EQ(t.overlap, 64);
+  EXPECT_NE(why.find("VAE tile 768 px for 1920x1088"), std::string::npos) << why;
+  EXPECT_NE(why.find("--vae-tile"), std::string::npos) << why;
+  t = vae_tiling_for(gpu, 1088, 1920, 11 * kGiB);
+  EXPECT_EQ(t.tile, 640);
+  EXPECT_LE(vae_working_bytes(t, 1088, 1920) + kVaeMemoryMargin, 11 * kGiB);
+  t = vae_tiling_for(gpu, 1088, 1920, 5 * kGiB);
+  EXPECT_EQ(t.tile, 384);
+  t = vae_tiling_for(gpu, 1088, 1920, kGiB / 2);
+  EXPECT_EQ(t.tile, 256);  // nothing fits: the smallest, and the OOM message names --vae-tile
+  // The 832x480 base video: 768 on 19 GiB.
+  EXPECT_EQ(vae_tiling_for(gpu, 480, 832, 19 * kGiB).tile, 768);
+}
+
+// A tile given, the CPU, or --no-vae-tiling: the settings' own tiling whatever the memory.
+TEST(VaeTileByMemory, GivenTileCpuAndUntiledAreKept) {
+  DeviceFlags given;
+  given.vae_tile = 512;
+  const DeviceSettings fixed = device_settings(Device::CUDA, given);
+  EXPECT_FALSE(fixed.vae_tile_by_memory);
+  EXPECT_EQ(vae_tiling_for(fixed, 1088, 1920, 1 * kGiB).tile, 512);
+  const DeviceSettings cpu = device_settings(Device::CPU, {});
+  EXPECT_FALSE(cpu.vae_tile_by_memory);
+  EXPECT_EQ(vae_tiling_for(cpu, 1088, 1920, 100 * kGiB).tile, 256);
+  DeviceFlags untiled;
+  untiled.vae_tiling = false;
+  const DeviceSettings whole = device_settings(Device::CUDA, untiled);
+  EXPECT_FALSE(whole.vae_tile_by_memory);
+  EXPECT_FALSE(vae_tiling_for(whole, 1088, 1920, kGiB).enabled);
 }
 
 // A job's options start with the CPU's settings (what a caller that sets none runs with).
