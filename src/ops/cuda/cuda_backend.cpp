@@ -609,6 +609,10 @@ CudaDeviceInfo cuda_device_info() {
           cuda_kernel_path(prop.major, prop.minor, attention::hopper_kernels_built(), g_kernels)};
 }
 
+void set_gpu_kernels(GpuKernels kernels) {
+  g_kernels = kernels;
+}
+
 std::string cuda_build_problem(const std::string& name, int major, int minor) {
   // The portable attention kernels are built for every target of the binary, as every other
   // kernel of the backend is: whether the GPU can load them is whether it can load any.

@@ -28,6 +28,9 @@ struct CudaBackendOptions {
   GpuKernels kernels = GpuKernels::automatic;
 };
 void register_cuda_backend(const CudaBackendOptions& options = {});
+// Changes CudaBackendOptions::kernels after registration (a benchmark timing both paths in one
+// process); takes effect at the next attention call.
+void set_gpu_kernels(GpuKernels kernels);
 
 // Why a GPU of compute capability major.minor cannot run this build's kernels, or "" when it can:
 // every kernel has a portable form (mma.sync, cp.async) for compute capability 8.0 and later

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "ops/cuda/attention/params.h"
+#include "ops/cuda/attention/row_steps.h"
 
 namespace freeswim::attention {
 namespace {
@@ -152,7 +153,7 @@ WindowPlan plan_for(const WindowGeometry& g, const AttentionOptions& options, At
     FS_CHECK(options.window_tiling != WindowTiling::box_tiles,
              "window attention: box tiles were asked for, but the portable kernels run row runs "
              "only (box tiles are the Hopper kernels')");
-    return choose_row_plan(g);
+    return choose_row_plan(g, kStepKeys);  // computed in steps of 64 keys (row_steps.h)
   }
   return choose_window_plan(g, options.window_tiling, options.box_width);
 }

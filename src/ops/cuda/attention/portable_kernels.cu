@@ -17,6 +17,7 @@
 #include "ops/cuda/attention/attention.h"
 #include "ops/cuda/attention/mma_sync.cuh"
 #include "ops/cuda/attention/params.h"
+#include "ops/cuda/attention/row_steps.h"
 #include "ops/cuda/attention/tile_ring.cuh"
 
 namespace freeswim::attention::portable {
@@ -24,16 +25,13 @@ namespace {
 
 using detail::BlockQueries;
 using detail::KeyPos;
-using detail::KeyTiles;
 using detail::Params;
 
 inline constexpr int kThreads = 128;    // 4 warps
 inline constexpr int kWarpRows = 32;    // query rows per warp: two m16 tiles
-inline constexpr int kStepKeys = 64;    // keys per step
 inline constexpr int kStages = 2;       // K/V double buffer
 inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <= 2^8
 static_assert(kThreads / 32 * kWarpRows == kBlockQ, "the warps cover the block's queries");
-static_assert(kTileKeys == 2 * kStepKeys, "a plan tile is two steps");
 
 template <int D>
 struct Smem {
@@ -42,7 +40,7 @@ struct Smem {
   alignas(256) __nv_bfloat16 v[kStages][kStepKeys * D];
   KeyPos key[kStages][kStepKeys];  // window: key positions of the stage (for the mask)
   int masked[kStages];             // whether the stage's step needs the mask
-  KeyTiles kt;                     // window: the block's key rectangles and their tiles
+  RectTiles rt;                    // window: the block's key rectangles and their tiles
 };
 // Dynamic shared memory of a block: Smem and the slack that aligns it to 256 bytes.
 template <int D>
@@ -52,12 +50,10 @@ inline constexpr int kSmemBytes = static_cast<int>(sizeof(Smem<D>)) + 256;
 static_assert(kSmemBytes<128> <= kPortableSmemLimit, "portable D = 128 block exceeds 99 KB");
 static_assert(kSmemBytes<64> <= kPortableSmemLimit, "portable D = 64 block exceeds 99 KB");
 
-// Which keys the block's steps cover, and the copies of each step. Every thread walks the same
-// steps (a uniform walk) and copies rows tid / (D / 8) + i * kRowsPerPass of each step, in 16-byte
-// chunk tid % (D / 8), so within one key rectangle its keys are every kRowsPerPass-th key: it
-// decodes its first key's position once per rectangle (two divisions) and steps it by adds. Only
-// that position is kept per thread; the rectangle is read from shared memory when needed (the
-// registers go to the warps' accumulators).
+// The copies of a block's steps (row_steps.h: which keys each step holds). Every thread walks the
+// same steps and copies rows tid / (D / 8) + i * kRowsPerPass of each, in 16-byte chunk
+// tid % (D / 8); only its cursor is kept per thread, the rectangles are read from shared memory
+// when needed (the registers go to the warps' accumulators).
 template <int D, bool kWindow>
 struct Loader {
   static constexpr int kChunks = D / 8;
@@ -68,75 +64,41 @@ struct Loader {
   const Params& p;
   Smem<D>& s;
   int tid;
-  // The thread's next key: index in the rectangle (window) or among all keys (dense), its row and
-  // column (window) and its token.
-  int idx = 0, kr = 0, kc = 0, token = 0;
-  // The step: tile (of kTileKeys keys) and half; window: the tile's rectangle and the first tile
-  // of the next one.
-  int tile = 0, half = 0, n_tiles = 0, rect = -1, next_rect_tile = 0;
+  StepWalk walk;
+  RowCursor cur;  // window; dense keeps the thread's next token in cur.token, its index in cur.idx
 
   __device__ __forceinline__ Loader(const Params& p_, Smem<D>& s_, int tid_)
-      : p(p_), s(s_), tid(tid_) {
-    if constexpr (kWindow) {
-      n_tiles = s.kt.first[5];
-    } else {
-      n_tiles = (p.n_kv + kTileKeys - 1) / kTileKeys;
-      idx = token = tid / kChunks;
-    }
-  }
+      : p(p_), s(s_), tid(tid_) {}
 
-  // Keys of the rectangle (window) or of the whole sequence (dense) from the tile's first on.
   __device__ __forceinline__ int keys_from_tile() const {
     if constexpr (kWindow) {
-      return static_cast<int>(s.kt.keys.rect[rect].keys(p.g.T)) -
-             (tile - s.kt.first[rect]) * kTileKeys;
+      return walk.keys_from_tile(s.rt, p.g.T);
     } else {
-      return p.n_kv - tile * kTileKeys;
+      return walk.keys_from_tile(p.n_kv);
     }
   }
 
-  // Enters the rectangle of `tile` when it starts one (empty rectangles have no tiles): the
-  // thread's first key in it.
-  __device__ __forceinline__ void enter_rect() {
-    if constexpr (kWindow) {
-      if (tile == next_rect_tile) {
-        do {
-          ++rect;
-        } while (s.kt.first[rect + 1] <= tile);
-        next_rect_tile = s.kt.first[rect + 1];
-        const KeyRect R = s.kt.keys.rect[rect];
-        const int cols = R.c1 - R.c0;
-        const int per_frame = (R.r1 - R.r0) * cols;
-        idx = tid / kChunks;
-        const int t = idx / per_frame, rem = idx - t * per_frame;
-        kr = R.r0 + rem / cols;
-        kc = R.c0 + rem % cols;
-        token = (t * p.g.H + kr) * p.g.W + kc;
-      }
-    }
-  }
-
+  // The first step (false when the block has none).
   __device__ __forceinline__ bool first() {
-    if (n_tiles <= 0) return false;
-    enter_rect();
-    return true;
-  }
-
-  // On to the next step; false after the last. A second half wholly past the keys is skipped.
-  __device__ __forceinline__ bool advance() {
-    if (half == 0 && keys_from_tile() > kStepKeys) {
-      half = 1;
-      return true;
+    if constexpr (kWindow) {
+      if (!walk.start(s.rt)) return false;
+      cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kChunks);
+    } else {
+      if (!walk.start(p.n_kv)) return false;
+      cur.idx = cur.token = tid / kChunks;
     }
-    half = 0;
-    if (++tile >= n_tiles) return false;
-    enter_rect();
     return true;
   }
 
-  // The copies of the current step into `stage`, and whether the step needs the mask: dense, when
-  // it reaches past n_kv; window, every tile from the core's last (partial) one on (the core's
-  // other tiles are seen by every query of the block).
+  // On to the next step; false after the last.
+  __device__ __forceinline__ bool advance() {
+    const int moved = walk.advance(keys_from_tile(), kWindow ? s.rt.first : nullptr);
+    if (moved == 2) cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kChunks);
+    return moved != 0;
+  }
+
+  // The copies of the current step into `stage` (zeros for rows past the keys), the key positions
+  // of the window's mask, and whether the step needs the mask.
   __device__ __forceinline__ void issue(int stage) {
     const int chunk = tid % kChunks;
     const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
@@ -145,43 +107,33 @@ struct Loader {
     const __nv_bfloat16* vbase = p.v + head_off;
     const uint32_t kdst = smem_u32(s.k[stage]), vdst = smem_u32(s.v[stage]);
     KeyRect R;
-    int n_keys = p.n_kv, cols = 0, row_wrap = 0, frame_wrap = 0;
+    int n_keys = p.n_kv;
     if constexpr (kWindow) {
-      R = s.kt.keys.rect[rect];
+      R = s.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
-      cols = R.c1 - R.c0;
-      row_wrap = p.g.W - cols;
-      frame_wrap = (p.g.H - (R.r1 - R.r0)) * p.g.W;
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int row = tid / kChunks + i * kRowsPerPass;
-      const bool valid = idx < n_keys;
-      const int64_t off = valid ? token * token_stride : 0;
+      const bool valid = cur.idx < n_keys;
+      const int64_t off = valid ? cur.token * token_stride : 0;
       const uint32_t at = swizzled<D>(row, chunk);
       cp_async16(kdst + at, kbase + off, valid);
       cp_async16(vdst + at, vbase + off, valid);
-      idx += kRowsPerPass;
-      token += kRowsPerPass;
       if constexpr (kWindow) {
         if (chunk == 0)
-          detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, kr, kc));
-        kc += kRowsPerPass;
-        while (kc >= R.c1) {
-          kc -= cols;
-          token += row_wrap;
-          if (++kr == R.r1) {
-            kr = R.r0;
-            token += frame_wrap;
-          }
-        }
+          detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, cur.kr, cur.kc));
+        cur.step(R, p.g, kRowsPerPass);
+      } else {
+        cur.idx += kRowsPerPass;
+        cur.token += kRowsPerPass;
       }
     }
     if (tid == 0) {
       if constexpr (kWindow) {
-        s.masked[stage] = tile >= s.kt.first[1] - 1;
+        s.masked[stage] = walk.masked(s.rt);
       } else {
-        s.masked[stage] = keys_from_tile() - half * kStepKeys < kStepKeys;
+        s.masked[stage] = walk.masked(p.n_kv);
       }
     }
   }
@@ -408,15 +360,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   BlockQueries<kWindow> bq;
   if constexpr (kWindow) {
     bq = detail::window_block(p);
-    if (tid == 0) {
-      KeyTiles& kt = s.kt;
-      kt.keys = patch_keys(p.g, p.plan.ph, p.plan.pw, bq.h0, bq.w0);
-      kt.first[0] = 0;
-      for (int i = 0; i < 5; ++i)
-        kt.first[i + 1] =
-            kt.first[i] +
-            static_cast<int>((kt.keys.rect[i].keys(p.g.T) + kTileKeys - 1) / kTileKeys);
-    }
+    if (tid == 0) s.rt.init(p.g, p.plan, bq.h0, bq.w0);
     __syncthreads();
   }
 
@@ -428,7 +372,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   cp_async_commit();
   for (int i = 0; more; ++i) {
     const int stage = i & 1;
-    const int key_base = ld.tile * kTileKeys + ld.half * kStepKeys;  // dense: this step's keys
+    const int key_base = ld.walk.tile * kTileKeys + ld.walk.half * kStepKeys;  // dense
     cp_async_wait<0>();  // this step's copies (and Q) have landed, for this thread's copies
     __syncthreads();     // ... and everyone's; every warp is done with the other stage
     more = ld.advance();
