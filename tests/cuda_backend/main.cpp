@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
     }
   }
   freeswim::ops::cuda::register_cuda_backend(options);
-  std::fprintf(stderr, "CUDA backend: --gpu-kernels=%s\n",
-               freeswim::ops::cuda::gpu_kernels_name(options.kernels));
+  if (!GTEST_FLAG_GET(list_tests))
+    std::fprintf(stderr, "CUDA backend: --gpu-kernels=%s\n",
+                 freeswim::ops::cuda::gpu_kernels_name(options.kernels));
   return RUN_ALL_TESTS();
 }
