@@ -2,7 +2,7 @@
 # One call on a Hopper GPU machine (H100/H200) that checks and measures the portable kernels
 # (issue 16: mma.sync / cp.async attention for compute capability 8.0 and later), forced on the
 # Hopper GPU, each part under its own time limit and all of it inside a deadline (DEADLINE seconds,
-# default 500) so that a slow or hung part cannot starve the rest. Run from the repository root,
+# default 470) so that a slow or hung part cannot starve the rest. Run from the repository root,
 # carrying .carry/portable.tar.xz alone (made here by `scripts/device_pack.sh portable`):
 #
 #   OUT=$OUT bash bench/device_check_portable.sh [parts...]     (default: all, in this order)
@@ -22,15 +22,19 @@
 #             DiT cases, VAE, cache, memory, offload, profile; attention on the portable kernels)
 #   check     freeswim --gpu-kernels portable check --golden ... --device cuda
 #   generate  freeswim --gpu-kernels portable generate --model tiny --device cuda (192x128, 9
-#             frames, 2 + 4 steps)
+#             frames, 2 + 4 steps; the tiny model's heads of 32 take the plain attention kernel)
+#   whole     bench_generate's whole generate with the portable kernels: Wan2.1-1.3B shapes
+#             (heads of 128, random weights), 9 frames 448x256 from 224x128, 50 base + 35 FreeSwim
+#             CFG steps, VAE decodes; says how many decoded values are not finite (0 expected)
 #   jit       the compute_80-PTX build (every portable kernel and every other backend kernel JIT-
 #             compiled by the driver for this GPU): cuda_attention_test_jit (portable cases,
-#             kernel attributes, paths) and cuda_backend_test_jit --gpu-kernels=portable
+#             kernel attributes, paths)
 #   memcheck  compute-sanitizer memcheck on the portable kernels, small shapes (window d128/d64,
 #             dense d128/d64)
+#   jit_backend  cuda_backend_test_jit --gpu-kernels=portable (the compute_80-PTX build)
 set -u
 OUT=${OUT:-/tmp/device_check_portable}
-DEADLINE=${DEADLINE:-500}
+DEADLINE=${DEADLINE:-470}
 mkdir -p "$OUT" /tmp/carry
 start=$(date +%s)
 if [[ -f .carry/portable.tar.xz ]]; then
@@ -76,7 +80,7 @@ tests() {  # label file: gtest's pass / fail lines and the first failures
   grep -E '^\[  FAILED  \].*\(|Failure' "$2" | head -8 | log
 }
 
-for p in "${@:-attn bench step backend check generate jit memcheck}"; do
+for p in "${@:-attn bench step backend check generate whole jit memcheck jit_backend}"; do
   for part_name in $p; do
     echo "=== $part_name ($(date +%T), $(($(date +%s) - start)) s)" | log
     case "$part_name" in
@@ -99,7 +103,7 @@ for p in "${@:-attn bench step backend check generate jit memcheck}"; do
         echo "torch_attention rc=$rc" | log
         sed -n '/^summary:/,$p' "$OUT/torch.txt" | grep -v -i deprecat | log
         # portable dense >= FlashAttention-2 (PyTorch's SDPA flash back-end) in the same call.
-        awk '$2 == "portable-dense" && $3 == "sdpa-flash" {printf "target %s: portable dense / FlashAttention-2 = %s (>= 1)\n", $1, $8}' \
+        awk '$2 == "portable-dense" && $3 == "sdpa-flash" {printf "target %s: portable dense / FlashAttention-2 = %s (>= 1)\n", $1, $7}' \
           "$OUT/torch.txt" | sort -u | log
         ;;
       step)
@@ -127,11 +131,18 @@ for p in "${@:-attn bench step backend check generate jit memcheck}"; do
         echo "tiny generate on cuda, portable kernels: rc=$rc, mp4 $(stat -c %s "$OUT/tiny_portable.mp4" 2>/dev/null || echo missing) bytes" | log
         grep -E "device|rror" "$OUT/generate.txt" | head -5 | log
         ;;
+      whole)
+        part whole 100 "$B/bench_generate" 9 448 256 224 128 0 whole default portable
+        echo "bench_generate whole, portable kernels: rc=$rc" | log
+        grep -E "^device:|^\| |not finite|whole generate:" "$OUT/whole.txt" | log
+        ;;
       jit)
         part jit 150 "$B/cuda_attention_test_jit" \
           --gtest_filter='*portable*:PortableKernels.*:AttentionPaths.*:AttentionErrors.*'
         tests "cuda_attention_test_jit (compute_80 PTX, portable cases) rc=$rc" "$OUT/jit.txt"
         grep -E "^(window|dense)_d(64|128) |compute capability" "$OUT/jit.txt" | log
+        ;;
+      jit_backend)
         part jit_backend 180 "$B/cuda_backend_test_jit" --gpu-kernels=portable
         tests "cuda_backend_test_jit --gpu-kernels=portable rc=$rc" "$OUT/jit_backend.txt"
         ;;
@@ -141,7 +152,7 @@ for p in "${@:-attn bench step backend check generate jit memcheck}"; do
         echo "memcheck (portable, small shapes) rc=$rc: $(grep -E '^\[  (PASSED|FAILED)|ERROR SUMMARY' "$OUT/memcheck.txt" | tr '\n' ' ')" | log
         ;;
       *)
-        echo "unknown part $part_name (attn bench step backend check generate jit memcheck)" | log
+        echo "unknown part $part_name (attn bench step backend check generate whole jit memcheck jit_backend)" | log
         ;;
     esac
   done
