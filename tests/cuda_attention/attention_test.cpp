@@ -311,9 +311,9 @@ TEST(PortableKernels, FitEveryTarget) {
     const size_t smem = a.sharedSizeBytes + static_cast<size_t>(k.dynamic_smem);
     std::printf(
         "%-12s %3d threads, %3d registers, %6zu bytes shared (%zu static), %zu bytes local, "
-        "PTX %d, SASS %d\n",
+        "PTX %d, SASS %d, %d blocks per SM here\n",
         k.name, k.threads, a.numRegs, smem, a.sharedSizeBytes, a.localSizeBytes, a.ptxVersion,
-        a.binaryVersion);
+        a.binaryVersion, k.blocks_per_sm);
     EXPECT_LE(smem, static_cast<size_t>(kPortableSmemLimit)) << k.name;
     EXPECT_LE(a.numRegs, 255) << k.name;
     EXPECT_LE(a.numRegs * k.threads, 65536) << k.name;

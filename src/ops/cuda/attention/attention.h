@@ -75,6 +75,7 @@ struct PortableKernel {
   int threads = 0;       // per block
   int dynamic_smem = 0;  // bytes per block
   cudaFuncAttributes attributes{};
+  int blocks_per_sm = 0;             // resident blocks per SM on this GPU
   cudaError_t status = cudaSuccess;  // of cudaFuncGetAttributes (no image for this GPU, ...)
 };
 std::vector<PortableKernel> portable_kernels();

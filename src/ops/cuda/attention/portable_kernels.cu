@@ -410,6 +410,12 @@ PortableKernel report(const char* name, Kernel kernel, int smem_bytes) {
   k.threads = kThreads;
   k.dynamic_smem = smem_bytes;
   k.status = cudaFuncGetAttributes(&k.attributes, kernel);
+  if (k.status == cudaSuccess)
+    k.status =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (k.status == cudaSuccess)
+    k.status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.blocks_per_sm, kernel, kThreads,
+                                                             static_cast<size_t>(smem_bytes));
   if (k.status != cudaSuccess) cudaGetLastError();
   return k;
 }
