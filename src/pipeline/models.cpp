@@ -54,6 +54,16 @@ const std::string& wan_default_negative_prompt() {
 ModelLayout find_models(const ModelPaths& paths, bool need_text, bool need_vae) {
   ModelLayout l;
   if (paths.model == "tiny") {
+    // The tiny model is built in memory: a file given beside it would be silently unused.
+    for (const auto& [flag, value] :
+         {std::pair<const char*, const std::string&>{"--dit", paths.dit},
+          {"--vae", paths.vae},
+          {"--t5", paths.t5},
+          {"--tokenizer", paths.tokenizer}})
+      FS_CHECK(value.empty(),
+               "{} '{}' cannot be combined with --model tiny (a built-in random model); drop one "
+               "of the two",
+               flag, value);
     l.layout = "tiny";
     return l;
   }

@@ -137,6 +137,9 @@ TEST_F(Loaders, BadValuesOfTheNewFlags) {
           {"--lora", "missing.safetensors"});
   refused({"--model", "tiny", "--size", "96x64", "--frames", "5", "--lora", lora_.string()},
           {"--lora", "tiny"});
+  // The built-in tiny model with a weight file beside it: refused, not silently ignored.
+  refused({"--model", "tiny", "--size", "96x64", "--frames", "5", "--dit", dit},
+          {"--dit", "--model tiny"});
   // A LoRA for an image-to-video model: its keys are named, nothing is generated.
   io::write_safetensors(
       (tmp_ / "i2v_lora.safetensors").string(),

@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     }
     for (int i = 0; i < kStages; ++i) {
       mbar_init(&s.full[i], kRowFullArrivals<D>);
-      mbar_init(&s.empty[i], 8);
+      mbar_init(&s.empty[i], C::kEmptyArrivals);
     }
   }
   __syncthreads();  // the last block-wide barrier: from here on the roles only meet in mbarriers

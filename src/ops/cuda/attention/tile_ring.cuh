@@ -56,7 +56,7 @@ struct Ring {
   KeyPos key[kStages][kTileKeys];  // row runs: key positions of the masked tiles
   KeyTiles kt;                     // row runs
   uint64_t full[kStages];          // producer -> consumers: stage loaded
-  uint64_t empty[kStages];         // consumers -> producer: stage read (8 consumer warps)
+  uint64_t empty[kStages];         // consumers -> producer: stage read (Consumer::kEmptyArrivals)
 };
 // Dynamic shared memory of a block: the ring and the slack that aligns it to 1024 bytes.
 template <int D>
