@@ -13,6 +13,14 @@
 #                                   and bench/cli/run_real_size.sh (`bench_mp4 --probe FILE` reads an
 #                                   mp4 where the GPU machine has no ffprobe: ffprobe's own closure,
 #                                   libavfilter/libavdevice and theirs, adds ~107 MB and would not fit)
+#   scripts/device_pack.sh portable -> .carry/portable.tar.xz for bench/device_check_portable.sh
+#                                   (carry it alone): builds what it needs first, in build/ (the
+#                                   attention and backend tests, bench_attention, bench_step,
+#                                   bench_generate, freeswim) and in build-jit/, configured with
+#                                   FREESWIM_CUDA_ARCHS=compute_80 (every portable kernel as PTX that
+#                                   the driver compiles on the GPU; the Hopper kernels as usual), the
+#                                   two test binaries as *_jit; stripped but for the attention test
+#                                   (compute-sanitizer's reports), xz -9e
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden=${FREESWIM_GOLDEN_DIR:-../shared/golden}
@@ -28,8 +36,27 @@ if [[ "${1:-}" == cli ]]; then
   bins=(build/src/cli/freeswim build/bench/video/bench_mp4)
   export XZ_OPT=-9e
 fi
+if [[ "${1:-}" == portable ]]; then
+  out=.carry/portable.tar.xz
+  export XZ_OPT=-9e
+  jobs=${JOBS:-$(nproc)}
+  if [[ ! -f build/CMakeCache.txt ]]; then
+    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+  fi
+  cmake --build build -j "$jobs" --target cuda_attention_test cuda_backend_test bench_attention \
+    bench_step bench_generate freeswim
+  cmake -S . -B build-jit -G Ninja -DCMAKE_BUILD_TYPE=Release -DFREESWIM_CUDA_ARCHS=compute_80 \
+    -DFREESWIM_HOPPER_KERNELS=ON -DFREESWIM_BENCH=OFF
+  cmake --build build-jit -j "$jobs" --target cuda_attention_test cuda_backend_test
+  strip -o "$stage/bin/cuda_attention_test_jit" build-jit/tests/cuda_attention/cuda_attention_test
+  strip -o "$stage/bin/cuda_backend_test_jit" build-jit/tests/cuda_backend/cuda_backend_test
+  bins=(build/tests/cuda_attention/cuda_attention_test build/tests/cuda_backend/cuda_backend_test
+    build/bench/attention/bench_attention build/bench/step/bench_step
+    build/bench/generate/bench_generate build/src/cli/freeswim)
+fi
 for bin in "${bins[@]}"; do
-  if [[ "$out" == .carry/cli.tar.xz ]]; then
+  if [[ "$out" == .carry/cli.tar.xz ||
+    ("$out" == .carry/portable.tar.xz && "$(basename "$bin")" != cuda_attention_test) ]]; then
     strip -o "$stage/bin/$(basename "$bin")" "$bin"
   else
     cp "$bin" "$stage/bin/"  # symbols kept for compute-sanitizer's reports
@@ -43,7 +70,7 @@ for bin in "${bins[@]}"; do
     esac
   done
 done
-if [[ "$out" == .carry/cli.tar.xz && -f "$stage/lib/libicudata.so.72" ]]; then
+if [[ "$out" != .carry/pack.tar.xz && -f "$stage/lib/libicudata.so.72" ]]; then
   # Debian's libavcodec pulls in librsvg -> libxml2 -> ICU, whose 31 MB data library pushes the
   # carry past 64 MiB. freeswim never parses XML, so ICU's data is never read: a stand-in that
   # only defines the data symbol (unversioned in libicuuc) satisfies the loader. Test carry only;

@@ -1,7 +1,7 @@
-// Times the shipped attention kernels at Wan2.1-1.3B 1080p and Wan2.1-14B 4K shapes, with
-// cuDNN's fused SDPA as the dense baseline. Prints one table row per (shape, kernel) and writes
-// the same numbers as JSON lines to the file named by the first argument (torch_attention.py reads
-// them to print ratios against PyTorch).
+// Times the shipped attention kernels (Hopper and portable) at Wan2.1-1.3B 1080p and Wan2.1-14B
+// 4K shapes, with cuDNN's fused SDPA as the dense baseline. Prints one table row per (shape,
+// kernel) and writes the same numbers as JSON lines to the file named by the first argument
+// (torch_attention.py reads them to print ratios against PyTorch).
 //
 // Usage: bench_attention [results.jsonl] [heads_4k] [dense_queries] [kernels]
 //   heads_4k: heads timed at the 4K shape (default 4 of 40; heads are independent, so the rate
@@ -9,12 +9,15 @@
 //   dense_queries: queries timed in the dense runs (default 16384, against all keys; queries
 //             are independent, so the rate is the full problem's)
 //   kernels: comma-separated, default window,dense,cudnn:
-//     window       the window as the engine runs it (the plan's choice of tiling)
-//     window-box   box tiles forced (the plan's box width)
-//     window-rows  row runs forced
-//     dense        dense as the engine runs it (fed by TMA)
-//     dense-rows   dense fed by cp.async (the kernel for tensors TMA cannot address)
+//     window       the window as the engine runs it on this GPU (automatic path and tiling)
+//     window-box   Hopper box tiles forced (the plan's box width)
+//     window-rows  Hopper row runs forced
+//     dense        dense as the engine runs it on this GPU
+//     dense-rows   Hopper dense fed by cp.async (the kernel for tensors TMA cannot address)
+//     portable-window  the portable window kernel forced (row runs; mma.sync)
+//     portable-dense   the portable dense kernel forced
 //     cudnn        cuDNN's SDPA (baseline; its relative L2 distance to `dense` is printed too)
+// Rows whose kernels cannot run on this GPU (Hopper ones elsewhere) print why and are skipped.
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -31,6 +34,7 @@
 
 #include "cudnn_sdpa.h"
 #include "ops/cuda/attention/attention.h"
+#include "ops/cuda/attention/row_steps.h"
 #include "ops/cuda/attention/window_plan.h"
 
 namespace {
@@ -133,7 +137,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot write %s\n", json_path);
     return 1;
   }
-  std::printf("%-11s %-11s %5s %8s %10s %9s %8s %6s\n", "shape", "kernel", "heads", "queries",
+  std::printf("%-11s %-15s %5s %8s %10s %9s %8s %6s\n", "shape", "kernel", "heads", "queries",
               "time_ms", "TFLOP/s", "density", "patch");
   for (const Shape& s : shapes) {
     const int64_t tokens = s.g.tokens();
@@ -157,25 +161,49 @@ int main(int argc, char** argv) {
     const struct {
       const char* name;
       fa::WindowTiling tiling;
-    } windows[] = {{"window", fa::WindowTiling::automatic},
-                   {"window-box", fa::WindowTiling::box_tiles},
-                   {"window-rows", fa::WindowTiling::row_runs}};
+      fa::AttentionPath path;
+    } windows[] = {{"window", fa::WindowTiling::automatic, fa::AttentionPath::automatic},
+                   {"window-box", fa::WindowTiling::box_tiles, fa::AttentionPath::hopper},
+                   {"window-rows", fa::WindowTiling::row_runs, fa::AttentionPath::hopper},
+                   {"portable-window", fa::WindowTiling::automatic, fa::AttentionPath::portable}};
+    bool have_window = false;  // o_ref holds the first window row's output
     for (const auto& w : windows) {
       if (!wanted(kernels, w.name)) continue;
       fa::AttentionOptions options;
       options.window_tiling = w.tiling;
-      const fa::WindowPlan plan = fa::window_attention_plan(s.g, options);
-      const double density = useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan));
-      const double wms = time_ms(
-          [&] {
-            fa::window_attention_forward(q, k, v, o, s.heads, d, s.g, scale, nullptr, options);
-          },
-          5);
+      options.path = w.path;
+      fa::WindowPlan plan;
+      double wms = 0;
+      __nv_bfloat16* out = have_window ? o : o_ref;
+      try {
+        plan = fa::window_attention_plan(s.g, options);
+        wms = time_ms(
+            [&] {
+              fa::window_attention_forward(q, k, v, out, s.heads, d, s.g, scale, nullptr, options);
+            },
+            5);
+      } catch (const std::exception& e) {
+        std::printf("%-11s %-15s failed: %s\n", s.name, w.name, e.what());
+        continue;
+      }
+      // The portable kernels compute row runs in steps of 64 keys (row_steps.h).
+      const int tile_keys =
+          w.path == fa::AttentionPath::portable ||
+                  (w.path == fa::AttentionPath::automatic &&
+                   fa::resolve_attention_path(w.path) == fa::AttentionPath::portable)
+              ? fa::kStepKeys
+              : fa::kTileKeys;
+      const double density =
+          useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
       check(cudaDeviceSynchronize(), w.name);
       const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
-      std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s\n", s.name, w.name, s.heads,
-                  static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
-                  box_label(plan));
+      char agree[64] = "";
+      if (have_window)
+        std::snprintf(agree, sizeof agree, " rel L2 to the first %.2e", rel_l2(o, o_ref, n));
+      have_window = true;
+      std::printf("%-11s %-15s %5d %8lld %10.3f %9.1f %8.3f %3dx%-2d%s%s\n", s.name, w.name,
+                  s.heads, static_cast<long long>(tokens), wms, wtf, density, plan.ph, plan.pw,
+                  box_label(plan), agree);
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
                    "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"
@@ -192,14 +220,17 @@ int main(int argc, char** argv) {
     const struct {
       const char* name;
       fa::DenseFeed feed;
+      fa::AttentionPath path;
       bool cudnn;
-    } denses[] = {{"dense", fa::DenseFeed::automatic, false},
-                  {"dense-rows", fa::DenseFeed::cp_async, false},
-                  {"cudnn", fa::DenseFeed::automatic, true}};
+    } denses[] = {{"dense", fa::DenseFeed::automatic, fa::AttentionPath::automatic, false},
+                  {"dense-rows", fa::DenseFeed::cp_async, fa::AttentionPath::hopper, false},
+                  {"portable-dense", fa::DenseFeed::automatic, fa::AttentionPath::portable, false},
+                  {"cudnn", fa::DenseFeed::automatic, fa::AttentionPath::automatic, true}};
     for (const auto& di : denses) {
       if (!wanted(kernels, di.name)) continue;
       fa::AttentionOptions options;
       options.dense_feed = di.feed;
+      options.path = di.path;
       __nv_bfloat16* out = std::strcmp(di.name, "dense") == 0 ? o_ref : o;
       double dms = 0;
       try {
@@ -217,7 +248,7 @@ int main(int argc, char** argv) {
             },
             3);
       } catch (const std::exception& e) {
-        std::printf("%-11s %-11s failed: %s\n", s.name, di.name, e.what());
+        std::printf("%-11s %-15s failed: %s\n", s.name, di.name, e.what());
         continue;
       }
       check(cudaDeviceSynchronize(), di.name);
@@ -227,7 +258,7 @@ int main(int argc, char** argv) {
       if (out != o_ref && have_ref)
         std::snprintf(agree, sizeof agree, " rel L2 to dense %.2e",
                       rel_l2(out, o_ref, nq * s.heads * d));
-      std::printf("%-11s %-11s %5d %8lld %10.3f %9.1f %8.3f %6s%s\n", s.name, di.name, s.heads,
+      std::printf("%-11s %-15s %5d %8lld %10.3f %9.1f %8.3f %6s%s\n", s.name, di.name, s.heads,
                   static_cast<long long>(nq), dms, dtf, di.cudnn ? 1.0 : own_density, "-", agree);
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"

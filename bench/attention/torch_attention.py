@@ -3,7 +3,11 @@
 Reads the JSON lines bench_attention wrote (first argument), times PyTorch's FlexAttention
 with a block mask built from FreeSwim's inward-window rule (what the reference does) and
 torch SDPA with the cuDNN and flash back-ends on the same problems (same heads, same query
-subset for dense), and prints our rate over each baseline's.
+subset for dense), and prints our rate over each baseline's. sdpa-flash is FlashAttention-2
+(PyTorch's build of its sm80 kernels: mma.sync, the design of the portable kernels).
+
+Second argument: shapes to skip in FlexAttention, comma separated, or "all" (its block mask
+takes 8 s at 1.3B-1080p and about 2 minutes at 14B-4K).
 """
 import json
 import sys
@@ -63,26 +67,30 @@ def main():
     rows = [json.loads(line) for line in open(sys.argv[1])]
     # FlexAttention's block mask at 4K takes longest: measure it last, and print every ratio as
     # soon as it is known so a run cut short still reports the others.
-    rows.sort(key=lambda r: (r["kernel"] == "window", r["queries"]))
+    rows.sort(key=lambda r: (r["kernel"].endswith("window"), r["queries"]))
     skip_flex = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else set()
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
     flex = torch.compile(flex_attention, dynamic=False)
     out = []
     dense_base = {}
+    flex_base = {}
     printed = 0
     for r in rows:
-        if r["kernel"] not in ("window", "dense", "cudnn"):
-            continue  # a forced kernel (window-box, window-rows, dense-rows): no baseline row
+        if r["kernel"] not in ("window", "dense", "cudnn", "portable-window", "portable-dense"):
+            continue  # a forced Hopper kernel (window-box, window-rows, dense-rows): no baseline row
         show(out[printed:], header=printed == 0 and len(out) > 0)
         printed = len(out)
         d = 128
-        if r["kernel"] == "window":
+        if r["kernel"].endswith("window"):
             T, H, W, dh, dw = r["T"], r["H"], r["W"], r["dh"], r["dw"]
             tokens, heads = r["queries"], r["heads"]
             kpq = T * min(H, 2 * dh + 1) * min(W, 2 * dw + 1)
             flops = 4.0 * tokens * kpq * d * heads
-            if r["shape"] in skip_flex:
+            if r["shape"] in skip_flex or "all" in skip_flex:
                 out.append((r, "flex", None, None))
+                continue
+            if r["shape"] in flex_base:  # the Hopper and portable window rows share it
+                out.append((r, "flex") + flex_base[r["shape"]])
                 continue
             q, k, v = qkv(tokens, heads, d)
             t0 = time.time()
@@ -92,7 +100,8 @@ def main():
             ms = median_ms(lambda: flex(q, k, v, block_mask=bm, scale=r["scale"]), 3)
             print(f"  {r['shape']}: block mask built in {mask_s:.1f} s, "
                   f"{bm.sparsity():.1f}% of blocks skipped", flush=True)
-            out.append((r, "flex", ms, flops / (ms * 1e-3) / 1e12))
+            flex_base[r["shape"]] = (ms, flops / (ms * 1e-3) / 1e12)
+            out.append((r, "flex") + flex_base[r["shape"]])
             del q, k, v, bm
         elif (r["shape"], r["queries"]) in dense_base:  # own kernel and cuDNN rows share it
             out.extend((r, name, ms, tf) for name, ms, tf in dense_base[(r["shape"], r["queries"])])
@@ -121,14 +130,14 @@ def main():
 
 def show(out, header):
     if header:
-        print(f"{'shape':11} {'ours':7} {'baseline':11} {'base_ms':>9} {'base_TF/s':>9} "
+        print(f"{'shape':11} {'ours':15} {'baseline':11} {'base_ms':>9} {'base_TF/s':>9} "
               f"{'ours_TF/s':>9} {'ours/base':>9}", flush=True)
     for r, name, ms, tf in out:
         if ms is None:
-            print(f"{r['shape']:11} {r['kernel']:7} {name:11} {'-':>9} {'-':>9} "
+            print(f"{r['shape']:11} {r['kernel']:15} {name:11} {'-':>9} {'-':>9} "
                   f"{r['tflops']:9.1f} {'-':>9}")
         else:
-            print(f"{r['shape']:11} {r['kernel']:7} {name:11} {ms:9.3f} {tf:9.1f} "
+            print(f"{r['shape']:11} {r['kernel']:15} {name:11} {ms:9.3f} {tf:9.1f} "
                   f"{r['tflops']:9.1f} {r['tflops'] / tf:9.2f}")
 
 

@@ -1,4 +1,4 @@
-// bench_generate [frames W H base_W base_H vae_tile stages vae_precision]: the stages of
+// bench_generate [frames W H base_W base_H vae_tile stages vae_precision kernels]: the stages of
 // `generate` for Wan2.1-1.3B at real sizes on the GPU with random weights (speed does not depend on
 // weight values): base-stage CFG steps at the native size, VAE decode of the base video, bilinear
 // upsampling, VAE encode at the target size, FreeSwim CFG steps (guide + uncond, reuse + uncond),
@@ -23,6 +23,10 @@
 // makes between them (decode, trim, bilinear upsample, encode, trim, decode), timing each stage
 // and printing every step as it finishes. Left out, and said so: the text encoder (random
 // contexts stand in for UMT5's output; on the GPU it is a few seconds) and writing the mp4 (CPU).
+// It ends with how many of the decoded values are not finite (0 expected).
+//
+// `kernels`: the attention kernels, as freeswim's --gpu-kernels (auto, the default, hopper or
+// portable).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -206,8 +210,13 @@ int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSe
   const Tensor noise = rng::normal_tensor(clean.shape(), defaults.seed, 1ull << 40);
   const Tensor lat = pipeline::run_freeswim_stage(*dit, sched, clean, noise, text, fo, hooks);
   stage_done("FreeSwim stage, 35 CFG steps (cache every 2)");
-  pipeline::decode_latents(*vae, lat, tiling(H, W));
+  const Tensor video = pipeline::decode_latents(*vae, lat, tiling(H, W));
   stage_done("VAE decode, target size");
+  const Tensor host = video.to(Device::CPU).to(DType::F32);
+  int64_t not_finite = 0;
+  for (int64_t i = 0; i < host.numel(); ++i) not_finite += !std::isfinite(host.data<float>()[i]);
+  std::printf("decoded video %s: %lld values not finite\n", host.describe().c_str(),
+              static_cast<long long>(not_finite));
   std::printf(
       "\nwhole generate: %.1f s (%.2f min) from the first base step to the decoded "
       "frames; not included: text encoding, writing the mp4, building the models\n",
@@ -219,7 +228,8 @@ int run_whole(int frames, int W, int H, int bw, int bh, const pipeline::DeviceSe
 
 int run(int argc, char** argv) {
   const Environment env = read_environment();  // FREESWIM_GPU_MEMORY_LIMIT, FREESWIM_PROFILE
-  ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
+  ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile,
+                                    ops::cuda::parse_gpu_kernels(argc > 9 ? argv[9] : "auto")});
   const int frames = argc > 1 ? std::atoi(argv[1]) : 81;
   const int W = argc > 2 ? std::atoi(argv[2]) : 1920, H = argc > 3 ? std::atoi(argv[3]) : 1088;
   const int bw = argc > 4 ? std::atoi(argv[4]) : 832, bh = argc > 5 ? std::atoi(argv[5]) : 480;
@@ -241,8 +251,8 @@ int run(int argc, char** argv) {
     given.vae_precision = pipeline::parse_vae_precision(argv[8]);
   const pipeline::DeviceSettings settings = pipeline::device_settings(where.device, given);
   set_max_threads(settings.threads);
-  std::printf("device: %s\ndevice settings: %s\n", where.reason.c_str(),
-              settings.describe().c_str());
+  std::printf("device: %s, attention on the %s\ndevice settings: %s\n", where.reason.c_str(),
+              ops::cuda::cuda_device_info().kernels.c_str(), settings.describe().c_str());
   const models::VaeTiling& tiling = settings.tiling;
   const char* precision = settings.vae_precision == ops::ConvPrecision::FP32 ? "fp32" : "tf32";
   if (stages == "whole") return run_whole(frames, W, H, bw, bh, settings);

@@ -1,8 +1,10 @@
-// bench_step [T Hg Wg [kinds [cache]]]: times one DiT forward of each step kind of Wan2.1-1.3B
-// with random weights on the GPU. Default grid 21x68x120 tokens (1088x1920, 81 frames), a
-// 512-token text context, FreeSwim window of the 30x52 base grid. `kinds` is a comma list of
-// stock, dual, guide, reuse, uncond (reuse needs guide before it); `cache` is where the
-// cross-attention cache lives: device (default), host (pinned host memory) or auto. Prints a
+// bench_step [T Hg Wg [kinds [cache [kernels]]]]: times one DiT forward of each step kind of
+// Wan2.1-1.3B with random weights on the GPU. Default grid 21x68x120 tokens (1088x1920, 81
+// frames), a 512-token text context, FreeSwim window of the 30x52 base grid. `kinds` is a comma
+// list of stock, dual, guide, reuse, uncond (reuse needs guide before it); `cache` is where the
+// cross-attention cache lives: device (default), host (pinned host memory) or auto; `kernels` a
+// comma list of attention kernels (freeswim's --gpu-kernels: auto, the default, hopper or
+// portable), each timing every kind in turn on the same model (e.g. hopper,portable). Prints a
 // markdown table: seconds per forward, tensor memory at its peak during the forward, and device
 // memory in use at the end (cudaMemGetInfo); then the CFG steps these forwards make up. With
 // FREESWIM_PROFILE=1 each forward is followed by its per-op GPU times.
@@ -53,48 +55,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int run(int argc, char** argv) {
-  const Environment env = read_environment();  // FREESWIM_GPU_MEMORY_LIMIT, FREESWIM_PROFILE
-  ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
-  int T = 21, Hg = 68, Wg = 120;
-  std::string kinds = "stock,dual,guide,reuse,uncond";
-  if (argc >= 4) {
-    T = std::atoi(argv[1]);
-    Hg = std::atoi(argv[2]);
-    Wg = std::atoi(argv[3]);
-  }
-  if (argc >= 5) kinds = argv[4];
-  const CachePlacement placement =
-      parse_cache_placement(argc >= 6 ? argv[5] : std::string("device"));
-  FS_CHECK(T > 0 && Hg > 0 && Wg > 0, "bad grid {}x{}x{}", T, Hg, Wg);
-
-  const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
-  auto t0 = std::chrono::steady_clock::now();
-  const auto model = models::WanDit::random(cfg, Device::CUDA, 42);
-  sync();
-  std::printf("model %s built in %.1f s; weights %.2f GiB on the GPU\n", cfg.describe().c_str(),
-              seconds_since(t0), gib(ops::cuda::memory_stats().in_use));
-
-  const FreeSwimParams fsp = freeswim_params_for_base_grid(30, 52, cfg.head_dim);
-  models::DitInput in;
-  in.latents =
-      random_tensor({cfg.in_channels, T * cfg.patch_t, Hg * cfg.patch_h, Wg * cfg.patch_w}, 1);
-  in.timestep = 900.f;
-  in.context = random_tensor({512, cfg.text_dim}, 2);
-
-  // Warm-up at a small grid: cuBLASLt and cuDNN set-up is not part of a step.
-  {
-    models::DitInput small = in;
-    small.latents = random_tensor({cfg.in_channels, 2, 32, 32}, 3);
-    model->forward(small, StepKind::Stock);
-    model->forward(small, StepKind::Dual, &fsp);
-    sync();
-  }
-
+// Times each step kind of `kinds` with the attention kernels set to `kernels`; returns seconds per
+// kind.
+std::map<std::string, double> time_kinds(const models::WanDit& model, const models::DitInput& in,
+                                         const FreeSwimParams& fsp, const std::string& kinds,
+                                         CrossAttentionCache& cache, int T, int Hg, int Wg) {
   std::printf(
       "\n| step kind | grid | forward (s) | peak tensors (GiB) | device used after (GiB) |\n");
   std::printf("| --- | --- | --- | --- | --- |\n");
-  CrossAttentionCache cache(placement);
   std::map<std::string, double> seconds;
   std::stringstream list(kinds);
   std::string name;
@@ -115,8 +83,8 @@ int run(int argc, char** argv) {
     sync();
     ops::cuda::reset_peak_memory();
     if (ops::cuda::op_profile_enabled()) ops::cuda::reset_op_profile();
-    t0 = std::chrono::steady_clock::now();
-    Tensor out = model->forward(in, kind, kind == StepKind::Stock ? nullptr : &fsp, &cache);
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor out = model.forward(in, kind, kind == StepKind::Stock ? nullptr : &fsp, &cache);
     sync();
     const double s = seconds_since(t0);
     size_t free_b = 0, total_b = 0;
@@ -129,21 +97,82 @@ int run(int argc, char** argv) {
     if (ops::cuda::op_profile_enabled())
       std::printf("\n%s forward:\n%s\n", name.c_str(), ops::cuda::op_profile_report().c_str());
   }
-  cache.sync();
-  std::printf("\ncache placement: %s (asked: %s), %.2f GiB\n",
-              cache_placement_name(cache.placement()).c_str(),
-              cache_placement_name(cache.requested()).c_str(), gib(cache.bytes()));
-  // One CFG step = conditional + unconditional prediction. Cache every k: one guide step (dual
-  // path, cache written) then k - 1 reuse steps, each with a window-only unconditional forward.
-  // Without cache both predictions run the dual path.
+  return seconds;
+}
+
+// One CFG step = conditional + unconditional prediction. Cache every k: one guide step (dual
+// path, cache written) then k - 1 reuse steps, each with a window-only unconditional forward.
+// Without cache both predictions run the dual path.
+void print_cfg_steps(std::map<std::string, double>& seconds, const char* kernels) {
   auto has = [&](const char* k) { return seconds.count(k) > 0; };
   if (has("guide") && has("reuse") && has("uncond")) {
     for (int k : {2, 5}) {
       const double step = (seconds["guide"] + (k - 1) * seconds["reuse"]) / k + seconds["uncond"];
-      std::printf("CFG step, cache every %d: %.2f s (mean over %d steps)\n", k, step, k);
+      std::printf("CFG step, cache every %d, %s kernels: %.2f s (mean over %d steps)\n", k, kernels,
+                  step, k);
     }
   }
-  if (has("dual")) std::printf("CFG step, no cache: %.2f s (2 x dual)\n", 2 * seconds["dual"]);
+  if (has("dual"))
+    std::printf("CFG step, no cache, %s kernels: %.2f s (2 x dual)\n", kernels,
+                2 * seconds["dual"]);
+}
+
+int run(int argc, char** argv) {
+  const Environment env = read_environment();  // FREESWIM_GPU_MEMORY_LIMIT, FREESWIM_PROFILE
+  ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
+  int T = 21, Hg = 68, Wg = 120;
+  std::string kinds = "stock,dual,guide,reuse,uncond";
+  if (argc >= 4) {
+    T = std::atoi(argv[1]);
+    Hg = std::atoi(argv[2]);
+    Wg = std::atoi(argv[3]);
+  }
+  if (argc >= 5) kinds = argv[4];
+  const CachePlacement placement =
+      parse_cache_placement(argc >= 6 ? argv[5] : std::string("device"));
+  std::vector<ops::cuda::GpuKernels> kernel_list;
+  {
+    std::stringstream list(argc >= 7 ? argv[6] : "auto");
+    std::string k;
+    while (std::getline(list, k, ',')) kernel_list.push_back(ops::cuda::parse_gpu_kernels(k));
+  }
+  FS_CHECK(T > 0 && Hg > 0 && Wg > 0, "bad grid {}x{}x{}", T, Hg, Wg);
+
+  const models::WanDitConfig cfg = models::WanDitConfig::preset("1.3B");
+  auto t0 = std::chrono::steady_clock::now();
+  const auto model = models::WanDit::random(cfg, Device::CUDA, 42);
+  sync();
+  std::printf("model %s built in %.1f s; weights %.2f GiB on the GPU\n", cfg.describe().c_str(),
+              seconds_since(t0), gib(ops::cuda::memory_stats().in_use));
+
+  const FreeSwimParams fsp = freeswim_params_for_base_grid(30, 52, cfg.head_dim);
+  models::DitInput in;
+  in.latents =
+      random_tensor({cfg.in_channels, T * cfg.patch_t, Hg * cfg.patch_h, Wg * cfg.patch_w}, 1);
+  in.timestep = 900.f;
+  in.context = random_tensor({512, cfg.text_dim}, 2);
+
+  CrossAttentionCache cache(placement);
+  for (const ops::cuda::GpuKernels kernels : kernel_list) {
+    ops::cuda::set_gpu_kernels(kernels);
+    const ops::cuda::CudaDeviceInfo gpu = ops::cuda::cuda_device_info();
+    std::printf("\n%s, --gpu-kernels %s: attention on the %s\n", gpu.name.c_str(),
+                ops::cuda::gpu_kernels_name(kernels), gpu.kernels.c_str());
+    // Warm-up at a small grid: cuBLASLt and cuDNN set-up is not part of a step.
+    {
+      models::DitInput small = in;
+      small.latents = random_tensor({cfg.in_channels, 2, 32, 32}, 3);
+      model->forward(small, StepKind::Stock);
+      model->forward(small, StepKind::Dual, &fsp);
+      sync();
+    }
+    std::map<std::string, double> seconds = time_kinds(*model, in, fsp, kinds, cache, T, Hg, Wg);
+    print_cfg_steps(seconds, ops::cuda::gpu_kernels_name(kernels));
+  }
+  cache.sync();
+  std::printf("\ncache placement: %s (asked: %s), %.2f GiB\n",
+              cache_placement_name(cache.placement()).c_str(),
+              cache_placement_name(cache.requested()).c_str(), gib(cache.bytes()));
   const ops::cuda::GemmFusionCounts fc = ops::cuda::gemm_fusion_counts();
   std::printf(
       "fused epilogues: GELU %lld (unfused %lld), gated residual %lld (refused %lld), bias %lld "

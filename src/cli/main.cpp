@@ -2,6 +2,7 @@
 // and a non-zero exit status.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/environment.h"
@@ -17,6 +18,15 @@ int main(int argc, char** argv) {
   freeswim::cli::add_job_commands(app);
   freeswim::cli::add_info_command(app);
   freeswim::cli::add_check_command(app);
+  // Which attention kernels the CUDA backend runs: a process-wide backend option, so it belongs to
+  // the program and not to one subcommand; fallthrough lets it follow the subcommand's name too
+  // (`freeswim check --gpu-kernels portable ...`).
+  std::string gpu_kernels = "auto";
+  app.add_option("--gpu-kernels", gpu_kernels,
+                 "GPU attention kernels: auto (Hopper kernels on compute capability 9.0, portable "
+                 "elsewhere), hopper or portable")
+      ->capture_default_str();
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) sub->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -26,9 +36,12 @@ int main(int argc, char** argv) {
     const freeswim::Environment env = freeswim::read_environment();
 #ifdef FREESWIM_WITH_CUDA
     // Touches no GPU: `--device cuda` fails with a clear message at first use when none exists.
-    freeswim::ops::cuda::register_cuda_backend({env.gpu_memory_limit, env.profile});
+    freeswim::ops::cuda::register_cuda_backend(
+        {env.gpu_memory_limit, env.profile, freeswim::ops::cuda::parse_gpu_kernels(gpu_kernels)});
 #else
     (void)env;
+    FS_CHECK(gpu_kernels == "auto" || gpu_kernels == "hopper" || gpu_kernels == "portable",
+             "--gpu-kernels must be auto, hopper or portable, got '{}'", gpu_kernels);
 #endif
     return freeswim::cli::run_selected(app);
   } catch (const freeswim::Error& e) {

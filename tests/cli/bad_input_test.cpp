@@ -100,6 +100,18 @@ TEST_F(BadInput, VaePrecision) {
   }
 }
 
+TEST_F(BadInput, GpuKernels) {
+  // A program-wide flag: refused the same before or after the subcommand.
+  for (const char* v : {"Hopper", "", "sm_80", "automatic", "hopper,portable"}) {
+    SCOPED_TRACE(v);
+    expect_refused(tiny({"--gpu-kernels", v}), {"--gpu-kernels", "auto", "hopper", "portable"});
+    std::vector<std::string> before{"--gpu-kernels", v};
+    const std::vector<std::string> job = tiny({});
+    before.insert(before.end(), job.begin(), job.end());
+    expect_refused(before, {"--gpu-kernels", "portable"});
+  }
+}
+
 TEST_F(BadInput, CacheMemory) {
   for (const char* v : {"gpu", "Host", "", "pinned", "device,host"}) {
     SCOPED_TRACE(v);

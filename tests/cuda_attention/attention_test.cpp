@@ -1,8 +1,9 @@
 // GPU attention kernels against the CPU backend's fp32 attention on random inputs of awkward
-// sizes. Every shipped kernel is run on purpose through AttentionOptions (each window tiling and
-// box width, both dense feeds, head_dim 64 and 128), besides the cases that take the default
-// path. Every output is poisoned with NaN before the kernel runs, so an unwritten element fails
-// the NaN check as well as the error bound.
+// sizes. Every shipped kernel is run on purpose through AttentionOptions (both paths, each window
+// tiling and box width of the Hopper kernels, both Hopper dense feeds, head_dim 64 and 128),
+// besides the cases that take the default path. Every output is poisoned with NaN before the
+// kernel runs, so an unwritten element fails the NaN check as well as the error bound. Hopper
+// cases are skipped where the Hopper kernels cannot run (another GPU, or a build without them).
 #include "ops/cuda/attention/attention.h"
 
 #include <cuda_runtime_api.h>
@@ -10,6 +11,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +27,25 @@ namespace freeswim::attention {
 namespace {
 
 #define CUDA_OK(x) ASSERT_EQ((x), cudaSuccess) << cudaGetErrorString(x)
+
+// Whether the Hopper kernels run here (built, and a compute capability 9.0 GPU).
+bool hopper_runs() {
+  try {
+    return resolve_attention_path(AttentionPath::hopper) == AttentionPath::hopper;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+#define SKIP_UNLESS_PATH_RUNS(path)                         \
+  do {                                                      \
+    if ((path) == AttentionPath::hopper && !hopper_runs())  \
+      GTEST_SKIP() << "the Hopper kernels do not run here"; \
+  } while (0)
+
+const char* path_name(AttentionPath p) {
+  return p == AttentionPath::hopper ? "hopper" : p == AttentionPath::portable ? "portable" : "auto";
+}
 
 // Device buffer of bf16 values.
 struct DeviceBf16 {
@@ -126,16 +148,19 @@ struct WindowCase {
   WindowGeometry g;
   int heads, head_dim;
   WindowKernel kernel = WindowKernel::automatic;
+  AttentionPath path = AttentionPath::hopper;
 };
 
 class WindowAttention : public ::testing::TestWithParam<WindowCase> {};
 
 TEST_P(WindowAttention, MatchesReference) {
   const WindowCase c = GetParam();
-  const AttentionOptions options = options_for(c.kernel);
+  SKIP_UNLESS_PATH_RUNS(c.path);
+  AttentionOptions options = options_for(c.kernel);
+  options.path = c.path;
   // The plan says which kernel runs: a forced tiling must get it.
   const WindowPlan plan = window_attention_plan(c.g, options);
-  if (c.kernel == WindowKernel::rows) {
+  if (c.kernel == WindowKernel::rows || c.path == AttentionPath::portable) {
     EXPECT_EQ(plan.box_w, 0);
   } else if (c.kernel != WindowKernel::automatic) {
     EXPECT_EQ(plan.box_w, options.box_width);
@@ -169,6 +194,27 @@ std::vector<WindowCase> window_cases() {
       // The 1.3B-1080p window on its real grid, one frame (box tiles of 4 x 32 keys with the fast
       // mask path on most tiles).
       {{1, 68, 120, 15, 26}, 1, 128}};
+  // The same shapes through the portable kernels (row runs), and shapes for their steps of 64 keys:
+  // rectangles whose last tile holds at most 64 keys (a skipped half), exactly 64 or 128 keys, or
+  // 65; frames of one row or one column; the window at 14B-4K's half sizes.
+  const size_t n_default = cases.size();
+  for (size_t i = 0; i < n_default; ++i) {
+    WindowCase c = cases[i];
+    c.path = AttentionPath::portable;
+    cases.push_back(c);
+  }
+  for (const WindowCase& c : std::initializer_list<WindowCase>{
+           {{1, 8, 8, 3, 3}, 1, 128},      // 64 keys: one full step
+           {{2, 8, 8, 3, 3}, 2, 64},       // 128 keys: one full tile
+           {{1, 5, 13, 2, 6}, 1, 128},     // 65 keys
+           {{3, 1, 40, 0, 5}, 1, 64},      // one row
+           {{4, 37, 1, 6, 0}, 3, 128},     // one column
+           {{2, 45, 80, 22, 40}, 1, 128},  // 14B-4K's half window on a smaller grid
+           {{7, 19, 29, 4, 9}, 2, 64}}) {
+    WindowCase p = c;
+    p.path = AttentionPath::portable;
+    cases.push_back(p);
+  }
   // Each shipped window kernel forced, at both head sizes: small grids (windows larger than the
   // grid, boxes past its edge), multi-tile patches, and 21 frames.
   const WindowCase forced[] = {{{1, 5, 7, 3, 4}, 1, 128},
@@ -187,23 +233,25 @@ std::vector<WindowCase> window_cases() {
 INSTANTIATE_TEST_SUITE_P(Shapes, WindowAttention, ::testing::ValuesIn(window_cases()),
                          [](const ::testing::TestParamInfo<WindowCase>& i) {
                            const WindowCase& c = i.param;
-                           return std::string(name_of(c.kernel)) + "_T" + std::to_string(c.g.T) +
-                                  "_H" + std::to_string(c.g.H) + "_W" + std::to_string(c.g.W) +
-                                  "_dh" + std::to_string(c.g.dh) + "_dw" + std::to_string(c.g.dw) +
-                                  "_heads" + std::to_string(c.heads) + "_d" +
-                                  std::to_string(c.head_dim);
+                           return std::string(path_name(c.path)) + "_" + name_of(c.kernel) + "_T" +
+                                  std::to_string(c.g.T) + "_H" + std::to_string(c.g.H) + "_W" +
+                                  std::to_string(c.g.W) + "_dh" + std::to_string(c.g.dh) + "_dw" +
+                                  std::to_string(c.g.dw) + "_heads" + std::to_string(c.heads) +
+                                  "_d" + std::to_string(c.head_dim);
                          });
 
 struct DenseCase {
   int64_t n_q, n_kv;
   int heads, head_dim;
   DenseFeed feed;
+  AttentionPath path = AttentionPath::hopper;
 };
 
 class DenseAttention : public ::testing::TestWithParam<DenseCase> {};
 
 TEST_P(DenseAttention, MatchesReference) {
   const DenseCase c = GetParam();
+  SKIP_UNLESS_PATH_RUNS(c.path);
   std::mt19937 rng(99 + static_cast<unsigned>(c.n_q * 3 + c.n_kv) + c.heads);
   const size_t nq = static_cast<size_t>(c.n_q) * c.heads * c.head_dim;
   const size_t nkv = static_cast<size_t>(c.n_kv) * c.heads * c.head_dim;
@@ -211,36 +259,104 @@ TEST_P(DenseAttention, MatchesReference) {
   const float scale = 0.7f / std::sqrt(static_cast<float>(c.head_dim));
   AttentionOptions options;
   options.dense_feed = c.feed;
+  options.path = c.path;
   dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q, c.n_kv, c.heads,
                           c.head_dim, scale, nullptr, options);
   CUDA_OK(cudaDeviceSynchronize());
   expect_close(in.dout, reference(in, c.n_q, c.n_kv, c.heads, c.head_dim, scale, nullptr));
 }
 
-// Every shape through both dense kernels: fed by TMA (the engine's) and by cp.async.
+// Every shape through both Hopper dense kernels (fed by TMA, the engine's, and by cp.async) and the
+// portable one; key counts around its 64-key steps and 128-key tiles.
 std::vector<DenseCase> dense_cases() {
-  const DenseCase shapes[] = {{1, 1, 1, 64, {}},
-                              {130, 512, 2, 128, {}},
-                              {300, 77, 40, 64, {}},
-                              {257, 1000, 1, 128, {}},
-                              {64, 64, 3, 128, {}}};
+  const DenseCase shapes[] = {
+      {1, 1, 1, 64, {}},       {130, 512, 2, 128, {}}, {300, 77, 40, 64, {}},
+      {257, 1000, 1, 128, {}}, {64, 64, 3, 128, {}},   {129, 65, 2, 128, {}},
+      {200, 128, 1, 64, {}},   {1, 129, 2, 128, {}},   {512, 4097, 2, 128, {}}};
   std::vector<DenseCase> out;
   for (DenseFeed feed : {DenseFeed::tma, DenseFeed::cp_async})
     for (DenseCase c : shapes) {
       c.feed = feed;
       out.push_back(c);
     }
+  for (DenseCase c : shapes) {
+    c.feed = DenseFeed::automatic;
+    c.path = AttentionPath::portable;
+    out.push_back(c);
+  }
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention, ::testing::ValuesIn(dense_cases()),
                          [](const ::testing::TestParamInfo<DenseCase>& i) {
                            const DenseCase& c = i.param;
-                           return std::string(c.feed == DenseFeed::tma ? "tma" : "cp_async") +
+                           return std::string(path_name(c.path)) + "_" +
+                                  (c.feed == DenseFeed::tma        ? "tma"
+                                   : c.feed == DenseFeed::cp_async ? "cp_async"
+                                                                   : "auto") +
                                   "_q" + std::to_string(c.n_q) + "_kv" + std::to_string(c.n_kv) +
                                   "_heads" + std::to_string(c.heads) + "_d" +
                                   std::to_string(c.head_dim);
                          });
+
+// Every portable kernel would launch on every target: sm_86, sm_89 and sm_120 give a block at most
+// 99 KB of shared memory (static and dynamic), 64K registers and 255 per thread. The attributes are
+// those of the code this GPU runs (its machine code, or the PTX compiled by the driver).
+TEST(PortableKernels, FitEveryTarget) {
+  const std::vector<PortableKernel> kernels = portable_kernels();
+  ASSERT_EQ(kernels.size(), 4u);
+  for (const PortableKernel& k : kernels) {
+    ASSERT_EQ(k.status, cudaSuccess) << k.name << ": " << cudaGetErrorString(k.status);
+    const cudaFuncAttributes& a = k.attributes;
+    const size_t smem = a.sharedSizeBytes + static_cast<size_t>(k.dynamic_smem);
+    std::printf(
+        "%-12s %3d threads, %3d registers, %6zu bytes shared (%zu static), %zu bytes local, "
+        "PTX %d, SASS %d, %d blocks per SM here\n",
+        k.name, k.threads, a.numRegs, smem, a.sharedSizeBytes, a.localSizeBytes, a.ptxVersion,
+        a.binaryVersion, k.blocks_per_sm);
+    EXPECT_LE(smem, static_cast<size_t>(kPortableSmemLimit)) << k.name;
+    EXPECT_LE(a.numRegs, 255) << k.name;
+    EXPECT_LE(a.numRegs * k.threads, 65536) << k.name;
+    EXPECT_GE(a.maxThreadsPerBlock, k.threads) << k.name;
+  }
+}
+
+TEST(AttentionPaths, AutomaticTakesTheHopperKernelsWhereTheyRun) {
+  const AttentionPath automatic = resolve_attention_path(AttentionPath::automatic);
+  EXPECT_EQ(automatic, hopper_runs() ? AttentionPath::hopper : AttentionPath::portable);
+  EXPECT_EQ(resolve_attention_path(AttentionPath::portable), AttentionPath::portable);
+  if (!hopper_runs()) {
+    EXPECT_THROW(resolve_attention_path(AttentionPath::hopper), Error);
+  }
+  int dev = 0, major = 0, minor = 0;
+  CUDA_OK(cudaGetDevice(&dev));
+  CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CUDA_OK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  std::printf("compute capability %d.%d, Hopper kernels built: %d, automatic path: %s\n", major,
+              minor, hopper_kernels_built() ? 1 : 0, path_name(automatic));
+}
+
+TEST(AttentionErrors, PortableRefusesWhatOnlyHopperKernelsDo) {
+  DeviceBf16 buf(64 * 128);
+  const WindowGeometry g{1, 4, 4, 1, 1};
+  AttentionOptions box;
+  box.path = AttentionPath::portable;
+  box.window_tiling = WindowTiling::box_tiles;
+  EXPECT_THROW(
+      window_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 1, 64, g, 0.1f, nullptr, box),
+      Error);
+  AttentionOptions tma;
+  tma.path = AttentionPath::portable;
+  tma.dense_feed = DenseFeed::tma;
+  EXPECT_THROW(
+      dense_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 4, 4, 1, 64, 0.1f, nullptr, tma),
+      Error);
+  AttentionOptions portable;
+  portable.path = AttentionPath::portable;
+  EXPECT_THROW(dense_attention_forward(buf.ptr, buf.ptr, buf.ptr, buf.ptr, 4, 4, 1, 96, 0.1f,
+                                       nullptr, portable),
+               Error);
+}
 
 TEST(AttentionErrors, RejectsBadArguments) {
   DeviceBf16 buf(64 * 128);

@@ -70,6 +70,19 @@ int64_t outer_of(const Shape& s, int d) {
   return n;
 }
 
+GpuKernels g_kernels = GpuKernels::automatic;  // CudaBackendOptions::kernels
+
+attention::AttentionPath attention_path() {
+  switch (g_kernels) {
+    case GpuKernels::hopper:
+      return attention::AttentionPath::hopper;
+    case GpuKernels::portable:
+      return attention::AttentionPath::portable;
+    default:
+      return attention::AttentionPath::automatic;
+  }
+}
+
 class CudaBackend final : public Backend {
  public:
   Device device() const override { return Device::CUDA; }
@@ -219,12 +232,14 @@ class CudaBackend final : public Backend {
     Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
     if (nq == 0) return out;
     if (d == 64 || d == 128) {
+      attention::AttentionOptions options;
+      options.path = attention_path();
       if (window)
         attention::window_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), heads, d, *window,
-                                            scale, stream());
+                                            scale, stream(), options);
       else
         attention::dense_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), nq, nk, heads, d,
-                                           scale, stream());
+                                           scale, stream(), options);
     } else {
       FS_CHECK(d > 0 && d <= 256, "attention: head_dim {} is not supported on cuda (1..256)", d);
       check_cuda(kernels::attention_plain(q.raw(), k.raw(), v.raw(), out.raw(), DType::BF16, nq, nk,
@@ -588,7 +603,28 @@ CudaDeviceInfo cuda_device_info() {
     cudaGetLastError();
     return {};
   }
-  return {prop.name, cuda_capability_problem(prop.name, prop.major, prop.minor)};
+  std::string why = cuda_capability_problem(prop.name, prop.major, prop.minor);
+  if (why.empty()) why = cuda_build_problem(prop.name, prop.major, prop.minor);
+  return {prop.name, why,
+          cuda_kernel_path(prop.major, prop.minor, attention::hopper_kernels_built(), g_kernels)};
+}
+
+void set_gpu_kernels(GpuKernels kernels) {
+  g_kernels = kernels;
+}
+
+std::string cuda_build_problem(const std::string& name, int major, int minor) {
+  // The portable attention kernels are built for every target of the binary, as every other
+  // kernel of the backend is: whether the GPU can load them is whether it can load any.
+  for (const attention::PortableKernel& k : attention::portable_kernels()) {
+    if (k.status == cudaErrorNoKernelImageForDevice || k.status == cudaErrorInvalidDeviceFunction)
+      return fmt::format(
+          "{} has compute capability {}.{}, and this freeswim holds no code for it (built for "
+          "{}; rebuild with -DFREESWIM_CUDA_ARCHS={}{} or a compute_NN target no newer than the "
+          "GPU, docs/gpus.md)",
+          name, major, minor, FREESWIM_CUDA_ARCHS_TEXT, major, minor);
+  }
+  return {};
 }
 
 void register_cuda_backend(const CudaBackendOptions& options) {
@@ -596,6 +632,7 @@ void register_cuda_backend(const CudaBackendOptions& options) {
   register_cuda_memory();
   set_memory_limit(options.memory_limit);
   g_profile = options.profile;
+  g_kernels = options.kernels;
   register_backend(Device::CUDA, options.profile ? make_profiling_backend(&instance) : &instance);
 }
 

@@ -14,23 +14,46 @@ class Backend;
 
 namespace freeswim::ops::cuda {
 
+// Which attention kernels run (ops/cuda/attention/attention.h, AttentionPath): automatic (the
+// Hopper kernels on compute capability 9.0 when the build has them, the portable kernels
+// elsewhere), or one forced (`--gpu-kernels` in freeswim; tests and benchmarks).
+enum class GpuKernels { automatic, hopper, portable };
+// "auto", "hopper" or "portable"; anything else is an Error naming --gpu-kernels.
+GpuKernels parse_gpu_kernels(const std::string& value);
+const char* gpu_kernels_name(GpuKernels k);
+
 struct CudaBackendOptions {
   size_t memory_limit = 0;  // bytes (set_memory_limit); 0: no cap
   bool profile = false;     // time every op (op_profile_report)
+  GpuKernels kernels = GpuKernels::automatic;
 };
 void register_cuda_backend(const CudaBackendOptions& options = {});
+// Changes CudaBackendOptions::kernels after registration (a benchmark timing both paths in one
+// process); takes effect at the next attention call.
+void set_gpu_kernels(GpuKernels kernels);
 
-// Why a GPU of compute capability major.minor cannot run this build's kernels, or "" when it can.
-// The attention kernels use wgmma, TMA and setmaxnreg, which exist in the arch-specific sm_90a
-// target only, and sm_90a code runs on compute capability 9.0 alone (H100, H200, GH200): not on
-// Ampere or Ada (8.x), nor on Blackwell (10.x and later).
+// Why a GPU of compute capability major.minor cannot run this build's kernels, or "" when it can:
+// every kernel has a portable form (mma.sync, cp.async) for compute capability 8.0 and later
+// (Ampere, Ada, Hopper, Blackwell); older GPUs lack bf16 tensor cores and cp.async. Whether the
+// binary holds code for the GPU is checked where the device is opened (the targets it was built
+// for: FREESWIM_CUDA_ARCHS, docs/gpus.md).
 std::string cuda_capability_problem(const std::string& name, int major, int minor);
+// Why this binary holds no kernels for the current GPU (named name, compute capability
+// major.minor), or "" when it does: the targets it was built for (FREESWIM_CUDA_ARCHS) include
+// neither the GPU's machine code nor PTX of an older capability. Initialises the CUDA runtime.
+std::string cuda_build_problem(const std::string& name, int major, int minor);
+// Which attention kernels `kernels` runs on a GPU of compute capability major.minor, in words
+// ("Hopper kernels (wgmma, TMA)" or "portable kernels (mma.sync)"), given whether the build has
+// the Hopper kernels.
+std::string cuda_kernel_path(int major, int minor, bool hopper_built,
+                             GpuKernels kernels = GpuKernels::automatic);
 
 // CUDA device 0 as the jobs' `--device auto` sees it: its name ("NVIDIA H200"; "" when the machine
 // has no usable CUDA GPU: no device, no driver, or CUDA_VISIBLE_DEVICES hiding them all) and, when
 // it cannot run this build's kernels, why (cuda_capability_problem). Initialises the CUDA runtime.
 struct CudaDeviceInfo {
   std::string name, unsupported;
+  std::string kernels;  // which attention kernels run on it (cuda_kernel_path)
 };
 CudaDeviceInfo cuda_device_info();
 

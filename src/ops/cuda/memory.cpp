@@ -89,7 +89,8 @@ void ensure_device_locked(Pool& p) {
   int dev = 0;
   cudaDeviceProp prop{};
   if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
-    const std::string why = cuda_capability_problem(prop.name, prop.major, prop.minor);
+    std::string why = cuda_capability_problem(prop.name, prop.major, prop.minor);
+    if (why.empty()) why = cuda_build_problem(prop.name, prop.major, prop.minor);
     if (!why.empty()) fail("--device cuda: {}; run with --device cpu", why);
   } else {
     cudaGetLastError();

@@ -1,5 +1,5 @@
-// The one launcher: argument checks, the window plan, the tensor maps, and which shipped kernel
-// runs (kernels.cu).
+// The one launcher: argument checks, which path runs (Hopper or portable), the window plan, the
+// tensor maps, and which kernel runs (kernels.cu: Hopper; portable_kernels.cu: every target).
 #include "ops/cuda/attention/attention.h"
 
 #include <cmath>
@@ -8,11 +8,14 @@
 
 #include "core/error.h"
 #include "ops/cuda/attention/params.h"
+#include "ops/cuda/attention/row_steps.h"
 
 namespace freeswim::attention {
 namespace {
 
 using detail::Params;
+
+#ifdef FREESWIM_HAVE_HOPPER_KERNELS
 using detail::TensorMaps;
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point (no link to libcuda), or
@@ -71,6 +74,8 @@ bool encode_grid(CUtensorMap& map, const void* base, int d, int heads, const Win
       {64, 1, static_cast<cuuint32_t>(box_w), static_cast<cuuint32_t>(kTileKeys / box_w), 1});
 }
 
+#endif  // FREESWIM_HAVE_HOPPER_KERNELS
+
 void check_launch(cudaError_t e, const char* who) {
   FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
 }
@@ -97,13 +102,66 @@ dim3 grid_of(const WindowPlan& plan, int heads) {
   return dim3(static_cast<unsigned>(plan.blocks()), static_cast<unsigned>(heads));
 }
 
+// Compute capability of the current device (0.0 when it cannot be read).
+void current_capability(int& major, int& minor) {
+  int dev = 0;
+  major = minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    major = minor = 0;
+  }
+}
+
 }  // namespace
 
-WindowPlan window_attention_plan(const WindowGeometry& g, const AttentionOptions& options) {
+bool hopper_kernels_built() {
+#ifdef FREESWIM_HAVE_HOPPER_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
+AttentionPath resolve_attention_path(AttentionPath requested) {
+  if (requested == AttentionPath::portable) return requested;
+  int major = 0, minor = 0;
+  current_capability(major, minor);
+  // sm_90a machine code runs on compute capability 9.0 alone.
+  const bool hopper_gpu = major == 9 && minor == 0;
+  if (requested == AttentionPath::automatic)
+    return hopper_kernels_built() && hopper_gpu ? AttentionPath::hopper : AttentionPath::portable;
+  FS_CHECK(hopper_kernels_built(),
+           "attention: the Hopper kernels were asked for, but this build has none (configure with "
+           "FREESWIM_HOPPER_KERNELS=ON or 90a in FREESWIM_CUDA_ARCHS)");
+  FS_CHECK(hopper_gpu,
+           "attention: the Hopper kernels were asked for, but they run on compute capability 9.0 "
+           "only and this GPU has {}.{}",
+           major, minor);
+  return AttentionPath::hopper;
+}
+
+namespace {
+
+// The plan of the resolved path: the portable kernels tile the window by row runs only.
+WindowPlan plan_for(const WindowGeometry& g, const AttentionOptions& options, AttentionPath path) {
   FS_CHECK(options.box_width == 0 || options.box_width == 4 || options.box_width == 8 ||
                options.box_width == 16,
            "window attention: box width {} (4, 8, 16 or 0)", options.box_width);
+  if (path == AttentionPath::portable) {
+    FS_CHECK(options.window_tiling != WindowTiling::box_tiles,
+             "window attention: box tiles were asked for, but the portable kernels run row runs "
+             "only (box tiles are the Hopper kernels')");
+    return choose_row_plan(g, kStepKeys);  // computed in steps of 64 keys (row_steps.h)
+  }
   return choose_window_plan(g, options.window_tiling, options.box_width);
+}
+
+}  // namespace
+
+WindowPlan window_attention_plan(const WindowGeometry& g, const AttentionOptions& options) {
+  return plan_for(g, options, resolve_attention_path(options.path));
 }
 
 void window_attention_forward(const void* q, const void* k, const void* v, void* out, int heads,
@@ -119,8 +177,14 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
   FS_CHECK(g.H < 16384 && g.W < 16384, "{}: token grid {}x{} exceeds 16383 rows or columns", who,
            g.H, g.W);
   p.g = g;
-  p.plan = window_attention_plan(g, options);
+  const AttentionPath path = resolve_attention_path(options.path);
+  p.plan = plan_for(g, options, path);
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
+  if (path == AttentionPath::portable) {
+    check_launch(detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream), who);
+    return;
+  }
+#ifdef FREESWIM_HAVE_HOPPER_KERNELS
   if (p.plan.box_w > 0) {
     TensorMaps maps{};
     if (encode_tokens(maps.q, q, head_dim, heads, g.tokens(), 1) &&
@@ -135,6 +199,7 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
     p.plan = choose_row_plan(g);  // no tensor maps: the row-run kernel with its own plan
   }
   check_launch(detail::launch_row_runs(p, true, head_dim, grid_of(p.plan, heads), stream), who);
+#endif
 }
 
 void dense_attention_forward(const void* q, const void* k, const void* v, void* out, int64_t n_q,
@@ -150,6 +215,13 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   p.n_kv = static_cast<int>(n_kv);
   const dim3 grid(static_cast<unsigned>((n_q + kBlockQ - 1) / kBlockQ),
                   static_cast<unsigned>(heads));
+  if (resolve_attention_path(options.path) == AttentionPath::portable) {
+    FS_CHECK(options.dense_feed != DenseFeed::tma,
+             "{}: TMA feed was asked for, but the portable kernels load by cp.async", who);
+    check_launch(detail::launch_portable(p, false, head_dim, grid, stream), who);
+    return;
+  }
+#ifdef FREESWIM_HAVE_HOPPER_KERNELS
   if (options.dense_feed != DenseFeed::cp_async) {
     TensorMaps maps{};
     if (encode_tokens(maps.q, q, head_dim, heads, n_q, kBlockQ) &&
@@ -162,6 +234,7 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
              "{}: TMA feed was asked for, but the tensor maps cannot be made", who);
   }
   check_launch(detail::launch_row_runs(p, false, head_dim, grid, stream), who);
+#endif
 }
 
 }  // namespace freeswim::attention

@@ -1,4 +1,5 @@
-// Attention kernels of the CUDA backend (Hopper, sm_90a build); docs/attention.md explains them.
+// Attention kernels of the CUDA backend: the Hopper kernels (wgmma, TMA; sm_90a) and the portable
+// ones (mma.sync, cp.async; compute capability 8.0 and later); docs/attention.md explains them.
 //
 // q, k, v, out are bf16 device tensors laid out [tokens, heads, head_dim] row-major, tokens
 // ordered (frame, row, column); softmax statistics are kept in fp32. head_dim 64 or 128 (the CUDA
@@ -11,11 +12,18 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "freeswim/window_geometry.h"
 #include "ops/cuda/attention/window_plan.h"
 
 namespace freeswim::attention {
+
+// Which kernels run. automatic: the Hopper kernels on a GPU of compute capability 9.0 when this
+// build has them (FREESWIM_HOPPER_KERNELS), the portable kernels everywhere else; hopper and
+// portable force one (hopper: an Error where they cannot run). The portable kernels run the window
+// over row runs only (box tiles are TMA copies).
+enum class AttentionPath { automatic, hopper, portable };
 
 // How dense keys reach the kernel. automatic: by TMA (one tensor-map box per tile), or where the
 // tensor maps cannot be made (the driver lacks the encoder) rows gathered by cp.async; tma and
@@ -27,10 +35,17 @@ enum class DenseFeed { automatic, tma, cp_async };
 // made from the window plan and the tensors. Tests and benchmarks set them to run one kernel on
 // purpose; a forced TMA-fed kernel whose tensor maps cannot be made is an Error, not a fallback.
 struct AttentionOptions {
+  AttentionPath path = AttentionPath::automatic;
   WindowTiling window_tiling = WindowTiling::automatic;  // window_plan.h
   int box_width = 0;  // box tiles: 4, 8 or 16 columns, or 0 for the width the plan prefers
   DenseFeed dense_feed = DenseFeed::automatic;
 };
+
+// The path `requested` resolves to on the current device (never automatic); an Error when hopper
+// is asked for and cannot run (not in this build, or not a compute capability 9.0 GPU).
+AttentionPath resolve_attention_path(AttentionPath requested);
+// Whether this build has the Hopper kernels.
+bool hopper_kernels_built();
 
 // The tiling the window kernels run for this geometry (computed_pairs(g, plan) counts its work;
 // box_w > 0: box tiles).
@@ -48,5 +63,21 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
 void dense_attention_forward(const void* q, const void* k, const void* v, void* out, int64_t n_q,
                              int64_t n_kv, int heads, int head_dim, float scale,
                              cudaStream_t stream, const AttentionOptions& options = {});
+
+// Shared memory a portable kernel's block may use on every target: 99 KB, the most a block may have
+// on compute capability 8.6, 8.9 and 12.0 (the 1 KB the system keeps per block is outside it).
+inline constexpr int kPortableSmemLimit = 99 * 1024;
+
+// A portable kernel's launch attributes on the current device (tests check that they would launch
+// on every target).
+struct PortableKernel {
+  const char* name = "";
+  int threads = 0;       // per block
+  int dynamic_smem = 0;  // bytes per block
+  cudaFuncAttributes attributes{};
+  int blocks_per_sm = 0;             // resident blocks per SM on this GPU
+  cudaError_t status = cudaSuccess;  // of cudaFuncGetAttributes (no image for this GPU, ...)
+};
+std::vector<PortableKernel> portable_kernels();
 
 }  // namespace freeswim::attention

@@ -34,7 +34,8 @@ struct TensorMaps {
   CUtensorMap q, k, v;
 };
 
-// The shipped kernels (kernels.cu), for head_dim 64 or 128; each returns the launch's error.
+// The Hopper kernels (kernels.cu, sm_90a; defined where FREESWIM_HAVE_HOPPER_KERNELS), for
+// head_dim 64 or 128; each returns the launch's error.
 // Window over box tiles of p.plan.box_w columns, fed by TMA.
 cudaError_t launch_box_tiles(const Params& p, const TensorMaps& maps, int head_dim, dim3 grid,
                              cudaStream_t stream);
@@ -44,6 +45,11 @@ cudaError_t launch_dense_tma(const Params& p, const TensorMaps& maps, int head_d
 // Window over row runs (window = true; p.plan has box_w = 0) or dense attention, both with K/V
 // rows gathered by cp.async.
 cudaError_t launch_row_runs(const Params& p, bool window, int head_dim, dim3 grid,
+                            cudaStream_t stream);
+
+// The portable kernels (portable_kernels.cu, every target): the window over row runs (window =
+// true; p.plan has box_w = 0) or dense attention.
+cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
                             cudaStream_t stream);
 
 }  // namespace freeswim::attention::detail

@@ -65,10 +65,12 @@ FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int 
   return p;
 }
 
-// Row-run tiles a patch costs: each rectangle is padded to whole tiles on its own.
-inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p) {
+// Row-run tiles of tile_keys keys a patch costs: each rectangle is padded to whole tiles on its
+// own (the portable kernels compute in steps of 64 keys, row_steps.h).
+inline int64_t patch_key_tiles(const WindowGeometry& g, const PatchKeys& p,
+                               int tile_keys = kTileKeys) {
   int64_t tiles = 0;
-  for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + kTileKeys - 1) / kTileKeys;
+  for (const KeyRect& r : p.rect) tiles += (r.keys(g.T) + tile_keys - 1) / tile_keys;
   return tiles;
 }
 
@@ -192,22 +194,26 @@ inline WindowPlan make_plan(const WindowGeometry& g, int ph, int pw) {
   return plan;
 }
 
-// Query-key pairs the kernel computes for one head under this plan (exact, all patches).
-inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan) {
+// Query-key pairs the kernel computes for one head under this plan (exact, all patches); row runs
+// in tiles of tile_keys keys (64: the portable kernels' steps).
+inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan,
+                              int tile_keys = kTileKeys) {
+  if (plan.box_w > 0) tile_keys = kTileKeys;
   int64_t tiles = 0;
   for (int bh = 0; bh < plan.patches_h; ++bh)
     for (int bw = 0; bw < plan.patches_w; ++bw)
       tiles +=
           plan.box_w > 0
               ? box_grid(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw, plan.box_w).tiles(g.T)
-              : patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw));
-  return tiles * plan.chunks * int64_t{kBlockQ} * kTileKeys;
+              : patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw),
+                                tile_keys);
+  return tiles * plan.chunks * int64_t{kBlockQ} * tile_keys;
 }
 
-// The row-run plan with the least computed work, estimated from an interior patch (border patches
-// have the same union size or a smaller one). Patches larger than the window would leave no core,
-// so they are not considered.
-inline WindowPlan choose_row_plan(const WindowGeometry& g) {
+// The row-run plan with the least computed work in tiles of tile_keys keys, estimated from an
+// interior patch (border patches have the same union size or a smaller one). Patches larger than
+// the window would leave no core, so they are not considered.
+inline WindowPlan choose_row_plan(const WindowGeometry& g, int tile_keys = kTileKeys) {
   const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
   WindowPlan best = make_plan(g, 1, 1);
   double best_cost = -1;
@@ -215,7 +221,8 @@ inline WindowPlan choose_row_plan(const WindowGeometry& g) {
     for (int pw = 1; pw <= ew && pw <= 16; ++pw) {
       const WindowPlan plan = make_plan(g, ph, pw);
       const int hm = (g.H - ph) / 2, wm = (g.W - pw) / 2;  // a patch in the middle
-      const double tiles = static_cast<double>(patch_key_tiles(g, patch_keys(g, ph, pw, hm, wm)));
+      const double tiles =
+          static_cast<double>(patch_key_tiles(g, patch_keys(g, ph, pw, hm, wm), tile_keys));
       const double cost = tiles * static_cast<double>(plan.blocks());
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;

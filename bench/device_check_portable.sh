@@ -1,0 +1,160 @@
+#!/bin/bash
+# One call on a Hopper GPU machine (H100/H200) that checks and measures the portable kernels
+# (issue 16: mma.sync / cp.async attention for compute capability 8.0 and later), forced on the
+# Hopper GPU, each part under its own time limit and all of it inside a deadline (DEADLINE seconds,
+# default 470) so that a slow or hung part cannot starve the rest. Run from the repository root,
+# carrying .carry/portable.tar.xz alone (made here by `scripts/device_pack.sh portable`):
+#
+#   OUT=$OUT bash bench/device_check_portable.sh [parts...]     (default: all, in this order)
+#
+# Parts (each writes its log to $OUT/<part>.txt; the lines to read go to $OUT/summary.txt):
+#   attn      cuda_attention_test: every case on both paths (Hopper and portable kernels, window
+#             and dense, head_dim 64 and 128, odd grids, windows wider than the grid), against the
+#             CPU oracle; PortableKernels.FitEveryTarget prints each portable kernel's registers and
+#             shared memory and fails where a block would not launch on sm_86/89/120
+#   bench     bench_attention at 1.3B-1080p and 14B-4K (4 of 40 heads): the engine's window and
+#             dense (Hopper here), the portable ones forced, cuDNN's SDPA; then PyTorch's SDPA flash
+#             (FlashAttention-2) and cuDNN back-ends on the same problems (FlexAttention skipped)
+#   step      bench_step at 1.3B-1080p: guide, reuse, uncond forwards with the Hopper kernels, then
+#             with the portable kernels, on one model; the CFG step with the cross-attention cache
+#             every 2 steps for each
+#   backend   cuda_backend_test --gpu-kernels=portable (every op, the DiT's step kinds, the golden
+#             DiT cases, VAE, cache, memory, offload, profile; attention on the portable kernels)
+#   check     freeswim --gpu-kernels portable check --golden ... --device cuda
+#   generate  freeswim --gpu-kernels portable generate --model tiny --device cuda (192x128, 9
+#             frames, 2 + 4 steps; the tiny model's heads of 32 take the plain attention kernel)
+#   whole     bench_generate's whole generate with the portable kernels: Wan2.1-1.3B shapes
+#             (heads of 128, random weights), 9 frames 448x256 from 224x128, 50 base + 35 FreeSwim
+#             CFG steps, VAE decodes; says how many decoded values are not finite (0 expected)
+#   jit       the compute_80-PTX build (every portable kernel and every other backend kernel JIT-
+#             compiled by the driver for this GPU): cuda_attention_test_jit (portable cases,
+#             kernel attributes, paths)
+#   memcheck  compute-sanitizer memcheck on the portable kernels, small shapes (window d128/d64,
+#             dense d128/d64)
+#   jit_backend  cuda_backend_test_jit --gpu-kernels=portable (the compute_80-PTX build)
+set -u
+OUT=${OUT:-/tmp/device_check_portable}
+DEADLINE=${DEADLINE:-470}
+mkdir -p "$OUT" /tmp/carry
+start=$(date +%s)
+if [[ -f .carry/portable.tar.xz ]]; then
+  tar -xJf .carry/portable.tar.xz -C /tmp/carry
+else
+  echo "no .carry/portable.tar.xz: run scripts/device_pack.sh portable first" | tee "$OUT/summary.txt"
+  exit 1
+fi
+B=/tmp/carry/bin
+export LD_LIBRARY_PATH=/tmp/carry/lib:${LD_LIBRARY_PATH:-}
+export FREESWIM_GOLDEN_DIR=/tmp/carry/golden
+# cuDNN (the VAE's convolutions, the benchmark's baseline) may live only in PyTorch's wheel.
+if ldd "$B/cuda_backend_test" | grep -q "libcudnn.*not found"; then
+  cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' \
+    2>/dev/null)
+  [[ -n "$cudnn" ]] && export LD_LIBRARY_PATH=$cudnn/lib:$LD_LIBRARY_PATH
+fi
+nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version --format=csv,noheader |
+  tee "$OUT/summary.txt"
+log() { tee -a "$OUT/summary.txt"; }
+
+# Seconds a part may take: its own limit, cut to what is left before the deadline (0: skip).
+budget() {
+  local left=$((DEADLINE - ($(date +%s) - start)))
+  if ((left < 15)); then echo 0; elif (($1 < left)); then echo "$1"; else echo "$left"; fi
+}
+# name seconds command...: runs under the budget, output to $OUT/name.txt; rc in $rc.
+part() {
+  local name=$1 secs
+  secs=$(budget "$2")
+  shift 2
+  if ((secs == 0)); then
+    echo "$name: skipped (deadline)" | log
+    rc=skipped
+    return
+  fi
+  timeout "$secs" "$@" >>"$OUT/$name.txt" 2>&1
+  rc=$?
+  ((rc == 124)) && echo "$name: timed out after ${secs}s" | log
+}
+tests() {  # label file: gtest's pass / fail lines and the first failures
+  echo "$1: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$2" | tr '\n' ' ')" | log
+  grep -E '^\[  FAILED  \].*\(|Failure' "$2" | head -8 | log
+}
+
+for p in "${@:-attn bench step backend check generate whole jit memcheck jit_backend}"; do
+  for part_name in $p; do
+    echo "=== $part_name ($(date +%T), $(($(date +%s) - start)) s)" | log
+    case "$part_name" in
+      attn)
+        part attn 150 "$B/cuda_attention_test"
+        tests "cuda_attention_test (both paths) rc=$rc" "$OUT/attn.txt"
+        grep -E "^(window|dense)_d(64|128) |compute capability" "$OUT/attn.txt" | log
+        ;;
+      bench)
+        part bench 90 "$B/bench_attention" "$OUT/bench.jsonl" 4 16384 \
+          window,portable-window,dense,portable-dense,cudnn
+        echo "bench_attention rc=$rc" | log
+        grep -E "^(shape|1\.3B|14B|device)" "$OUT/bench.txt" | log
+        # The targets: portable window per useful FLOP >= 0.9 x portable dense.
+        awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
+          END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
+          "$OUT/bench.txt" | log
+        part torch 150 env PYTHONUNBUFFERED=1 python3 bench/attention/torch_attention.py \
+          "$OUT/bench.jsonl" all
+        echo "torch_attention rc=$rc" | log
+        sed -n '/^summary:/,$p' "$OUT/torch.txt" | grep -v -i deprecat | log
+        # portable dense >= FlashAttention-2 (PyTorch's SDPA flash back-end) in the same call.
+        awk '$2 == "portable-dense" && $3 == "sdpa-flash" {printf "target %s: portable dense / FlashAttention-2 = %s (>= 1)\n", $1, $7}' \
+          "$OUT/torch.txt" | sort -u | log
+        ;;
+      step)
+        part step 230 "$B/bench_step" 21 68 120 guide,reuse,uncond device hopper,portable
+        echo "bench_step rc=$rc" | log
+        grep -E "^\| (guide|reuse|uncond)|^CFG|attention on|built in" "$OUT/step.txt" | log
+        awk '/^CFG step, cache every 2, hopper/ {h = $(NF-5)} /^CFG step, cache every 2, portable/ {p = $(NF-5)}
+          END {if (h > 0) printf "target: CFG step cache every 2, portable / hopper = %.3f (<= 2)\n", p / h}' \
+          "$OUT/step.txt" | log
+        ;;
+      backend)
+        part backend 150 "$B/cuda_backend_test" --gpu-kernels=portable
+        tests "cuda_backend_test --gpu-kernels=portable rc=$rc" "$OUT/backend.txt"
+        ;;
+      check)
+        part check 150 "$B/freeswim" --gpu-kernels portable check --golden "$FREESWIM_GOLDEN_DIR" \
+          --device cuda
+        echo "freeswim check --device cuda --gpu-kernels portable: rc=$rc, $(grep -c ' PASS' "$OUT/check.txt") PASS, $(grep -c ' FAIL' "$OUT/check.txt") FAIL" | log
+        grep -E " FAIL|rror" "$OUT/check.txt" | head -10 | log
+        tail -3 "$OUT/check.txt" | log
+        ;;
+      generate)
+        part generate 90 "$B/freeswim" --gpu-kernels portable generate --model tiny --device cuda \
+          -p "a fox" --size 192x128 --frames 9 --base-steps 2 --steps 4 -o "$OUT/tiny_portable.mp4"
+        echo "tiny generate on cuda, portable kernels: rc=$rc, mp4 $(stat -c %s "$OUT/tiny_portable.mp4" 2>/dev/null || echo missing) bytes" | log
+        grep -E "device|rror" "$OUT/generate.txt" | head -5 | log
+        ;;
+      whole)
+        part whole 100 "$B/bench_generate" 9 448 256 224 128 0 whole default portable
+        echo "bench_generate whole, portable kernels: rc=$rc" | log
+        grep -E "^device:|^\| |not finite|whole generate:" "$OUT/whole.txt" | log
+        ;;
+      jit)
+        part jit 150 "$B/cuda_attention_test_jit" \
+          --gtest_filter='*portable*:PortableKernels.*:AttentionPaths.*:AttentionErrors.*'
+        tests "cuda_attention_test_jit (compute_80 PTX, portable cases) rc=$rc" "$OUT/jit.txt"
+        grep -E "^(window|dense)_d(64|128) |compute capability" "$OUT/jit.txt" | log
+        ;;
+      jit_backend)
+        part jit_backend 180 "$B/cuda_backend_test_jit" --gpu-kernels=portable
+        tests "cuda_backend_test_jit --gpu-kernels=portable rc=$rc" "$OUT/jit_backend.txt"
+        ;;
+      memcheck)
+        part memcheck 120 compute-sanitizer --tool memcheck "$B/cuda_attention_test" \
+          --gtest_filter='*portable_auto_T1_H5_*:*portable_auto_T7_H19_*:*portable_auto_q257_kv1000*:*portable_auto_q300_kv77*'
+        echo "memcheck (portable, small shapes) rc=$rc: $(grep -E '^\[  (PASSED|FAILED)|ERROR SUMMARY' "$OUT/memcheck.txt" | tr '\n' ' ')" | log
+        ;;
+      *)
+        echo "unknown part $part_name (attn bench step backend check generate whole jit memcheck jit_backend)" | log
+        ;;
+    esac
+  done
+done
+echo "=== done ($(date +%T), $(($(date +%s) - start)) s)" | log

@@ -1,0 +1,447 @@
+// The portable attention kernels: FlashAttention-2's design on instructions every GPU of compute
+// capability 8.0 or later has (mma.sync, ldmatrix, cp.async; mma_sync.cuh), for the window over
+// row runs and for dense attention, head_dim 64 and 128 (docs/attention.md, "The portable path").
+//
+// A block is 4 warps answering the same 128 queries (kBlockQ) of one head as a Hopper block; each
+// warp owns 32 query rows (two m16 tiles, so each K or V fragment it loads feeds two products).
+// Keys come in steps of 64 (half a plan tile of window_plan.h, whose tiling the window uses
+// unchanged; a half that lies wholly past its rectangle's keys is skipped). Shared memory holds Q
+// and two stages of K/V, double-buffered with cp.async:
+//
+//   step i:  wait for stage i % 2 -> barrier -> issue the copies of step i + 1 into the other
+//            stage -> S = Q K^T, mask, online softmax, O += P V on stage i % 2
+//
+// All 128 threads load (no producer warps: mma.sync needs no register reallocation, and 4 warps
+// per block leave room for two blocks per SM where shared memory allows). The softmax is the
+// Hopper consumer's: fp32, exp2 of pre-scaled scores, a lazy running maximum (consumer.cuh).
+#include "ops/cuda/attention/attention.h"
+#include "ops/cuda/attention/mma_sync.cuh"
+#include "ops/cuda/attention/params.h"
+#include "ops/cuda/attention/row_steps.h"
+#include "ops/cuda/attention/tile_ring.cuh"
+
+namespace freeswim::attention::portable {
+namespace {
+
+using detail::BlockQueries;
+using detail::KeyPos;
+using detail::Params;
+
+inline constexpr int kThreads = 128;    // 4 warps
+inline constexpr int kWarpRows = 32;    // query rows per warp: two m16 tiles
+inline constexpr int kStages = 2;       // K/V double buffer
+inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <= 2^8
+static_assert(kThreads / 32 * kWarpRows == kBlockQ, "the warps cover the block's queries");
+
+template <int D>
+struct Smem {
+  alignas(256) __nv_bfloat16 q[kBlockQ * D];
+  alignas(256) __nv_bfloat16 k[kStages][kStepKeys * D];
+  alignas(256) __nv_bfloat16 v[kStages][kStepKeys * D];
+  KeyPos key[kStages][kStepKeys];  // window: key positions of the stage (for the mask)
+  int masked[kStages];             // whether the stage's step needs the mask
+  RectTiles rt;                    // window: the block's key rectangles and their tiles
+};
+// Dynamic shared memory of a block: Smem and the slack that aligns it to 256 bytes.
+template <int D>
+inline constexpr int kSmemBytes = static_cast<int>(sizeof(Smem<D>)) + 256;
+// Every target's limit per block (sm_86, sm_89 and sm_120 allow 99 KB; the 1 KB the system keeps
+// per block is outside it), so one build serves them all.
+static_assert(kSmemBytes<128> <= kPortableSmemLimit, "portable D = 128 block exceeds 99 KB");
+static_assert(kSmemBytes<64> <= kPortableSmemLimit, "portable D = 64 block exceeds 99 KB");
+
+// The copies of a block's steps (row_steps.h: which keys each step holds). Every thread walks the
+// same steps and copies rows tid / (D / 8) + i * kRowsPerPass of each, in 16-byte chunk
+// tid % (D / 8); only its cursor is kept per thread, the rectangles are read from shared memory
+// when needed (the registers go to the warps' accumulators).
+template <int D, bool kWindow>
+struct Loader {
+  static constexpr int kChunks = D / 8;
+  static constexpr int kRowsPerPass = kThreads / kChunks;
+  static constexpr int kPasses = kStepKeys / kRowsPerPass;
+  static_assert(kStepKeys % kRowsPerPass == 0, "whole passes per step");
+
+  const Params& p;
+  Smem<D>& s;
+  int tid;
+  StepWalk walk;
+  RowCursor cur;  // window; dense keeps the thread's next token in cur.token, its index in cur.idx
+
+  __device__ __forceinline__ Loader(const Params& p_, Smem<D>& s_, int tid_)
+      : p(p_), s(s_), tid(tid_) {}
+
+  __device__ __forceinline__ int keys_from_tile() const {
+    if constexpr (kWindow) {
+      return walk.keys_from_tile(s.rt, p.g.T);
+    } else {
+      return walk.keys_from_tile(p.n_kv);
+    }
+  }
+
+  // The first step (false when the block has none).
+  __device__ __forceinline__ bool first() {
+    if constexpr (kWindow) {
+      if (!walk.start(s.rt)) return false;
+      cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kChunks);
+    } else {
+      if (!walk.start(p.n_kv)) return false;
+      cur.idx = cur.token = tid / kChunks;
+    }
+    return true;
+  }
+
+  // On to the next step; false after the last.
+  __device__ __forceinline__ bool advance() {
+    const int moved = walk.advance(keys_from_tile(), kWindow ? s.rt.first : nullptr);
+    if (moved == 2) cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kChunks);
+    return moved != 0;
+  }
+
+  // The copies of the current step into `stage` (zeros for rows past the keys), the key positions
+  // of the window's mask, and whether the step needs the mask.
+  __device__ __forceinline__ void issue(int stage) {
+    const int chunk = tid % kChunks;
+    const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
+    const int64_t head_off = int64_t{blockIdx.y} * D + chunk * 8;
+    const __nv_bfloat16* kbase = p.k + head_off;
+    const __nv_bfloat16* vbase = p.v + head_off;
+    const uint32_t kdst = smem_u32(s.k[stage]), vdst = smem_u32(s.v[stage]);
+    KeyRect R;
+    int n_keys = p.n_kv;
+    if constexpr (kWindow) {
+      R = s.rt.keys.rect[walk.rect];
+      n_keys = static_cast<int>(R.keys(p.g.T));
+    }
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int row = tid / kChunks + i * kRowsPerPass;
+      const bool valid = cur.idx < n_keys;
+      const int64_t off = valid ? cur.token * token_stride : 0;
+      const uint32_t at = swizzled<D>(row, chunk);
+      cp_async16(kdst + at, kbase + off, valid);
+      cp_async16(vdst + at, vbase + off, valid);
+      if constexpr (kWindow) {
+        if (chunk == 0)
+          detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, cur.kr, cur.kc));
+        cur.step(R, p.g, kRowsPerPass);
+      } else {
+        cur.idx += kRowsPerPass;
+        cur.token += kRowsPerPass;
+      }
+    }
+    if (tid == 0) {
+      if constexpr (kWindow) {
+        s.masked[stage] = walk.masked(s.rt);
+      } else {
+        s.masked[stage] = walk.masked(p.n_kv);
+      }
+    }
+  }
+
+  // Q: the block's 128 query rows (padding rows zero).
+  __device__ __forceinline__ void issue_q(const BlockQueries<kWindow>& bq, int head) {
+    const int chunk = tid % kChunks;
+    const uint32_t qdst = smem_u32(s.q);
+    for (int row = tid / kChunks; row < kBlockQ; row += kRowsPerPass) {
+      int br, bc;
+      const int64_t token_q = bq.token(p, row, br, bc);
+      const int64_t off = (token_q * p.heads + head) * D + chunk * 8;
+      cp_async16(qdst + swizzled<D>(row, chunk), p.q + (token_q >= 0 ? off : 0), token_q >= 0);
+    }
+  }
+};
+
+// One warp's 32 query rows: thread (g = lane / 4, c4 = lane % 4) holds rows
+// warp * 32 + mi * 16 + g + 8 r for mi, r in {0, 1}; o[mi][n] are columns 8 n + 2 c4 (+1) of
+// those rows (the mma accumulator layout), S alike over the step's 64 keys.
+template <int D, bool kWindow>
+struct WarpRows {
+  const Params& p;
+  int lane, c4;
+  int box_r[2][2], box_c[2][2];  // window: the rows' window starts
+  float o[2][D / 8][4];
+  float row_max[2][2], row_sum[2][2];
+  // ldmatrix addresses (bytes in shared memory) of the lane's row and chunk parity, per operand.
+  uint32_t q_addr, k_addr, v_addr;
+
+  __device__ __forceinline__ WarpRows(const Params& p_, const Smem<D>& s,
+                                      const BlockQueries<kWindow>& bq, int warp, int lane_)
+      : p(p_), lane(lane_), c4(lane_ % 4) {
+    const int g = lane / 4, l7 = lane & 7;
+    // A fragments of Q (rows warp * 32 + mi * 16 + lane % 16, chunk 2 kk + lane / 16), B
+    // fragments of K (keys n2 * 16 + lane % 8 + 8 (lane / 16), chunk 2 kk + (lane / 8) % 2) and of
+    // V through .trans (keys kk * 16 + lane % 8 + 8 ((lane / 8) % 2), chunk 2 n2 + lane / 16).
+    // Every row index is lane % 8 modulo 8, so the swizzled chunk is (2 x + bit) ^ (lane % 8) =
+    // 2 x ^ (bit ^ lane % 8) (2 x has bit 0 clear). The tiles are 256-byte aligned and their rows
+    // D * 2 >= 128 bytes, so the chunk's bits of an address are those of the chunk alone and the
+    // address of chunk 2 x is the lane's address of chunk 0 XOR (2 x) * 16: one instruction with
+    // an immediate, no register per x.
+    q_addr = smem_u32(s.q) + (warp * kWarpRows + (lane & 15)) * (D * 2) + (((lane >> 4) ^ l7) << 4);
+    k_addr = smem_u32(s.k[0]) + ((lane & 7) + ((lane >> 4) << 3)) * (D * 2) +
+             ((((lane >> 3) & 1) ^ l7) << 4);
+    v_addr = smem_u32(s.v[0]) + ((lane & 7) + (((lane >> 3) & 1) << 3)) * (D * 2) +
+             (((lane >> 4) ^ l7) << 4);
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        bq.token(p, warp * kWarpRows + mi * 16 + g + 8 * r, box_r[mi][r], box_c[mi][r]);
+        row_max[mi][r] = -INFINITY;
+        row_sum[mi][r] = 0.f;
+      }
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) o[mi][n][0] = o[mi][n][1] = o[mi][n][2] = o[mi][n][3] = 0.f;
+  }
+
+  // One step on `stage`: key_base is the step's first key (dense mask), masked whether it needs
+  // the mask.
+  __device__ __forceinline__ void step(const Smem<D>& s, int stage, bool masked, int key_base) {
+    constexpr int kStageBytes = kStepKeys * D * 2;
+    float sc[2][kStepKeys / 8][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int n = 0; n < kStepKeys / 8; ++n)
+        sc[mi][n][0] = sc[mi][n][1] = sc[mi][n][2] = sc[mi][n][3] = 0.f;
+    // S = Q K^T: per 16 head dims, the warp's two Q fragments against the step's 64 keys.
+    const uint32_t kst = k_addr + stage * kStageBytes;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qa[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(qa[mi], (q_addr + mi * 16 * (D * 2)) ^ (kk << 5));
+#pragma unroll
+      for (int n2 = 0; n2 < kStepKeys / 16; ++n2) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, (kst + n2 * 16 * (D * 2)) ^ (kk << 5));
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+          mma_16816(sc[mi][2 * n2], qa[mi], kb[0], kb[1]);
+          mma_16816(sc[mi][2 * n2 + 1], qa[mi], kb[2], kb[3]);
+        }
+      }
+    }
+    if (masked) mask(s, stage, key_base, sc);
+
+    // Online softmax with the lazy maximum of consumer.cuh: the maximum moves only when the step's
+    // exceeds it by more than kLazyMax (always on the first step with a visible key), so O's
+    // rescale is skipped by the whole warp on almost every step.
+    float alpha[2][2], use_max[2][2];
+    bool rescale = false;
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < kStepKeys / 8; ++n)
+          mx = fmaxf(mx, fmaxf(sc[mi][n][2 * r], sc[mi][n][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float cand = mx * p.scale_log2;
+        if (cand > row_max[mi][r] + kLazyMax) {
+          alpha[mi][r] = exp2_ftz(row_max[mi][r] - cand);  // 0 when the old maximum is -inf
+          row_max[mi][r] = cand;
+          row_sum[mi][r] *= alpha[mi][r];
+          rescale = true;
+        } else {
+          alpha[mi][r] = 1.f;
+        }
+        // A row that has seen only masked keys keeps max -inf; 0 makes exp2 give 0, not NaN.
+        use_max[mi][r] = row_max[mi][r] == -INFINITY ? 0.f : row_max[mi][r];
+      }
+    if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) o[mi][n][e] *= alpha[mi][e / 2];
+    }
+    // P in bf16 as A fragments: S's n-tiles 2 kk and 2 kk + 1 are the kk-th 16-key slice.
+    uint32_t pf[2][kStepKeys / 16][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int n = 0; n < kStepKeys / 8; ++n) {
+        float e4[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          e4[e] = exp2_ftz(fmaf(sc[mi][n][e], p.scale_log2, -use_max[mi][e / 2]));
+          row_sum[mi][e / 2] += e4[e];
+        }
+        pf[mi][n / 2][(n & 1) * 2 + 0] = pack_bf16(e4[0], e4[1]);
+        pf[mi][n / 2][(n & 1) * 2 + 1] = pack_bf16(e4[2], e4[3]);
+      }
+
+    // O += P V: per 16 keys, V's fragments of 16 head dims against both row tiles.
+    const uint32_t vst = v_addr + stage * kStageBytes;
+#pragma unroll
+    for (int kk = 0; kk < kStepKeys / 16; ++kk)
+#pragma unroll
+      for (int n2 = 0; n2 < D / 16; ++n2) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, (vst + kk * 16 * (D * 2)) ^ (n2 << 5));
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+          mma_16816(o[mi][2 * n2], pf[mi][kk], vb[0], vb[1]);
+          mma_16816(o[mi][2 * n2 + 1], pf[mi][kk], vb[2], vb[3]);
+        }
+      }
+  }
+
+  // Element (mi, n, e) is key 8 n + 2 c4 + (e % 2) of the step for row (mi, e / 2).
+  __device__ __forceinline__ void mask(const Smem<D>& s, int stage, int key_base,
+                                       float (&sc)[2][kStepKeys / 8][4]) const {
+    if constexpr (kWindow) {
+      const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
+#pragma unroll
+      for (int n = 0; n < kStepKeys / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const KeyPos kp = s.key[stage][n * 8 + 2 * c4 + e];
+          const int kr = kp.r, kc = kp.c;
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const bool vis =
+                  static_cast<unsigned>(kr - box_r[mi][r]) < static_cast<unsigned>(eh) &&
+                  static_cast<unsigned>(kc - box_c[mi][r]) < static_cast<unsigned>(ew);
+              if (!vis) sc[mi][n][2 * r + e] = -INFINITY;
+            }
+        }
+    } else {
+      const int k0 = key_base + 2 * c4 - p.n_kv;
+#pragma unroll
+      for (int n = 0; n < kStepKeys / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (k0 + n * 8 + (e & 1) >= 0) sc[0][n][e] = sc[1][n][e] = -INFINITY;
+    }
+  }
+
+  // Normalises the rows and stores them (bf16) where their tokens go.
+  __device__ __forceinline__ void store(const BlockQueries<kWindow>& bq, int warp, int head) {
+    const int g = lane / 4;
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float sum = row_sum[mi][r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        int br, bc;
+        const int64_t token = bq.token(p, warp * kWarpRows + mi * 16 + g + 8 * r, br, bc);
+        if (token < 0) continue;
+        __nv_bfloat16* dst = p.out + (token * p.heads + head) * D + 2 * c4;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          const uint32_t v = pack_bf16(o[mi][n][2 * r] * inv, o[mi][n][2 * r + 1] * inv);
+          *reinterpret_cast<uint32_t*>(dst + n * 8) = v;
+        }
+      }
+  }
+};
+
+// kWindow: the window over row runs (p.plan, box_w = 0); else dense attention.
+template <int D, bool kWindow>
+__global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_constant__ Params p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // Aligned by adding to the extern pointer itself, so the compiler keeps knowing it is shared.
+  Smem<D>& s =
+      *reinterpret_cast<Smem<D>*>(smem_raw + ((256u - (smem_u32(smem_raw) & 255u)) & 255u));
+  const int head = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  BlockQueries<kWindow> bq;
+  if constexpr (kWindow) {
+    bq = detail::window_block(p);
+    if (tid == 0) s.rt.init(p.g, p.plan, bq.h0, bq.w0);
+    __syncthreads();
+  }
+
+  Loader<D, kWindow> ld(p, s, tid);
+  WarpRows<D, kWindow> rows(p, s, bq, warp, lane);
+  ld.issue_q(bq, head);
+  bool more = ld.first();
+  if (more) ld.issue(0);
+  cp_async_commit();
+  for (int i = 0; more; ++i) {
+    const int stage = i & 1;
+    const int key_base = ld.walk.tile * kTileKeys + ld.walk.half * kStepKeys;  // dense
+    cp_async_wait<0>();  // this step's copies (and Q) have landed, for this thread's copies
+    __syncthreads();     // ... and everyone's; every warp is done with the other stage
+    more = ld.advance();
+    if (more) ld.issue(stage ^ 1);
+    cp_async_commit();
+    rows.step(s, stage, s.masked[stage] != 0, key_base);
+  }
+  cp_async_wait<0>();  // nothing in flight behind an exiting thread (a block without steps)
+  rows.store(bq, warp, head);
+}
+
+template <class Kernel>
+cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream, const Params& p) {
+  // The opt-in above 48 KB is per kernel and per device; setting it again is cheap.
+  cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (e != cudaSuccess) return e;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           cudaSharedmemCarveoutMaxShared);
+  if (e != cudaSuccess) return e;
+  kernel<<<grid, kThreads, smem_bytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <int D>
+cudaError_t launch_d(const Params& p, bool window, dim3 grid, cudaStream_t stream) {
+  return window ? launch(attention_kernel<D, true>, kSmemBytes<D>, grid, stream, p)
+                : launch(attention_kernel<D, false>, kSmemBytes<D>, grid, stream, p);
+}
+
+template <class Kernel>
+PortableKernel report(const char* name, Kernel kernel, int smem_bytes) {
+  PortableKernel k;
+  k.name = name;
+  k.threads = kThreads;
+  k.dynamic_smem = smem_bytes;
+  k.status = cudaFuncGetAttributes(&k.attributes, kernel);
+  if (k.status == cudaSuccess)
+    k.status =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (k.status == cudaSuccess)
+    k.status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.blocks_per_sm, kernel, kThreads,
+                                                             static_cast<size_t>(smem_bytes));
+  if (k.status != cudaSuccess) cudaGetLastError();
+  return k;
+}
+
+}  // namespace
+}  // namespace freeswim::attention::portable
+
+namespace freeswim::attention {
+
+namespace detail {
+cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
+                            cudaStream_t stream) {
+  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream);
+  if (head_dim == 128) return portable::launch_d<128>(p, window, grid, stream);
+  return cudaErrorInvalidValue;
+}
+}  // namespace detail
+
+std::vector<PortableKernel> portable_kernels() {
+  using portable::attention_kernel;
+  using portable::kSmemBytes;
+  using portable::report;
+  return {report("window_d64", attention_kernel<64, true>, kSmemBytes<64>),
+          report("dense_d64", attention_kernel<64, false>, kSmemBytes<64>),
+          report("window_d128", attention_kernel<128, true>, kSmemBytes<128>),
+          report("dense_d128", attention_kernel<128, false>, kSmemBytes<128>)};
+}
+
+}  // namespace freeswim::attention
