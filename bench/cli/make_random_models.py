@@ -773,6 +773,14 @@ class Writer:
         self.tokenizer(os.path.join(root, "google", "umt5-xxl"))
 
 
+def use_14b_configs():
+    """Turns the module's DiT and scheduler configs into those of Wan-AI/Wan2.1-T2V-14B(-Diffusers):
+    40 heads of 128 (dim 5120), 40 layers, ffn 13824, flow shift 5 (its native 1280x720)."""
+    DIT_DIFFUSERS_CONFIG.update(num_attention_heads=40, num_layers=40, ffn_dim=13824)
+    DIT_ORIGINAL_CONFIG.update(dim=5120, num_heads=40, num_layers=40, ffn_dim=13824)
+    SCHEDULER_CONFIG.update(flow_shift=5.0)
+
+
 def default_spiece():
     here = os.path.dirname(os.path.abspath(__file__))
     for cand in (os.path.join(here, "..", "..", "..", "shared", "golden"),
@@ -800,6 +808,9 @@ def main():
     ap.add_argument("--spiece", default=None, help="sentencepiece model for the tokenizer "
                     "(default: spiece_tiny.model of the golden folder)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--variant", choices=["1.3B", "14B"], default="1.3B",
+                    help="Wan2.1-T2V-1.3B (default) or -14B (dim 5120, 40 heads, 40 layers, ffn "
+                    "13824; give --dit-dtype bf16 for a 28.6 GB DiT file instead of 57 GB)")
     ap.add_argument("--dit-dtype", choices=["f32", "bf16"], default="f32",
                     help="DiT storage (the releases store f32; default f32)")
     ap.add_argument("--t5-dtype", choices=["f32", "bf16"], default="bf16",
@@ -822,10 +833,12 @@ def main():
     if not args.spiece or not os.path.isfile(args.spiece):
         sys.exit("no sentencepiece model: give --spiece PATH (e.g. ../shared/golden/spiece_tiny.model)")
 
+    if args.variant == "14B":
+        use_14b_configs()
     t_start = time.time()
     layouts = ["diffusers", "original"] if args.layout == "both" else [args.layout]
     settings = {"seed": args.seed, "dit_dtype": args.dit_dtype, "t5_dtype": args.t5_dtype,
-                "t5_shards": args.t5_shards, "script_version": 1}
+                "t5_shards": args.t5_shards, "variant": args.variant, "script_version": 2}
     writer = None
     for layout in layouts:
         root = os.path.join(args.out, layout)

@@ -21,7 +21,8 @@
 # Optional: diffusers' sources as .carry/ref/src or .carry/ref.tar.xz (ref/src/diffusers inside) let
 # make_random_models.py check its shapes against the reference classes built on the meta device.
 # Environment: OUT (default /tmp/real_size), MODELS (default /tmp/freeswim_models), FRAMES/SIZE
-# (default 81 / 1920x1080), PROMPT.
+# (default 81 / 1920x1080), PROMPT, GPU_LIMIT (the FREESWIM_GPU_MEMORY_LIMIT in GiB, default 22.35;
+# 14.9 for a 16 GB card), VARIANT (1.3B, default, or 14B: its DiT written in bf16, 28.6 GB).
 set -u
 layout=${1:?usage: bench/cli/run_real_size.sh diffusers|original|prepare [extra generate flags...]}
 shift
@@ -33,6 +34,10 @@ MODELS=${MODELS:-/tmp/freeswim_models}
 FRAMES=${FRAMES:-81}
 SIZE=${SIZE:-1920x1080}
 PROMPT=${PROMPT:-"a red fox trotting through fresh snow at dawn, cinematic, shallow depth of field"}
+GPU_LIMIT=${GPU_LIMIT:-22.35}
+VARIANT=${VARIANT:-1.3B}
+variant_args=(--variant "$VARIANT")
+[[ $VARIANT == 14B ]] && variant_args+=(--dit-dtype bf16)
 mkdir -p "$OUT" /tmp/carry
 log=$OUT/generate_$layout.log
 summary=$OUT/summary_$layout.txt
@@ -70,7 +75,7 @@ ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 t0=$(date +%s%N)
 PYTHONPATH=$pypath python3 bench/cli/make_random_models.py "$MODELS" --layout "$layout" \
-  --spiece "$golden/spiece_tiny.model" 2>&1 | tee "$OUT/make_models_$layout.log"
+  --spiece "$golden/spiece_tiny.model" "${variant_args[@]}" 2>&1 | tee "$OUT/make_models_$layout.log"
 rc=${PIPESTATUS[0]}
 say "make_random_models.py ($layout): rc=$rc, $(secs "$(ms_since "$t0")") s"
 grep -E 'WARNING|shapes match' "$OUT/make_models_$layout.log" | tee -a "$summary"
@@ -86,9 +91,9 @@ du -sh "$model" | tee -a "$summary"
 # 3. The run, every default but the size, frames, prompt and output (and the extra flags).
 mp4=/tmp/real_size_$layout.mp4
 rm -f "$mp4" "$mp4.resume.safetensors"
-say "command: FREESWIM_GPU_MEMORY_LIMIT=22.35 freeswim generate --model $model -p \"$PROMPT\" --size $SIZE --frames $FRAMES -o $mp4 $*"
+say "command: FREESWIM_GPU_MEMORY_LIMIT=$GPU_LIMIT freeswim generate --model $model -p \"$PROMPT\" --size $SIZE --frames $FRAMES -o $mp4 $*"
 t0=$(date +%s%N)
-FREESWIM_GPU_MEMORY_LIMIT=22.35 "$FS" generate --model "$model" -p "$PROMPT" --size "$SIZE" \
+FREESWIM_GPU_MEMORY_LIMIT=$GPU_LIMIT "$FS" generate --model "$model" -p "$PROMPT" --size "$SIZE" \
   --frames "$FRAMES" -o "$mp4" "$@" 2>&1 | tr '\r' '\n' | grep -v '^ *$' >"$log"
 rc=${PIPESTATUS[0]}
 say "freeswim generate ($layout): rc=$rc, process wall time $(secs "$(ms_since "$t0")") s"
