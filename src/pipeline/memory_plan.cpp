@@ -1,9 +1,9 @@
 #include "pipeline/memory_plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "core/dtype.h"
 #include "pipeline/denoise.h"
@@ -165,9 +165,10 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
       fmt::format("with {}, {}, VAE {}",
                   plan.offload ? "the DiT's blocks streamed from host memory"
                                : "every DiT weight on the GPU (--no-offload)",
-                  !job.cache         ? "no cross-attention cache"
-                  : plan.host_cache ? "the cross-attention cache in host memory"
-                                    : "the cross-attention cache on the GPU (--cache-memory device)",
+                  !job.cache ? "no cross-attention cache"
+                  : plan.host_cache
+                      ? "the cross-attention cache in host memory"
+                      : "the cross-attention cache on the GPU (--cache-memory device)",
                   vae.enabled ? fmt::format("tile {} px", vae.tile) : std::string("untiled")),
       e.tokens, gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
       gib(e.vae_working), helps);

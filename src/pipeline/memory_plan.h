@@ -46,12 +46,12 @@ inline constexpr size_t kVaeWeightBytes = size_t{512} << 20;
 
 // One plan's estimate, in device bytes.
 struct MemoryEstimate {
-  size_t dit_weights = 0;      // dit_device_weight_bytes
-  size_t vae_weights = 0;      // kVaeWeightBytes
-  size_t activations = 0;      // of the largest DiT forward (freeswim_activation_bytes)
-  size_t cache = 0;            // the cross-attention cache when it is on the device
-  size_t vae_working = 0;      // one VAE tile's working memory and kVaeMemoryMargin
-  int64_t tokens = 0;          // of the FreeSwim stage
+  size_t dit_weights = 0;  // dit_device_weight_bytes
+  size_t vae_weights = 0;  // kVaeWeightBytes
+  size_t activations = 0;  // of the largest DiT forward (freeswim_activation_bytes)
+  size_t cache = 0;        // the cross-attention cache when it is on the device
+  size_t vae_working = 0;  // one VAE tile's working memory and kVaeMemoryMargin
+  int64_t tokens = 0;      // of the FreeSwim stage
   // The two phases never overlap: the cache and the DiT's activations are gone when the VAE
   // runs; the weights stay throughout.
   size_t dit_phase() const { return dit_weights + vae_weights + activations + cache; }

@@ -185,18 +185,19 @@ TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t
   }
   if (requested == TextDevice::CPU) return {Device::CPU, "text encoder on cpu (--text-device cpu)"};
   if (requested == TextDevice::CUDA)
-    return {job_device, fmt::format("text encoder on {} (--text-device cuda; {:.1f} GiB of weights, "
-                                    "{:.1f} GiB free)",
-                                    device_name(job_device), weights, free_bytes / kGiB)};
+    return {job_device,
+            fmt::format("text encoder on {} (--text-device cuda; {:.1f} GiB of weights, "
+                        "{:.1f} GiB free)",
+                        device_name(job_device), weights, free_bytes / kGiB)};
   const size_t need = weight_bytes + kTextEncoderMargin;
   if (need <= free_bytes)
     return {job_device, fmt::format("text encoder on {} ({:.1f} GiB fits in {:.1f} GiB free)",
                                     device_name(job_device), weights, free_bytes / kGiB)};
-  return {Device::CPU,
-          fmt::format("text encoder on cpu (needs {:.1f} GiB on {} with its working memory, {:.1f} "
-                      "GiB free; --text-device cuda forces it)",
-                      static_cast<double>(need) / kGiB, device_name(job_device),
-                      free_bytes / kGiB)};
+  return {
+      Device::CPU,
+      fmt::format("text encoder on cpu (needs {:.1f} GiB on {} with its working memory, {:.1f} "
+                  "GiB free; --text-device cuda forces it)",
+                  static_cast<double>(need) / kGiB, device_name(job_device), free_bytes / kGiB)};
 }
 
 namespace {
@@ -241,9 +242,8 @@ std::map<std::string, Tensor> encode_prompts(const ModelPaths& paths, const Mode
            "the text encoder's width {} does not match the DiT's text_dim {} (--t5 {}, --dit {})",
            tc.d_model, plan.dit.text_dim, plan.layout.t5, plan.layout.dit);
   const text::Tokenizer tokenizer = load_tokenizer(paths, plan.layout);
-  const size_t weight_bytes =
-      static_cast<size_t>(tc.parameter_count()) *
-      (device == Device::CPU ? sizeof(float) : dtype_size(DType::BF16));
+  const size_t weight_bytes = static_cast<size_t>(tc.parameter_count()) *
+                              (device == Device::CPU ? sizeof(float) : dtype_size(DType::BF16));
   const size_t free_bytes = device == Device::CPU ? 0 : device_memory(device).free_bytes();
   const TextPlacement where = place_text_encoder(text.device, device, weight_bytes, free_bytes);
   if (info) info(where.reason);
@@ -267,8 +267,7 @@ std::map<std::string, Tensor> encode_prompts(const ModelPaths& paths, const Mode
 }  // namespace
 
 LoadedModels load_models(const ModelPaths& paths, Device device, Offload offload,
-                         const TextJob& text,
-                         const std::function<void(const std::string&)>& info) {
+                         const TextJob& text, const std::function<void(const std::string&)>& info) {
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

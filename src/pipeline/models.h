@@ -125,7 +125,9 @@ struct LoadedModels {
 // memory, streamed to the GPU two blocks at a time. off
 // (--no-offload): on the GPU. automatic (the default): on the GPU when they fit; when loading them
 // there runs out of GPU memory, the model is loaded again with its blocks in pinned host memory,
-// and LoadedModels::offload_note says why.
+// and LoadedModels::offload_note says why. (The CLI turns automatic into on beforehand when its
+// memory plan finds that the weights would load but the job's working memory would not fit
+// beside them: memory_plan.h.)
 enum class Offload { automatic, on, off };
 
 // The policy of `automatic`, on its own for tests: load(false), and when that throws OutOfMemory

@@ -29,8 +29,8 @@ MemoryJob job(const std::string& model, int w, int h, int frames = 81) {
   o.size = parse_size(fmt::format("{}x{}", w, h));
   o.frames = frames;
   const models::WanDitConfig c = models::WanDitConfig::preset(model);
-  const NativeSize native = c.dim() >= 5120 ? NativeSize{1280, 720, 5.0, "14B"}
-                                            : NativeSize{832, 480, 3.0, "1.3B"};
+  const NativeSize native =
+      c.dim() >= 5120 ? NativeSize{1280, 720, 5.0, "14B"} : NativeSize{832, 480, 3.0, "1.3B"};
   return memory_job(c, native, o, true);
 }
 
@@ -75,8 +75,7 @@ TEST(MemoryPlan, Wan13B1080pFitsAt22GiBWithTheCacheInHostMemoryAsMeasured) {
   EXPECT_FALSE(p.offload) << p.message;
   EXPECT_TRUE(p.host_cache) << p.message;
   EXPECT_LT(p.estimate.total() / kGiB, 14.93) << p.message;
-  EXPECT_NE(p.message.find("cross-attention cache in host memory"), std::string::npos)
-      << p.message;
+  EXPECT_NE(p.message.find("cross-attention cache in host memory"), std::string::npos) << p.message;
   EXPECT_NE(p.message.find("an H100"), std::string::npos) << p.message;
   // The cache on the GPU as well would not have fitted.
   EXPECT_GT(estimate_memory(job("1.3B", 1920, 1080), false, false, {}).dit_phase(),
@@ -124,18 +123,17 @@ TEST(MemoryPlan, AbsurdSizeIsRefusedNamingTheFlagsThatHelp) {
   heavy.offload = Offload::off;
   heavy.cache_memory = CachePlacement::Device;
   heavy.vae_tile = 768;
-  const MemoryPlan h =
-      plan_memory(job("1.3B", 1920, 1080), device_settings(Device::CUDA, heavy), gib_bytes(4),
-                  "a 4 GB card");
+  const MemoryPlan h = plan_memory(job("1.3B", 1920, 1080), device_settings(Device::CUDA, heavy),
+                                   gib_bytes(4), "a 4 GB card");
   ASSERT_FALSE(h.fits);
-  for (const char* needle : {"--size", "--frames", "--offload", "--cache-memory host",
-                             "--vae-tile 256"})
+  for (const char* needle :
+       {"--size", "--frames", "--offload", "--cache-memory host", "--vae-tile 256"})
     EXPECT_NE(h.message.find(needle), std::string::npos) << needle << "\n" << h.message;
 }
 
 TEST(MemoryPlan, TheCpuIsNeverRefused) {
-  const MemoryPlan p = plan_memory(job("14B", 7680, 4320), device_settings(Device::CPU, {}), 0,
-                                   "the cpu");
+  const MemoryPlan p =
+      plan_memory(job("14B", 7680, 4320), device_settings(Device::CPU, {}), 0, "the cpu");
   EXPECT_TRUE(p.fits);
   EXPECT_FALSE(p.offload);
   EXPECT_TRUE(p.message.empty()) << p.message;
@@ -153,8 +151,8 @@ TEST(MemoryPlan, FlagsGivenAreTheOnlyPlanTried) {
   // --offload: the streamed plan even where everything would fit.
   DeviceFlags offload;
   offload.offload = Offload::on;
-  const MemoryPlan q = plan_memory(job("1.3B", 832, 480), device_settings(Device::CUDA, offload),
-                                   gib_bytes(70), "");
+  const MemoryPlan q =
+      plan_memory(job("1.3B", 832, 480), device_settings(Device::CUDA, offload), gib_bytes(70), "");
   ASSERT_TRUE(q.fits) << q.message;
   EXPECT_TRUE(q.offload);
   // No cache (--cache-every 0): nothing to place.
@@ -207,8 +205,8 @@ TEST(TextDevice, AutoPutsTheEncoderOnTheGpuOnlyWhenItFits) {
   EXPECT_EQ(fits.device, Device::CUDA);
   EXPECT_EQ(fits.reason, "text encoder on cuda (10.6 GiB fits in 21.9 GiB free)");
   // The margin counts: weights alone would fit, weights and their working memory do not.
-  const TextPlacement tight = place_text_encoder(TextDevice::Auto, Device::CUDA, weights,
-                                                 weights + kTextEncoderMargin / 2);
+  const TextPlacement tight =
+      place_text_encoder(TextDevice::Auto, Device::CUDA, weights, weights + kTextEncoderMargin / 2);
   EXPECT_EQ(tight.device, Device::CPU);
   const TextPlacement small =
       place_text_encoder(TextDevice::Auto, Device::CUDA, weights, gib_bytes(7.8));
@@ -216,9 +214,10 @@ TEST(TextDevice, AutoPutsTheEncoderOnTheGpuOnlyWhenItFits) {
   EXPECT_NE(small.reason.find("text encoder on cpu (needs 11.6 GiB"), std::string::npos)
       << small.reason;
   EXPECT_NE(small.reason.find("7.8 GiB free"), std::string::npos) << small.reason;
-  EXPECT_EQ(place_text_encoder(TextDevice::Auto, Device::CUDA, weights, weights + kTextEncoderMargin)
-                .device,
-            Device::CUDA);
+  EXPECT_EQ(
+      place_text_encoder(TextDevice::Auto, Device::CUDA, weights, weights + kTextEncoderMargin)
+          .device,
+      Device::CUDA);
 }
 
 TEST(TextDevice, AFlagGivenWins) {
