@@ -7,11 +7,13 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/lora.h"
 #include "pipeline/device_settings.h"
 #include "pipeline/generate.h"
+#include "pipeline/memory_plan.h"
 #ifdef FREESWIM_WITH_CUDA
 #include "ops/cuda/cuda_backend.h"
 #endif
@@ -23,7 +25,7 @@ namespace {
 struct JobFlags {
   pipeline::ModelPaths models;
   std::string prompt, negative, size, window, output = "freeswim.mp4", png, device = "auto", input,
-                                              exit_after_step;
+                                              exit_after_step, text_device = "auto";
   bool negative_given = false;
   int width = 0, height = 0;  // -W / -H
   int frames = 81, base_steps = 50, steps = 50, cache_every = 2;
@@ -114,6 +116,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--device", f.device,
                 "auto (cuda when this freeswim has CUDA and the machine a GPU, else cpu), cpu or "
                 "cuda")
+      ->capture_default_str();
+  c->add_option("--text-device", f.text_device,
+                "Where the text encoder runs (before the DiT and VAE are loaded): auto (the GPU "
+                "when its weights fit in free GPU memory, else the cpu), cpu or cuda")
       ->capture_default_str();
   c->add_flag("--offload", f.offload,
               "Keep the DiT's block weights in pinned host memory and stream two blocks at a time "
@@ -230,9 +236,43 @@ pipeline::JobReporter reporter() {
   return r;
 }
 
+// The GPU as the memory messages name it: "NVIDIA H100 80GB HBM3" (", cap 22.35 GiB" under
+// FREESWIM_GPU_MEMORY_LIMIT).
+std::string gpu_label() {
+#ifdef FREESWIM_WITH_CUDA
+  std::string label = ops::cuda::cuda_device_info().name;
+  if (label.empty()) label = "the GPU";
+  if (const size_t cap = ops::cuda::memory_limit())
+    label += fmt::format(" (FREESWIM_GPU_MEMORY_LIMIT {:.2f} GiB)",
+                         static_cast<double>(cap) / (1 << 30));
+  return label;
+#else
+  return "the GPU";
+#endif
+}
+
+// Refuses a job the device cannot hold (pipeline::plan_memory), before any weight is read; for
+// one that fits, logs the estimate and turns automatic DiT offload on when only the plan that
+// streams the blocks fits (loading the weights would succeed, the first forward would not).
+void check_memory(const pipeline::ModelPlan& models, pipeline::JobOptions& o, bool generate) {
+  if (o.device.device == Device::CPU) return;
+  const pipeline::MemoryJob job = pipeline::memory_job(models.dit, models.native, o, generate);
+  const pipeline::MemoryPlan plan = pipeline::plan_memory(
+      job, o.device, device_memory(o.device.device).free_bytes(), gpu_label());
+  FS_CHECK(plan.fits, "{}", plan.message);
+  std::fprintf(stderr, "freeswim: %s\n", plan.message.c_str());
+  if (plan.offload && o.device.offload == pipeline::Offload::automatic) {
+    o.device.offload = pipeline::Offload::on;
+    std::fprintf(stderr,
+                 "freeswim: DiT offload on: the DiT's weights and the job's working memory do not "
+                 "fit on the GPU together (--no-offload refuses this)\n");
+  }
+}
+
 int run_job(const JobFlags& f, bool generate) {
   // Everything that needs no model is checked before loading one (minutes for the 14B model).
   const pipeline::DeviceRequest request = pipeline::parse_device_request(f.device);
+  const pipeline::TextDevice text_device = pipeline::parse_text_device(f.text_device);
   const pipeline::DeviceFlags given = device_flags(f);
   pipeline::JobOptions o = to_options(f);
   pipeline::check_job_options(o);
@@ -243,11 +283,20 @@ int run_job(const JobFlags& f, bool generate) {
   // The device is resolved before any default that depends on it is decided.
   const pipeline::ResolvedDevice where = resolve_device(request);
   std::fprintf(stderr, "freeswim: device: %s\n", where.reason.c_str());
+  if (where.device == Device::CPU)  // --text-device cuda on a cpu job is an error naming --device
+    pipeline::place_text_encoder(text_device, where.device, 0, 0);
   o.device = pipeline::device_settings(where.device, given);
   std::fprintf(stderr, "freeswim: device settings: %s\n", o.device.describe().c_str());
   set_max_threads(o.device.threads);
+  // Every model file is checked from its header (a wrong file fails now, not after the text
+  // encoder's minute of loading), and the job's memory need is estimated from the DiT's
+  // configuration: a job the GPU cannot hold is refused before any weight is read.
+  const pipeline::ModelPlan models = pipeline::inspect_models(f.models);
+  check_memory(models, o, generate);
   const auto t0 = std::chrono::steady_clock::now();
-  pipeline::LoadedModels m = pipeline::load_models(f.models, where.device, true, o.device.offload);
+  pipeline::LoadedModels m = pipeline::load_models(
+      f.models, where.device, o.device.offload, {pipeline::job_prompts(o), text_device},
+      [](const std::string& line) { std::fprintf(stderr, "freeswim: %s\n", line.c_str()); });
   if (!m.offload_note.empty()) std::fprintf(stderr, "freeswim: %s\n", m.offload_note.c_str());
   if (!m.dit_note.empty()) std::fprintf(stderr, "freeswim: note: %s\n", m.dit_note.c_str());
   for (const std::string& l : f.models.loras) {

@@ -35,6 +35,18 @@ void check_latents(const Tensor& t, const char* what) {
 }  // namespace
 
 size_t freeswim_activation_bytes(const models::WanDitConfig& c, int64_t tokens) {
+  // The live bf16 tensors at the peak of a block of WanDit::forward on a dual (guide) step, each
+  // [tokens, dim] unless said:
+  //   2  the two residual streams, x (window branch) and full (full branch)
+  //   5  one branch's self-attention: the modulated norm n1, q, k, v and the attention output
+  //      (the kernels read q, k, v in place: no copies)
+  //   1  a cross-attention cache block in transit with host placement: the last stored block's
+  //      device tensor until its copy is retired, or on reuse steps the next block prefetched
+  // and, in the FFN that follows, one row chunk's hidden layer [rows, ffn_dim] at most
+  // kFfnChunkElements, twice (an unfused GELU's copy); its modulated norm [rows, dim] and the
+  // rest (the rope tables, the text context [512, dim], the modulation vectors, the attention's
+  // softmax statistics, cuBLAS's workspace, the allocator's rounding) within 1 GiB. A stock
+  // (base-stage) forward has one residual stream, so this bounds it too.
   const int64_t hidden = std::min<int64_t>(tokens * c.ffn_dim, models::kFfnChunkElements);
   const int64_t elements = 2 * hidden + 8 * tokens * c.dim();
   return static_cast<size_t>(elements * 2) + (size_t{1} << 30);

@@ -93,9 +93,10 @@ struct DeviceSettings {
 //   VAE precision  cuda TF32 (PyTorch's default, so what the reference computes); cpu FP32, the
 //                  only precision the CPU backend has (a value given is accepted and has no
 //                  effect there)
-//   DiT offload    cuda automatic (streamed from host memory only when loading onto the GPU runs
-//                  out of memory); cpu off (the weights are in host memory already; --offload is
-//                  an error naming --device cuda)
+//   DiT offload    cuda automatic (streamed from host memory only when the CLI's memory plan
+//                  finds that only the streamed plan fits (memory_plan.h), or when loading onto
+//                  the GPU runs out of memory); cpu off (the weights are in host memory already;
+//                  --offload is an error naming --device cuda)
 //   cache memory   auto on both (decided at the first guide step from the free device memory; on
 //                  the CPU every placement is the same memory)
 //   threads        every core on both (the GPU run uses them for upsampling and host work)

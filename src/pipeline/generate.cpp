@@ -134,7 +134,8 @@ void report_summary(const LoadedModels& m, const StageClock& clock, const JobRep
                        total > 0 ? 100.0 * secs / total : 0.0));
   };
   const double total = m.load_seconds + clock.seconds();
-  line("model loading", m.load_seconds, total);
+  line("model loading", m.load_seconds - m.text_seconds, total);
+  line("text encoding", m.text_seconds, total);
   double vae = 0;
   for (const auto& [stage, secs] : clock.stages()) {
     line(stage, secs, total);
@@ -215,9 +216,9 @@ class Job {
     return record_ && stage == "base" && record_->stage == "freeswim";
   }
 
+  // The prompts' contexts, encoded by load_models (job_prompts) before the DiT was loaded.
   GuidedText text() const {
     GuidedText t;
-    info("encoding the prompts");
     t.context = m_.encode_text(o_.prompt);
     if (skips_unconditional(o_.guidance))
       info("guidance 1: the unconditional pass (and the negative prompt) is skipped");
@@ -314,15 +315,12 @@ void validate_frame_count(int frames, const std::string& flag) {
   }
 }
 
-// After the prompts are encoded the text encoder is not needed again: its memory goes back (to
-// the driver, on a GPU) before the DiT stages.
-void release_text_encoder(LoadedModels& m, const Job& job) {
-  if (!m.t5) return;
-  const Device where = m.t5->device();
-  m.release_text_encoder();
-  if (where != Device::CPU) trim_device_memory();
-  job.info(
-      fmt::format("text encoder released ({} memory back for the DiT stages)", device_name(where)));
+std::vector<std::string> job_prompts(const JobOptions& opt) {
+  std::vector<std::string> prompts{opt.prompt};
+  if (!skips_unconditional(opt.guidance))
+    prompts.push_back(opt.negative_prompt.empty() ? wan_default_negative_prompt()
+                                                  : opt.negative_prompt);
+  return prompts;
 }
 
 Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r) {
@@ -334,8 +332,6 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
-  release_text_encoder(m, job);
-  job.clock.lap("text encoding");
   Tensor upsampled;
   if (!job.past("base")) {
     job.info(fmt::format("base stage: {} at {}x{}, {} frames, {} steps", m.native.variant, base_w,
@@ -367,8 +363,6 @@ Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& 
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
-  release_text_encoder(m, job);
-  job.clock.lap("text encoding");
   Tensor upsampled;
   if (!job.past("base")) {
     const video::DecodedVideo in = video::read_video(input, opt.frames);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "freeswim/policy.h"
 #include "models/wan_vae.h"
@@ -61,8 +62,12 @@ void validate_frame_count(int frames, const std::string& flag = "--frames");
 // fails at once; run_generate and run_upscale call it too.
 void check_job_options(const JobOptions& opt);
 
+// The prompts a job's models must have encoded (TextJob::prompts for load_models): the prompt,
+// and the negative prompt (Wan's default when none is given) unless guidance 1 skips it.
+std::vector<std::string> job_prompts(const JobOptions& opt);
+
 // Runs a whole generation and writes opt.output (atomically). Returns the frames written.
-// The text encoder is released once the prompts are encoded (LoadedModels::release_text_encoder).
+// The prompts' contexts come from `m` (encoded when it was loaded: job_prompts).
 Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r);
 // Upscales `input` (a video file) with the FreeSwim stage and writes opt.output.
 Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& opt,

@@ -154,13 +154,124 @@ text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layou
   return text::Tokenizer::load(layout.tokenizer);
 }
 
-LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload) {
+TextDevice parse_text_device(const std::string& value) {
+  if (value == "auto") return TextDevice::Auto;
+  if (value == "cpu") return TextDevice::CPU;
+  if (value == "cuda") return TextDevice::CUDA;
+  fail("--text-device must be auto, cpu or cuda, got '{}'", value);
+}
+
+const char* text_device_name(TextDevice d) {
+  switch (d) {
+    case TextDevice::Auto:
+      return "auto";
+    case TextDevice::CPU:
+      return "cpu";
+    case TextDevice::CUDA:
+      return "cuda";
+  }
+  return "?";
+}
+
+TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t weight_bytes,
+                                 size_t free_bytes) {
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  const double weights = static_cast<double>(weight_bytes) / kGiB;
+  if (job_device == Device::CPU) {
+    FS_CHECK(requested != TextDevice::CUDA,
+             "--text-device cuda: the job runs on the cpu; give --device cuda as well, or drop "
+             "--text-device");
+    return {Device::CPU, "text encoder on cpu (the job's device)"};
+  }
+  if (requested == TextDevice::CPU) return {Device::CPU, "text encoder on cpu (--text-device cpu)"};
+  if (requested == TextDevice::CUDA)
+    return {job_device,
+            fmt::format("text encoder on {} (--text-device cuda; {:.1f} GiB of weights, "
+                        "{:.1f} GiB free)",
+                        device_name(job_device), weights, free_bytes / kGiB)};
+  const size_t need = weight_bytes + kTextEncoderMargin;
+  if (need <= free_bytes)
+    return {job_device, fmt::format("text encoder on {} ({:.1f} GiB fits in {:.1f} GiB free)",
+                                    device_name(job_device), weights, free_bytes / kGiB)};
+  return {
+      Device::CPU,
+      fmt::format("text encoder on cpu (needs {:.1f} GiB on {} with its working memory, {:.1f} "
+                  "GiB free; --text-device cuda forces it)",
+                  static_cast<double>(need) / kGiB, device_name(job_device), free_bytes / kGiB)};
+}
+
+namespace {
+
+// Wan2.1 sizes: 1.3B is trained at 480x832 (UniPC shift 3), 14B at 720x1280 (shift 5).
+NativeSize native_size(const models::WanDitConfig& c) {
+  if (c.dim() >= 5120) return {1280, 720, 5.0, "Wan2.1-T2V-14B"};
+  return {832, 480, 3.0, "Wan2.1-T2V-1.3B"};
+}
+
+}  // namespace
+
+ModelPlan inspect_models(const ModelPaths& paths, bool need_text) {
+  ModelPlan p;
+  p.layout = find_models(paths, need_text);
+  if (p.layout.layout == "tiny") {
+    p.dit = tiny_dit_config();
+    p.native = {96, 64, 3.0, "tiny (random weights)"};
+    return p;
+  }
+  // What each file is comes first: an I2V or Wan2.2 DiT, or a Wan2.2 VAE, is refused by name
+  // before any weight is read.
+  const io::WanDitIdentity id = models::WanDit::identify(p.layout.dit);
+  io::require_wan_t2v(id, p.layout.dit);
+  p.dit_note = id.note;
+  p.dit = models::WanDit::resolve_config(p.layout.dit, paths.dit_config);
+  models::WanVae::identify(p.layout.vae);
+  p.native = native_size(p.dit);
+  return p;
+}
+
+namespace {
+
+// Step 2 of load_models: the prompts' contexts, with the encoder on the device
+// place_text_encoder picks, freed afterwards.
+std::map<std::string, Tensor> encode_prompts(const ModelPaths& paths, const ModelPlan& plan,
+                                             Device device, const TextJob& text,
+                                             const std::function<void(const std::string&)>& info) {
+  constexpr int64_t kTextLen = 512;
+  const text::Umt5Config tc = text::Umt5Encoder::resolve_config(plan.layout.t5);
+  FS_CHECK(tc.d_model == plan.dit.text_dim,
+           "the text encoder's width {} does not match the DiT's text_dim {} (--t5 {}, --dit {})",
+           tc.d_model, plan.dit.text_dim, plan.layout.t5, plan.layout.dit);
+  const text::Tokenizer tokenizer = load_tokenizer(paths, plan.layout);
+  const size_t weight_bytes = static_cast<size_t>(tc.parameter_count()) *
+                              (device == Device::CPU ? sizeof(float) : dtype_size(DType::BF16));
+  const size_t free_bytes = device == Device::CPU ? 0 : device_memory(device).free_bytes();
+  const TextPlacement where = place_text_encoder(text.device, device, weight_bytes, free_bytes);
+  if (info) info(where.reason);
+  std::map<std::string, Tensor> contexts;
+  {
+    const std::unique_ptr<text::Umt5Encoder> t5 =
+        text::Umt5Encoder::load(plan.layout.t5, where.device);
+    for (const std::string& prompt : text.prompts)
+      if (!contexts.count(prompt))
+        contexts[prompt] = t5->wan_context(tokenizer.tokenize_prompt(prompt, kTextLen), kTextLen)
+                               .to(Device::CPU)
+                               .to(DType::F32);
+  }
+  if (where.device != Device::CPU) trim_device_memory();
+  if (info)
+    info(fmt::format("prompts encoded; text encoder released ({} memory back for the DiT and VAE)",
+                     device_name(where.device)));
+  return contexts;
+}
+
+}  // namespace
+
+LoadedModels load_models(const ModelPaths& paths, Device device, Offload offload,
+                         const TextJob& text, const std::function<void(const std::string&)>& info) {
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  LoadedModels m;
-  m.layout = find_models(paths, need_text);
   FS_CHECK(device == Device::CUDA || offload == Offload::off,
            "load_models: the DiT's blocks can be streamed from host memory to a GPU only, not to "
            "the cpu (device_settings turns offload off there)");
@@ -168,23 +279,32 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
   for (const std::string& l : paths.loras) loras.push_back(io::LoraSpec::parse(l));
   for (const io::LoraSpec& l : loras)
     FS_CHECK(fs::is_regular_file(l.path), "--lora: '{}' is not a file", l.path);
+  const ModelPlan plan = inspect_models(paths, !text.prompts.empty());
+  LoadedModels m;
+  m.layout = plan.layout;
+  m.native = plan.native;
+  m.dit_note = plan.dit_note;
   if (m.layout.layout == "tiny") {
     FS_CHECK(loras.empty(),
              "--lora: the built-in tiny model has random weights; a LoRA applies to real Wan2.1 "
              "weights");
-    m.dit = models::WanDit::random(tiny_dit_config(), device, 1234);
+    m.dit = models::WanDit::random(plan.dit, device, 1234);
     if (offload == Offload::on) m.dit->enable_offload();
     models::WanVaeConfig vc = models::WanVaeConfig::wan21();
     vc.base_dim = 4;
     m.vae = models::WanVae::random(vc, device, 4321);
-    m.native = {96, 64, 3.0, "tiny (random weights)"};
     m.load_seconds = seconds();
     return m;
+  }
+  if (!text.prompts.empty()) {
+    const double before = seconds();
+    m.contexts = encode_prompts(paths, plan, device, text, info);
+    m.text_seconds = seconds() - before;
   }
   m.dit = load_dit_with_offload(
       offload,
       [&](bool streamed) {
-        return models::WanDit::load(m.layout.dit, device, paths.dit_config, streamed, loras);
+        return models::WanDit::load(m.layout.dit, device, plan.dit, streamed, loras);
       },
       [&](const std::string& why) {
         m.offload_note = fmt::format(
@@ -193,48 +313,29 @@ LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text,
             "turns this off)",
             why.substr(0, why.find('\n')));
       });
-  m.dit_note = models::WanDit::identify(m.layout.dit).note;
   m.vae = models::WanVae::load(m.layout.vae, device);
-  if (need_text) {
-    m.t5 = text::Umt5Encoder::load(m.layout.t5, device);
-    m.tokenizer = load_tokenizer(paths, m.layout);
-    FS_CHECK(m.t5->config().d_model == m.dit->config().text_dim,
-             "the text encoder's width {} does not match the DiT's text_dim {} (--t5 {}, --dit {})",
-             m.t5->config().d_model, m.dit->config().text_dim, m.layout.t5, m.layout.dit);
-  }
-  // Wan2.1 sizes: 1.3B is trained at 480x832 (UniPC shift 3), 14B at 720x1280 (shift 5).
-  if (m.dit->config().dim() >= 5120)
-    m.native = {1280, 720, 5.0, "Wan2.1-T2V-14B"};
-  else
-    m.native = {832, 480, 3.0, "Wan2.1-T2V-1.3B"};
   m.load_seconds = seconds();
   return m;
 }
 
-void LoadedModels::release_text_encoder() {
-  if (!t5) return;
-  t5.reset();
-  text_released_ = true;
-}
-
 Tensor LoadedModels::encode_text(const std::string& prompt) const {
-  constexpr int64_t kTextLen = 512;
-  FS_CHECK(!text_released_,
-           "internal: the text encoder was released after the prompts were encoded and is asked "
-           "to encode another");
-  if (!t5) {
-    // Tiny model: 12 rows derived from the prompt bytes, zeros after (as padding would be).
-    const int64_t dim = dit->config().text_dim;
-    uint64_t seed = 1469598103934665603ull;  // FNV-1a of the prompt
-    for (unsigned char ch : prompt) seed = (seed ^ ch) * 1099511628211ull;
-    Tensor ctx = Tensor::zeros({kTextLen, dim});
-    const Tensor rows = rng::normal_tensor({12, dim}, seed);
-    std::copy_n(rows.data<float>(), rows.numel(), ctx.data<float>());
-    return ctx;
+  if (layout.layout != "tiny") {
+    const auto it = contexts.find(prompt);
+    FS_CHECK(it != contexts.end(),
+             "internal: the prompt '{}' was not among those encoded before the models were loaded "
+             "(the text encoder is gone by now)",
+             prompt);
+    return it->second;
   }
-  return t5->wan_context(tokenizer->tokenize_prompt(prompt, kTextLen), kTextLen)
-      .to(Device::CPU)
-      .to(DType::F32);
+  // Tiny model: 12 rows derived from the prompt bytes, zeros after (as padding would be).
+  constexpr int64_t kTextLen = 512;
+  const int64_t dim = dit->config().text_dim;
+  uint64_t seed = 1469598103934665603ull;  // FNV-1a of the prompt
+  for (unsigned char ch : prompt) seed = (seed ^ ch) * 1099511628211ull;
+  Tensor ctx = Tensor::zeros({kTextLen, dim});
+  const Tensor rows = rng::normal_tensor({12, dim}, seed);
+  std::copy_n(rows.data<float>(), rows.numel(), ctx.data<float>());
+  return ctx;
 }
 
 }  // namespace freeswim::pipeline

@@ -8,7 +8,9 @@
 // which also override what a directory holds. "tiny" builds a small random model in memory.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,34 +48,76 @@ struct NativeSize {
   std::string variant;      // "Wan2.1-T2V-1.3B", "Wan2.1-T2V-14B", "tiny (random)"
 };
 
+// Where the text encoder runs (--text-device): auto (default: the GPU when its weights and
+// kTextEncoderMargin fit in the free GPU memory before the DiT and VAE are loaded, else the CPU),
+// cpu or cuda.
+enum class TextDevice : uint8_t { Auto, CPU, CUDA };
+// "auto", "cpu" or "cuda"; anything else is an error naming --text-device.
+TextDevice parse_text_device(const std::string& value);
+const char* text_device_name(TextDevice d);
+
+// Device memory kept free beside the text encoder's weights for its forward: at 512 tokens its
+// activations are tens of MiB (a [512, 10240] feed-forward hidden layer, 64 heads of 512 x 512
+// scores); the rest is cuBLAS's workspace and the allocator's rounding.
+inline constexpr size_t kTextEncoderMargin = size_t{1} << 30;
+
+struct TextPlacement {
+  Device device = Device::CPU;
+  // For the log: "text encoder on cuda (10.6 GiB fits in 21.9 GiB free)".
+  std::string reason;
+};
+
+// Where the text encoder of `weight_bytes` (in the compute dtype) runs for a job on `job_device`,
+// with `free_bytes` free on it before the DiT and VAE are loaded. A cpu job: the CPU (--text-device
+// cuda is an error naming --device). A cuda job: auto puts it on the GPU when weight_bytes +
+// kTextEncoderMargin <= free_bytes, else on the CPU; cpu or cuda as asked.
+TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t weight_bytes,
+                                 size_t free_bytes);
+
+// What load_models will load, from names, shapes and config files only (no weight is read, so a
+// wrong file fails in well under a second): the paths, the DiT's configuration and identity, the
+// VAE's identity, the native size.
+struct ModelPlan {
+  ModelLayout layout;
+  models::WanDitConfig dit;
+  NativeSize native;
+  // A remark about what the DiT file is (a Wan2.2 expert's file name), for the CLI to print.
+  std::string dit_note;
+};
+// Throws Error naming the flag and file for anything missing, of another model, or malformed.
+ModelPlan inspect_models(const ModelPaths& paths, bool need_text = true);
+
+// The prompts a job encodes, and where (load_models encodes them before the DiT and VAE take the
+// device's memory).
+struct TextJob {
+  std::vector<std::string> prompts;
+  TextDevice device = TextDevice::Auto;
+};
+
 struct LoadedModels {
   ModelLayout layout;
   std::unique_ptr<models::WanDit> dit;
   std::unique_ptr<models::WanVae> vae;
-  std::unique_ptr<text::Umt5Encoder> t5;     // absent for the tiny model
-  std::optional<text::Tokenizer> tokenizer;  // absent for the tiny model
   NativeSize native;
-  // Wall time load_models took (reading, converting and moving the weights), for the job's
-  // closing summary.
+  // Wall time load_models took (validating the files, encoding the prompts, reading, converting
+  // and moving the weights), for the job's closing summary.
   double load_seconds = 0;
+  // The part of load_seconds spent loading the text encoder and encoding the prompts.
+  double text_seconds = 0;
 
-  // Text context [512, text_dim] for a prompt (Wan's cleaning, tokenizer, UMT5, zero padding).
-  // The tiny model has no text encoder: its context is a fixed pseudo-random function of the
-  // prompt's bytes, so different prompts still give different videos.
+  // Text context [512, text_dim] for a prompt (Wan's cleaning, tokenizer, UMT5, zero padding):
+  // one of TextJob::prompts, encoded by load_models before the DiT was loaded (the encoder is
+  // gone by then); another prompt is an error. The tiny model has no text encoder: its context is
+  // a fixed pseudo-random function of the prompt's bytes, so different prompts still give
+  // different videos.
   Tensor encode_text(const std::string& prompt) const;
-  // Frees the text encoder once a run's prompts are encoded: nothing needs it again, and
-  // UMT5-XXL holds 11 GB of a GPU (23 GB of host memory as f32 on the CPU) that the DiT stages
-  // can use. encode_text throws afterwards. No-op for the tiny model (it has none).
-  void release_text_encoder();
-  bool text_encoder_released() const { return text_released_; }
   // Set when Offload::automatic moved the DiT's blocks to host memory: what ran out, for the CLI
   // to print.
   std::string offload_note;
   // A remark about what the DiT file is (a Wan2.2 expert's file name), for the CLI to print.
   std::string dit_note;
-
- private:
-  bool text_released_ = false;
+  // The contexts of TextJob::prompts, by prompt (CPU, f32).
+  std::map<std::string, Tensor> contexts;
 };
 
 // Where the DiT's block weights live on cuda; always off on the cpu, where they are in host memory
@@ -81,7 +125,9 @@ struct LoadedModels {
 // memory, streamed to the GPU two blocks at a time. off
 // (--no-offload): on the GPU. automatic (the default): on the GPU when they fit; when loading them
 // there runs out of GPU memory, the model is loaded again with its blocks in pinned host memory,
-// and LoadedModels::offload_note says why.
+// and LoadedModels::offload_note says why. (The CLI turns automatic into on beforehand when its
+// memory plan finds that the weights would load but the job's working memory would not fit
+// beside them: memory_plan.h.)
 enum class Offload { automatic, on, off };
 
 // The policy of `automatic`, on its own for tests: load(false), and when that throws OutOfMemory
@@ -96,8 +142,20 @@ std::unique_ptr<models::WanDit> load_dit_with_offload(
 // naming the encoder file when there is none.
 text::Tokenizer load_tokenizer(const ModelPaths& paths, const ModelLayout& layout);
 
-// `offload` as device_settings decided it for `device` (off on the cpu).
-LoadedModels load_models(const ModelPaths& paths, Device device, bool need_text, Offload offload);
+// Loads a job's models onto `device` in the order that leaves the most memory to each part:
+//   1. inspect_models (every file checked from its header: a wrong DiT or VAE fails at once);
+//   2. the text encoder, on the device place_text_encoder picks for text.device (its weight
+//      bytes from the file's shapes, the free memory of `device`); each of text.prompts is
+//      encoded (LoadedModels::contexts), then the encoder is freed and, on a GPU, the
+//      allocator's blocks go back to the driver (UMT5-XXL: 10.6 GiB of a GPU in bf16, 21 GiB of
+//      host memory in f32 on the CPU);
+//   3. the DiT (with `offload` as device_settings decided it for `device`: off on the cpu) and
+//      the VAE.
+// No text encoder is read when text.prompts is empty. `info` gets one line per decision (where the
+// text encoder runs and why, that it was released).
+LoadedModels load_models(const ModelPaths& paths, Device device, Offload offload,
+                         const TextJob& text,
+                         const std::function<void(const std::string&)>& info = {});
 
 // Wan's default negative prompt (the Wan2.1 repository's sample_neg_prompt).
 const std::string& wan_default_negative_prompt();

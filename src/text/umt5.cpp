@@ -15,6 +15,13 @@ std::string Umt5Config::describe() const {
                      num_heads, d_kv, d_ff, vocab_size);
 }
 
+int64_t Umt5Config::parameter_count() const {
+  const int64_t D = d_model, I = inner_dim(), F = d_ff;
+  // Per block: two norms, q/k/v/o, the position table, wi_0/wi_1/wo.
+  const int64_t block = 2 * D + 4 * I * D + num_buckets * num_heads + 3 * F * D;
+  return vocab_size * D + num_layers * block + D;
+}
+
 int64_t umt5_relative_bucket(int64_t relative_position, int64_t num_buckets, int64_t max_distance) {
   // Bidirectional: half the buckets for keys after the query, half for the rest; in each half,
   // exact buckets for small distances and logarithmic ones up to max_distance. The logarithm is

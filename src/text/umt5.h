@@ -34,6 +34,10 @@ struct Umt5Config {
   float eps = 1e-6f;
 
   int64_t inner_dim() const { return num_heads * d_kv; }
+  // Elements of every weight Umt5Encoder::load reads (the embedding, each block's norms,
+  // projections and position table, the final norm): its device bytes are this times the
+  // compute dtype's size.
+  int64_t parameter_count() const;
   std::string describe() const;  // "24 layers of 4096 (64 heads of 64), ffn 10240, vocab 256384"
   // Parses a transformers `config.json` (model_type umt5, gated-gelu feed-forward).
   static Umt5Config from_json_file(const std::string& path);
@@ -68,6 +72,9 @@ class Umt5Encoder {
   // or a wrong shape throws Error naming it) and converted once to the compute dtype.
   static std::unique_ptr<Umt5Encoder> load(const std::string& path, Device device,
                                            const std::string& config_path = "");
+  // The configuration load() uses for `path`, from names, shapes and config files only (no
+  // weight is read): `config_path`, else a UMT5 config.json beside the weights, else inferred.
+  static Umt5Config resolve_config(const std::string& path, const std::string& config_path = "");
 
   const Umt5Config& config() const { return config_; }
   Device device() const { return device_; }

@@ -159,10 +159,10 @@ Umt5Config Umt5Config::from_json_file(const std::string& path) {
   return c;
 }
 
-std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& path, Device device,
-                                               const std::string& config_path) {
-  const std::string weights = resolve_weights(path);
-  const Checkpoint ck(weights);
+namespace {
+
+// A GGUF file must hold a T5 encoder.
+void check_gguf_architecture(const Checkpoint& ck, const std::string& weights) {
   if (const io::GgufFile* g = ck.gguf()) {
     const std::string arch = g->string_value("general.architecture");
     FS_CHECK(arch.empty() || arch == "t5encoder" || arch == "t5",
@@ -170,12 +170,33 @@ std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& path, Device d
              "'t5encoder')",
              weights, arch);
   }
+}
+
+// config_path, else a UMT5 config.json beside the weights; empty: inferred from the shapes.
+std::string config_for(const std::string& weights, const std::string& config_path) {
+  if (!config_path.empty()) return config_path;
+  std::string beside = find_config_beside(weights);
+  return !beside.empty() && is_umt5_config(beside) ? beside : std::string();
+}
+
+}  // namespace
+
+Umt5Config Umt5Encoder::resolve_config(const std::string& path, const std::string& config_path) {
+  const std::string weights = resolve_weights(path);
+  const Checkpoint ck(weights);
+  check_gguf_architecture(ck, weights);
+  const std::string cfg_path = config_for(weights, config_path);
+  return cfg_path.empty() ? infer_config(ck, io::detect_umt5_naming(ck.names(), weights))
+                          : Umt5Config::from_json_file(cfg_path);
+}
+
+std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& path, Device device,
+                                               const std::string& config_path) {
+  const std::string weights = resolve_weights(path);
+  const Checkpoint ck(weights);
+  check_gguf_architecture(ck, weights);
   const io::Umt5Naming naming = io::detect_umt5_naming(ck.names(), weights);
-  std::string cfg_path = config_path;
-  if (cfg_path.empty()) {
-    cfg_path = find_config_beside(weights);
-    if (!cfg_path.empty() && !is_umt5_config(cfg_path)) cfg_path.clear();
-  }
+  const std::string cfg_path = config_for(weights, config_path);
   const Umt5Config c =
       cfg_path.empty() ? infer_config(ck, naming) : Umt5Config::from_json_file(cfg_path);
   const std::string cfg_note =

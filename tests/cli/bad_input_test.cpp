@@ -122,6 +122,17 @@ TEST_F(BadInput, CacheMemory) {
   expect_refused(tiny({"--model", "/no/such/model", "--cache-memory", "gpu"}), {"--cache-memory"});
 }
 
+TEST_F(BadInput, TextDevice) {
+  for (const char* v : {"gpu", "CUDA", "", "cpu,cuda", "cuda:0"}) {
+    SCOPED_TRACE(v);
+    expect_refused(tiny({"--text-device", v}), {"--text-device", "auto", "cpu", "cuda"});
+  }
+  // Refused before the model is loaded, like every other flag.
+  expect_refused(tiny({"--model", "/no/such/model", "--text-device", "gpu"}), {"--text-device"});
+  // The text encoder on the GPU of a cpu job: the error names --device.
+  expect_refused(tiny({"--device", "cpu", "--text-device", "cuda"}), {"--text-device", "--device"});
+}
+
 TEST_F(BadInput, Window) {
   for (const char* w : {"0x3", "3x0", "abc", "3", "3x", "x3", "-1x3", "3x3x3", "3xabc"}) {
     SCOPED_TRACE(w);

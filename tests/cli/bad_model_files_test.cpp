@@ -4,6 +4,7 @@
 // tensor), before anything is written, and the pickle must never run.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <initializer_list>
@@ -76,14 +77,21 @@ class BadModelFile : public ::testing::Test {
   TempDir tmp_;
 };
 
-// The unmodified golden files make a video, and the text encoder is released once the prompts
-// are encoded (its memory goes to the DiT stages), before the base stage starts.
+// The unmodified golden files make a video; the text encoder runs first (where, and why, logged)
+// and is released once the prompts are encoded, before the DiT and VAE are loaded (the line
+// naming the loaded model) and the base stage starts.
 TEST_F(BadModelFile, GoodFilesRunAndReleaseTheTextEncoderBeforeTheBaseStage) {
-  const RunResult r = run_freeswim(
-      args(golden("dit_tiny.diffusers.safetensors"), golden("vae_tiny.diffusers.safetensors")));
+  std::vector<std::string> a =
+      args(golden("dit_tiny.diffusers.safetensors"), golden("vae_tiny.diffusers.safetensors"));
+  a.insert(a.end(), {"--device", "cpu"});
+  const RunResult r = run_freeswim(a);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const size_t placed = r.err.find("freeswim: text encoder on cpu (the job's device)");
   const size_t released = r.err.find("text encoder released");
+  ASSERT_NE(placed, std::string::npos) << r.describe();
   ASSERT_NE(released, std::string::npos) << r.describe();
+  EXPECT_LT(placed, released) << r.describe();
+  EXPECT_LT(released, r.err.find("freeswim: model ")) << r.describe();
   EXPECT_LT(released, r.err.find("base stage")) << r.describe();
   EXPECT_EQ(list_tree(out_dir()), std::vector<std::string>{"video.mp4"}) << r.describe();
 }
@@ -159,6 +167,29 @@ TEST_F(BadModelFile, FlagsAreCheckedBeforeLoading) {
   auto a = args(bad, golden("vae_tiny.diffusers.safetensors"));
   a.insert(a.end(), {"--strength", "2"});
   expect_refused(a, {"--strength"});
+}
+
+TEST_F(BadModelFile, DitAndVaeAreCheckedBeforeTheTextEncoderIsLoaded) {
+  // The text encoder is loaded (a minute for UMT5-XXL) before the DiT and VAE; their files are
+  // checked from their headers first, so a broken DiT or VAE is named even when the encoder
+  // file is broken too.
+  const fs::path bad_t5 = tmp_ / "t5_empty.safetensors";
+  write_bytes(bad_t5, "");
+  const fs::path bad_dit = tmp_ / "dit_empty.safetensors";
+  write_bytes(bad_dit, "");
+  auto a = args(bad_dit, golden("vae_tiny.diffusers.safetensors"));
+  std::replace(a.begin(), a.end(), golden("umt5_tiny.hf.safetensors").string(), bad_t5.string());
+  expect_refused(a, {bad_dit.string()});
+  const std::string vae = read_bytes(golden("vae_tiny.diffusers.safetensors"));
+  const fs::path bad_vae = tmp_ / "vae_cut.safetensors";
+  write_bytes(bad_vae, vae.substr(0, 8));
+  a = args(golden("dit_tiny.diffusers.safetensors"), bad_vae);
+  std::replace(a.begin(), a.end(), golden("umt5_tiny.hf.safetensors").string(), bad_t5.string());
+  expect_refused(a, {bad_vae.string()});
+  // With both good, the broken encoder is the one named.
+  a = args(golden("dit_tiny.diffusers.safetensors"), golden("vae_tiny.diffusers.safetensors"));
+  std::replace(a.begin(), a.end(), golden("umt5_tiny.hf.safetensors").string(), bad_t5.string());
+  expect_refused(a, {bad_t5.string()});
 }
 
 // The golden DiT rewritten with `edit` applied to its tensor list.

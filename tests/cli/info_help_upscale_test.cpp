@@ -119,7 +119,8 @@ TEST(Help, ListsCommandsAndFlags) {
       "--model",           "--dit",   "--vae",    "--t5",          "--tokenizer", "--prompt",
       "--negative-prompt", "--size",  "--frames", "--fps",         "--steps",     "--strength",
       "--guidance",        "--shift", "--seed",   "--cache-every", "--window",    "--attn-scale",
-      "--output",          "--png",   "--resume", "--device",      "--threads",   "--cache-memory"};
+      "--output",          "--png",   "--resume", "--device",      "--threads",   "--cache-memory",
+      "--text-device"};
   const RunResult gen = run_freeswim({"generate", "--help"});
   ASSERT_EQ(gen.exit_code, 0) << gen.describe();
   expect_contains(gen.out, job_flags, gen);

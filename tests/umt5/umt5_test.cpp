@@ -81,6 +81,30 @@ TEST(Umt5Golden, ConfigInferredFromShapesMatchesTheJson) {
   expect_matches_golden(*inferred);
 }
 
+// resolve_config reads no weight and gives the configuration load() uses; parameter_count is
+// the elements of every tensor load() reads (the file holds nothing else).
+TEST(Umt5Golden, ResolvedConfigIsTheLoadedOneAndCountsEveryWeight) {
+  for (const std::string& path : {kHf, kOriginal}) {
+    SCOPED_TRACE(path);
+    const text::Umt5Config resolved = text::Umt5Encoder::resolve_config(path);
+    EXPECT_EQ(resolved.describe(), text::Umt5Encoder::load(path, Device::CPU)->config().describe());
+    const auto f = io::SafetensorsFile::open(path);
+    int64_t elements = 0;
+    for (const auto& t : f->tensors()) {
+      int64_t n = 1;
+      for (const int64_t d : t.shape) n *= d;
+      elements += n;
+    }
+    // transformers' files hold the tied embedding twice (shared.weight and
+    // encoder.embed_tokens.weight); load() reads one.
+    const int64_t tied = f->find("shared.weight") && f->find("encoder.embed_tokens.weight")
+                             ? resolved.vocab_size * resolved.d_model
+                             : 0;
+    EXPECT_EQ(resolved.parameter_count(), elements - tied);
+  }
+  EXPECT_THROW(text::Umt5Encoder::resolve_config(kGolden + "/no_such_encoder.safetensors"), Error);
+}
+
 TEST(Umt5Golden, XxlDefaultsAreWansEncoder) {
   const text::Umt5Config c = text::Umt5Config::xxl();
   EXPECT_EQ(c.describe(), "24 layers of 4096 (64 heads of 64), ffn 10240, vocab 256384");

@@ -1,0 +1,178 @@
+#include "pipeline/memory_plan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/dtype.h"
+#include "pipeline/denoise.h"
+
+namespace freeswim::pipeline {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+double gib(size_t bytes) {
+  return static_cast<double>(bytes) / kGiB;
+}
+
+// Every weight's elements: the blocks' (each block alike) and the rest.
+struct DitElements {
+  int64_t per_block = 0, outside_blocks = 0;
+};
+
+DitElements dit_elements(const models::WanDitConfig& c) {
+  DitElements e;
+  for (const auto& [name, shape] : models::wan_dit_weight_shapes(c)) {
+    int64_t n = 1;
+    for (const int64_t d : shape) n *= d;
+    if (name.rfind("blocks.0.", 0) == 0)
+      e.per_block += n;
+    else if (name.rfind("blocks.", 0) != 0)
+      e.outside_blocks += n;
+  }
+  return e;
+}
+
+// The VAE's tiling at its lightest the settings allow: the smallest tile when the tile is chosen
+// by free memory, else the one given (or whole frames with --no-vae-tiling).
+models::VaeTiling lightest_vae_tiling(const DeviceSettings& s) {
+  if (!s.vae_tile_by_memory) return s.tiling;
+  models::VaeTiling t = s.tiling;
+  t.tile = std::end(kVaeTileChoices)[-1];
+  t.overlap = vae_overlap_for(t.tile);
+  return t;
+}
+
+}  // namespace
+
+int64_t dit_tokens(const models::WanDitConfig& c, int frames, int height, int width) {
+  const int64_t latent_frames = (frames - 1) / 4 + 1;
+  return latent_frames / c.patch_t * (height / 8 / c.patch_h) * (width / 8 / c.patch_w);
+}
+
+size_t dit_device_weight_bytes(const models::WanDitConfig& c, bool offload) {
+  // Every DiT weight is converted to the compute dtype at load: bf16 on a GPU.
+  const size_t bytes = dtype_size(DType::BF16);
+  const DitElements e = dit_elements(c);
+  const int64_t blocks_on_device = offload ? 2 : c.num_layers;
+  return static_cast<size_t>(e.outside_blocks + blocks_on_device * e.per_block) * bytes;
+}
+
+MemoryJob memory_job(const models::WanDitConfig& dit, const NativeSize& native,
+                     const JobOptions& opt, bool generate) {
+  MemoryJob j;
+  j.dit = dit;
+  if (generate) {
+    // As run_generate's base_size: the native size, turned to portrait for portrait targets.
+    const bool portrait = opt.size.gen_height > opt.size.gen_width;
+    j.base_width = portrait ? native.height : native.width;
+    j.base_height = portrait ? native.width : native.height;
+  }
+  j.width = opt.size.gen_width;
+  j.height = opt.size.gen_height;
+  j.frames = opt.frames;
+  j.cache = opt.cache_every > 0;
+  return j;
+}
+
+MemoryEstimate estimate_memory(const MemoryJob& job, bool offload, bool host_cache,
+                               const models::VaeTiling& vae) {
+  const models::WanDitConfig& c = job.dit;
+  MemoryEstimate e;
+  e.tokens = dit_tokens(c, job.frames, job.height, job.width);
+  const int64_t base_tokens =
+      job.base_width > 0 ? dit_tokens(c, job.frames, job.base_height, job.base_width) : 0;
+  // Weights: the DiT's in bf16 (two block slots when streamed), the VAE's in f32.
+  e.dit_weights = dit_device_weight_bytes(c, offload);
+  e.vae_weights = kVaeWeightBytes;
+  // The largest forward's activations: the FreeSwim stage's dual step at the generation size, or
+  // the base stage's at the native size when that is larger (a target below the native size);
+  // freeswim_activation_bytes counts both branches' residual streams, one self-attention's five
+  // [tokens, dim] tensors, the cache block in transit, two FFN hidden chunks and 1 GiB for the
+  // rest (denoise.cpp), an upper bound for the base stage's single-branch forward too.
+  e.activations = freeswim_activation_bytes(c, std::max(e.tokens, base_tokens));
+  // The cross-attention cache: one [tokens, dim] bf16 tensor per block (attention_cache.h).
+  if (job.cache && !host_cache)
+    e.cache = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e.tokens) *
+              static_cast<size_t>(c.dim()) * dtype_size(DType::BF16);
+  // The VAE's largest pass is at the generation size (the base decode's tiles are no larger):
+  // one tile's working memory plus the margin vae_tiling_for keeps.
+  e.vae_working = vae_working_bytes(vae, job.height, job.width) + kVaeMemoryMargin;
+  return e;
+}
+
+MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t free_bytes,
+                       const std::string& device_label) {
+  MemoryPlan plan;
+  const models::VaeTiling vae = lightest_vae_tiling(s);
+  if (s.device == Device::CPU) {
+    plan.estimate = estimate_memory(job, false, false, vae);
+    return plan;
+  }
+  std::vector<bool> offloads, hosts;
+  if (s.offload != Offload::on) offloads.push_back(false);
+  if (s.offload != Offload::off) offloads.push_back(true);
+  if (!job.cache) {
+    hosts.push_back(false);  // no cache: where it would live does not matter
+  } else {
+    if (s.cache_memory != CachePlacement::Host) hosts.push_back(false);
+    if (s.cache_memory != CachePlacement::Device) hosts.push_back(true);
+  }
+  for (const bool offload : offloads)
+    for (const bool host : hosts) {
+      plan.offload = offload;
+      plan.host_cache = job.cache && host;
+      plan.estimate = estimate_memory(job, offload, host, vae);
+      if (plan.estimate.total() <= free_bytes) {
+        const MemoryEstimate& e = plan.estimate;
+        std::vector<std::string> relies;
+        if (offload && s.offload == Offload::automatic)
+          relies.push_back("the DiT's blocks streamed from host memory (automatic offload)");
+        if (plan.host_cache && s.cache_memory == CachePlacement::Auto)
+          relies.push_back("the cross-attention cache in host memory (--cache-memory auto)");
+        std::string how;
+        for (size_t i = 0; i < relies.size(); ++i) how += (i ? " and " : "") + relies[i];
+        plan.message = fmt::format(
+            "memory: about {:.1f} GiB needed of {:.1f} GiB free on {} ({} tokens: DiT weights "
+            "{:.1f}, activations {:.1f}, cache on the GPU {:.1f}, VAE {:.1f} GiB){}",
+            gib(e.total()), gib(free_bytes), device_label, e.tokens,
+            gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
+            gib(e.vae_working), how.empty() ? std::string() : "; it fits with " + how);
+        return plan;
+      }
+    }
+  // Nothing fits: the last plan tried is the lightest allowed.
+  plan.fits = false;
+  const MemoryEstimate& e = plan.estimate;
+  std::vector<std::string> help{"a smaller --size", "fewer --frames"};
+  if (!plan.offload)
+    help.push_back("--offload (drop --no-offload: the DiT's blocks streamed from host memory)");
+  if (job.cache && !plan.host_cache)
+    help.push_back("--cache-memory host (the cross-attention cache in host memory)");
+  if (e.vae_phase() > free_bytes && (!s.vae_tile_by_memory || !s.tiling.enabled))
+    help.push_back(fmt::format("--vae-tile {}", std::end(kVaeTileChoices)[-1]));
+  std::string helps;
+  for (size_t i = 0; i < help.size(); ++i)
+    helps += (i == 0 ? "" : i + 1 == help.size() ? " or " : ", ") + help[i];
+  plan.message = fmt::format(
+      "a {}x{} video of {} frames does not fit on {}: {:.1f} GiB free, and the job needs about "
+      "{:.1f} GiB even {} ({} tokens: DiT weights {:.1f} GiB, activations {:.1f} GiB, "
+      "cross-attention cache on the GPU {:.1f} GiB, VAE tile {:.1f} GiB); try {}",
+      job.width, job.height, job.frames, device_label, gib(free_bytes), gib(e.total()),
+      fmt::format("with {}, {}, VAE {}",
+                  plan.offload ? "the DiT's blocks streamed from host memory"
+                               : "every DiT weight on the GPU (--no-offload)",
+                  !job.cache ? "no cross-attention cache"
+                  : plan.host_cache
+                      ? "the cross-attention cache in host memory"
+                      : "the cross-attention cache on the GPU (--cache-memory device)",
+                  vae.enabled ? fmt::format("tile {} px", vae.tile) : std::string("untiled")),
+      e.tokens, gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
+      gib(e.vae_working), helps);
+  return plan;
+}
+
+}  // namespace freeswim::pipeline

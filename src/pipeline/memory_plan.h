@@ -1,0 +1,87 @@
+// Whether a job can fit in the GPU's memory, decided before minutes of loading: an estimate of
+// the device bytes of each phase of a job from the DiT's configuration, the sizes and the free
+// memory, for the plans the flags allow, from the heaviest (every DiT weight on the GPU, the
+// cross-attention cache beside them) to the lightest (DiT blocks streamed from host memory, the
+// cache in host memory, the smallest VAE tile). The CLI refuses a job no plan fits, naming the
+// flags that would help, and logs which of the automatic choices the plan that fits relies on.
+// Pure functions: tests run them without a GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "models/wan_dit.h"
+#include "models/wan_vae.h"
+#include "pipeline/device_settings.h"
+#include "pipeline/generate.h"
+
+namespace freeswim::pipeline {
+
+// The geometry of a job, as the memory estimate needs it.
+struct MemoryJob {
+  models::WanDitConfig dit;
+  // The base stage's size (the model's native size, portrait for portrait targets); 0x0 for
+  // `upscale`, which has none.
+  int base_width = 0, base_height = 0;
+  // The FreeSwim stage's size (the generation size: multiples of 16) and frame count (4n + 1).
+  int width = 0, height = 0;
+  int frames = 81;
+  bool cache = true;  // --cache-every > 0: a cross-attention cache
+};
+
+// The MemoryJob of a generate (with a base stage at `native`) or upscale job.
+MemoryJob memory_job(const models::WanDitConfig& dit, const NativeSize& native,
+                     const JobOptions& opt, bool generate);
+
+// DiT tokens of a frames x height x width video (VAE: 4x temporal, 8x spatial; then the patch).
+int64_t dit_tokens(const models::WanDitConfig& c, int frames, int height, int width);
+
+// Device bytes of the DiT's weights on a GPU (bf16): all of them, or with `offload` the ones
+// outside the blocks plus the two block slots the streamer keeps.
+size_t dit_device_weight_bytes(const models::WanDitConfig& c, bool offload);
+
+// Wan2.1's VAE on the GPU: 127M parameters kept in f32 (its convolutions run in fp32 or tf32).
+inline constexpr size_t kVaeWeightBytes = size_t{512} << 20;
+
+// One plan's estimate, in device bytes.
+struct MemoryEstimate {
+  size_t dit_weights = 0;  // dit_device_weight_bytes
+  size_t vae_weights = 0;  // kVaeWeightBytes
+  size_t activations = 0;  // of the largest DiT forward (freeswim_activation_bytes)
+  size_t cache = 0;        // the cross-attention cache when it is on the device
+  size_t vae_working = 0;  // one VAE tile's working memory and kVaeMemoryMargin
+  int64_t tokens = 0;      // of the FreeSwim stage
+  // The two phases never overlap: the cache and the DiT's activations are gone when the VAE
+  // runs; the weights stay throughout.
+  size_t dit_phase() const { return dit_weights + vae_weights + activations + cache; }
+  size_t vae_phase() const { return dit_weights + vae_weights + vae_working; }
+  size_t total() const { return dit_phase() > vae_phase() ? dit_phase() : vae_phase(); }
+};
+
+// The estimate for one plan: the DiT's blocks streamed (`offload`) or not, the cache in host
+// memory (`host_cache`) or on the device, the VAE tiled by `vae` (the tile of its largest pass).
+MemoryEstimate estimate_memory(const MemoryJob& job, bool offload, bool host_cache,
+                               const models::VaeTiling& vae);
+
+struct MemoryPlan {
+  bool fits = true;
+  bool offload = false;     // the plan that fits streams the DiT's blocks from host memory
+  bool host_cache = false;  // ... keeps the cross-attention cache in host memory
+  MemoryEstimate estimate;  // of that plan; of the lightest one when none fits
+  // One line: for the log when the job fits (empty on the cpu), else the refusal naming the
+  // device, the free memory, the estimated need and the flags that would help.
+  std::string message;
+};
+
+// The plans the settings allow, heaviest first: offload off before on (when `s.offload` is
+// automatic; only the one given otherwise), the cache on the device before host memory (when
+// `s.cache_memory` is auto; only the one given otherwise), the VAE at its smallest tile
+// (kVaeTileChoices' last when the tile is chosen by free memory; the tile given otherwise). The
+// first whose estimate fits in `free_bytes` is the plan; none: fits is false. The cpu is never
+// refused (its "device memory" is the host's, which the estimate does not describe).
+// `device_label` names the GPU in the messages ("NVIDIA H100 80GB HBM3, cap 22.35 GiB").
+MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t free_bytes,
+                       const std::string& device_label);
+
+}  // namespace freeswim::pipeline

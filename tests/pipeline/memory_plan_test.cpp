@@ -1,0 +1,249 @@
+// The up-front memory check (pipeline/memory_plan.h) and the text encoder's placement
+// (pipeline/models.h): pure functions, no GPU. The memory cases are the reference points:
+// Wan2.1-1.3B at 1920x1080 x 81 frames measured on an H100 under a 22.35 GiB cap (the
+// cross-attention cache, 14.7 GiB, went to host memory), 14B at 720p and 1080p on a 24 GB card
+// with offload and the cache in host memory, and sizes no card holds.
+#include "pipeline/memory_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/error.h"
+#include "pipeline/models.h"
+#include "text/umt5.h"
+
+namespace freeswim::pipeline {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+size_t gib_bytes(double g) {
+  return static_cast<size_t>(g * kGiB);
+}
+
+// A job at `w`x`h` (the generation size: multiples of 16) and `frames`, with the base stage at
+// the model's native size, the cache every 2 steps (the defaults).
+MemoryJob job(const std::string& model, int w, int h, int frames = 81) {
+  JobOptions o;
+  o.size = parse_size(fmt::format("{}x{}", w, h));
+  o.frames = frames;
+  const models::WanDitConfig c = models::WanDitConfig::preset(model);
+  const NativeSize native =
+      c.dim() >= 5120 ? NativeSize{1280, 720, 5.0, "14B"} : NativeSize{832, 480, 3.0, "1.3B"};
+  return memory_job(c, native, o, true);
+}
+
+const DeviceSettings& gpu_defaults() {
+  static const DeviceSettings s = device_settings(Device::CUDA, {});
+  return s;
+}
+
+TEST(MemoryPlan, TokensAndWeights) {
+  const MemoryJob j = job("1.3B", 1920, 1080);
+  EXPECT_EQ(j.width, 1920);
+  EXPECT_EQ(j.height, 1088);  // generated at the next multiple of 16
+  EXPECT_EQ(j.base_width, 832);
+  EXPECT_EQ(j.base_height, 480);
+  EXPECT_EQ(dit_tokens(j.dit, 81, 1088, 1920), 171360);  // 21 x 68 x 120
+  // 1.3B: ~1.4G parameters in bf16; streamed: two blocks of 30 and what lies outside them.
+  const double all = dit_device_weight_bytes(j.dit, false) / kGiB;
+  const double streamed = dit_device_weight_bytes(j.dit, true) / kGiB;
+  EXPECT_GT(all, 2.4);
+  EXPECT_LT(all, 3.0);
+  EXPECT_LT(streamed, 0.5);
+  // 14B: ~27 GiB of blocks (40 of ~0.65 GiB) stay in host memory when streamed.
+  const models::WanDitConfig big = models::WanDitConfig::preset("14B");
+  EXPECT_GT(dit_device_weight_bytes(big, false) / kGiB, 25.0);
+  EXPECT_LT(dit_device_weight_bytes(big, true) / kGiB, 2.5);
+}
+
+TEST(MemoryPlan, CrossAttentionCacheSizeIsTheMeasuredOne) {
+  // 30 blocks x 171,360 tokens x 1536 x bf16 = 14.7 GiB (attention_cache.h: 15.8 GB).
+  const MemoryEstimate e = estimate_memory(job("1.3B", 1920, 1080), false, false, {});
+  EXPECT_NEAR(e.cache / kGiB, 14.7, 0.05);
+  EXPECT_EQ(estimate_memory(job("1.3B", 1920, 1080), false, true, {}).cache, 0u);
+}
+
+TEST(MemoryPlan, Wan13B1080pFitsAt22GiBWithTheCacheInHostMemoryAsMeasured) {
+  // H100 under a 22.35 GiB cap, every default: the measured run kept the DiT on the GPU and sent
+  // the cache to host memory (peak 22.34 GiB reserved, 14.93 GiB in tensors, the largest share
+  // being the VAE's tiles, which take what is free).
+  const MemoryPlan p =
+      plan_memory(job("1.3B", 1920, 1080), gpu_defaults(), gib_bytes(22.35), "an H100");
+  ASSERT_TRUE(p.fits) << p.message;
+  EXPECT_FALSE(p.offload) << p.message;
+  EXPECT_TRUE(p.host_cache) << p.message;
+  EXPECT_LT(p.estimate.total() / kGiB, 14.93) << p.message;
+  EXPECT_NE(p.message.find("cross-attention cache in host memory"), std::string::npos) << p.message;
+  EXPECT_NE(p.message.find("an H100"), std::string::npos) << p.message;
+  // The cache on the GPU as well would not have fitted.
+  EXPECT_GT(estimate_memory(job("1.3B", 1920, 1080), false, false, {}).dit_phase(),
+            gib_bytes(22.35));
+}
+
+TEST(MemoryPlan, Wan13B1080pFitsIn15GiBWithTheCacheInHostMemory) {
+  const MemoryPlan p =
+      plan_memory(job("1.3B", 1920, 1080), gpu_defaults(), gib_bytes(14.9), "a 16 GB card");
+  ASSERT_TRUE(p.fits) << p.message;
+  EXPECT_TRUE(p.host_cache) << p.message;
+  EXPECT_FALSE(p.offload) << p.message;
+}
+
+TEST(MemoryPlan, Wan14BFitsAt22GiBWithOffloadAndTheCacheInHostMemory) {
+  for (const auto& [w, h] : {std::pair{1280, 720}, std::pair{1920, 1080}}) {
+    SCOPED_TRACE(fmt::format("{}x{}", w, h));
+    const MemoryPlan p = plan_memory(job("14B", w, h), gpu_defaults(), gib_bytes(22.35), "a GPU");
+    ASSERT_TRUE(p.fits) << p.message;
+    EXPECT_TRUE(p.offload) << p.message;
+    EXPECT_TRUE(p.host_cache) << p.message;
+    EXPECT_NE(p.message.find("automatic offload"), std::string::npos) << p.message;
+  }
+  // With --no-offload the weights alone pass the card: refused, naming --offload.
+  DeviceFlags no_offload;
+  no_offload.offload = Offload::off;
+  const MemoryPlan p = plan_memory(job("14B", 1280, 720), device_settings(Device::CUDA, no_offload),
+                                   gib_bytes(22.35), "a GPU");
+  EXPECT_FALSE(p.fits);
+  EXPECT_NE(p.message.find("--offload"), std::string::npos) << p.message;
+}
+
+TEST(MemoryPlan, AbsurdSizeIsRefusedNamingTheFlagsThatHelp) {
+  const MemoryPlan p =
+      plan_memory(job("14B", 7680, 4320), gpu_defaults(), gib_bytes(8), "NVIDIA RTX 4060");
+  ASSERT_FALSE(p.fits);
+  for (const char* needle : {"NVIDIA RTX 4060", "8.0 GiB free", "--size", "--frames",
+                             "streamed from host memory", "cross-attention cache in host memory"})
+    EXPECT_NE(p.message.find(needle), std::string::npos) << needle << "\n" << p.message;
+  // Offload and the host cache are assumed already: not suggested again.
+  EXPECT_EQ(p.message.find("--offload"), std::string::npos) << p.message;
+  EXPECT_EQ(p.message.find("--cache-memory host"), std::string::npos) << p.message;
+  // With the heaviest settings forced, each flag that would lighten them is named.
+  DeviceFlags heavy;
+  heavy.offload = Offload::off;
+  heavy.cache_memory = CachePlacement::Device;
+  heavy.vae_tile = 768;
+  const MemoryPlan h = plan_memory(job("1.3B", 1920, 1080), device_settings(Device::CUDA, heavy),
+                                   gib_bytes(4), "a 4 GB card");
+  ASSERT_FALSE(h.fits);
+  for (const char* needle :
+       {"--size", "--frames", "--offload", "--cache-memory host", "--vae-tile 256"})
+    EXPECT_NE(h.message.find(needle), std::string::npos) << needle << "\n" << h.message;
+}
+
+TEST(MemoryPlan, TheCpuIsNeverRefused) {
+  const MemoryPlan p =
+      plan_memory(job("14B", 7680, 4320), device_settings(Device::CPU, {}), 0, "the cpu");
+  EXPECT_TRUE(p.fits);
+  EXPECT_FALSE(p.offload);
+  EXPECT_TRUE(p.message.empty()) << p.message;
+}
+
+TEST(MemoryPlan, FlagsGivenAreTheOnlyPlanTried) {
+  // --cache-memory device on a card that holds the cache: fits with it on the GPU.
+  DeviceFlags device_cache;
+  device_cache.cache_memory = CachePlacement::Device;
+  const MemoryPlan p = plan_memory(job("1.3B", 1920, 1080),
+                                   device_settings(Device::CUDA, device_cache), gib_bytes(70), "");
+  ASSERT_TRUE(p.fits) << p.message;
+  EXPECT_FALSE(p.host_cache);
+  EXPECT_FALSE(p.offload);
+  // --offload: the streamed plan even where everything would fit.
+  DeviceFlags offload;
+  offload.offload = Offload::on;
+  const MemoryPlan q =
+      plan_memory(job("1.3B", 832, 480), device_settings(Device::CUDA, offload), gib_bytes(70), "");
+  ASSERT_TRUE(q.fits) << q.message;
+  EXPECT_TRUE(q.offload);
+  // No cache (--cache-every 0): nothing to place.
+  MemoryJob j = job("1.3B", 1920, 1080);
+  j.cache = false;
+  const MemoryPlan r = plan_memory(j, gpu_defaults(), gib_bytes(22.35), "");
+  ASSERT_TRUE(r.fits) << r.message;
+  EXPECT_FALSE(r.host_cache);
+  EXPECT_EQ(r.estimate.cache, 0u);
+}
+
+TEST(MemoryPlan, UpscaleHasNoBaseStage) {
+  JobOptions o;
+  o.size = parse_size("1920x1080");
+  const MemoryJob j = memory_job(models::WanDitConfig::preset("1.3B"), {}, o, false);
+  EXPECT_EQ(j.base_width, 0);
+  // A portrait generate runs its base stage in portrait.
+  o.size = parse_size("1080x1920");
+  const MemoryJob g = memory_job(models::WanDitConfig::preset("1.3B"), {}, o, true);
+  EXPECT_EQ(g.base_width, 480);
+  EXPECT_EQ(g.base_height, 832);
+}
+
+TEST(TextDevice, ParsesTheThreeValuesAndRefusesOthers) {
+  EXPECT_EQ(parse_text_device("auto"), TextDevice::Auto);
+  EXPECT_EQ(parse_text_device("cpu"), TextDevice::CPU);
+  EXPECT_EQ(parse_text_device("cuda"), TextDevice::CUDA);
+  for (const char* bad : {"", "gpu", "CUDA", "cuda:0", "auto "}) {
+    SCOPED_TRACE(bad);
+    try {
+      parse_text_device(bad);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--text-device"), std::string::npos) << e.what();
+    }
+  }
+  for (TextDevice d : {TextDevice::Auto, TextDevice::CPU, TextDevice::CUDA})
+    EXPECT_EQ(parse_text_device(text_device_name(d)), d);
+}
+
+TEST(TextDevice, Umt5XxlWeighs10Point6GiBInBf16) {
+  const double bytes = static_cast<double>(text::Umt5Config::xxl().parameter_count()) * 2;
+  EXPECT_NEAR(bytes / kGiB, 10.6, 0.05);
+}
+
+TEST(TextDevice, AutoPutsTheEncoderOnTheGpuOnlyWhenItFits) {
+  const size_t weights = gib_bytes(10.6);
+  const TextPlacement fits =
+      place_text_encoder(TextDevice::Auto, Device::CUDA, weights, gib_bytes(21.9));
+  EXPECT_EQ(fits.device, Device::CUDA);
+  EXPECT_EQ(fits.reason, "text encoder on cuda (10.6 GiB fits in 21.9 GiB free)");
+  // The margin counts: weights alone would fit, weights and their working memory do not.
+  const TextPlacement tight =
+      place_text_encoder(TextDevice::Auto, Device::CUDA, weights, weights + kTextEncoderMargin / 2);
+  EXPECT_EQ(tight.device, Device::CPU);
+  const TextPlacement small =
+      place_text_encoder(TextDevice::Auto, Device::CUDA, weights, gib_bytes(7.8));
+  EXPECT_EQ(small.device, Device::CPU);
+  EXPECT_NE(small.reason.find("text encoder on cpu (needs 11.6 GiB"), std::string::npos)
+      << small.reason;
+  EXPECT_NE(small.reason.find("7.8 GiB free"), std::string::npos) << small.reason;
+  EXPECT_EQ(
+      place_text_encoder(TextDevice::Auto, Device::CUDA, weights, weights + kTextEncoderMargin)
+          .device,
+      Device::CUDA);
+}
+
+TEST(TextDevice, AFlagGivenWins) {
+  const size_t weights = gib_bytes(10.6);
+  const TextPlacement cpu =
+      place_text_encoder(TextDevice::CPU, Device::CUDA, weights, gib_bytes(70));
+  EXPECT_EQ(cpu.device, Device::CPU);
+  EXPECT_NE(cpu.reason.find("--text-device cpu"), std::string::npos) << cpu.reason;
+  const TextPlacement cuda =
+      place_text_encoder(TextDevice::CUDA, Device::CUDA, weights, gib_bytes(4));
+  EXPECT_EQ(cuda.device, Device::CUDA);
+  EXPECT_NE(cuda.reason.find("--text-device cuda"), std::string::npos) << cuda.reason;
+}
+
+TEST(TextDevice, ACpuJobKeepsItOnTheCpu) {
+  EXPECT_EQ(place_text_encoder(TextDevice::Auto, Device::CPU, gib_bytes(10.6), 0).device,
+            Device::CPU);
+  EXPECT_EQ(place_text_encoder(TextDevice::CPU, Device::CPU, gib_bytes(10.6), 0).device,
+            Device::CPU);
+  try {
+    place_text_encoder(TextDevice::CUDA, Device::CPU, gib_bytes(10.6), 0);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device cuda"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace freeswim::pipeline
