@@ -103,7 +103,7 @@ if [[ $rc != 0 ]]; then
 fi
 
 # 4. The CLI's table and the mp4.
-grep -E '^freeswim: (device|model|FreeSwim stage|base stage|the DiT|.*GiB of DiT)' "$log" | tee -a "$summary"
+grep -E '^freeswim: (device|model|FreeSwim stage|base stage|the DiT|.*GiB of DiT|text encoder|memory|.*cache|.*offload|VAE)' "$log" | cut -c1-220 | tee -a "$summary"
 # The progress lines' last value per stage: steps and s/step.
 grep -E '^ +(base|freeswim) +\[#+\] ([0-9]+)/\2 ' "$log" | sed 's/ETA.*//' | tee -a "$summary"
 say "--- stage times from the CLI's log (freeswim: summary:) ---"
