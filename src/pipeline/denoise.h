@@ -18,6 +18,7 @@
 #include "core/tensor.h"
 #include "freeswim/policy.h"
 #include "models/wan_dit.h"
+#include "parallel/communicator.h"
 #include "sched/scheduler.h"
 
 namespace freeswim::pipeline {
@@ -55,10 +56,21 @@ struct GuidedText {
 // every step's work.
 bool skips_unconditional(double guidance);
 
+// CFG-parallel (docs/multi_gpu.md): both stage loops take an optional communicator `cfg` of 1
+// or 2 ranks. Every rank calls the loop with the same arguments and its own replica of the DiT
+// (on its own device). With 2 ranks, rank 0 runs the conditional forward and rank 1 the
+// unconditional one of every step, at the same time; their predictions (converted to f32 on the
+// device) are exchanged with one all_gather per step and both ranks apply the guidance and the
+// scheduler step to identical inputs, so they hold identical latents throughout and return the
+// same result, equal bit for bit to the single-rank run on the CPU. There is no communication
+// inside a forward. At guidance 1 rank 0 runs the conditional forward alone and broadcasts it.
+// Only rank 0 calls the hooks (progress, checkpoint, info) and keeps the cross-attention cache
+// (only conditional forwards read it). A group of another size is refused.
+//
 // Runs the stock base stage: `steps` steps of `scheduler` from `noise` (or from `resume`).
 Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps,
                       const Tensor& noise, const GuidedText& text, const StageHooks& hooks,
-                      const StageState* resume = nullptr);
+                      const StageState* resume = nullptr, parallel::Communicator* cfg = nullptr);
 
 struct FreeSwimStageOptions {
   int steps = 50;
@@ -81,7 +93,8 @@ size_t freeswim_activation_bytes(const models::WanDitConfig& config, int64_t tok
 Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler,
                           const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
                           const FreeSwimStageOptions& opt, const StageHooks& hooks,
-                          const StageState* resume = nullptr);
+                          const StageState* resume = nullptr,
+                          parallel::Communicator* cfg = nullptr);
 
 // noise_uncond + g * (noise_cond - noise_uncond), elementwise in fp32 on the CPU.
 Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance);
