@@ -13,6 +13,14 @@ int normalise_dim(int dim, int ndim, const std::string& what) {
   return d;
 }
 
+WorldLayout world_layout(int world, bool with_uncond) {
+  FS_CHECK(world >= 1, "a run needs at least one rank, got {}", world);
+  WorldLayout l;
+  if (with_uncond && world % 2 == 0) l.cfg = 2;
+  l.seq = world / l.cfg;
+  return l;
+}
+
 DimView dim_view(const Shape& shape, int dim, size_t element_bytes, const std::string& what) {
   const int d = normalise_dim(dim, static_cast<int>(shape.size()), what);
   DimView v;

@@ -41,6 +41,18 @@ class Communicator {
   virtual void barrier() = 0;
 };
 
+// How the ranks of a multi-GPU run of `world` ranks are arranged (docs/multi_gpu.md): when the
+// step has an unconditional forward and world is even, CFG-parallel pairs (cfg = 2) of
+// sequence-parallel groups of world / 2 ranks; otherwise one sequence-parallel group of all.
+// World rank w is cfg rank w / seq and sequence rank w % seq, so a sequence group is a block of
+// consecutive ranks (GPUs next to each other carry the all-to-all traffic).
+struct WorldLayout {
+  int cfg = 1, seq = 1;
+  int cfg_rank(int world_rank) const { return world_rank / seq; }
+  int seq_rank(int world_rank) const { return world_rank % seq; }
+};
+WorldLayout world_layout(int world, bool with_uncond);
+
 // The geometry of cutting a contiguous row-major tensor along one dimension, shared by the
 // implementations: shape viewed as [outer, extent, inner].
 struct DimView {

@@ -26,6 +26,7 @@ struct LocalGroup::Shared {
   uint64_t generation = 0;
   bool aborted = false;
   std::vector<Posted> posted;
+  std::vector<std::weak_ptr<Shared>> children;  // sub-groups, aborted and reset with this one
 
   // Blocks until every rank has arrived (or the group is aborted: Error).
   void rendezvous(int rank) {
@@ -43,16 +44,28 @@ struct LocalGroup::Shared {
   }
 
   void abort() {
-    std::lock_guard<std::mutex> lock(mutex);
-    aborted = true;
-    cv.notify_all();
+    std::vector<std::weak_ptr<Shared>> subs;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      aborted = true;
+      cv.notify_all();
+      subs = children;
+    }
+    for (auto& c : subs)
+      if (auto p = c.lock()) p->abort();
   }
 
   void reset() {
-    std::lock_guard<std::mutex> lock(mutex);
-    arrived = 0;
-    aborted = false;
-    posted.assign(static_cast<size_t>(size), Posted{});
+    std::vector<std::weak_ptr<Shared>> subs;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      arrived = 0;
+      aborted = false;
+      posted.assign(static_cast<size_t>(size), Posted{});
+      subs = children;
+    }
+    for (auto& c : subs)
+      if (auto p = c.lock()) p->reset();
   }
 };
 
@@ -156,6 +169,13 @@ LocalGroup::LocalGroup(int size) : shared_(std::make_shared<Shared>()) {
   shared_->size = size;
   shared_->reset();
   for (int r = 0; r < size; ++r) ranks_.push_back(std::make_unique<Rank>(shared_, r));
+}
+
+LocalGroup::LocalGroup(int size, LocalGroup& parent) : LocalGroup(size) {
+  FS_CHECK(size <= parent.size(), "local group: a sub-group of {} ranks in a group of {}", size,
+           parent.size());
+  std::lock_guard<std::mutex> lock(parent.shared_->mutex);
+  parent.shared_->children.push_back(shared_);
 }
 
 LocalGroup::~LocalGroup() = default;

@@ -20,6 +20,11 @@ class LocalGroup {
  public:
   // size >= 1 ranks (Error otherwise).
   explicit LocalGroup(int size);
+  // A group whose ranks are some of the threads of `parent`'s run (the sub-groups of a layout:
+  // the CFG pairs and the sequence-parallel groups of docs/multi_gpu.md). It has no run of its
+  // own: its comm(r) is used from the parent's threads. It is aborted and reset with the parent,
+  // so a failure anywhere releases ranks waiting in it. `parent` must outlive it.
+  LocalGroup(int size, LocalGroup& parent);
   ~LocalGroup();
   LocalGroup(const LocalGroup&) = delete;
   LocalGroup& operator=(const LocalGroup&) = delete;

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/wan_dit.h"
+#include "parallel/communicator.h"
 #include "parallel/local_group.h"
 #include "pipeline/denoise.h"
 #include "sched/unipc.h"
@@ -75,7 +76,7 @@ TEST(CfgParallel, BaseStageEqualsSingleRank) {
     compare(
         [&](const models::WanDit& dit, parallel::Communicator* cfg) {
           sched::UniPCScheduler s(sched::UniPCConfig::wan(3));
-          return run_base_stage(dit, s, 3, in.noise, text, {}, nullptr, cfg);
+          return run_base_stage(dit, s, 3, in.noise, text, {}, nullptr, ParallelGroups{cfg});
         },
         "base stage, guidance " + std::to_string(guidance));
   }
@@ -95,7 +96,8 @@ TEST(CfgParallel, FreeSwimStageEqualsSingleRank) {
       compare(
           [&](const models::WanDit& dit, parallel::Communicator* cfg) {
             sched::UniPCScheduler s(sched::UniPCConfig::wan(9));
-            return run_freeswim_stage(dit, s, in.clean, in.noise, text, opt, {}, nullptr, cfg);
+            return run_freeswim_stage(dit, s, in.clean, in.noise, text, opt, {}, nullptr,
+                                      ParallelGroups{cfg});
           },
           "FreeSwim stage, cache every " + std::to_string(every) + ", guidance " +
               std::to_string(guidance));
@@ -116,7 +118,7 @@ TEST(CfgParallel, HooksRunOnRankZeroOnly) {
   group.run([&](parallel::Communicator& c) {
     sched::UniPCScheduler s(sched::UniPCConfig::wan(2));
     run_base_stage(*dits[static_cast<size_t>(c.rank())], s, 2, in.noise, in.text, hooks, nullptr,
-                   &c);
+                   ParallelGroups{&c});
   });
   EXPECT_EQ(progress.load(), 2);
   EXPECT_EQ(checkpoints.load(), 2);
@@ -129,13 +131,83 @@ TEST(CfgParallel, OtherGroupSizesAreRefused) {
   try {
     group.run([&](parallel::Communicator& c) {
       sched::UniPCScheduler s(sched::UniPCConfig::wan(2));
-      run_base_stage(*dit, s, 2, in.noise, in.text, {}, nullptr, &c);
+      run_base_stage(*dit, s, 2, in.noise, in.text, {}, nullptr, ParallelGroups{&c});
     });
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("needs a group of 1 or 2 ranks"), std::string::npos)
         << e.what();
   }
+}
+
+// 4 and 8 ranks: CFG pairs of sequence-parallel groups (parallel::world_layout) against the
+// single-rank loops. The sequence-parallel forward rounds differently from the single-rank one
+// (unfused norm and rotation, products on slabs), so the results agree to rounding.
+void compare_world(int world, const std::function<std::unique_ptr<models::WanDit>()>& make,
+                   const std::function<Tensor(const models::WanDit&, const ParallelGroups&)>& stage,
+                   bool with_uncond, const std::string& what) {
+  const Tensor single = stage(*make(), {});
+  const parallel::WorldLayout l = parallel::world_layout(world, with_uncond);
+  EXPECT_EQ(l.cfg * l.seq, world);
+  std::vector<std::unique_ptr<models::WanDit>> dits;
+  for (int r = 0; r < world; ++r) dits.push_back(make());
+  parallel::LocalGroup group(world);
+  std::vector<std::unique_ptr<parallel::LocalGroup>> cfgs, seqs;
+  for (int s = 0; s < l.seq; ++s)
+    cfgs.push_back(std::make_unique<parallel::LocalGroup>(l.cfg, group));
+  for (int c = 0; c < l.cfg; ++c)
+    seqs.push_back(std::make_unique<parallel::LocalGroup>(l.seq, group));
+  std::vector<Tensor> out(static_cast<size_t>(world));
+  group.run([&](parallel::Communicator& w) {
+    const int c = l.cfg_rank(w.rank()), s = l.seq_rank(w.rank());
+    ParallelGroups g{&cfgs[static_cast<size_t>(s)]->comm(c),
+                     &seqs[static_cast<size_t>(c)]->comm(s)};
+    out[static_cast<size_t>(w.rank())] = stage(*dits[static_cast<size_t>(w.rank())], g);
+  });
+  for (int r = 0; r < world; ++r) {
+    EXPECT_LT(relative_l2(out[static_cast<size_t>(r)], single), 1e-5) << what << " rank " << r;
+    // Every rank holds the same latents.
+    EXPECT_EQ(std::memcmp(out[static_cast<size_t>(r)].raw(), out[0].raw(), single.nbytes()), 0)
+        << what << " rank " << r;
+  }
+}
+
+std::unique_ptr<models::WanDit> four_head_dit() {
+  models::WanDitConfig c;
+  c.heads = 4;
+  c.head_dim = 32;
+  c.text_dim = 32;
+  c.ffn_dim = 96;
+  c.num_layers = 2;
+  return models::WanDit::random(c, Device::CPU, 5);
+}
+
+TEST(CfgParallel, CfgTimesSequenceParallelOnFourAndEightRanks) {
+  Inputs in;
+  FreeSwimStageOptions opt;
+  opt.steps = 4;
+  opt.strength = 1.0;
+  opt.attention = {2, 3, 0.2};
+  opt.cache_every = 2;
+  auto freeswim = [&](const models::WanDit& dit, const ParallelGroups& g) {
+    sched::UniPCScheduler s(sched::UniPCConfig::wan(9));
+    return run_freeswim_stage(dit, s, in.clean, in.noise, in.text, opt, {}, nullptr, g);
+  };
+  auto base = [&](const models::WanDit& dit, const ParallelGroups& g) {
+    sched::UniPCScheduler s(sched::UniPCConfig::wan(3));
+    return run_base_stage(dit, s, 3, in.noise, in.text, {}, nullptr, g);
+  };
+  compare_world(4, tiny_dit, freeswim, true, "2 x 2, FreeSwim stage, golden tiny");
+  compare_world(4, tiny_dit, base, true, "2 x 2, base stage, golden tiny");
+  compare_world(8, four_head_dit, freeswim, true, "2 x 4, FreeSwim stage, 4 heads");
+  // Guidance 1: no unconditional forward, all ranks in one sequence-parallel group.
+  GuidedText one = in.text;
+  one.guidance = 1.0;
+  auto guided_once = [&](const models::WanDit& dit, const ParallelGroups& g) {
+    sched::UniPCScheduler s(sched::UniPCConfig::wan(9));
+    return run_freeswim_stage(dit, s, in.clean, in.noise, one, opt, {}, nullptr, g);
+  };
+  compare_world(4, four_head_dit, guided_once, false, "1 x 4, guidance 1, 4 heads");
 }
 
 }  // namespace
