@@ -12,6 +12,7 @@
 #include "io/lora.h"
 #include "pipeline/device_settings.h"
 #include "pipeline/generate.h"
+#include "pipeline/gpus.h"
 #ifdef FREESWIM_WITH_CUDA
 #include "ops/cuda/cuda_backend.h"
 #endif
@@ -26,7 +27,7 @@ struct JobFlags {
                                               exit_after_step;
   bool negative_given = false;
   int width = 0, height = 0;  // -W / -H
-  int frames = 81, base_steps = 50, steps = 50, cache_every = 2;
+  int frames = 81, base_steps = 50, steps = 50, cache_every = 2, gpus = 1;
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
   bool resume = false, no_vae_tiling = false, offload = false, no_offload = false;
@@ -114,6 +115,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--device", f.device,
                 "auto (cuda when this freeswim has CUDA and the machine a GPU, else cpu), cpu or "
                 "cuda")
+      ->capture_default_str();
+  c->add_option("--gpus", f.gpus,
+                "GPUs of this host for one run: 1, 2 (CFG-parallel), 4 or 8 (CFG-parallel pairs "
+                "of sequence-parallel groups); above 1 needs --device cuda (docs/multi_gpu.md)")
       ->capture_default_str();
   c->add_flag("--offload", f.offload,
               "Keep the DiT's block weights in pinned host memory and stream two blocks at a time "
@@ -243,6 +248,8 @@ int run_job(const JobFlags& f, bool generate) {
   // The device is resolved before any default that depends on it is decided.
   const pipeline::ResolvedDevice where = resolve_device(request);
   std::fprintf(stderr, "freeswim: device: %s\n", where.reason.c_str());
+  pipeline::check_gpus(f.gpus, where.device,
+                       f.gpus > 1 ? pipeline::gpu_inventory() : pipeline::GpuInventory{});
   o.device = pipeline::device_settings(where.device, given);
   std::fprintf(stderr, "freeswim: device settings: %s\n", o.device.describe().c_str());
   set_max_threads(o.device.threads);

@@ -9,8 +9,8 @@ namespace freeswim::pipeline {
 
 // What this process can see and was built with, for check_gpus.
 struct GpuInventory {
-  int visible = 0;     // CUDA devices visible to the process
-  bool nccl = false;   // built with NCCL (FREESWIM_HAVE_NCCL)
+  int visible = 0;    // CUDA devices visible to the process
+  bool nccl = false;  // built with NCCL (FREESWIM_HAVE_NCCL)
 };
 GpuInventory gpu_inventory();
 

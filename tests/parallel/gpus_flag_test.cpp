@@ -1,9 +1,8 @@
 // --gpus validation (pipeline/gpus.h): every refusal names the flag.
-#include "pipeline/gpus.h"
-
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "pipeline/gpus.h"
 
 namespace freeswim::pipeline {
 namespace {
