@@ -9,8 +9,8 @@
 //
 // Every collective must be called by every rank of the group, in the same order, with tensors
 // of equal shape and dtype (LocalGroup checks this and throws Error naming the ranks; NcclGroup
-// cannot check it without an extra exchange and would hang). Results are exact copies: no
-// collective here does arithmetic.
+// cannot check it without an extra exchange and would hang). Results are exact copies, but for
+// all_reduce_sum.
 #pragma once
 
 #include <string>
@@ -35,6 +35,9 @@ class Communicator {
   virtual Tensor all_to_all(const Tensor& x, int split_dim, int concat_dim) = 0;
   // Every rank's x joined along `dim` in rank order.
   virtual Tensor all_gather(const Tensor& x, int dim) = 0;
+  // The elementwise sum of every rank's x (f32), the same bits on every rank. The only
+  // collective that computes: LocalGroup adds in rank order; NCCL in its own order.
+  virtual Tensor all_reduce_sum(const Tensor& x) = 0;
   // In place: every rank's x becomes rank `root`'s x.
   virtual void broadcast(Tensor& x, int root) = 0;
   // Returns when every rank has called it.

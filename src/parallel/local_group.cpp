@@ -119,6 +119,21 @@ class LocalGroup::Rank final : public Communicator {
     return out;
   }
 
+  Tensor all_reduce_sum(const Tensor& x) override {
+    check_cpu(x, "all_reduce_sum");
+    FS_CHECK(x.dtype() == DType::F32, "{}: all_reduce_sum needs f32, got {}", describe(),
+             x.describe());
+    publish("all_reduce_sum", x, x.raw(), -1);
+    Tensor out = Tensor::zeros(x.shape(), DType::F32);
+    float* o = out.data<float>();
+    for (int i = 0; i < size(); ++i) {
+      const auto* src = static_cast<const float*>(s_->posted[static_cast<size_t>(i)].data);
+      for (int64_t e = 0; e < x.numel(); ++e) o[e] += src[e];
+    }
+    s_->rendezvous(rank_);
+    return out;
+  }
+
   void broadcast(Tensor& x, int root) override {
     check_cpu(x, "broadcast");
     FS_CHECK(root >= 0 && root < size(), "{}: broadcast root {} is not a rank", describe(), root);

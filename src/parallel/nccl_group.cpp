@@ -108,6 +108,17 @@ class NcclGroup::Rank final : public Communicator {
     return out;
   }
 
+  Tensor all_reduce_sum(const Tensor& x) override {
+    check_here(x, "all_reduce_sum");
+    FS_CHECK(x.dtype() == DType::F32, "{}: all_reduce_sum needs f32, got {}", describe(),
+             x.describe());
+    Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+    nccl(ncclAllReduce(x.raw(), out.raw(), static_cast<size_t>(x.numel()), ncclFloat32, ncclSum,
+                       comm_, ops::cuda::stream()),
+         "ncclAllReduce");
+    return out;
+  }
+
   void broadcast(Tensor& x, int root) override {
     check_here(x, "broadcast");
     FS_CHECK(root >= 0 && root < size_, "{}: broadcast root {} is not a rank", describe(), root);

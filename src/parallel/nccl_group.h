@@ -5,7 +5,8 @@
 // rank's collectives run on the CUDA backend's compute stream of its device (ops/cuda/stream.h,
 // the legacy default stream), so they are ordered after the kernels that made their inputs and
 // before those that read their outputs without extra synchronisation; all_to_all is a group of
-// ncclSend / ncclRecv pairs, all_gather is ncclAllGather, broadcast is ncclBroadcast. Chunks
+// ncclSend / ncclRecv pairs, all_gather is ncclAllGather, all_reduce_sum is ncclAllReduce,
+// broadcast is ncclBroadcast. Chunks
 // that are not contiguous are gathered and scattered with cudaMemcpy2DAsync on the same stream.
 //
 // NVLink SHARP / multicast (NVLS) is kept off: before ncclCommInitAll the constructor sets

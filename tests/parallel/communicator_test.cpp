@@ -113,6 +113,26 @@ TEST(LocalGroup, AllGatherBroadcastBarrier) {
   }
 }
 
+TEST(LocalGroup, AllReduceSumAddsInRankOrder) {
+  for (int P : {1, 2, 3, 4}) {
+    LocalGroup g(P);
+    std::vector<Tensor> out(static_cast<size_t>(P));
+    g.run([&](Communicator& c) {
+      out[static_cast<size_t>(c.rank())] = c.all_reduce_sum(input({2, 3}, c.rank()));
+    });
+    for (int r = 0; r < P; ++r) {
+      for (int i = 0; i < 6; ++i) {
+        float want = 0;
+        for (int q = 0; q < P; ++q) want += static_cast<float>(1000 * q + i);
+        EXPECT_EQ(out[static_cast<size_t>(r)].data<float>()[i], want) << P;
+      }
+    }
+  }
+  LocalGroup g(2);
+  EXPECT_THROW(g.run([&](Communicator& c) { c.all_reduce_sum(input({2}, 0).to(DType::BF16)); }),
+               Error);
+}
+
 TEST(LocalGroup, OtherDtypesAreCopiedBytewise) {
   LocalGroup g(2);
   std::vector<Tensor> out(2);

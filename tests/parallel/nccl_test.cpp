@@ -53,6 +53,8 @@ TEST_F(Nccl, CollectivesOnOneGpu) {
       const Tensor a = c.all_gather(d, split).to(Device::CPU);
       EXPECT_EQ(std::memcmp(a.raw(), x.raw(), x.nbytes()), 0) << split;
     }
+    const Tensor sum = c.all_reduce_sum(d).to(Device::CPU);
+    EXPECT_EQ(std::memcmp(sum.raw(), x.raw(), x.nbytes()), 0);
     Tensor b = d.clone();
     c.broadcast(b, 0);
     EXPECT_EQ(std::memcmp(b.to(Device::CPU).raw(), x.raw(), x.nbytes()), 0);
