@@ -49,8 +49,10 @@ Tensor run_on(int world, const std::string& output) {
   for (int r = 0; r < world; ++r) models.push_back(tiny());
   parallel::LocalGroup group(world);
   std::vector<std::unique_ptr<parallel::LocalGroup>> cfgs, seqs;
-  for (int s = 0; s < l.seq; ++s) cfgs.push_back(std::make_unique<parallel::LocalGroup>(l.cfg, group));
-  for (int c = 0; c < l.cfg; ++c) seqs.push_back(std::make_unique<parallel::LocalGroup>(l.seq, group));
+  for (int s = 0; s < l.seq; ++s)
+    cfgs.push_back(std::make_unique<parallel::LocalGroup>(l.cfg, group));
+  for (int c = 0; c < l.cfg; ++c)
+    seqs.push_back(std::make_unique<parallel::LocalGroup>(l.seq, group));
   std::vector<Tensor> out(static_cast<size_t>(world));
   group.run([&](parallel::Communicator& w) {
     const int c = l.cfg_rank(w.rank()), s = l.seq_rank(w.rank());
