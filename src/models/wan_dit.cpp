@@ -286,12 +286,19 @@ Tensor WanDit::cross_attention_core(const WanAttentionWeights& a, const Tensor& 
   return ops::attention(q, k, v, static_cast<float>(1.0 / std::sqrt(config_.head_dim)));
 }
 
-Tensor WanDit::head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const {
+Tensor WanDit::head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg,
+                    parallel::Communicator* sequence) const {
   const int64_t dim = config_.dim();
   // (scale_shift_table + temb) gives shift (row 0) and scale (row 1), fp32.
   Tensor mod = ops::add(w_.head_table.reshape({2, dim}), temb);
   Tensor y = ops::layer_norm(x, {}, {}, config_.eps, row(mod, 1), row(mod, 0));
   y = ops::linear(y, w_.proj_out_w, w_.proj_out_b);
+  if (sequence) {
+    // Token-wise up to here: the ranks' slabs are gathered (and the padding cut) for unpatchify.
+    const int64_t tokens = int64_t{T} * Hg * Wg;
+    y = sequence->all_gather(y, 0);
+    if (y.dim(0) > tokens) y = y.slice0(0, tokens);
+  }
   return ops::unpatchify(y, T, Hg, Wg, config_.patch_t, config_.patch_h, config_.patch_w);
 }
 
@@ -317,7 +324,7 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
   FS_CHECK((kind != StepKind::Guide && kind != StepKind::Reuse) || cache != nullptr,
            "{} step needs a cache", step_kind_name(kind));
   Embedded e = embed(in, sequence);
-  const int64_t dim = c.dim(), all_tokens = int64_t{e.T} * e.Hg * e.Wg;
+  const int64_t dim = c.dim();
   const ops::Rope3D rope = rope_for(e.T, e.Hg, e.Wg);
   // Sequence-parallel: x holds this rank's token slab from here to the output head.
   const std::optional<parallel::TokenSplit>& split = e.split;
@@ -400,15 +407,7 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
     // Only the main branch's prediction is used: the full branch's last FFN would be wasted.
     if (dual && i + 1 < w_.blocks.size()) ffn(full);
   }
-  if (!sequence) return head(x, e.temb, e.T, e.Hg, e.Wg);
-  // The head is token-wise up to unpatchify: the slabs' rows are gathered first.
-  const int64_t d = c.dim();
-  Tensor mod = ops::add(w_.head_table.reshape({2, d}), e.temb);
-  Tensor y = ops::layer_norm(x, {}, {}, c.eps, row(mod, 1), row(mod, 0));
-  y = ops::linear(y, w_.proj_out_w, w_.proj_out_b);
-  y = sequence->all_gather(y, 0);
-  if (y.dim(0) > all_tokens) y = y.slice0(0, all_tokens);
-  return ops::unpatchify(y, e.T, e.Hg, e.Wg, c.patch_t, c.patch_h, c.patch_w);
+  return head(x, e.temb, e.T, e.Hg, e.Wg, sequence);
 }
 
 }  // namespace freeswim::models

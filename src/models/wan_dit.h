@@ -174,7 +174,9 @@ class WanDit {
                         const parallel::TokenSplit* split = nullptr) const;
   Tensor cross_attention_core(const WanAttentionWeights& a, const Tensor& x,
                               const Tensor& context) const;
-  Tensor head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const;
+  // x: all tokens, or with `sequence` this rank's slab (every rank gets the whole prediction).
+  Tensor head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg,
+              parallel::Communicator* sequence = nullptr) const;
   ops::Rope3D rope_for(int T, int Hg, int Wg) const;
 
   WanDitConfig config_;
