@@ -13,6 +13,7 @@
 #include "io/lora.h"
 #include "pipeline/device_settings.h"
 #include "pipeline/generate.h"
+#include "pipeline/gpus.h"
 #include "pipeline/memory_plan.h"
 #ifdef FREESWIM_WITH_CUDA
 #include "ops/cuda/cuda_backend.h"
@@ -28,7 +29,7 @@ struct JobFlags {
                                               exit_after_step, text_device = "auto";
   bool negative_given = false;
   int width = 0, height = 0;  // -W / -H
-  int frames = 81, base_steps = 50, steps = 50, cache_every = 2;
+  int frames = 81, base_steps = 50, steps = 50, cache_every = 2, gpus = 1;
   double fps = 16, strength = 0.7, guidance = 5, shift = 9, base_shift = 0, attn_scale = 0;
   uint64_t seed = 42;
   bool resume = false, no_vae_tiling = false, offload = false, no_offload = false;
@@ -120,6 +121,10 @@ void add_common(CLI::App* c, JobFlags& f, bool generate) {
   c->add_option("--text-device", f.text_device,
                 "Where the text encoder runs (before the DiT and VAE are loaded): auto (the GPU "
                 "when its weights fit in free GPU memory, else the cpu), cpu or cuda")
+      ->capture_default_str();
+  c->add_option("--gpus", f.gpus,
+                "GPUs of this host for one run: 1, 2 (CFG-parallel), 4 or 8 (CFG-parallel pairs "
+                "of sequence-parallel groups); above 1 needs --device cuda (docs/multi_gpu.md)")
       ->capture_default_str();
   c->add_flag("--offload", f.offload,
               "Keep the DiT's block weights in pinned host memory and stream two blocks at a time "
@@ -285,6 +290,8 @@ int run_job(const JobFlags& f, bool generate) {
   std::fprintf(stderr, "freeswim: device: %s\n", where.reason.c_str());
   if (where.device == Device::CPU)  // --text-device cuda on a cpu job is an error naming --device
     pipeline::place_text_encoder(text_device, where.device, 0, 0);
+  pipeline::check_gpus(f.gpus, where.device,
+                       f.gpus > 1 ? pipeline::gpu_inventory() : pipeline::GpuInventory{});
   o.device = pipeline::device_settings(where.device, given);
   std::fprintf(stderr, "freeswim: device settings: %s\n", o.device.describe().c_str());
   set_max_threads(o.device.threads);

@@ -12,6 +12,8 @@
 #include "core/error.h"
 #include "models/wan_dit_chunks.h"
 #include "models/wan_rope.h"
+#include "parallel/communicator.h"
+#include "parallel/ulysses.h"
 
 namespace freeswim::models {
 
@@ -39,6 +41,8 @@ struct WanDit::Embedded {
   Tensor mod_proj;  // [1, 6*dim] (time_proj(SiLU(temb)))
   Tensor context;   // [L, dim]
   int T = 0, Hg = 0, Wg = 0;
+  // Sequence-parallel: how the tokens are cut, and x holds only this rank's (padded) slab.
+  std::optional<parallel::TokenSplit> split;
 };
 
 WanDit::WanDit(WanDitConfig config, WanDitWeights weights, Device device)
@@ -180,6 +184,14 @@ Tensor timestep_sinusoid(float t, int dim) {
   return Tensor::from_vector({1, dim}, v);
 }
 
+// Rank `rank`'s rows of x [tokens, features] under `split`, padded with zero rows to the slab.
+Tensor token_slab(const Tensor& x, const parallel::TokenSplit& split, int rank) {
+  const int64_t b = split.begin(rank), e = split.end(rank);
+  if (e - b == split.slab) return x.slice0(b, e).clone();
+  const Tensor pad = Tensor::zeros({split.slab - (e - b), x.dim(1)}, x.dtype(), x.device());
+  return e > b ? ops::concat(x.slice0(b, e), pad, 0) : pad;
+}
+
 // Row i of a [n, dim] tensor as a [dim] view.
 Tensor row(const Tensor& t, int64_t i) {
   return t.slice0(i, i + 1).reshape({t.dim(-1)});
@@ -199,7 +211,7 @@ ops::Rope3D WanDit::rope_for(int T, int Hg, int Wg) const {
   return r;
 }
 
-WanDit::Embedded WanDit::embed(const DitInput& in) const {
+WanDit::Embedded WanDit::embed(const DitInput& in, parallel::Communicator* sequence) const {
   const WanDitConfig& c = config_;
   FS_CHECK(in.latents.ndim() == 4 && in.latents.dim(0) == c.in_channels,
            "DiT input latents must be [{}, F, H, W], got {}", c.in_channels, in.latents.describe());
@@ -214,7 +226,15 @@ WanDit::Embedded WanDit::embed(const DitInput& in) const {
   e.Hg = static_cast<int>(in.latents.dim(2) / c.patch_h);
   e.Wg = static_cast<int>(in.latents.dim(3) / c.patch_w);
   Tensor lat = ops::to_compute(in.latents, device_);
-  e.x = ops::linear(ops::patchify(lat, c.patch_t, c.patch_h, c.patch_w), w_.patch_w, w_.patch_b);
+  Tensor patches = ops::patchify(lat, c.patch_t, c.patch_h, c.patch_w);
+  if (sequence) {
+    FS_CHECK(c.heads % sequence->size() == 0,
+             "{}: sequence-parallel DiT: {} heads are not a multiple of the {} ranks",
+             sequence->describe(), c.heads, sequence->size());
+    e.split = parallel::TokenSplit::make(patches.dim(0), sequence->size());
+    patches = token_slab(patches, *e.split, sequence->rank());
+  }
+  e.x = ops::linear(patches, w_.patch_w, w_.patch_b);
 
   Tensor sinus = ops::to_compute(timestep_sinusoid(in.timestep, c.freq_dim), device_);
   e.temb =
@@ -230,10 +250,22 @@ WanDit::Embedded WanDit::embed(const DitInput& in) const {
 // Self-attention up to (not including) the output projection, which the caller fuses with the
 // gated residual add: [n, dim].
 Tensor WanDit::self_attention(const WanAttentionWeights& a, const Tensor& x,
-                              const ops::Rope3D& rope, float scale,
-                              const WindowGeometry* window) const {
+                              const ops::Rope3D& rope, float scale, const WindowGeometry* window,
+                              parallel::Communicator* sequence,
+                              const parallel::TokenSplit* split) const {
   const int64_t n = x.dim(0);
   const Shape heads{n, config_.heads, config_.head_dim};
+  if (sequence) {
+    // The RMSNorm spans all heads of a token, so it runs on the slab; the rotation needs global
+    // positions, so it runs after the exchange (ulysses_attention).
+    const Tensor q =
+        ops::rms_norm(ops::linear(x, a.to_q_w, a.to_q_b), a.norm_q, config_.eps).reshape(heads);
+    const Tensor k =
+        ops::rms_norm(ops::linear(x, a.to_k_w, a.to_k_b), a.norm_k, config_.eps).reshape(heads);
+    const Tensor v = ops::linear(x, a.to_v_w, a.to_v_b).reshape(heads);
+    return parallel::ulysses_attention(*sequence, *split, q, k, v, scale, window, &rope)
+        .reshape({n, config_.dim()});
+  }
   // RMSNorm over all heads and the rotation in one pass, in place on the projections.
   Tensor q = ops::linear(x, a.to_q_w, a.to_q_b).reshape(heads);
   ops::rms_norm_rope_3d(q, a.norm_q, config_.eps, rope);
@@ -254,12 +286,19 @@ Tensor WanDit::cross_attention_core(const WanAttentionWeights& a, const Tensor& 
   return ops::attention(q, k, v, static_cast<float>(1.0 / std::sqrt(config_.head_dim)));
 }
 
-Tensor WanDit::head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const {
+Tensor WanDit::head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg,
+                    parallel::Communicator* sequence) const {
   const int64_t dim = config_.dim();
   // (scale_shift_table + temb) gives shift (row 0) and scale (row 1), fp32.
   Tensor mod = ops::add(w_.head_table.reshape({2, dim}), temb);
   Tensor y = ops::layer_norm(x, {}, {}, config_.eps, row(mod, 1), row(mod, 0));
   y = ops::linear(y, w_.proj_out_w, w_.proj_out_b);
+  if (sequence) {
+    // Token-wise up to here: the ranks' slabs are gathered (and the padding cut) for unpatchify.
+    const int64_t tokens = int64_t{T} * Hg * Wg;
+    y = sequence->all_gather(y, 0);
+    if (y.dim(0) > tokens) y = y.slice0(0, tokens);
+  }
   return ops::unpatchify(y, T, Hg, Wg, config_.patch_t, config_.patch_h, config_.patch_w);
 }
 
@@ -278,15 +317,18 @@ Modulation block_modulation(const Tensor& table, const Tensor& mod_proj, int64_t
 }  // namespace
 
 Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* freeswim,
-                       CrossAttentionCache* cache) const {
+                       CrossAttentionCache* cache, parallel::Communicator* sequence) const {
   const WanDitConfig& c = config_;
   FS_CHECK(kind == StepKind::Stock || freeswim != nullptr, "{} step needs FreeSwim parameters",
            step_kind_name(kind));
   FS_CHECK((kind != StepKind::Guide && kind != StepKind::Reuse) || cache != nullptr,
            "{} step needs a cache", step_kind_name(kind));
-  Embedded e = embed(in);
-  const int64_t dim = c.dim(), tokens = e.x.dim(0);
+  Embedded e = embed(in, sequence);
+  const int64_t dim = c.dim();
   const ops::Rope3D rope = rope_for(e.T, e.Hg, e.Wg);
+  // Sequence-parallel: x holds this rank's token slab from here to the output head.
+  const std::optional<parallel::TokenSplit>& split = e.split;
+  const int64_t tokens = e.x.dim(0);
 
   WindowGeometry window;
   float self_scale = static_cast<float>(1.0 / std::sqrt(c.head_dim));
@@ -317,7 +359,7 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
       Tensor o;
       {
         const Tensor n1 = ops::layer_norm(h, {}, {}, c.eps, m.scale_msa, m.shift_msa);
-        o = self_attention(b.attn1, n1, rope, self_scale, win);
+        o = self_attention(b.attn1, n1, rope, self_scale, win, sequence, split ? &*split : nullptr);
       }  // n1 is released before the projection
       // h += gate * to_out(o), the gate and residual add in the product's epilogue.
       ops::linear_add_gated(h, o, b.attn1.to_out_w, b.attn1.to_out_b, m.gate_msa);
@@ -365,7 +407,7 @@ Tensor WanDit::forward(const DitInput& in, StepKind kind, const FreeSwimParams* 
     // Only the main branch's prediction is used: the full branch's last FFN would be wasted.
     if (dual && i + 1 < w_.blocks.size()) ffn(full);
   }
-  return head(x, e.temb, e.T, e.Hg, e.Wg);
+  return head(x, e.temb, e.T, e.Hg, e.Wg, sequence);
 }
 
 }  // namespace freeswim::models

@@ -26,6 +26,10 @@
 namespace freeswim::io {
 class TensorSource;
 }
+namespace freeswim::parallel {
+class Communicator;
+struct TokenSplit;
+}  // namespace freeswim::parallel
 
 namespace freeswim::models {
 
@@ -146,17 +150,33 @@ class WanDit {
 
   // The velocity prediction [C_out, F, H, W] for one step kind. `freeswim` is required for
   // every kind but Stock. Guide fills `cache`; Reuse reads it (one tensor per block).
+  //
+  // Sequence-parallel (`sequence`, a group of P ranks; docs/multi_gpu.md): every rank calls
+  // forward with the same inputs and its own replica of the weights. The tokens are cut into P
+  // slabs (parallel::TokenSplit: equal slabs, the last padded); each rank runs the linear
+  // layers, norms, FFN and cross-attention on its slab only, with the text context and time
+  // embedding computed whole on every rank. Self-attention exchanges the slab's q, k, v for
+  // whole sequences of heads / P heads (parallel::ulysses_attention: the window and dense
+  // kernels run unchanged) and applies RoPE there, so positions are global. The cache holds
+  // each rank's slab of every block (sharded by token). The output head's rows are gathered, so
+  // every rank returns the whole prediction. heads must be a multiple of P.
   Tensor forward(const DitInput& in, StepKind kind, const FreeSwimParams* freeswim = nullptr,
-                 CrossAttentionCache* cache = nullptr) const;
+                 CrossAttentionCache* cache = nullptr,
+                 parallel::Communicator* sequence = nullptr) const;
 
  private:
   struct Embedded;
-  Embedded embed(const DitInput& in) const;
+  Embedded embed(const DitInput& in, parallel::Communicator* sequence) const;
+  // `sequence` / `split`: the sequence-parallel group and token split (null: single rank).
   Tensor self_attention(const WanAttentionWeights& a, const Tensor& x, const ops::Rope3D& rope,
-                        float scale, const WindowGeometry* window) const;
+                        float scale, const WindowGeometry* window,
+                        parallel::Communicator* sequence = nullptr,
+                        const parallel::TokenSplit* split = nullptr) const;
   Tensor cross_attention_core(const WanAttentionWeights& a, const Tensor& x,
                               const Tensor& context) const;
-  Tensor head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg) const;
+  // x: all tokens, or with `sequence` this rank's slab (every rank gets the whole prediction).
+  Tensor head(const Tensor& x, const Tensor& temb, int T, int Hg, int Wg,
+              parallel::Communicator* sequence = nullptr) const;
   ops::Rope3D rope_for(int T, int Hg, int Wg) const;
 
   WanDitConfig config_;

@@ -25,6 +25,10 @@
 #include "core/tensor.h"
 #include "ops/ops.h"
 
+namespace freeswim::parallel {
+class Communicator;
+}
+
 namespace freeswim::models {
 
 struct WanVaeConfig {
@@ -144,7 +148,15 @@ class WanVae {
   VaeEncoding encode(const Tensor& video, const VaeTiling& tiling = {}) const;
   // Unnormalised latents [z_dim, T, h, w] -> video [3, 1 + 4(T - 1), 8h, 8w], clamped to [-1, 1]
   // unless `clamp` is false.
-  Tensor decode(const Tensor& latents, const VaeTiling& tiling = {}, bool clamp = true) const;
+  //
+  // With a `group` of ranks (several GPUs, docs/multi_gpu.md), every rank calls decode with the
+  // same latents and its own replica: the tiles (numbered row by row) are dealt round-robin,
+  // each rank blends its tiles into a zero frame, and Communicator::all_reduce_sum adds the
+  // ranks' frames, so every rank returns the whole video (equal to the single-rank decode up to
+  // the order of the additions of overlapping tiles). A frame of one tile is decoded by rank 0
+  // and broadcast.
+  Tensor decode(const Tensor& latents, const VaeTiling& tiling = {}, bool clamp = true,
+                parallel::Communicator* group = nullptr) const;
 
   // (z - latents_mean) / latents_std per channel, and its inverse.
   Tensor normalize(const Tensor& z) const;
@@ -191,7 +203,9 @@ std::vector<std::vector<float>> blend_weights(const std::vector<TileSpan>& tiles
 // cells) and blends the chunks it emits into `out` [C, F, height * scale, width * scale].
 using TileRegion = std::function<void(int64_t y0, int64_t x0, int64_t h, int64_t w,
                                       const WanVae::ChunkSink& sink)>;
+// Only the tiles whose row-major index is `rank` modulo `ranks` are run (a rank's share of a
+// multi-GPU decode).
 void run_tiled(Tensor& out, int64_t height, int64_t width, int64_t tile, int64_t overlap,
-               int64_t scale, const TileRegion& region);
+               int64_t scale, const TileRegion& region, int rank = 0, int ranks = 1);
 
 }  // namespace freeswim::models

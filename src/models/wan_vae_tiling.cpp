@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "models/wan_vae.h"
 #include "ops/ops.h"
+#include "parallel/communicator.h"
 
 namespace freeswim::models {
 
@@ -72,12 +73,13 @@ std::vector<std::vector<float>> blend_weights(const std::vector<TileSpan>& tiles
 }
 
 void run_tiled(Tensor& out, int64_t height, int64_t width, int64_t tile, int64_t overlap,
-               int64_t scale, const TileRegion& region) {
+               int64_t scale, const TileRegion& region, int rank, int ranks) {
   const std::vector<TileSpan> ys = plan_tiles(height, tile, overlap),
                               xs = plan_tiles(width, tile, overlap);
   const auto wy = blend_weights(ys, height, scale), wx = blend_weights(xs, width, scale);
   for (size_t i = 0; i < ys.size(); ++i)
     for (size_t j = 0; j < xs.size(); ++j) {
+      if (static_cast<int64_t>(i * xs.size() + j) % ranks != rank) continue;
       const int64_t th = ys[i].size * scale, tw = xs[j].size * scale;
       std::vector<float> map(static_cast<size_t>(th * tw));
       for (int64_t y = 0; y < th; ++y)
@@ -146,7 +148,8 @@ VaeEncoding WanVae::encode(const Tensor& video, const VaeTiling& tiling) const {
   return enc;
 }
 
-Tensor WanVae::decode(const Tensor& latents, const VaeTiling& tiling, bool clamp) const {
+Tensor WanVae::decode(const Tensor& latents, const VaeTiling& tiling, bool clamp,
+                      parallel::Communicator* group) const {
   const int s = config_.spatial_factor(), tf = config_.temporal_factor();
   FS_CHECK(latents.ndim() == 4 && latents.dim(0) == config_.z_dim && latents.dim(1) >= 1 &&
                latents.dim(2) > 0 && latents.dim(3) > 0,
@@ -156,14 +159,20 @@ Tensor WanVae::decode(const Tensor& latents, const VaeTiling& tiling, bool clamp
   Tensor out = Tensor::zeros({3, 1 + (T - 1) * tf, h * s, w * s}, z.dtype(), device_);
   if (tiling.enabled && (h * s > tiling.tile || w * s > tiling.tile)) {
     check_tiling(tiling, s);
-    run_tiled(out, h, w, tiling.tile / s, tiling.overlap / s, s,
-              [&](int64_t y0, int64_t x0, int64_t th, int64_t tw, const ChunkSink& sink) {
-                decode_region(crop(z, y0, x0, th, tw, 1), sink);
-              });
+    run_tiled(
+        out, h, w, tiling.tile / s, tiling.overlap / s, s,
+        [&](int64_t y0, int64_t x0, int64_t th, int64_t tw, const ChunkSink& sink) {
+          decode_region(crop(z, y0, x0, th, tw, 1), sink);
+        },
+        group ? group->rank() : 0, group ? group->size() : 1);
+    if (group && group->size() > 1) out = group->all_reduce_sum(out);
   } else {
-    decode_region(z, [&](int64_t f0, const Tensor& chunk) {
-      ops::accumulate_tile(out, chunk, {}, f0, 0, 0);
-    });
+    if (!group || group->rank() == 0) {
+      decode_region(z, [&](int64_t f0, const Tensor& chunk) {
+        ops::accumulate_tile(out, chunk, {}, f0, 0, 0);
+      });
+    }
+    if (group && group->size() > 1) group->broadcast(out, 0);
   }
   return clamp ? ops::clamp(out, -1.f, 1.f) : out;
 }

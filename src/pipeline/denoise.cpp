@@ -17,13 +17,79 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 Tensor predict(const models::WanDit& dit, const Tensor& latents, float t, const Tensor& context,
                StepKind kind, const FreeSwimParams* fsp = nullptr,
-               CrossAttentionCache* cache = nullptr) {
+               CrossAttentionCache* cache = nullptr, parallel::Communicator* sequence = nullptr) {
   models::DitInput in{latents, t, context};
-  Tensor out = dit.forward(in, kind, fsp, cache).to(Device::CPU).to(DType::F32);
+  Tensor out = dit.forward(in, kind, fsp, cache, sequence).to(Device::CPU).to(DType::F32);
   // The last block's copy to host memory (Host placement) has finished by now or soon: wait,
   // so that its device tensor is not held through the next forward.
   if (cache) cache->sync();
   return out;
+}
+
+// One forward on its device, in f32 (what the ranks of a CFG-parallel run exchange).
+Tensor forward_f32(const models::WanDit& dit, const Tensor& latents, float t, const Tensor& context,
+                   StepKind kind, const FreeSwimParams* fsp, CrossAttentionCache* cache,
+                   parallel::Communicator* sequence) {
+  models::DitInput in{latents, t, context};
+  Tensor out = dit.forward(in, kind, fsp, cache, sequence).to(DType::F32);
+  if (cache) cache->sync();
+  return out;
+}
+
+// What one step's forwards are: the conditional one and, unless skipped, the unconditional one.
+struct StepForwards {
+  StepKind cond_kind = StepKind::Stock, uncond_kind = StepKind::Stock;
+  bool with_uncond = true;
+  const FreeSwimParams* fsp = nullptr;
+  CrossAttentionCache* cache = nullptr;  // read or filled by the conditional forward only
+};
+
+// The step's predictions as f32 CPU tensors: {cond, uncond} (uncond undefined when skipped).
+// Without a group (or with one rank) both run here one after the other; with two ranks rank 0
+// runs the conditional and rank 1 the unconditional forward and all_gather exchanges them.
+std::pair<Tensor, Tensor> predict_step(const models::WanDit& dit, const Tensor& x, float t,
+                                       const GuidedText& text, const StepForwards& f,
+                                       const ParallelGroups& g) {
+  parallel::Communicator* cfg = g.cfg;
+  parallel::Communicator* seq = g.sequence;
+  if (!cfg || cfg->size() == 1) {
+    Tensor cond = predict(dit, x, t, text.context, f.cond_kind, f.fsp, f.cache, seq);
+    Tensor uncond;
+    if (f.with_uncond) {
+      uncond = predict(dit, x, t, text.negative, f.uncond_kind, f.fsp, nullptr, seq);
+    }
+    return {cond, uncond};
+  }
+  const models::WanDitConfig& c = dit.config();
+  const Shape out_shape{c.out_channels, x.dim(1), x.dim(2), x.dim(3)};
+  if (!f.with_uncond) {
+    Tensor cond = cfg->rank() == 0
+                      ? forward_f32(dit, x, t, text.context, f.cond_kind, f.fsp, f.cache, seq)
+                      : Tensor::empty(out_shape, DType::F32, dit.device());
+    cfg->broadcast(cond, 0);
+    return {cond.to(Device::CPU), Tensor()};
+  }
+  const Tensor mine =
+      cfg->rank() == 0 ? forward_f32(dit, x, t, text.context, f.cond_kind, f.fsp, f.cache, seq)
+                       : forward_f32(dit, x, t, text.negative, f.uncond_kind, f.fsp, nullptr, seq);
+  Shape one = mine.shape();
+  one.insert(one.begin(), 1);
+  const Tensor both = cfg->all_gather(mine.reshape(one), 0).to(Device::CPU);
+  return {both.slice0(0, 1).reshape(mine.shape()), both.slice0(1, 2).reshape(mine.shape())};
+}
+
+void check_groups(const ParallelGroups& g) {
+  const parallel::Communicator* cfg = g.cfg;
+  FS_CHECK(!cfg || cfg->size() == 1 || cfg->size() == 2,
+           "CFG-parallel denoising needs a group of 1 or 2 ranks (conditional and unconditional "
+           "forward), got {} ({})",
+           cfg ? cfg->size() : 0, cfg ? cfg->describe() : "");
+}
+
+// Hooks are called by one rank only (every rank holds the same state).
+StageHooks hooks_of_rank(const StageHooks& hooks, const ParallelGroups& g) {
+  const bool first = (!g.cfg || g.cfg->rank() == 0) && (!g.sequence || g.sequence->rank() == 0);
+  return first ? hooks : StageHooks{};
 }
 
 void check_latents(const Tensor& t, const char* what) {
@@ -68,8 +134,10 @@ Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double
 }
 
 Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps,
-                      const Tensor& noise, const GuidedText& text, const StageHooks& hooks,
-                      const StageState* resume) {
+                      const Tensor& noise, const GuidedText& text, const StageHooks& all_hooks,
+                      const StageState* resume, const ParallelGroups& groups) {
+  check_groups(groups);
+  const StageHooks hooks = hooks_of_rank(all_hooks, groups);
   check_latents(noise, "base-stage noise");
   scheduler.set_timesteps(steps);
   Tensor x = noise.clone();
@@ -82,13 +150,11 @@ Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, in
     const auto t0 = std::chrono::steady_clock::now();
     const int i = scheduler.step_index();
     const float t = scheduler.timesteps()[static_cast<size_t>(i)];
-    const Tensor cond = predict(dit, x, t, text.context, StepKind::Stock);
-    if (skips_unconditional(text.guidance)) {
-      x = scheduler.step(cond, x);
-    } else {
-      const Tensor uncond = predict(dit, x, t, text.negative, StepKind::Stock);
-      x = scheduler.step(classifier_free_guidance(cond, uncond, text.guidance), x);
-    }
+    StepForwards f;
+    f.with_uncond = !skips_unconditional(text.guidance);
+    const auto [cond, uncond] = predict_step(dit, x, t, text, f, groups);
+    x = scheduler.step(f.with_uncond ? classifier_free_guidance(cond, uncond, text.guidance) : cond,
+                       x);
     if (hooks.checkpoint) {
       StageState s;
       s.next_step = scheduler.step_index();
@@ -103,8 +169,10 @@ Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, in
 
 Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler,
                           const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
-                          const FreeSwimStageOptions& opt, const StageHooks& hooks,
-                          const StageState* resume) {
+                          const FreeSwimStageOptions& opt, const StageHooks& all_hooks,
+                          const StageState* resume, const ParallelGroups& groups) {
+  check_groups(groups);
+  const StageHooks hooks = hooks_of_rank(all_hooks, groups);
   FS_CHECK(opt.cache_every >= 0, "--cache-every must be >= 0 (0 disables the cache), got {}",
            opt.cache_every);
   const sched::Video2VideoStart start = sched::video2video_start(opt.steps, opt.strength);
@@ -131,7 +199,11 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
       last_guide_step = resume->guide_step;
       guide_latents = resume->guide_latents;
       const float tg = scheduler.timesteps()[static_cast<size_t>(last_guide_step)];
-      predict(dit, guide_latents, tg, text.context, StepKind::Guide, &opt.attention, &cache);
+      // Only the rank that runs conditional forwards keeps a cache.
+      if (!groups.cfg || groups.cfg->rank() == 0) {
+        predict(dit, guide_latents, tg, text.context, StepKind::Guide, &opt.attention, &cache,
+                groups.sequence);
+      }
     }
   } else {
     check_latents(clean_latents, "FreeSwim-stage latents");
@@ -146,22 +218,24 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
     const int i = scheduler.step_index();
     const int k = i - start.t_start;  // step within the stage: guide steps are 0, k, 2k, ...
     const float t = scheduler.timesteps()[static_cast<size_t>(i)];
-    Tensor cond, uncond;
-    const bool with_uncond = !skips_unconditional(text.guidance);
+    StepForwards f;
+    f.with_uncond = !skips_unconditional(text.guidance);
+    f.fsp = &opt.attention;
     if (opt.cache_every == 0) {
-      cond = predict(dit, x, t, text.context, StepKind::Dual, &opt.attention);
-      if (with_uncond) uncond = predict(dit, x, t, text.negative, StepKind::Dual, &opt.attention);
+      f.cond_kind = f.uncond_kind = StepKind::Dual;
     } else {
+      f.cache = &cache;
+      f.uncond_kind = StepKind::Uncond;
       if (k % opt.cache_every == 0) {
-        cond = predict(dit, x, t, text.context, StepKind::Guide, &opt.attention, &cache);
+        f.cond_kind = StepKind::Guide;
         last_guide_step = i;
         guide_latents = x;
       } else {
-        cond = predict(dit, x, t, text.context, StepKind::Reuse, &opt.attention, &cache);
+        f.cond_kind = StepKind::Reuse;
       }
-      if (with_uncond) uncond = predict(dit, x, t, text.negative, StepKind::Uncond, &opt.attention);
     }
-    x = scheduler.step(with_uncond ? classifier_free_guidance(cond, uncond, text.guidance) : cond,
+    const auto [cond, uncond] = predict_step(dit, x, t, text, f, groups);
+    x = scheduler.step(f.with_uncond ? classifier_free_guidance(cond, uncond, text.guidance) : cond,
                        x);
     if (hooks.checkpoint) {
       StageState s;

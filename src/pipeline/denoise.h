@@ -18,6 +18,7 @@
 #include "core/tensor.h"
 #include "freeswim/policy.h"
 #include "models/wan_dit.h"
+#include "parallel/communicator.h"
 #include "sched/scheduler.h"
 
 namespace freeswim::pipeline {
@@ -55,10 +56,33 @@ struct GuidedText {
 // every step's work.
 bool skips_unconditional(double guidance);
 
+// Multi-rank denoising (docs/multi_gpu.md). Every rank calls the loop with the same arguments
+// and its own replica of the DiT (on its own device); every rank returns the same result.
+//
+// `cfg` (CFG-parallel, a group of 1 or 2 ranks; another size is refused): with 2 ranks, rank 0
+// runs the conditional forward and rank 1 the unconditional one of every step, at the same
+// time; their predictions (converted to f32 on the device) are exchanged with one all_gather
+// per step and both ranks apply the guidance and the scheduler step to identical inputs, so
+// they hold identical latents throughout; on the CPU the result is the single-rank result bit
+// for bit. There is no communication inside a forward. At guidance 1 rank 0 of the pair runs
+// the conditional forward alone and broadcasts it. Only cfg rank 0 keeps the cross-attention
+// cache (only conditional forwards read it).
+//
+// `sequence` (sequence-parallel, any size dividing the heads): every forward runs over the
+// group (models::WanDit::forward), each rank computing its token slab; the cache is sharded by
+// token. Combined with `cfg` (4 or 8 GPUs: 2 x 2, 2 x 4), world rank w is cfg rank w / S and
+// sequence rank w % S of S = world / 2 (parallel::world_layout).
+//
+// Hooks (progress, checkpoint, info) are called by the rank that is rank 0 of both groups.
+struct ParallelGroups {
+  parallel::Communicator* cfg = nullptr;
+  parallel::Communicator* sequence = nullptr;
+};
+
 // Runs the stock base stage: `steps` steps of `scheduler` from `noise` (or from `resume`).
 Tensor run_base_stage(const models::WanDit& dit, sched::Scheduler& scheduler, int steps,
                       const Tensor& noise, const GuidedText& text, const StageHooks& hooks,
-                      const StageState* resume = nullptr);
+                      const StageState* resume = nullptr, const ParallelGroups& groups = {});
 
 struct FreeSwimStageOptions {
   int steps = 50;
@@ -81,7 +105,7 @@ size_t freeswim_activation_bytes(const models::WanDitConfig& config, int64_t tok
 Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler,
                           const Tensor& clean_latents, const Tensor& noise, const GuidedText& text,
                           const FreeSwimStageOptions& opt, const StageHooks& hooks,
-                          const StageState* resume = nullptr);
+                          const StageState* resume = nullptr, const ParallelGroups& groups = {});
 
 // noise_uncond + g * (noise_cond - noise_uncond), elementwise in fp32 on the CPU.
 Tensor classifier_free_guidance(const Tensor& cond, const Tensor& uncond, double guidance);

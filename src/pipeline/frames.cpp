@@ -82,9 +82,9 @@ Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc,
 }
 
 Tensor decode_latents(const models::WanVae& vae, const Tensor& latents,
-                      const models::VaeTiling& tiling) {
+                      const models::VaeTiling& tiling, parallel::Communicator* group) {
   const Tensor z = vae.denormalize(latents.to(vae.device()));
-  const Tensor video = vae.decode(z, tiling, /*clamp=*/true);
+  const Tensor video = vae.decode(z, tiling, /*clamp=*/true, group);
   if (vae.device() == Device::CPU) {
     Tensor frames = cfhw_to_fhwc(video);
     scale_shift(frames, 0.5f, 0.5f);

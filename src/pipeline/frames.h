@@ -11,9 +11,11 @@ namespace freeswim::pipeline {
 // frames [F, H, W, 3] in [0, 1] (CPU f32) -> normalised latents [z, T, H/8, W/8] (CPU f32).
 Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc,
                      const models::VaeTiling& tiling = {});
-// normalised latents -> frames [F, H, W, 3] in [0, 1] (CPU f32).
+// normalised latents -> frames [F, H, W, 3] in [0, 1] (CPU f32). With a `group`, the decode's
+// tiles are split over its ranks (models::WanVae::decode) and every rank gets all frames.
 Tensor decode_latents(const models::WanVae& vae, const Tensor& latents,
-                      const models::VaeTiling& tiling = {});
+                      const models::VaeTiling& tiling = {},
+                      parallel::Communicator* group = nullptr);
 
 // [F, H, W, 3] <-> [3, F, H, W] layout changes (copies).
 Tensor fhwc_to_cfhw(const Tensor& frames);

@@ -160,12 +160,23 @@ void report_summary(const LoadedModels& m, const StageClock& clock, const JobRep
                        gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
 }
 
+// A CPU f32 tensor of rank 0 copied to every rank of `world` (through the device the
+// communicator works on).
+void broadcast_from_root(Tensor& t, parallel::Communicator* world, Device device) {
+  if (!world || world->size() == 1) return;
+  Tensor d = t.to(device).clone();
+  world->broadcast(d, 0);
+  t = d.to(Device::CPU);
+}
+
 class Job {
  public:
-  Job(const LoadedModels& m, const JobOptions& o, const JobReporter& r, const std::string& kind)
+  Job(const LoadedModels& m, const JobOptions& o, const JobReporter& r, const std::string& kind,
+      const JobRanks& ranks)
       : m_(m),
         o_(o),
-        r_(r),
+        r_(ranks.world && ranks.world->rank() != 0 ? quiet_ : r),
+        ranks_(ranks),
         resume_file_(resume_path(o.output)),
         fingerprint_(fingerprint(m, o, kind)) {
     if (o.resume) {
@@ -179,14 +190,26 @@ class Job {
 
   // The tiling of a VAE pass over height x width frames: on cuda without --vae-tile the largest
   // tile the free memory allows now (device_settings.h), said in the log.
+  // With several ranks, rank 0's choice for all (their free memory may differ, and the tile plan
+  // must be the same on every rank).
   models::VaeTiling vae_tiling(int height, int width) const {
     if (!o_.device.vae_tile_by_memory) return o_.device.tiling;
     std::string why;
-    const models::VaeTiling t = vae_tiling_for(o_.device, height, width,
-                                               device_memory(o_.device.device).free_bytes(), &why);
+    models::VaeTiling t = vae_tiling_for(o_.device, height, width,
+                                         device_memory(o_.device.device).free_bytes(), &why);
     info(why);
+    if (ranks_.world && ranks_.world->size() > 1) {
+      Tensor v = Tensor::from_vector(
+          {3}, {t.enabled ? 1.f : 0.f, static_cast<float>(t.tile), static_cast<float>(t.overlap)});
+      broadcast_from_root(v, ranks_.world, m_.dit->device());
+      t.enabled = v.data<float>()[0] != 0.f;
+      t.tile = static_cast<int>(v.data<float>()[1]);
+      t.overlap = static_cast<int>(v.data<float>()[2]);
+    }
     return t;
   }
+
+  bool root() const { return !ranks_.world || ranks_.world->rank() == 0; }
 
   void info(const std::string& line) const {
     if (r_.info) r_.info(line);
@@ -249,8 +272,10 @@ class Job {
     const StageState* resume = resume_for("freeswim");
     if (!resume) {
       info("encoding the upsampled video");
-      clean =
-          encode_frames(*m_.vae, *clean_frames, vae_tiling(o_.size.gen_height, o_.size.gen_width));
+      const models::VaeTiling tiling = vae_tiling(o_.size.gen_height, o_.size.gen_width);
+      // Every rank must start from the same latents: rank 0 encodes, the others receive them.
+      clean = root() ? encode_frames(*m_.vae, *clean_frames, tiling) : Tensor::zeros(shape);
+      broadcast_from_root(clean, ranks_.world, m_.dit->device());
       // The VAE's tiles and chunks leave cached blocks of many sizes (48 GiB reserved for 9 GiB
       // of live tensors at 1080p on an H200); give them back before the DiT needs the memory.
       trim_device_memory();
@@ -261,15 +286,16 @@ class Job {
       clock.lap("VAE encode");
     }
     sched::UniPCScheduler sched(sched::UniPCConfig::wan(o_.shift));
-    const Tensor lat =
-        run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"), resume);
+    const Tensor lat = run_freeswim_stage(*m_.dit, sched, clean, noise, text, fo, hooks("freeswim"),
+                                          resume, ranks_.groups);
     clock.lap("FreeSwim stage");
     info("decoding");
-    const Tensor frames =
-        decode_latents(*m_.vae, lat, vae_tiling(o_.size.gen_height, o_.size.gen_width));
+    const Tensor frames = decode_latents(
+        *m_.vae, lat, vae_tiling(o_.size.gen_height, o_.size.gen_width), ranks_.world);
     clock.lap("VAE decode");
     const Tensor out =
         o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
+    if (!root()) return out;
     video::write_mp4(o_.output, out, o_.fps);
     clock.lap("mp4 writing");
     if (!o_.png_dir.empty()) {
@@ -286,7 +312,9 @@ class Job {
 
   const LoadedModels& m_;
   const JobOptions& o_;
+  const JobReporter quiet_;  // what ranks other than 0 report: nothing
   const JobReporter& r_;
+  JobRanks ranks_;
   std::string resume_file_;
   std::string fingerprint_;
   std::optional<ResumeRecord> record_;
@@ -323,12 +351,13 @@ std::vector<std::string> job_prompts(const JobOptions& opt) {
   return prompts;
 }
 
-Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r) {
+Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r,
+                    const JobRanks& ranks) {
   check_common(opt);
   validate_frame_count(opt.frames);
   check_device(m, opt);
   m.vae->set_precision(opt.device.vae_precision);
-  Job job(m, opt, r, "generate");
+  Job job(m, opt, r, "generate", ranks);
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();
@@ -340,10 +369,11 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
     sched::UniPCScheduler sched(
         sched::UniPCConfig::wan(opt.base_shift > 0 ? opt.base_shift : m.native.flow_shift));
     const Tensor lat = run_base_stage(*m.dit, sched, opt.base_steps, noise, text, job.hooks("base"),
-                                      job.resume_for("base"));
+                                      job.resume_for("base"), ranks.groups);
     job.clock.lap("base stage");
     job.info("decoding the base video and upsampling it");
-    const Tensor base_frames = decode_latents(*m.vae, lat, job.vae_tiling(base_h, base_w));
+    const Tensor base_frames =
+        decode_latents(*m.vae, lat, job.vae_tiling(base_h, base_w), ranks.world);
     trim_device_memory();
     job.clock.lap("VAE decode (base)");
     upsampled =
@@ -354,12 +384,12 @@ Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r
 }
 
 Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& opt,
-                   const JobReporter& r) {
+                   const JobReporter& r, const JobRanks& ranks) {
   check_common(opt);
   validate_frame_count(opt.frames);
   check_device(m, opt);
   m.vae->set_precision(opt.device.vae_precision);
-  Job job(m, opt, r, "upscale:" + input);
+  Job job(m, opt, r, "upscale:" + input, ranks);
   if (!opt.size.note().empty()) job.info(opt.size.note());
   const auto [base_w, base_h] = base_size(m, opt);
   const GuidedText text = job.text();

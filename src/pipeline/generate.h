@@ -9,6 +9,8 @@
 
 #include "freeswim/policy.h"
 #include "models/wan_vae.h"
+#include "parallel/communicator.h"
+#include "pipeline/denoise.h"
 #include "pipeline/device_settings.h"
 #include "pipeline/models.h"
 #include "pipeline/size_plan.h"
@@ -66,12 +68,25 @@ void check_job_options(const JobOptions& opt);
 // and the negative prompt (Wan's default when none is given) unless guidance 1 skips it.
 std::vector<std::string> job_prompts(const JobOptions& opt);
 
+// One rank of a multi-GPU job (docs/multi_gpu.md). Every rank calls run_generate / run_upscale
+// with the same options and its own LoadedModels (replicas on its own device, each with the
+// prompts' contexts encoded at load). `world` holds all ranks, `groups` the rank's CFG pair and
+// sequence-parallel group (parallel::world_layout). The VAE tile plan of rank 0 is used by all;
+// the upsampled video is encoded by rank 0 and its latents broadcast; the denoising loops run
+// over `groups`; the decodes are split by tiles over `world`. Rank 0 alone reports, saves the
+// resume state and writes the output; every rank returns the frames.
+struct JobRanks {
+  parallel::Communicator* world = nullptr;
+  ParallelGroups groups;
+};
+
 // Runs a whole generation and writes opt.output (atomically). Returns the frames written.
 // The prompts' contexts come from `m` (encoded when it was loaded: job_prompts).
-Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r);
+Tensor run_generate(LoadedModels& m, const JobOptions& opt, const JobReporter& r,
+                    const JobRanks& ranks = {});
 // Upscales `input` (a video file) with the FreeSwim stage and writes opt.output.
 Tensor run_upscale(LoadedModels& m, const std::string& input, const JobOptions& opt,
-                   const JobReporter& r);
+                   const JobReporter& r, const JobRanks& ranks = {});
 
 // The FreeSwim attention settings for a base (native) size and a model: half window from the
 // base token grid unless given, attention scale by the rule unless given.

@@ -152,6 +152,16 @@ TEST_F(BadInput, Device) {
 #endif
 }
 
+TEST_F(BadInput, Gpus) {
+  for (const char* n : {"3", "0", "16"}) {
+    SCOPED_TRACE(n);
+    expect_refused(tiny({"--gpus", n}), {"--gpus", n, "1, 2, 4 or 8"});
+  }
+  // The runner's child sees no GPU: several GPUs on the CPU are refused naming both flags.
+  expect_refused(tiny({"--gpus", "2"}), {"--gpus 2", "--device cuda"});
+  expect_refused(tiny({"--gpus", "8", "--device", "cpu"}), {"--gpus 8", "--device cuda"});
+}
+
 TEST_F(BadInput, DeviceAutoSaysWhereItRuns) {
   const RunResult r = run_freeswim(tiny({}));
   EXPECT_EQ(r.exit_code, 0) << r.describe();

@@ -1,0 +1,84 @@
+// NcclGroup (built with CUDA and NCCL). Without a GPU only the refusal of absent devices runs;
+// with one or more, the collectives and Ulysses attention on CUDA tensors with one rank per GPU
+// (one rank until the CUDA backend keeps per-device state: docs/multi_gpu.md), against the
+// expected copies and the unsplit attention. Labelled `gpu` for the collective tests' sake.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "ops/cuda/cuda_backend.h"
+#include "parallel/nccl_group.h"
+#include "parallel/ulysses.h"
+
+namespace freeswim::parallel {
+namespace {
+
+class Nccl : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { ops::cuda::register_cuda_backend(); }
+};
+
+TEST_F(Nccl, AbsentGpusAreRefusedNamingThem) {
+  const int visible = cuda_device_count();
+  try {
+    NcclGroup g({visible});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 0 needs GPU " + std::to_string(visible)),
+              std::string::npos)
+        << e.what();
+  }
+  if (visible >= 1) {
+    EXPECT_THROW(NcclGroup({0, 0}), Error);
+  }
+}
+
+TEST_F(Nccl, CollectivesOnOneGpu) {
+  if (cuda_device_count() < 1) GTEST_SKIP() << "no GPU";
+  NcclGroup g({0});
+  // NVLS is off unless the user set it.
+  ASSERT_NE(std::getenv("NCCL_NVLS_ENABLE"), nullptr);
+  const Tensor x = rng::normal_tensor({4, 6, 8}, 3);
+  g.run([&](Communicator& c) {
+    EXPECT_EQ(c.describe(), "rank 0 of 1 (GPU 0, NCCL)");
+    const Tensor d = x.to(Device::CUDA);
+    for (int split = 0; split < 3; ++split) {
+      for (int concat = 0; concat < 3; ++concat) {
+        const Tensor y = c.all_to_all(d, split, concat).to(Device::CPU);
+        EXPECT_EQ(std::memcmp(y.raw(), x.raw(), x.nbytes()), 0) << split << " " << concat;
+      }
+      const Tensor a = c.all_gather(d, split).to(Device::CPU);
+      EXPECT_EQ(std::memcmp(a.raw(), x.raw(), x.nbytes()), 0) << split;
+    }
+    const Tensor sum = c.all_reduce_sum(d).to(Device::CPU);
+    EXPECT_EQ(std::memcmp(sum.raw(), x.raw(), x.nbytes()), 0);
+    Tensor b = d.clone();
+    c.broadcast(b, 0);
+    EXPECT_EQ(std::memcmp(b.to(Device::CPU).raw(), x.raw(), x.nbytes()), 0);
+    c.barrier();
+    EXPECT_THROW(c.all_gather(x, 0), Error);  // a CPU tensor
+  });
+}
+
+TEST_F(Nccl, UlyssesAttentionOnOneGpuEqualsTheOp) {
+  if (cuda_device_count() < 1) GTEST_SKIP() << "no GPU";
+  NcclGroup g({0});
+  const WindowGeometry grid{2, 8, 12, 2, 3};
+  const auto q = rng::normal_tensor({grid.tokens(), 4, 128}, 1).to(Device::CUDA).to(DType::BF16);
+  const auto k = rng::normal_tensor({grid.tokens(), 4, 128}, 2).to(Device::CUDA).to(DType::BF16);
+  const auto v = rng::normal_tensor({grid.tokens(), 4, 128}, 3).to(Device::CUDA).to(DType::BF16);
+  g.run([&](Communicator& c) {
+    for (const WindowGeometry* w : {&grid, static_cast<const WindowGeometry*>(nullptr)}) {
+      const Tensor want = ops::attention(q, k, v, 0.1f, w).to(Device::CPU);
+      const Tensor got = ulysses_attention(c, TokenSplit::make(grid.tokens(), 1), q, k, v, 0.1f, w)
+                             .to(Device::CPU);
+      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace freeswim::parallel
