@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -63,7 +64,8 @@ Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dPar
   const bool pointwise = kt == 1 && kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                          p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
   const int64_t block = std::clamp<int64_t>(kColumnBudget / K, 1, P);
-  std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * block));
+  // Not zeroed: the column fill below writes every element the product reads.
+  std::unique_ptr<float[]> col(pointwise ? nullptr : new float[static_cast<size_t>(K * block)]);
 
   for (int64_t fo = 0; fo < Fo; ++fo) {
     if (pointwise) {
@@ -77,30 +79,50 @@ Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dPar
     }
     for (int64_t p0 = 0; p0 < P; p0 += block) {
       const int64_t n = std::min(block, P - p0);
-      // col[k, j] = padded x at the tap k of output pixel p0 + j.
+      // col[k, j] = padded x at the tap k of output pixel p0 + j, filled one output row at a
+      // time: the taps inside the frame are a strided (stride 1: contiguous) run of one input
+      // row, the rest zeros. No division per pixel, which made this loop most of a CPU decode.
       parallel_for(K, 1, [&](int64_t k0, int64_t k1) {
         for (int64_t k = k0; k < k1; ++k) {
           const int64_t c = k % kw, bb = (k / kw) % kh, a = (k / (kw * kh)) % kt,
                         ci = k / (kw * kh * kt);
-          float* row = col.data() + k * n;
+          float* row = col.get() + k * n;
           const int64_t fi = fo * p.stride_t + a - p.pad_front;
           if (fi < 0 || fi >= Fi) {
             std::fill(row, row + n, 0.f);
             continue;
           }
           const float* plane = xd + (ci * Fi + fi) * frame_in;
-          for (int64_t j = 0; j < n; ++j) {
-            const int64_t pix = p0 + j, ho = pix / Wo, wo = pix % Wo;
-            const int64_t hi = ho * p.stride_h + bb - p.pad_top,
-                          wi = wo * p.stride_w + c - p.pad_left;
-            row[j] = (hi >= 0 && hi < Hi && wi >= 0 && wi < Wi) ? plane[hi * Wi + wi] : 0.f;
+          // Input column of output column wo: wo * stride_w + off, inside [0, Wi) for wo in
+          // [wo_first, wo_end).
+          const int64_t off = c - p.pad_left, sw = p.stride_w;
+          const int64_t wo_first = off >= 0 ? 0 : (-off + sw - 1) / sw;
+          const int64_t wo_end = Wi - 1 - off >= 0 ? (Wi - 1 - off) / sw + 1 : 0;
+          for (int64_t j = 0; j < n;) {
+            const int64_t pix = p0 + j, ho = pix / Wo, wo0 = pix % Wo;
+            const int64_t len = std::min(Wo - wo0, n - j);  // output pixels left in this row
+            float* out = row + j;                           // out[i] is output column wo0 + i
+            const int64_t hi = ho * p.stride_h + bb - p.pad_top;
+            const int64_t z0 = std::clamp(wo_first, wo0, wo0 + len) - wo0;
+            const int64_t z1 =
+                (hi >= 0 && hi < Hi) ? std::clamp(wo_end, wo0 + z0, wo0 + len) - wo0 : z0;
+            std::fill(out, out + z0, 0.f);
+            if (z1 > z0) {
+              const float* src = plane + hi * Wi + (wo0 + z0) * sw + off;
+              if (sw == 1) {
+                std::copy(src, src + (z1 - z0), out + z0);
+              } else {
+                for (int64_t i = 0; i < z1 - z0; ++i) out[z0 + i] = src[i * sw];
+              }
+            }
+            std::fill(out + z1, out + len, 0.f);
+            j += len;
           }
         }
       });
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Co),
-                  static_cast<int>(n), static_cast<int>(K), 1.f, wd, static_cast<int>(K),
-                  col.data(), static_cast<int>(n), 1.f, yd + fo * P + p0,
-                  static_cast<int>(out_frame_stride));
+                  static_cast<int>(n), static_cast<int>(K), 1.f, wd, static_cast<int>(K), col.get(),
+                  static_cast<int>(n), 1.f, yd + fo * P + p0, static_cast<int>(out_frame_stride));
     }
   }
   return y;
