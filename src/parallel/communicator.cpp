@@ -1,6 +1,7 @@
 #include "parallel/communicator.h"
 
 #include <cstring>
+#include <utility>
 
 #include "core/error.h"
 
@@ -70,19 +71,11 @@ std::vector<Copy2D> split_copies(const Shape& shape, size_t element_bytes, int d
 }
 
 std::vector<Copy2D> join_copies(const Shape& part, size_t element_bytes, int dim, int parts) {
-  const DimView v = dim_view(part, dim, element_bytes, "join");
-  const size_t width = static_cast<size_t>(v.extent * v.inner) * element_bytes;
-  const size_t chunk = width * static_cast<size_t>(v.outer);
-  std::vector<Copy2D> out;
-  for (int i = 0; i < parts; ++i) {
-    Copy2D c;
-    c.src_offset = static_cast<size_t>(i) * chunk;
-    c.src_pitch = width;
-    c.dst_offset = static_cast<size_t>(i) * width;
-    c.dst_pitch = width * static_cast<size_t>(parts);
-    c.width = width;
-    c.height = static_cast<size_t>(v.outer);
-    out.push_back(c);
+  // Joining is splitting the joined tensor with source and destination swapped.
+  std::vector<Copy2D> out = split_copies(join_shape(part, dim, parts), element_bytes, dim, parts);
+  for (Copy2D& c : out) {
+    std::swap(c.src_offset, c.dst_offset);
+    std::swap(c.src_pitch, c.dst_pitch);
   }
   return out;
 }

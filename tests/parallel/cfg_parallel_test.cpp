@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "local_world.h"
 #include "models/wan_dit.h"
 #include "parallel/communicator.h"
 #include "parallel/local_group.h"
@@ -192,17 +193,8 @@ void compare_world(int world, const std::function<std::unique_ptr<models::WanDit
   EXPECT_EQ(l.cfg * l.seq, world);
   std::vector<std::unique_ptr<models::WanDit>> dits;
   for (int r = 0; r < world; ++r) dits.push_back(make());
-  parallel::LocalGroup group(world);
-  std::vector<std::unique_ptr<parallel::LocalGroup>> cfgs, seqs;
-  for (int s = 0; s < l.seq; ++s)
-    cfgs.push_back(std::make_unique<parallel::LocalGroup>(l.cfg, group));
-  for (int c = 0; c < l.cfg; ++c)
-    seqs.push_back(std::make_unique<parallel::LocalGroup>(l.seq, group));
   std::vector<Tensor> out(static_cast<size_t>(world));
-  group.run([&](parallel::Communicator& w) {
-    const int c = l.cfg_rank(w.rank()), s = l.seq_rank(w.rank());
-    ParallelGroups g{&cfgs[static_cast<size_t>(s)]->comm(c),
-                     &seqs[static_cast<size_t>(c)]->comm(s)};
+  run_local_world(world, with_uncond, [&](parallel::Communicator& w, const ParallelGroups& g) {
     out[static_cast<size_t>(w.rank())] = stage(*dits[static_cast<size_t>(w.rank())], g);
   });
   for (int r = 0; r < world; ++r) {

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "parallel/local_group.h"
+#include "local_world.h"
 #include "pipeline/generate.h"
 
 namespace freeswim::pipeline {
@@ -46,22 +46,13 @@ Tensor run_on(int world, const std::string& output) {
     LoadedModels m = tiny();
     return run_generate(m, options(output), {});
   }
-  const parallel::WorldLayout l = parallel::world_layout(world, true);
   std::vector<LoadedModels> models;
   for (int r = 0; r < world; ++r) models.push_back(tiny());
-  parallel::LocalGroup group(world);
-  std::vector<std::unique_ptr<parallel::LocalGroup>> cfgs, seqs;
-  for (int s = 0; s < l.seq; ++s)
-    cfgs.push_back(std::make_unique<parallel::LocalGroup>(l.cfg, group));
-  for (int c = 0; c < l.cfg; ++c)
-    seqs.push_back(std::make_unique<parallel::LocalGroup>(l.seq, group));
   std::vector<Tensor> out(static_cast<size_t>(world));
-  group.run([&](parallel::Communicator& w) {
-    const int c = l.cfg_rank(w.rank()), s = l.seq_rank(w.rank());
+  run_local_world(world, true, [&](parallel::Communicator& w, const ParallelGroups& g) {
     JobRanks ranks;
     ranks.world = &w;
-    ranks.groups.cfg = &cfgs[static_cast<size_t>(s)]->comm(c);
-    ranks.groups.sequence = l.seq > 1 ? &seqs[static_cast<size_t>(c)]->comm(s) : nullptr;
+    ranks.groups = g;
     out[static_cast<size_t>(w.rank())] =
         run_generate(models[static_cast<size_t>(w.rank())], options(output), {}, ranks);
   });
