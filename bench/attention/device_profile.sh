@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 if [[ -d /tmp/carry/lib ]]; then export LD_LIBRARY_PATH=/tmp/carry/lib:${LD_LIBRARY_PATH:-}; fi
 for k in ${KERNELS:-window}; do
   timeout 150 ncu --clock-control none \
-    --kernel-name regex:'box_tiles_kernel|row_runs_kernel|dense_tma_kernel' --launch-count 1 \
+    --kernel-name regex:'box_tiles_kernel|row_runs_kernel|dense_tma_kernel|attention_kernel' --launch-count 1 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
     --section ComputeWorkloadAnalysis --section LaunchStats \
     "$BIN/bench_attention" "$OUT/ncu_bench_$k.jsonl" 1 1024 "$k" >"$OUT/ncu_$k.txt" 2>&1
