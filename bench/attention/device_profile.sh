@@ -1,18 +1,29 @@
 #!/bin/bash
-# Nsight Compute on the GPU machine: one launch (1.3B-1080p shape) of each bench_attention kernel
-# in KERNELS, with the sections that say where the kernel's time goes (throughput against peak,
-# memory hierarchy, warp stall reasons). Clocks are left alone (--clock-control none).
-#   BIN=/tmp/carry/bin OUT=dir KERNELS="window window-rows dense" bench/attention/device_profile.sh
+# Nsight Compute on the GPU machine: one launch of each bench_attention kernel in KERNELS, with
+# the sections that say where the kernel's time goes (throughput against peak, memory hierarchy,
+# L2 hit rate and DRAM bytes, warp stall reasons, instructions issued). Clocks are left alone
+# (--clock-control none).
+#   BIN=/tmp/carry/bin OUT=dir KERNELS="window dense" SHAPE=1080p|4k bench/attention/device_profile.sh
+# SHAPE=1080p (default) profiles the Wan2.1-1.3B 1080p launch, SHAPE=4k the Wan2.1-14B 4K one (one
+# head of 40): bench_attention runs each kernel 2 + 5 times (window) or 2 + 3 times (dense) per
+# shape, so the 4K launch is found by skipping the 1080p ones.
 set -u
 BIN=${BIN:-/tmp/carry/bin}
 OUT=${OUT:-/tmp/attention_profile}
+SHAPE=${SHAPE:-1080p}
 mkdir -p "$OUT"
 if [[ -d /tmp/carry/lib ]]; then export LD_LIBRARY_PATH=/tmp/carry/lib:${LD_LIBRARY_PATH:-}; fi
 for k in ${KERNELS:-window}; do
-  timeout 150 ncu --clock-control none \
-    --kernel-name regex:'box_tiles_kernel|row_runs_kernel|dense_tma_kernel|attention_kernel' --launch-count 1 \
+  skip=0
+  if [[ $SHAPE == 4k ]]; then
+    case "$k" in *dense* | cudnn) skip=5 ;; *) skip=7 ;; esac
+  fi
+  timeout 240 ncu --clock-control none \
+    --kernel-name regex:'box_tiles_kernel|row_runs_kernel|dense_tma_kernel|attention_kernel' \
+    --launch-skip "$skip" --launch-count 1 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
-    --section ComputeWorkloadAnalysis --section LaunchStats \
-    "$BIN/bench_attention" "$OUT/ncu_bench_$k.jsonl" 1 1024 "$k" >"$OUT/ncu_$k.txt" 2>&1
-  echo "ncu $k rc=$?"
+    --section ComputeWorkloadAnalysis --section LaunchStats --section InstructionStats \
+    --metrics dram__bytes_read.sum,lts__t_sector_hit_rate.pct,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active \
+    "$BIN/bench_attention" "$OUT/ncu_bench_$k.jsonl" 1 1024 "$k" >"$OUT/ncu_${k}_$SHAPE.txt" 2>&1
+  echo "ncu $k $SHAPE rc=$?"
 done
