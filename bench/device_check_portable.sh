@@ -7,7 +7,8 @@
 #
 #   OUT=$OUT bash bench/device_check_portable.sh [parts...]     (default: all, in this order)
 #
-# Parts (each writes its log to $OUT/<part>.txt; the lines to read go to $OUT/summary.txt):
+# Parts (each writes its log to $OUT/logs/<part>.txt; the lines to read go to $OUT/summary.txt, which
+# is the first file under $OUT, as the device returns only the first 8):
 #   attn      cuda_attention_test: every case on both paths (Hopper and portable kernels, window
 #             and dense, head_dim 64 and 128, odd grids, windows wider than the grid), against the
 #             CPU oracle; PortableKernels.FitEveryTarget prints each portable kernel's registers and
@@ -32,10 +33,13 @@
 #   memcheck  compute-sanitizer memcheck on the portable kernels, small shapes (window d128/d64,
 #             dense d128/d64)
 #   jit_backend  cuda_backend_test_jit --gpu-kernels=portable (the compute_80-PTX build)
+#   nccl      parallel_nccl_test: NcclGroup on this one GPU (collectives, Ulysses attention with
+#             one rank against the unsplit op)
 set -u
 OUT=${OUT:-/tmp/device_check_portable}
 DEADLINE=${DEADLINE:-470}
-mkdir -p "$OUT" /tmp/carry
+L=$OUT/logs
+mkdir -p "$OUT" "$L" /tmp/carry
 start=$(date +%s)
 if [[ -f .carry/portable.tar.xz ]]; then
   tar -xJf .carry/portable.tar.xz -C /tmp/carry
@@ -61,7 +65,7 @@ budget() {
   local left=$((DEADLINE - ($(date +%s) - start)))
   if ((left < 15)); then echo 0; elif (($1 < left)); then echo "$1"; else echo "$left"; fi
 }
-# name seconds command...: runs under the budget, output to $OUT/name.txt; rc in $rc.
+# name seconds command...: runs under the budget, output to $L/name.txt; rc in $rc.
 part() {
   local name=$1 secs
   secs=$(budget "$2")
@@ -71,7 +75,7 @@ part() {
     rc=skipped
     return
   fi
-  timeout "$secs" "$@" >>"$OUT/$name.txt" 2>&1
+  timeout "$secs" "$@" >>"$L/$name.txt" 2>&1
   rc=$?
   ((rc == 124)) && echo "$name: timed out after ${secs}s" | log
 }
@@ -80,79 +84,83 @@ tests() {  # label file: gtest's pass / fail lines and the first failures
   grep -E '^\[  FAILED  \].*\(|Failure' "$2" | head -8 | log
 }
 
-for p in "${@:-attn bench step backend check generate whole jit memcheck jit_backend}"; do
+for p in "${@:-attn bench step backend check generate whole jit memcheck jit_backend nccl}"; do
   for part_name in $p; do
     echo "=== $part_name ($(date +%T), $(($(date +%s) - start)) s)" | log
     case "$part_name" in
       attn)
         part attn 150 "$B/cuda_attention_test"
-        tests "cuda_attention_test (both paths) rc=$rc" "$OUT/attn.txt"
-        grep -E "^(window|dense)_d(64|128) |compute capability" "$OUT/attn.txt" | log
+        tests "cuda_attention_test (both paths) rc=$rc" "$L/attn.txt"
+        grep -E "^(window|dense)_d(64|128) |compute capability" "$L/attn.txt" | log
         ;;
       bench)
-        part bench 90 "$B/bench_attention" "$OUT/bench.jsonl" 4 16384 \
+        part bench 90 "$B/bench_attention" "$L/bench.jsonl" 4 16384 \
           window,portable-window,dense,portable-dense,cudnn
         echo "bench_attention rc=$rc" | log
-        grep -E "^(shape|1\.3B|14B|device)" "$OUT/bench.txt" | log
+        grep -E "^(shape|1\.3B|14B|device)" "$L/bench.txt" | log
         # The targets: portable window per useful FLOP >= 0.9 x portable dense.
         awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
           END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
-          "$OUT/bench.txt" | log
+          "$L/bench.txt" | log
         part torch 150 env PYTHONUNBUFFERED=1 python3 bench/attention/torch_attention.py \
-          "$OUT/bench.jsonl" all
+          "$L/bench.jsonl" all
         echo "torch_attention rc=$rc" | log
-        sed -n '/^summary:/,$p' "$OUT/torch.txt" | grep -v -i deprecat | log
+        sed -n '/^summary:/,$p' "$L/torch.txt" | grep -v -i deprecat | log
         # portable dense >= FlashAttention-2 (PyTorch's SDPA flash back-end) in the same call.
         awk '$2 == "portable-dense" && $3 == "sdpa-flash" {printf "target %s: portable dense / FlashAttention-2 = %s (>= 1)\n", $1, $7}' \
-          "$OUT/torch.txt" | sort -u | log
+          "$L/torch.txt" | sort -u | log
         ;;
       step)
         part step 230 "$B/bench_step" 21 68 120 guide,reuse,uncond device hopper,portable
         echo "bench_step rc=$rc" | log
-        grep -E "^\| (guide|reuse|uncond)|^CFG|attention on|built in" "$OUT/step.txt" | log
+        grep -E "^\| (guide|reuse|uncond)|^CFG|attention on|built in" "$L/step.txt" | log
         awk '/^CFG step, cache every 2, hopper/ {h = $(NF-5)} /^CFG step, cache every 2, portable/ {p = $(NF-5)}
           END {if (h > 0) printf "target: CFG step cache every 2, portable / hopper = %.3f (<= 2)\n", p / h}' \
-          "$OUT/step.txt" | log
+          "$L/step.txt" | log
         ;;
       backend)
         part backend 150 "$B/cuda_backend_test" --gpu-kernels=portable
-        tests "cuda_backend_test --gpu-kernels=portable rc=$rc" "$OUT/backend.txt"
+        tests "cuda_backend_test --gpu-kernels=portable rc=$rc" "$L/backend.txt"
         ;;
       check)
         part check 150 "$B/freeswim" --gpu-kernels portable check --golden "$FREESWIM_GOLDEN_DIR" \
           --device cuda
-        echo "freeswim check --device cuda --gpu-kernels portable: rc=$rc, $(grep -c ' PASS' "$OUT/check.txt") PASS, $(grep -c ' FAIL' "$OUT/check.txt") FAIL" | log
-        grep -E " FAIL|rror" "$OUT/check.txt" | head -10 | log
-        tail -3 "$OUT/check.txt" | log
+        echo "freeswim check --device cuda --gpu-kernels portable: rc=$rc, $(grep -c ' PASS' "$L/check.txt") PASS, $(grep -c ' FAIL' "$L/check.txt") FAIL" | log
+        grep -E " FAIL|rror" "$L/check.txt" | head -10 | log
+        tail -3 "$L/check.txt" | log
         ;;
       generate)
         part generate 90 "$B/freeswim" --gpu-kernels portable generate --model tiny --device cuda \
-          -p "a fox" --size 192x128 --frames 9 --base-steps 2 --steps 4 -o "$OUT/tiny_portable.mp4"
-        echo "tiny generate on cuda, portable kernels: rc=$rc, mp4 $(stat -c %s "$OUT/tiny_portable.mp4" 2>/dev/null || echo missing) bytes" | log
-        grep -E "device|rror" "$OUT/generate.txt" | head -5 | log
+          -p "a fox" --size 192x128 --frames 9 --base-steps 2 --steps 4 -o "$L/tiny_portable.mp4"
+        echo "tiny generate on cuda, portable kernels: rc=$rc, mp4 $(stat -c %s "$L/tiny_portable.mp4" 2>/dev/null || echo missing) bytes" | log
+        grep -E "device|rror" "$L/generate.txt" | head -5 | log
         ;;
       whole)
         part whole 100 "$B/bench_generate" 9 448 256 224 128 0 whole default portable
         echo "bench_generate whole, portable kernels: rc=$rc" | log
-        grep -E "^device:|^\| |not finite|whole generate:" "$OUT/whole.txt" | log
+        grep -E "^device:|^\| |not finite|whole generate:" "$L/whole.txt" | log
         ;;
       jit)
         part jit 150 "$B/cuda_attention_test_jit" \
           --gtest_filter='*portable*:PortableKernels.*:AttentionPaths.*:AttentionErrors.*'
-        tests "cuda_attention_test_jit (compute_80 PTX, portable cases) rc=$rc" "$OUT/jit.txt"
-        grep -E "^(window|dense)_d(64|128) |compute capability" "$OUT/jit.txt" | log
+        tests "cuda_attention_test_jit (compute_80 PTX, portable cases) rc=$rc" "$L/jit.txt"
+        grep -E "^(window|dense)_d(64|128) |compute capability" "$L/jit.txt" | log
         ;;
       jit_backend)
         part jit_backend 180 "$B/cuda_backend_test_jit" --gpu-kernels=portable
-        tests "cuda_backend_test_jit --gpu-kernels=portable rc=$rc" "$OUT/jit_backend.txt"
+        tests "cuda_backend_test_jit --gpu-kernels=portable rc=$rc" "$L/jit_backend.txt"
         ;;
       memcheck)
         part memcheck 120 compute-sanitizer --tool memcheck "$B/cuda_attention_test" \
           --gtest_filter='*portable_auto_T1_H5_*:*portable_auto_T7_H19_*:*portable_auto_q257_kv1000*:*portable_auto_q300_kv77*'
-        echo "memcheck (portable, small shapes) rc=$rc: $(grep -E '^\[  (PASSED|FAILED)|ERROR SUMMARY' "$OUT/memcheck.txt" | tr '\n' ' ')" | log
+        echo "memcheck (portable, small shapes) rc=$rc: $(grep -E '^\[  (PASSED|FAILED)|ERROR SUMMARY' "$L/memcheck.txt" | tr '\n' ' ')" | log
+        ;;
+      nccl)
+        part nccl 60 "$B/parallel_nccl_test"
+        tests "parallel_nccl_test (NcclGroup, one GPU) rc=$rc" "$L/nccl.txt"
         ;;
       *)
-        echo "unknown part $part_name (attn bench step backend check generate whole jit memcheck jit_backend)" | log
+        echo "unknown part $part_name (attn bench step backend check generate whole jit memcheck jit_backend nccl)" | log
         ;;
     esac
   done

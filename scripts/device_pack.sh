@@ -16,7 +16,7 @@
 #   scripts/device_pack.sh portable -> .carry/portable.tar.xz for bench/device_check_portable.sh
 #                                   (carry it alone): builds what it needs first, in build/ (the
 #                                   attention and backend tests, bench_attention, bench_step,
-#                                   bench_generate, freeswim) and in build-jit/, configured with
+#                                   bench_generate, freeswim, parallel_nccl_test) and in build-jit/, configured with
 #                                   FREESWIM_CUDA_ARCHS=compute_80 (every portable kernel as PTX that
 #                                   the driver compiles on the GPU; the Hopper kernels as usual), the
 #                                   two test binaries as *_jit; stripped but for the attention test
@@ -44,7 +44,7 @@ if [[ "${1:-}" == portable ]]; then
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
   fi
   cmake --build build -j "$jobs" --target cuda_attention_test cuda_backend_test bench_attention \
-    bench_step bench_generate freeswim
+    bench_step bench_generate freeswim parallel_nccl_test
   cmake -S . -B build-jit -G Ninja -DCMAKE_BUILD_TYPE=Release -DFREESWIM_CUDA_ARCHS=compute_80 \
     -DFREESWIM_HOPPER_KERNELS=ON -DFREESWIM_BENCH=OFF
   cmake --build build-jit -j "$jobs" --target cuda_attention_test cuda_backend_test
@@ -52,7 +52,7 @@ if [[ "${1:-}" == portable ]]; then
   strip -o "$stage/bin/cuda_backend_test_jit" build-jit/tests/cuda_backend/cuda_backend_test
   bins=(build/tests/cuda_attention/cuda_attention_test build/tests/cuda_backend/cuda_backend_test
     build/bench/attention/bench_attention build/bench/step/bench_step
-    build/bench/generate/bench_generate build/src/cli/freeswim)
+    build/bench/generate/bench_generate build/src/cli/freeswim build/tests/parallel/parallel_nccl_test)
 fi
 for bin in "${bins[@]}"; do
   if [[ "$out" == .carry/cli.tar.xz ||

@@ -4,6 +4,9 @@
 # L2 hit rate and DRAM bytes, warp stall reasons, instructions issued). Clocks are left alone
 # (--clock-control none).
 #   BIN=/tmp/carry/bin OUT=dir KERNELS="window dense" SHAPE=1080p|4k bench/attention/device_profile.sh
+# BENCH names the binary in BIN (default bench_attention); DENSE_QUERIES the dense runs' queries
+# (default 16384, as the benchmark: fewer leave most SMs idle). The device returns 8 files of
+# $OUT at most: two kernels a call keep their reports.
 # SHAPE=1080p (default) profiles the Wan2.1-1.3B 1080p launch, SHAPE=4k the Wan2.1-14B 4K one (one
 # head of 40): bench_attention runs each kernel 2 + 5 times (window) or 2 + 3 times (dense) per
 # shape, so the 4K launch is found by skipping the 1080p ones.
@@ -24,6 +27,6 @@ for k in ${KERNELS:-window}; do
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
     --section ComputeWorkloadAnalysis --section LaunchStats --section InstructionStats \
     --metrics dram__bytes_read.sum,lts__t_sector_hit_rate.pct,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active \
-    "$BIN/bench_attention" "$OUT/ncu_bench_$k.jsonl" 1 1024 "$k" >"$OUT/ncu_${k}_$SHAPE.txt" 2>&1
+    "$BIN/${BENCH:-bench_attention}" "$OUT/ncu_bench_$k.jsonl" 1 "${DENSE_QUERIES:-16384}" "$k" >"$OUT/ncu_${k}_$SHAPE.txt" 2>&1
   echo "ncu $k $SHAPE rc=$?"
 done

@@ -256,14 +256,16 @@ std::string gpu_label() {
 #endif
 }
 
-// Refuses a job the device cannot hold (pipeline::plan_memory), before any weight is read; for
-// one that fits, logs the estimate and turns automatic DiT offload on when only the plan that
-// streams the blocks fits (loading the weights would succeed, the first forward would not).
+// Refuses a job the device or the host's memory cannot hold (pipeline::plan_memory), before any
+// weight is read; for one that fits, logs the estimate and turns automatic DiT offload on when
+// only the plan that streams the blocks fits (loading the weights would succeed, the first
+// forward would not).
 void check_memory(const pipeline::ModelPlan& models, pipeline::JobOptions& o, bool generate) {
   if (o.device.device == Device::CPU) return;
   const pipeline::MemoryJob job = pipeline::memory_job(models.dit, models.native, o, generate);
-  const pipeline::MemoryPlan plan = pipeline::plan_memory(
-      job, o.device, device_memory(o.device.device).free_bytes(), gpu_label());
+  const pipeline::MemoryPlan plan =
+      pipeline::plan_memory(job, o.device, device_memory(o.device.device).free_bytes(), gpu_label(),
+                            pipeline::host_available_bytes());
   FS_CHECK(plan.fits, "{}", plan.message);
   std::fprintf(stderr, "freeswim: %s\n", plan.message.c_str());
   if (plan.offload && o.device.offload == pipeline::Offload::automatic) {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
+#include <optional>
 #include <vector>
 
 #include "core/dtype.h"
@@ -95,17 +97,32 @@ MemoryEstimate estimate_memory(const MemoryJob& job, bool offload, bool host_cac
   // rest (denoise.cpp), an upper bound for the base stage's single-branch forward too.
   e.activations = freeswim_activation_bytes(c, std::max(e.tokens, base_tokens));
   // The cross-attention cache: one [tokens, dim] bf16 tensor per block (attention_cache.h).
-  if (job.cache && !host_cache)
-    e.cache = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e.tokens) *
-              static_cast<size_t>(c.dim()) * dtype_size(DType::BF16);
+  const size_t cache_bytes = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e.tokens) *
+                             static_cast<size_t>(c.dim()) * dtype_size(DType::BF16);
+  if (job.cache) (host_cache ? e.host_cache : e.cache) = cache_bytes;
+  // Streamed, every block's weights stay pinned in host memory (bf16).
+  if (offload)
+    e.host_blocks = static_cast<size_t>(c.num_layers) *
+                    static_cast<size_t>(dit_elements(c).per_block) * dtype_size(DType::BF16);
   // The VAE's largest pass is at the generation size (the base decode's tiles are no larger):
   // one tile's working memory plus the margin vae_tiling_for keeps.
   e.vae_working = vae_working_bytes(vae, job.height, job.width) + kVaeMemoryMargin;
   return e;
 }
 
+size_t host_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  size_t kib = 0;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
 MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t free_bytes,
-                       const std::string& device_label) {
+                       const std::string& device_label, size_t host_bytes) {
   MemoryPlan plan;
   const models::VaeTiling vae = lightest_vae_tiling(s);
   if (s.device == Device::CPU) {
@@ -121,12 +138,18 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
     if (s.cache_memory != CachePlacement::Host) hosts.push_back(false);
     if (s.cache_memory != CachePlacement::Device) hosts.push_back(true);
   }
+  // Of the plans the GPU holds, the one needing the least host memory (for the refusal when the
+  // host is what runs out).
+  std::optional<MemoryPlan> gpu_fits;
   for (const bool offload : offloads)
     for (const bool host : hosts) {
       plan.offload = offload;
       plan.host_cache = job.cache && host;
       plan.estimate = estimate_memory(job, offload, host, vae);
-      if (plan.estimate.total() <= free_bytes) {
+      if (plan.estimate.total() > free_bytes) continue;
+      if (!gpu_fits || plan.estimate.host_total() < gpu_fits->estimate.host_total())
+        gpu_fits = plan;
+      if (host_bytes == 0 || plan.estimate.host_total() <= host_bytes) {
         const MemoryEstimate& e = plan.estimate;
         std::vector<std::string> relies;
         if (offload && s.offload == Offload::automatic)
@@ -141,9 +164,40 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
             gib(e.total()), gib(free_bytes), device_label, e.tokens,
             gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
             gib(e.vae_working), how.empty() ? std::string() : "; it fits with " + how);
+        if (e.host_blocks + e.host_cache > 0)
+          plan.message += fmt::format(
+              "; host memory about {:.1f} GiB (pinned: DiT blocks {:.1f}, cache {:.1f} GiB){}",
+              gib(e.host_total()), gib(e.host_blocks), gib(e.host_cache),
+              host_bytes ? fmt::format(" of {:.1f} GiB available", gib(host_bytes))
+                         : std::string());
         return plan;
       }
     }
+  if (gpu_fits) {  // the GPU holds a plan, the host does not
+    plan = *gpu_fits;
+    plan.fits = false;
+    const MemoryEstimate& e = plan.estimate;
+    std::vector<std::string> help;
+    if (job.cache) help.push_back("--cache-every 0 (no cross-attention cache: slower steps)");
+    if (e.host_blocks > 0 && s.offload != Offload::off)
+      help.push_back("a GPU with room for every DiT weight (the 14B's are ~27 GiB)");
+    help.push_back("a smaller --size");
+    help.push_back("fewer --frames");
+    std::string helps;
+    for (size_t i = 0; i < help.size(); ++i)
+      helps += (i == 0 ? "" : i + 1 == help.size() ? " or " : ", ") + help[i];
+    plan.message = fmt::format(
+        "a {}x{} video of {} frames fits on {} only with {} in host memory, and the host has "
+        "{:.1f} GiB available (MemAvailable) for about {:.1f} GiB it needs (pinned DiT blocks "
+        "{:.1f} GiB, cross-attention cache {:.1f} GiB, {:.1f} GiB for the rest); try {}",
+        job.width, job.height, job.frames, device_label,
+        e.host_blocks > 0 && e.host_cache > 0 ? "the DiT's blocks and the cross-attention cache"
+        : e.host_blocks > 0                   ? "the DiT's blocks"
+                                              : "the cross-attention cache",
+        gib(host_bytes), gib(e.host_total()), gib(e.host_blocks), gib(e.host_cache),
+        gib(kHostMemoryMargin), helps);
+    return plan;
+  }
   // Nothing fits: the last plan tried is the lightest allowed.
   plan.fits = false;
   const MemoryEstimate& e = plan.estimate;

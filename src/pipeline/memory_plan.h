@@ -4,7 +4,9 @@
 // cross-attention cache beside them) to the lightest (DiT blocks streamed from host memory, the
 // cache in host memory, the smallest VAE tile). The CLI refuses a job no plan fits, naming the
 // flags that would help, and logs which of the automatic choices the plan that fits relies on.
-// Pure functions: tests run them without a GPU.
+// The host memory a plan pins (the streamed DiT's blocks, the cache in host memory) is checked
+// against what the host has available too: 14B at 1080p with both in host memory pins ~92 GiB,
+// more than most machines with a 24 GB card have. Pure functions: tests run them without a GPU.
 #pragma once
 
 #include <cstddef>
@@ -44,6 +46,12 @@ size_t dit_device_weight_bytes(const models::WanDitConfig& c, bool offload);
 // Wan2.1's VAE on the GPU: 127M parameters kept in f32 (its convolutions run in fp32 or tf32).
 inline constexpr size_t kVaeWeightBytes = size_t{512} << 20;
 
+// Host memory a GPU job holds beside what a plan pins (the process, the decoded frames, the mp4
+// writer, reading buffers): the peak resident size minus the pinned bytes was 3.4 GiB in both
+// real-size runs measured (1.3B 1080p with the cache in host memory, 14B 1080p with the blocks
+// streamed and the cache in host memory; docs/measurements/2026-12-06_memory_*).
+inline constexpr size_t kHostMemoryMargin = size_t{4} << 30;
+
 // One plan's estimate, in device bytes.
 struct MemoryEstimate {
   size_t dit_weights = 0;  // dit_device_weight_bytes
@@ -51,12 +59,15 @@ struct MemoryEstimate {
   size_t activations = 0;  // of the largest DiT forward (freeswim_activation_bytes)
   size_t cache = 0;        // the cross-attention cache when it is on the device
   size_t vae_working = 0;  // one VAE tile's working memory and kVaeMemoryMargin
+  size_t host_blocks = 0;  // host memory: the streamed DiT's blocks, pinned (offload)
+  size_t host_cache = 0;   // host memory: the cross-attention cache there, pinned
   int64_t tokens = 0;      // of the FreeSwim stage
   // The two phases never overlap: the cache and the DiT's activations are gone when the VAE
   // runs; the weights stay throughout.
   size_t dit_phase() const { return dit_weights + vae_weights + activations + cache; }
   size_t vae_phase() const { return dit_weights + vae_weights + vae_working; }
   size_t total() const { return dit_phase() > vae_phase() ? dit_phase() : vae_phase(); }
+  size_t host_total() const { return host_blocks + host_cache + kHostMemoryMargin; }
 };
 
 // The estimate for one plan: the DiT's blocks streamed (`offload`) or not, the cache in host
@@ -78,10 +89,16 @@ struct MemoryPlan {
 // automatic; only the one given otherwise), the cache on the device before host memory (when
 // `s.cache_memory` is auto; only the one given otherwise), the VAE at its smallest tile
 // (kVaeTileChoices' last when the tile is chosen by free memory; the tile given otherwise). The
-// first whose estimate fits in `free_bytes` is the plan; none: fits is false. The cpu is never
-// refused (its "device memory" is the host's, which the estimate does not describe).
-// `device_label` names the GPU in the messages ("NVIDIA H100 80GB HBM3, cap 22.35 GiB").
+// first whose estimate fits in `free_bytes` and whose host_total() fits in `host_bytes` (the
+// host's available memory; 0: not checked) is the plan; none: fits is false, and the message
+// says which memory ran out. The cpu is never refused (its "device memory" is the host's, which
+// the estimate does not describe). `device_label` names the GPU in the messages ("NVIDIA H100
+// 80GB HBM3, cap 22.35 GiB").
 MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t free_bytes,
-                       const std::string& device_label);
+                       const std::string& device_label, size_t host_bytes = 0);
+
+// The host's available memory in bytes (MemAvailable of /proc/meminfo: free memory and what the
+// kernel can reclaim, such as the page cache); 0 when it cannot be read.
+size_t host_available_bytes();
 
 }  // namespace freeswim::pipeline

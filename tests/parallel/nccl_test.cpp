@@ -67,9 +67,9 @@ TEST_F(Nccl, UlyssesAttentionOnOneGpuEqualsTheOp) {
   if (cuda_device_count() < 1) GTEST_SKIP() << "no GPU";
   NcclGroup g({0});
   const WindowGeometry grid{2, 8, 12, 2, 3};
-  const auto q = rng::normal_tensor({grid.tokens(), 4, 128}, 1).to(Device::CUDA).to(DType::BF16);
-  const auto k = rng::normal_tensor({grid.tokens(), 4, 128}, 2).to(Device::CUDA).to(DType::BF16);
-  const auto v = rng::normal_tensor({grid.tokens(), 4, 128}, 3).to(Device::CUDA).to(DType::BF16);
+  const auto q = rng::normal_tensor({grid.tokens(), 4, 128}, 1).to(DType::BF16).to(Device::CUDA);
+  const auto k = rng::normal_tensor({grid.tokens(), 4, 128}, 2).to(DType::BF16).to(Device::CUDA);
+  const auto v = rng::normal_tensor({grid.tokens(), 4, 128}, 3).to(DType::BF16).to(Device::CUDA);
   g.run([&](Communicator& c) {
     for (const WindowGeometry* w : {&grid, static_cast<const WindowGeometry*>(nullptr)}) {
       const Tensor want = ops::attention(q, k, v, 0.1f, w).to(Device::CPU);

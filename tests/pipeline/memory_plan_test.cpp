@@ -108,6 +108,58 @@ TEST(MemoryPlan, Wan14BFitsAt22GiBWithOffloadAndTheCacheInHostMemory) {
   EXPECT_NE(p.message.find("--offload"), std::string::npos) << p.message;
 }
 
+TEST(MemoryPlan, HostMemoryOfThePlanIsTheMeasuredOne) {
+  // 14B at 1080p under 22.35 GiB, H100 host with 128 GiB: 26.19 GiB of blocks pinned, the
+  // 65.37 GiB cache in host memory, 94.92 GiB peak resident (2026-12-06_memory_14b_h100.txt).
+  const MemoryPlan p = plan_memory(job("14B", 1920, 1080), gpu_defaults(), gib_bytes(22.35),
+                                   "an H100", gib_bytes(120));
+  ASSERT_TRUE(p.fits) << p.message;
+  EXPECT_NEAR(p.estimate.host_blocks / kGiB, 26.19, 0.05);
+  EXPECT_NEAR(p.estimate.host_cache / kGiB, 65.37, 0.05);
+  EXPECT_GT(p.estimate.host_total() / kGiB, 94.92);
+  EXPECT_LT(p.estimate.host_total() / kGiB, 96.5);
+  EXPECT_NE(p.message.find("host memory about"), std::string::npos) << p.message;
+  // 1.3B at 1080p on a 16 GB card: the 14.71 GiB cache, 18.09 GiB peak resident.
+  const MemoryPlan q = plan_memory(job("1.3B", 1920, 1080), gpu_defaults(), gib_bytes(14.9),
+                                   "a 16 GB card", gib_bytes(30));
+  ASSERT_TRUE(q.fits) << q.message;
+  EXPECT_EQ(q.estimate.host_blocks, 0u);
+  EXPECT_GT(q.estimate.host_total() / kGiB, 18.09);
+  EXPECT_LT(q.estimate.host_total() / kGiB, 19.5);
+}
+
+TEST(MemoryPlan, AHostWithoutRoomIsRefusedUpFrontNamingTheFlagsThatHelp) {
+  // A 24 GB card in a 64 GB machine: 14B at 1080p would pin ~92 GiB.
+  const MemoryPlan p = plan_memory(job("14B", 1920, 1080), gpu_defaults(), gib_bytes(22.35),
+                                   "NVIDIA GeForce RTX 4090", gib_bytes(58));
+  ASSERT_FALSE(p.fits);
+  for (const char* needle : {"NVIDIA GeForce RTX 4090", "58.0 GiB available", "host memory",
+                             "--cache-every 0", "--size", "--frames"})
+    EXPECT_NE(p.message.find(needle), std::string::npos) << needle << "\n" << p.message;
+  // Without the cache the same machine holds it (the blocks alone, ~30 GiB).
+  MemoryJob no_cache = job("14B", 1920, 1080);
+  no_cache.cache = false;
+  const MemoryPlan r =
+      plan_memory(no_cache, gpu_defaults(), gib_bytes(22.35), "a 4090", gib_bytes(58));
+  ASSERT_TRUE(r.fits) << r.message;
+  EXPECT_TRUE(r.offload);
+  // 1.3B's 1080p cache is ~15 GiB: a 16 GB card in a 16 GB machine cannot hold it in host
+  // memory, and the card cannot hold it either.
+  const MemoryPlan small = plan_memory(job("1.3B", 1920, 1080), gpu_defaults(), gib_bytes(14.9),
+                                       "a 16 GB card", gib_bytes(12));
+  ASSERT_FALSE(small.fits);
+  EXPECT_NE(small.message.find("the cross-attention cache in host memory"), std::string::npos)
+      << small.message;
+  // Host memory not known (0): not checked.
+  EXPECT_TRUE(
+      plan_memory(job("14B", 1920, 1080), gpu_defaults(), gib_bytes(22.35), "a GPU", 0).fits);
+}
+
+TEST(MemoryPlan, HostAvailableMemoryIsRead) {
+  // Linux has /proc/meminfo; a machine running these tests has some memory available.
+  EXPECT_GT(host_available_bytes(), size_t{64} << 20);
+}
+
 TEST(MemoryPlan, AbsurdSizeIsRefusedNamingTheFlagsThatHelp) {
   const MemoryPlan p =
       plan_memory(job("14B", 7680, 4320), gpu_defaults(), gib_bytes(8), "NVIDIA RTX 4060");
