@@ -6,6 +6,7 @@
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "pipeline/memory_plan.h"
 
 namespace freeswim::pipeline {
 
@@ -200,6 +201,19 @@ TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t
                   static_cast<double>(need) / kGiB, device_name(job_device), free_bytes / kGiB)};
 }
 
+void check_text_host_memory(const TextPlacement& where, size_t cpu_weight_bytes,
+                            size_t host_bytes) {
+  if (where.device != Device::CPU || host_bytes == 0) return;
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  const size_t need = cpu_weight_bytes + kTextEncoderMargin;
+  FS_CHECK(need <= host_bytes,
+           "not enough host memory for the text encoder: {}, and there it needs about {:.1f} GiB "
+           "(f32 weights and 1 GiB), {:.1f} GiB available (MemAvailable); free host memory, or "
+           "run it on a GPU with room for its bf16 weights and 1 GiB (--text-device cuda forces "
+           "the GPU)",
+           where.reason, static_cast<double>(need) / kGiB, static_cast<double>(host_bytes) / kGiB);
+}
+
 namespace {
 
 // Wan2.1 sizes: 1.3B is trained at 480x832 (UniPC shift 3), 14B at 720x1280 (shift 5).
@@ -246,6 +260,8 @@ std::map<std::string, Tensor> encode_prompts(const ModelPaths& paths, const Mode
                               (device == Device::CPU ? sizeof(float) : dtype_size(DType::BF16));
   const size_t free_bytes = device == Device::CPU ? 0 : device_memory(device).free_bytes();
   const TextPlacement where = place_text_encoder(text.device, device, weight_bytes, free_bytes);
+  check_text_host_memory(where, static_cast<size_t>(tc.parameter_count()) * sizeof(float),
+                         host_available_bytes());
   if (info) info(where.reason);
   std::map<std::string, Tensor> contexts;
   {

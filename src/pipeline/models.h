@@ -74,6 +74,12 @@ struct TextPlacement {
 TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t weight_bytes,
                                  size_t free_bytes);
 
+// A text encoder placed on the CPU keeps f32 weights (`cpu_weight_bytes`) in host memory: throws
+// Error before they are read when they and kTextEncoderMargin do not fit in `host_bytes` (the
+// host's available memory; 0: not checked), naming the need, the placement's reason and what
+// would help. Nothing to check for a placement on a GPU.
+void check_text_host_memory(const TextPlacement& where, size_t cpu_weight_bytes, size_t host_bytes);
+
 // What load_models will load, from names, shapes and config files only (no weight is read, so a
 // wrong file fails in well under a second): the paths, the DiT's configuration and identity, the
 // VAE's identity, the native size.

@@ -284,6 +284,29 @@ TEST(TextDevice, AFlagGivenWins) {
   EXPECT_NE(cuda.reason.find("--text-device cuda"), std::string::npos) << cuda.reason;
 }
 
+TEST(TextDevice, OnTheCpuItsF32WeightsMustFitInHostMemory) {
+  // A 12 GB card: UMT5-XXL goes to the CPU, where its f32 weights take 21.2 GiB.
+  const size_t f32 = static_cast<size_t>(text::Umt5Config::xxl().parameter_count()) * 4;
+  const TextPlacement cpu =
+      place_text_encoder(TextDevice::Auto, Device::CUDA, gib_bytes(10.6), gib_bytes(10.8));
+  ASSERT_EQ(cpu.device, Device::CPU);
+  EXPECT_NO_THROW(check_text_host_memory(cpu, f32, gib_bytes(60)));
+  EXPECT_NO_THROW(check_text_host_memory(cpu, f32, 0));  // not known: not checked
+  try {
+    check_text_host_memory(cpu, f32, gib_bytes(15));
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    for (const char* needle : {"not enough host memory for the text encoder", "22.2 GiB",
+                               "15.0 GiB available", "10.8 GiB free", "--text-device cuda"})
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << needle << "\n"
+                                                                       << e.what();
+  }
+  // On the GPU nothing is asked of the host.
+  const TextPlacement gpu =
+      place_text_encoder(TextDevice::Auto, Device::CUDA, gib_bytes(10.6), gib_bytes(21.9));
+  EXPECT_NO_THROW(check_text_host_memory(gpu, f32, gib_bytes(1)));
+}
+
 TEST(TextDevice, ACpuJobKeepsItOnTheCpu) {
   EXPECT_EQ(place_text_encoder(TextDevice::Auto, Device::CPU, gib_bytes(10.6), 0).device,
             Device::CPU);
