@@ -7,8 +7,8 @@
 #
 #   OUT=$OUT bash bench/device_check_portable.sh [parts...]     (default: all, in this order)
 #
-# Parts (each writes its log to $OUT/logs/<part>.txt; the lines to read go to $OUT/summary.txt, which
-# is the first file under $OUT, as the device returns only the first 8):
+# Parts (each writes its log to $OUT/logs/<part>.txt; the lines to read go to $OUT/summary.txt,
+# the first file under $OUT, as the device returns only the first 8):
 #   attn      cuda_attention_test: every case on both paths (Hopper and portable kernels, window
 #             and dense, head_dim 64 and 128, odd grids, windows wider than the grid), against the
 #             CPU oracle; PortableKernels.FitEveryTarget prints each portable kernel's registers and

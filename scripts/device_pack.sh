@@ -16,11 +16,12 @@
 #   scripts/device_pack.sh portable -> .carry/portable.tar.xz for bench/device_check_portable.sh
 #                                   (carry it alone): builds what it needs first, in build/ (the
 #                                   attention and backend tests, bench_attention, bench_step,
-#                                   bench_generate, freeswim, parallel_nccl_test) and in build-jit/, configured with
-#                                   FREESWIM_CUDA_ARCHS=compute_80 (every portable kernel as PTX that
-#                                   the driver compiles on the GPU; the Hopper kernels as usual), the
-#                                   two test binaries as *_jit; stripped but for the attention test
-#                                   (compute-sanitizer's reports), xz -9e
+#                                   bench_generate, freeswim, parallel_nccl_test) and in
+#                                   build-jit/, configured with FREESWIM_CUDA_ARCHS=compute_80
+#                                   (every portable kernel as PTX that the driver compiles on the
+#                                   GPU; the Hopper kernels as usual), the two test binaries as
+#                                   *_jit; stripped but for the attention test (compute-sanitizer's
+#                                   reports), xz -9e
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden=${FREESWIM_GOLDEN_DIR:-../shared/golden}

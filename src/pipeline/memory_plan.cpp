@@ -48,6 +48,14 @@ models::VaeTiling lightest_vae_tiling(const DeviceSettings& s) {
   return t;
 }
 
+// The flags that would help, for a refusal: "a, b or c".
+std::string either(const std::vector<std::string>& help) {
+  std::string out;
+  for (size_t i = 0; i < help.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == help.size() ? " or " : ", ") + help[i];
+  return out;
+}
+
 }  // namespace
 
 int64_t dit_tokens(const models::WanDitConfig& c, int frames, int height, int width) {
@@ -180,12 +188,10 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
     std::vector<std::string> help;
     if (job.cache) help.push_back("--cache-every 0 (no cross-attention cache: slower steps)");
     if (e.host_blocks > 0 && s.offload != Offload::off)
-      help.push_back("a GPU with room for every DiT weight (the 14B's are ~27 GiB)");
+      help.push_back(
+          fmt::format("a GPU with room for every DiT weight ({:.1f} GiB)", gib(e.host_blocks)));
     help.push_back("a smaller --size");
     help.push_back("fewer --frames");
-    std::string helps;
-    for (size_t i = 0; i < help.size(); ++i)
-      helps += (i == 0 ? "" : i + 1 == help.size() ? " or " : ", ") + help[i];
     plan.message = fmt::format(
         "a {}x{} video of {} frames fits on {} only with {} in host memory, and the host has "
         "{:.1f} GiB available (MemAvailable) for about {:.1f} GiB it needs (pinned DiT blocks "
@@ -195,7 +201,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
         : e.host_blocks > 0                   ? "the DiT's blocks"
                                               : "the cross-attention cache",
         gib(host_bytes), gib(e.host_total()), gib(e.host_blocks), gib(e.host_cache),
-        gib(kHostMemoryMargin), helps);
+        gib(kHostMemoryMargin), either(help));
     return plan;
   }
   // Nothing fits: the last plan tried is the lightest allowed.
@@ -208,9 +214,6 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
     help.push_back("--cache-memory host (the cross-attention cache in host memory)");
   if (e.vae_phase() > free_bytes && (!s.vae_tile_by_memory || !s.tiling.enabled))
     help.push_back(fmt::format("--vae-tile {}", std::end(kVaeTileChoices)[-1]));
-  std::string helps;
-  for (size_t i = 0; i < help.size(); ++i)
-    helps += (i == 0 ? "" : i + 1 == help.size() ? " or " : ", ") + help[i];
   plan.message = fmt::format(
       "a {}x{} video of {} frames does not fit on {}: {:.1f} GiB free, and the job needs about "
       "{:.1f} GiB even {} ({} tokens: DiT weights {:.1f} GiB, activations {:.1f} GiB, "
@@ -225,7 +228,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
                       : "the cross-attention cache on the GPU (--cache-memory device)",
                   vae.enabled ? fmt::format("tile {} px", vae.tile) : std::string("untiled")),
       e.tokens, gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
-      gib(e.vae_working), helps);
+      gib(e.vae_working), either(help));
   return plan;
 }
 

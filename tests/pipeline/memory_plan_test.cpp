@@ -133,8 +133,9 @@ TEST(MemoryPlan, AHostWithoutRoomIsRefusedUpFrontNamingTheFlagsThatHelp) {
   const MemoryPlan p = plan_memory(job("14B", 1920, 1080), gpu_defaults(), gib_bytes(22.35),
                                    "NVIDIA GeForce RTX 4090", gib_bytes(58));
   ASSERT_FALSE(p.fits);
-  for (const char* needle : {"NVIDIA GeForce RTX 4090", "58.0 GiB available", "host memory",
-                             "--cache-every 0", "--size", "--frames"})
+  for (const char* needle :
+       {"NVIDIA GeForce RTX 4090", "58.0 GiB available", "host memory", "--cache-every 0",
+        "every DiT weight (26.2 GiB)", "--size", "--frames"})
     EXPECT_NE(p.message.find(needle), std::string::npos) << needle << "\n" << p.message;
   // Without the cache the same machine holds it (the blocks alone, ~30 GiB).
   MemoryJob no_cache = job("14B", 1920, 1080);
