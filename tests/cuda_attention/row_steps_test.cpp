@@ -66,13 +66,12 @@ struct DenseKeys {
   bool masked(const StepWalk& w) const { return w.masked(n_kv); }
 };
 
-// The steps of one block as the kernel's 128 threads load them (head_dim decides the rows per
-// pass), merged; checks that the threads walk the same steps. A thread's keys depend on
-// tid / (D / 8) alone (the chunk only picks 16 bytes of the row), so one thread per row group
-// stands for the others.
+// The steps of one block as the kernel's 128 threads load them (rows_per_pass: 128 /
+// copy_threads_per_row), merged; checks that the threads walk the same steps. A thread's keys
+// depend on its row group alone (its chunks only pick bytes of the row), so one thread per row
+// group stands for the others.
 template <class Keys>
-std::vector<Step> replay(int head_dim, const Keys& keys) {
-  const int chunks = head_dim / 8, rows_per_pass = kThreads / chunks;
+std::vector<Step> replay(int rows_per_pass, const Keys& keys) {
   std::vector<Step> steps;
   for (int group = 0; group < rows_per_pass; ++group) {
     StepWalk walk;
@@ -121,12 +120,13 @@ TEST(RowSteps, WindowStepsHoldEachKeyOfEachRectangleOnceInOrder) {
                                  {2, 45, 80, 22, 40}, {3, 40, 64, 7, 12}};
   for (const WindowGeometry& g : geos) {
     const WindowPlan plan = choose_row_plan(g, kStepKeys);
-    for (const int head_dim : {64, 128}) {
-      for (int h0 = 0; h0 < g.H; h0 += plan.ph) {
-        for (int w0 = 0; w0 < g.W; w0 += plan.pw) {
-          RectTiles rt;
-          rt.init(g, plan, h0, w0);
-          const std::vector<Step> steps = replay(head_dim, WindowKeys{g, rt});
+    for (int h0 = 0; h0 < g.H; h0 += plan.ph) {
+      for (int w0 = 0; w0 < g.W; w0 += plan.pw) {
+        RectTiles rt;
+        rt.init(g, plan, h0, w0);
+        for (const int head_dim : {64, 128}) {
+          const std::vector<Step> steps =
+              replay(kCopyThreads / copy_threads_per_row(true, head_dim), WindowKeys{g, rt});
           ASSERT_FALSE(steps.empty());
           // Expected: each rectangle's keys in (frame, row, column) order, ceil(n / 64) steps each.
           size_t s = 0;
@@ -175,7 +175,8 @@ TEST(RowSteps, WindowStepsHoldEachKeyOfEachRectangleOnceInOrder) {
 TEST(RowSteps, DenseStepsHoldEachKeyOnceInOrder) {
   for (const int n_kv : {1, 63, 64, 65, 127, 128, 129, 192, 193, 1000, 4097}) {
     for (const int head_dim : {64, 128}) {
-      const std::vector<Step> steps = replay(head_dim, DenseKeys{n_kv});
+      const std::vector<Step> steps =
+          replay(kCopyThreads / copy_threads_per_row(false, head_dim), DenseKeys{n_kv});
       ASSERT_EQ(steps.size(), static_cast<size_t>((n_kv + kStepKeys - 1) / kStepKeys)) << n_kv;
       for (size_t s = 0; s < steps.size(); ++s) {
         bool all_valid = true;

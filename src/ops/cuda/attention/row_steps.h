@@ -7,8 +7,12 @@
 // two steps, but a second half that lies wholly past its rectangle's keys is skipped, so a
 // rectangle of n keys costs ceil(n / 64) steps. Dense blocks walk all n_kv keys the same way.
 //
-// Each of the 128 copying threads takes rows tid / (D / 8) + i * kRowsPerPass of every step, in its
-// own 16-byte chunk, so within one rectangle its keys are every kRowsPerPass-th key (RowCursor).
+// The 128 copying threads share each key row of a step between n = copy_threads_per_row(window,
+// D) of them, so they cover 128 / n rows per pass: thread tid takes rows tid / n + i * (128 / n)
+// of every step, and within one rectangle its keys are every (128 / n)-th key (RowCursor). The
+// window's loader has 4 threads per row (32 rows a pass, two passes a step: its cursor moves
+// twice a step); dense has D / 8 (one 16-byte chunk each: a warp's copy instruction reads whole
+// rows, and dense's cursor is two adds).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +25,11 @@ namespace freeswim::attention {
 
 inline constexpr int kStepKeys = 64;  // keys per step of the portable kernels
 static_assert(kTileKeys == 2 * kStepKeys, "a plan tile is two steps");
+inline constexpr int kCopyThreads = 128;  // a block's threads, all of which copy
+// Threads that share one key row of a step (see the top of this file).
+FS_HOST_DEVICE constexpr int copy_threads_per_row(bool window, int head_dim) {
+  return window ? 4 : head_dim / 8;
+}
 
 // A window block's key rectangles and the first plan tile of each (first[5]: the block's tiles).
 struct RectTiles {
@@ -101,19 +110,24 @@ struct RowCursor {
     kc = R.c0 + rem % cols;
     token = (t * g.H + kr) * g.W + kc;
   }
-  // On by k keys (any k > 0; the position past the rectangle's last key is not used).
+  // On by k keys (any k > 0; the position past the rectangle's last key is not used). Within a
+  // row it is three adds; past the row's end by less than a row (the core rectangle, wider than a
+  // pass) it wraps once; further (the narrow fringe bands) it decodes the index again.
   FS_HOST_DEVICE void step(const KeyRect& R, const WindowGeometry& g, int k) {
     const int cols = R.c1 - R.c0;
     idx += k;
     token += k;
     kc += k;
-    while (kc >= R.c1) {
-      kc -= cols;
-      token += g.W - cols;
-      if (++kr == R.r1) {
-        kr = R.r0;
-        token += (g.H - (R.r1 - R.r0)) * g.W;
-      }
+    if (kc < R.c1) return;
+    if (kc - R.c1 >= cols) {
+      start(R, g, idx);
+      return;
+    }
+    kc -= cols;
+    token += g.W - cols;
+    if (++kr == R.r1) {
+      kr = R.r0;
+      token += (g.H - (R.r1 - R.r0)) * g.W;
     }
   }
 };
