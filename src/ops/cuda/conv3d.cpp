@@ -16,12 +16,16 @@
 // The timed runs write the real output, and the winner runs once more when it was not the last
 // one timed, so the search costs at most `candidates` extra convolutions per shape. The workspace
 // comes from the caching allocator, which hands the same block back on the next call of that shape.
+//
+// The cuDNN handle and the algorithm cache are kept once per device (CudnnDevice, per_device.h):
+// conv3d looks up the calling thread's device once and passes its state down.
 #include "ops/cuda/conv3d.h"
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <vector>
@@ -29,6 +33,7 @@
 #include "core/error.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/per_device.h"
 #include "ops/cuda/vae_kernels.h"
 
 #ifdef FREESWIM_HAVE_CUDNN
@@ -47,16 +52,6 @@ constexpr size_t kMaxWorkspace = size_t{1} << 30;
 
 void check_cudnn(cudnnStatus_t s, const char* what) {
   FS_CHECK(s == CUDNN_STATUS_SUCCESS, "cudnn: {} failed: {}", what, cudnnGetErrorString(s));
-}
-
-cudnnHandle_t handle() {
-  static cudnnHandle_t h = [] {
-    cudnnHandle_t created = nullptr;
-    check_cudnn(cudnnCreate(&created), "cudnnCreate (conv3d)");
-    check_cudnn(cudnnSetStream(created, stream()), "cudnnSetStream");
-    return created;
-  }();
-  return h;
 }
 
 // RAII owners of the cuDNN descriptors of one call.
@@ -136,6 +131,26 @@ std::atomic<int> g_layout{static_cast<int>(ConvLayout::timed)};
 using ShapeKey = std::tuple<std::array<int, 5>, std::array<int, 5>, std::array<int, 3>,
                             std::array<int, 3>, ConvPrecision, int>;
 
+// One GPU's cuDNN state: the handle (on the compute stream) and the algorithm chosen per shape.
+// cuDNN allows a handle on one thread at a time: one thread per GPU, as the backend is used.
+struct CudnnDevice {
+  cudnnHandle_t handle = nullptr;
+  std::mutex mu;  // over `cache`, held through a new shape's search
+  std::map<ShapeKey, Choice> cache;
+};
+
+// Made at the first convolution of each device (with that device current) and kept for the life
+// of the process: never destroyed.
+CudnnDevice& cudnn_device() {
+  static auto* all = new PerDevice<CudnnDevice>([](int) {
+    auto c = std::make_unique<CudnnDevice>();
+    check_cudnn(cudnnCreate(&c->handle), "cudnnCreate (conv3d)");
+    check_cudnn(cudnnSetStream(c->handle, stream()), "cudnnSetStream");
+    return c;
+  });
+  return all->get();
+}
+
 // Whether a reported algorithm computes at the requested precision.
 bool math_allowed(cudnnMathType_t m, ConvPrecision prec) {
   if (prec == ConvPrecision::FP32) return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
@@ -144,14 +159,14 @@ bool math_allowed(cudnnMathType_t m, ConvPrecision prec) {
 
 // The heuristic's usable candidates for a shape, best first, with the descriptor's math set to
 // `query` while it ranks them.
-std::vector<Choice> candidates(const TensorDesc& xd, const FilterDesc& wd, const ConvDesc& cd,
-                               const TensorDesc& yd, ConvPrecision prec, cudnnMathType_t query,
-                               bool channels_last) {
+std::vector<Choice> candidates(cudnnHandle_t handle, const TensorDesc& xd, const FilterDesc& wd,
+                               const ConvDesc& cd, const TensorDesc& yd, ConvPrecision prec,
+                               cudnnMathType_t query, bool channels_last) {
   std::array<cudnnConvolutionFwdAlgoPerf_t, 2 * CUDNN_CONVOLUTION_FWD_ALGO_COUNT> perf{};
   int returned = 0;
   cd.set_math(query);
   check_cudnn(
-      cudnnGetConvolutionForwardAlgorithm_v7(handle(), xd.d, wd.d, cd.d, yd.d,
+      cudnnGetConvolutionForwardAlgorithm_v7(handle, xd.d, wd.d, cd.d, yd.d,
                                              static_cast<int>(perf.size()), &returned, perf.data()),
       "cudnnGetConvolutionForwardAlgorithm_v7");
   std::vector<Choice> out;
@@ -183,12 +198,12 @@ struct ConvArgs {
   int64_t ci, spatial_in, co, kernel, spatial_out;  // spatial: frames * height * width
 };
 
-void run_conv(const ConvArgs& a, const Choice& c, void* workspace) {
+void run_conv(cudnnHandle_t handle, const ConvArgs& a, const Choice& c, void* workspace) {
   a.cd.set_math(c.math);
   const float alpha = 1.f, beta = 0.f;
   void* ws = c.workspace > 0 ? workspace : nullptr;
   if (!c.channels_last) {
-    check_cudnn(cudnnConvolutionForward(handle(), &alpha, a.xd.d, a.x, a.wd.d, a.w, a.cd.d, c.algo,
+    check_cudnn(cudnnConvolutionForward(handle, &alpha, a.xd.d, a.x, a.wd.d, a.w, a.cd.d, c.algo,
                                         ws, c.workspace, &beta, a.yd.d, a.y),
                 "cudnnConvolutionForward");
     return;
@@ -203,7 +218,7 @@ void run_conv(const ConvArgs& a, const Choice& c, void* workspace) {
   check_cuda(kernels::weight_to_nhwc(static_cast<const float*>(a.w), wt.data<float>(), a.co, a.ci,
                                      a.kernel),
              "weight to NDHWC");
-  check_cudnn(cudnnConvolutionForward(handle(), &alpha, a.xd_cl.d, xt.raw(), a.wd_cl.d, wt.raw(),
+  check_cudnn(cudnnConvolutionForward(handle, &alpha, a.xd_cl.d, xt.raw(), a.wd_cl.d, wt.raw(),
                                       a.cd.d, c.algo, ws, c.workspace, &beta, a.yd_cl.d, yt.raw()),
               "cudnnConvolutionForward (NDHWC)");
   check_cuda(kernels::transpose2d(yt.raw(), a.y, 4, a.spatial_out, a.co), "transpose to NCDHW");
@@ -214,16 +229,17 @@ Tensor workspace_for(size_t bytes) {
   return Tensor::empty({static_cast<int64_t>(bytes)}, DType::U8, Device::CUDA);
 }
 
-// Runs the convolution, choosing (and caching) the algorithm on the first call of a shape.
+// Runs the convolution on the calling thread's device, choosing (and caching) the algorithm on
+// the first call of a shape there.
 void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
-  static std::mutex mu;
-  static std::map<ShapeKey, Choice> cache;
-  std::unique_lock<std::mutex> lock(mu);
-  if (auto it = cache.find(key); it != cache.end()) {
+  CudnnDevice& dev = cudnn_device();
+  const cudnnHandle_t h = dev.handle;
+  std::unique_lock<std::mutex> lock(dev.mu);
+  if (auto it = dev.cache.find(key); it != dev.cache.end()) {
     const Choice c = it->second;
     lock.unlock();
     const Tensor ws = workspace_for(c.workspace);
-    run_conv(a, c, ws.defined() ? ws.raw() : nullptr);
+    run_conv(h, a, c, ws.defined() ? ws.raw() : nullptr);
     return;
   }
   // TF32 allows tensor cores, it does not demand them: on the H200 the heuristic's first picks
@@ -245,15 +261,16 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
   const auto layout = static_cast<ConvLayout>(std::get<5>(key));
   if (prec == ConvPrecision::TF32) {
     if (layout != ConvLayout::channels_last) {
-      take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_TENSOR_OP_MATH, false), kTimedTensorOp);
-      take(candidates(a.xd, a.wd, a.cd, a.yd, ConvPrecision::FP32, CUDNN_FMA_MATH, false),
+      take(candidates(h, a.xd, a.wd, a.cd, a.yd, prec, CUDNN_TENSOR_OP_MATH, false),
+           kTimedTensorOp);
+      take(candidates(h, a.xd, a.wd, a.cd, a.yd, ConvPrecision::FP32, CUDNN_FMA_MATH, false),
            kTimedFma);
     }
     if (layout != ConvLayout::ncdhw)
-      take(candidates(a.xd_cl, a.wd_cl, a.cd, a.yd_cl, prec, CUDNN_TENSOR_OP_MATH, true),
+      take(candidates(h, a.xd_cl, a.wd_cl, a.cd, a.yd_cl, prec, CUDNN_TENSOR_OP_MATH, true),
            kTimedChannelsLast);
   } else {
-    take(candidates(a.xd, a.wd, a.cd, a.yd, prec, CUDNN_FMA_MATH, false),
+    take(candidates(h, a.xd, a.wd, a.cd, a.yd, prec, CUDNN_FMA_MATH, false),
          kTimedTensorOp + kTimedFma);
   }
   if (cands.empty())
@@ -276,7 +293,7 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
     // The last candidate's output stays in y; every candidate computes the same convolution.
     for (size_t i = 0; i < cands.size(); ++i) {
       check_cuda(cudaEventRecord(t0, stream()), "cudaEventRecord");
-      run_conv(a, cands[i], wsp);
+      run_conv(h, a, cands[i], wsp);
       check_cuda(cudaEventRecord(t1, stream()), "cudaEventRecord");
       check_cuda(cudaEventSynchronize(t1), "cudaEventSynchronize");
       float ms = 0.f;
@@ -291,11 +308,11 @@ void convolve(const ShapeKey& key, const ConvArgs& a, ConvPrecision prec) {
     // y holds the last candidate's output; every later call of this shape runs `best`, so the
     // first call must too (TF32 and FMA candidates round differently: without this the first
     // call's result differed from the rest, seen in CudaConv3dPrecision on the H200).
-    if (!cands.back().same(best)) run_conv(a, best, wsp);
+    if (!cands.back().same(best)) run_conv(h, a, best, wsp);
   } else {
-    run_conv(a, best, wsp);
+    run_conv(h, a, best, wsp);
   }
-  cache.emplace(key, best);
+  dev.cache.emplace(key, best);
 }
 
 int as_int(int64_t v, const char* what) {

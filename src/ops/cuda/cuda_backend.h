@@ -58,20 +58,23 @@ struct CudaDeviceInfo {
 CudaDeviceInfo cuda_device_info();
 
 // Bytes of device memory held by tensors now and at most since the last reset, and bytes
-// reserved from the driver (held by tensors plus the allocator's cache).
+// reserved from the driver (held by tensors plus the allocator's cache). The allocator keeps one
+// pool per GPU; these three act on the pool of the calling thread's current device (zeros, or
+// nothing to do, where that device has allocated nothing).
 struct MemoryStats {
   size_t in_use = 0, peak_in_use = 0, reserved = 0, peak_reserved = 0;
 };
 MemoryStats memory_stats();
 void reset_peak_memory();
-// Returns every cached (unused) block to the driver.
+// Returns every cached (unused) block of the current device's pool to the driver.
 void release_cached_memory();
-// Caps the bytes this process reserves from the driver (0 = no cap, the default; the programs
-// set FREESWIM_GPU_MEMORY_LIMIT's value through CudaBackendOptions). When a new block would pass
-// the cap the allocator first returns its cached blocks to the driver; a request that still does
-// not fit throws OutOfMemory. This is what a smaller card does to the allocator (where cudaMalloc
-// fails the same release happens), so a benchmark on a large GPU can show the peak a 24 GB card
-// sees; it also lets two processes share one GPU.
+// Caps the bytes this process reserves from the driver on each GPU (0 = no cap, the default; the
+// programs set FREESWIM_GPU_MEMORY_LIMIT's value through CudaBackendOptions): every device's pool
+// gets the same cap, applied to that device alone. When a new block would pass the cap the
+// allocator first returns its cached blocks to the driver; a request that still does not fit
+// throws OutOfMemory. This is what a smaller card does to the allocator (where cudaMalloc fails
+// the same release happens), so a benchmark on a large GPU can show the peak a 24 GB card sees;
+// it also lets two processes share one GPU.
 void set_memory_limit(size_t bytes);
 size_t memory_limit();
 
@@ -79,6 +82,8 @@ size_t memory_limit();
 // CUDA events and
 // its GPU time is summed per op (per weight shape for the matrix products). The report is a
 // markdown table, largest first; empty when profiling is off. profile.cpp says what it costs.
+// Each GPU has its own profile: the report and the reset are those of the calling thread's
+// current device.
 bool op_profile_enabled();
 std::string op_profile_report();
 void reset_op_profile();

@@ -10,6 +10,10 @@
 // The heuristic's first answer is what runs. Timing its first eight answers per shape and keeping
 // the fastest was measured on an H200 and gained nothing (11.47 against 11.48 s per cache-every-2
 // step, docs/cuda_backend.md), so it was removed (tag attention-experiments-2026-12 has it).
+//
+// Everything tied to a GPU (the handle, its workspace and bias scratch, the algorithm cache, the
+// epilogue probes) is kept once per device (GemmDevice, per_device.h); each entry point looks up
+// the calling thread's device once and passes its state down.
 #include "ops/cuda/gemm.h"
 
 #include <cublasLt.h>
@@ -20,6 +24,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -29,6 +34,7 @@
 #include "core/error.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/per_device.h"
 #include "ops/cuda/stream.h"
 
 namespace freeswim::ops::cuda {
@@ -45,27 +51,43 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 // a bf16 copy made in this scratch vector just before its product (one tiny kernel, on the one
 // stream every op runs on, so a later product cannot overwrite it early). That is what the
 // reference computes too: its nn.Linear biases are bf16 and torch's addmm adds them in cuBLASLt's
-// epilogue.
+// epilogue. Each GPU has its own scratch; two host threads queueing products on one GPU at the
+// same time would share it (and the GPU's one stream), which the backend's use, one thread per
+// GPU, never does.
 constexpr int64_t kBiasScratch = int64_t{1} << 16;
 
-struct Lt {
+using AlgoKey = std::array<int64_t, 10>;
+
+// What a probe found: the fused path computes what it should, computes something else, or
+// cuBLASLt would not run it (no algorithm, or a refused attribute). The probes are below.
+enum class Probe { matches, differs, refused };
+
+// One GPU's cuBLASLt state.
+struct GemmDevice {
   cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
-  void* bias16 = nullptr;  // kBiasScratch bf16 values
+  void* workspace = nullptr;  // kWorkspaceBytes, on this device
+  void* bias16 = nullptr;     // kBiasScratch bf16 values, on this device
+  // Heuristic answers per shape, epilogue and alignment; nullopt: none offered.
+  std::mutex algo_mutex;
+  std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>> algos;
+  // The epilogue probes, each run once on this device at its first use.
+  std::once_flag gelu_once, plain_once, gated_once;
+  Probe gelu = Probe::refused, plain = Probe::refused, gated = Probe::refused;
 };
 
-// Created on first use and kept for the life of the process (as cuBLAS's own handles are).
-Lt& lt() {
-  static Lt* instance = [] {
-    auto* l = new Lt;
-    const cublasStatus_t s = cublasLtCreate(&l->handle);
+// Made on the first product of each device (with that device current) and kept for the life of
+// the process, as cuBLAS's own handles are: never destroyed.
+GemmDevice& gemm_device() {
+  static auto* all = new PerDevice<GemmDevice>([](int) {
+    auto g = std::make_unique<GemmDevice>();
+    const cublasStatus_t s = cublasLtCreate(&g->handle);
     FS_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuBLASLt: cannot create a handle (status {})",
              static_cast<int>(s));
-    check_cuda(cudaMalloc(&l->workspace, kWorkspaceBytes), "cudaMalloc of the cuBLASLt workspace");
-    check_cuda(cudaMalloc(&l->bias16, kBiasScratch * 2), "cudaMalloc of the bias scratch");
-    return l;
-  }();
-  return *instance;
+    check_cuda(cudaMalloc(&g->workspace, kWorkspaceBytes), "cudaMalloc of the cuBLASLt workspace");
+    check_cuda(cudaMalloc(&g->bias16, kBiasScratch * 2), "cudaMalloc of the bias scratch");
+    return g;
+  });
+  return all->get();
 }
 
 // RAII holders so that every early return releases the descriptors.
@@ -84,12 +106,11 @@ struct Desc {
 
 // The bias as bf16 for an epilogue: itself when it is bf16, else a copy in the scratch vector;
 // null when it is longer than the scratch (the caller then adds it after an unfused product).
-const void* bias_bf16(const void* bias, DType bias_t, int64_t N) {
+const void* bias_bf16(GemmDevice& g, const void* bias, DType bias_t, int64_t N) {
   if (bias == nullptr || bias_t == DType::BF16) return bias;
   if (N > kBiasScratch) return nullptr;
-  Lt& l = lt();
-  check_cuda(kernels::convert(bias, bias_t, l.bias16, DType::BF16, N), "bias to bf16");
-  return l.bias16;
+  check_cuda(kernels::convert(bias, bias_t, g.bias16, DType::BF16, N), "bias to bf16");
+  return g.bias16;
 }
 
 // One cuBLASLt call: D = alpha * (x w^T) + beta * D (+ bias) (then GELU), bf16 matrices and bias.
@@ -113,24 +134,11 @@ uint32_t alignment(const void* p) {
   return 2;
 }
 
-using AlgoKey = std::array<int64_t, 10>;
-
-struct AlgoCache {
-  std::mutex mutex;
-  std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>> algos;  // nullopt: none offered
-};
-
-AlgoCache& algo_cache() {
-  static AlgoCache* c = new AlgoCache;
-  return *c;
-}
-
 std::atomic<int64_t> g_gelu_fused{0}, g_gelu_unfused{0}, g_acc_fused{0}, g_acc_refused{0},
     g_bias_fused{0}, g_bias_unfused{0};
 
-// One attempt; false when cuBLASLt offers no algorithm or refuses to run.
-bool run(const Product& p) {
-  Lt& l = lt();
+// One attempt on device g; false when cuBLASLt offers no algorithm or refuses to run.
+bool run(GemmDevice& g, const Product& p) {
   Desc d;
   if (cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
     return false;
@@ -181,10 +189,9 @@ bool run(const Product& p) {
   std::optional<cublasLtMatmulAlgo_t> algo;
   bool cached = false;
   {
-    AlgoCache& c = algo_cache();
-    const std::lock_guard<std::mutex> lock(c.mutex);
-    const auto it = c.algos.find(key);
-    if (it != c.algos.end()) {
+    const std::lock_guard<std::mutex> lock(g.algo_mutex);
+    const auto it = g.algos.find(key);
+    if (it != g.algos.end()) {
       algo = it->second;
       cached = true;
     }
@@ -204,25 +211,23 @@ bool run(const Product& p) {
                                          &align_d, sizeof(align_d));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
+    if (cublasLtMatmulAlgoGetHeuristic(g.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
                                        &found) != CUBLAS_STATUS_SUCCESS)
       found = 0;
     if (found > 0) algo = result.algo;
-    AlgoCache& c = algo_cache();
-    const std::lock_guard<std::mutex> lock(c.mutex);
-    c.algos[key] = algo;
+    const std::lock_guard<std::mutex> lock(g.algo_mutex);
+    g.algos[key] = algo;
   }
   if (!algo) return false;
   const float one = 1.f, beta = p.accumulate ? 1.f : 0.f;
   const void* alpha = p.alpha ? static_cast<const void*>(p.alpha) : &one;
   const bool ok =
-      cublasLtMatmul(l.handle, d.op, alpha, p.w, d.a, p.x, d.b, &beta, p.y, d.c, p.y, d.c, &*algo,
-                     l.workspace, kWorkspaceBytes, stream()) == CUBLAS_STATUS_SUCCESS;
+      cublasLtMatmul(g.handle, d.op, alpha, p.w, d.a, p.x, d.b, &beta, p.y, d.c, p.y, d.c, &*algo,
+                     g.workspace, kWorkspaceBytes, stream()) == CUBLAS_STATUS_SUCCESS;
   if (!ok) {
-    // Do not try this configuration again.
-    AlgoCache& c = algo_cache();
-    const std::lock_guard<std::mutex> lock(c.mutex);
-    c.algos[key] = std::nullopt;
+    // Do not try this configuration again (on this device).
+    const std::lock_guard<std::mutex> lock(g.algo_mutex);
+    g.algos[key] = std::nullopt;
   }
   return ok;
 }
@@ -232,26 +237,22 @@ void warn_once(const char* what) {
   std::call_once(flag, [&] { std::fprintf(stderr, "freeswim: warning: %s\n", what); });
 }
 
-// NVIDIA's cuBLASLt documentation (cublasLtEpilogue_t) says only "apply GELU point-wise
-// transform to the results (x:=GELU(x))" and gives no formula, i.e. it does not say whether it is
-// the exact erf GELU or the tanh approximation Wan uses (torch gelu(approximate="tanh")).
-// PyTorch treats it as the tanh form: its addmm GELU path computes gelu(..., "tanh") whenever it
-// cannot use this epilogue. Since the documentation does not promise it, the form is measured
-// once here instead of assumed: x = 0 and w = 0, so the product is 0 and the epilogue sees
-// exactly the bias, 64 points in [-3.5, -2.5], where the tanh form and the erf form differ by
-// 7 to 50 bf16 ulps (2e-4 to 4e-4). The epilogue is used only if its outputs sit within a quarter
-// of that gap of the tanh form on average (an accurate tanh form lands within about one ulp).
-// What a probe found: the fused path computes what it should, computes something else, or
-// cuBLASLt would not run it (no algorithm, or a refused attribute).
-enum class Probe { matches, differs, refused };
-
 const char* probe_name(Probe p) {
   return p == Probe::matches   ? "matches"
          : p == Probe::differs ? "computes another form"
                                : "refused";
 }
 
-Probe probe_gelu_epilogue() {
+// NVIDIA's cuBLASLt documentation (cublasLtEpilogue_t) says only "apply GELU point-wise
+// transform to the results (x:=GELU(x))" and gives no formula, i.e. it does not say whether it is
+// the exact erf GELU or the tanh approximation Wan uses (torch gelu(approximate="tanh")).
+// PyTorch treats it as the tanh form: its addmm GELU path computes gelu(..., "tanh") whenever it
+// cannot use this epilogue. Since the documentation does not promise it, the form is measured
+// (once per device) instead of assumed: x = 0 and w = 0, so the product is 0 and the epilogue sees
+// exactly the bias, 64 points in [-3.5, -2.5], where the tanh form and the erf form differ by
+// 7 to 50 bf16 ulps (2e-4 to 4e-4). The epilogue is used only if its outputs sit within a quarter
+// of that gap of the tanh form on average (an accurate tanh form lands within about one ulp).
+Probe probe_gelu_epilogue(GemmDevice& g) {
   constexpr int64_t M = 16, N = 64, K = 16;
   void *x = nullptr, *w = nullptr, *y = nullptr, *b = nullptr;
   auto release = [&] {
@@ -284,7 +285,7 @@ Probe probe_gelu_epilogue() {
   p.gelu = true;
   std::vector<uint16_t> out(M * N);
   const bool ran =
-      run(p) && cudaMemcpy(out.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
+      run(g, p) && cudaMemcpy(out.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
   release();
   if (!ran) return Probe::refused;
   double err = 0, gap = 0;
@@ -300,12 +301,12 @@ Probe probe_gelu_epilogue() {
   return err < 0.25 * gap ? Probe::matches : Probe::differs;
 }
 
-// The accumulating product's semantics, checked once per mode before it is trusted: the
+// The accumulating product's semantics, checked once per mode and device before it is trusted: the
 // documentation describes neither the order of the per-row alpha and the bias epilogue nor the
 // in-place C = D case with this pointer mode. x = 1 and w = 1/16 over K = 16 make the product
 // exactly 1, so D must be alpha[n] + 3 + bias[n] (C = 3), every value exact in bf16; a bias scaled
 // by alpha, an alpha applied along the wrong dimension or a C left out gives other values.
-Probe probe_accumulate(bool with_alpha) {
+Probe probe_accumulate(GemmDevice& g, bool with_alpha) {
   constexpr int64_t M = 8, N = 32, K = 16;
   constexpr uint16_t kOne = 0x3F80, kSixteenth = 0x3D80, kThree = 0x4040;  // bf16 1, 1/16, 3
   void *x = nullptr, *w = nullptr, *y = nullptr, *a = nullptr, *b = nullptr;
@@ -345,7 +346,7 @@ Probe probe_accumulate(bool with_alpha) {
   p.accumulate = true;
   p.alpha = with_alpha ? static_cast<const float*>(a) : nullptr;
   const bool ran =
-      run(p) && cudaMemcpy(hy.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
+      run(g, p) && cudaMemcpy(hy.data(), y, M * N * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
   release();
   if (!ran) return Probe::refused;
   for (int64_t m = 0; m < M; ++m)
@@ -355,31 +356,41 @@ Probe probe_accumulate(bool with_alpha) {
   return Probe::matches;
 }
 
-Probe accumulate_probe(bool with_alpha) {
-  static const Probe plain = probe_accumulate(false);
-  static const Probe gated = probe_accumulate(true);
-  return with_alpha ? gated : plain;
+// Each probe runs once per device, at its first use there (std::call_once: a probe that throws
+// runs again at the next use).
+Probe accumulate_probe(GemmDevice& g, bool with_alpha) {
+  if (with_alpha) {
+    std::call_once(g.gated_once, [&] { g.gated = probe_accumulate(g, true); });
+    return g.gated;
+  }
+  std::call_once(g.plain_once, [&] { g.plain = probe_accumulate(g, false); });
+  return g.plain;
 }
 
-bool accumulate_trusted(bool with_alpha) {
-  return accumulate_probe(with_alpha) == Probe::matches;
+bool accumulate_trusted(GemmDevice& g, bool with_alpha) {
+  return accumulate_probe(g, with_alpha) == Probe::matches;
 }
 
-Probe gelu_probe() {
-  static const Probe result = probe_gelu_epilogue();
-  return result;
+Probe gelu_probe(GemmDevice& g) {
+  std::call_once(g.gelu_once, [&] { g.gelu = probe_gelu_epilogue(g); });
+  return g.gelu;
+}
+
+bool gelu_is_tanh(GemmDevice& g) {
+  return gelu_probe(g) == Probe::matches;
 }
 
 }  // namespace
 
 bool gelu_epilogue_is_tanh() {
-  return gelu_probe() == Probe::matches;
+  return gelu_is_tanh(gemm_device());
 }
 
 std::string fusion_probe_report() {
-  return std::string("GELU epilogue (tanh form): ") + probe_name(gelu_probe()) +
-         "; accumulate without gate: " + probe_name(accumulate_probe(false)) +
-         "; accumulate with gate: " + probe_name(accumulate_probe(true));
+  GemmDevice& g = gemm_device();
+  return std::string("GELU epilogue (tanh form): ") + probe_name(gelu_probe(g)) +
+         "; accumulate without gate: " + probe_name(accumulate_probe(g, false)) +
+         "; accumulate with gate: " + probe_name(accumulate_probe(g, true));
 }
 
 void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, void* y, int64_t M,
@@ -393,6 +404,7 @@ void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, voi
     check_cuda(kernels::unary(kernels::Unary::gelu_tanh, y, y, DType::BF16, M * N), "gelu kernel");
   };
   if (K > 0) {
+    GemmDevice& g = gemm_device();
     Product p;
     p.x = x;
     p.w = w;
@@ -400,24 +412,24 @@ void gemm_bf16(const void* x, const void* w, const void* bias, DType bias_t, voi
     p.M = M;
     p.N = N;
     p.K = K;
-    p.bias = bias_bf16(bias, bias_t, N);
+    p.bias = bias_bf16(g, bias, bias_t, N);
     const bool epilogue_bias = bias == nullptr || p.bias != nullptr;
-    if (gelu && epilogue_bias && gelu_epilogue_is_tanh()) {
+    if (gelu && epilogue_bias && gelu_is_tanh(g)) {
       p.gelu = true;
-      if (run(p)) {
+      if (run(g, p)) {
         ++g_gelu_fused;
         if (bias) ++g_bias_fused;
         return;
       }
       p.gelu = false;
     }
-    if (epilogue_bias && run(p)) {
+    if (epilogue_bias && run(g, p)) {
       if (bias) ++g_bias_fused;
       return finish();
     }
     if (bias) {
       p.bias = nullptr;
-      if (run(p)) {
+      if (run(g, p)) {
         ++g_bias_unfused;
         check_cuda(kernels::add_bias_rows(y, DType::BF16, bias, bias_t, M, N), "bias kernel");
         return finish();
@@ -435,7 +447,8 @@ bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, cons
                           void* y, int64_t M, int64_t N, int64_t K) {
   if (M == 0 || N == 0) return true;
   if (K == 0) return false;  // no product to fuse with: the caller's plain path adds the bias
-  if (!accumulate_trusted(alpha != nullptr)) {
+  GemmDevice& g = gemm_device();
+  if (!accumulate_trusted(g, alpha != nullptr)) {
     ++g_acc_refused;
     return false;
   }
@@ -446,14 +459,14 @@ bool gemm_bf16_accumulate(const void* x, const void* w, const float* alpha, cons
   p.M = M;
   p.N = N;
   p.K = K;
-  p.bias = bias_bf16(bias, DType::F32, N);
+  p.bias = bias_bf16(g, bias, DType::F32, N);
   if (bias && !p.bias) {
     ++g_acc_refused;
     return false;
   }
   p.accumulate = true;
   p.alpha = alpha;
-  const bool ok = run(p);
+  const bool ok = run(g, p);
   ++(ok ? g_acc_fused : g_acc_refused);
   return ok;
 }
@@ -464,7 +477,7 @@ bool gemm_f32(const float* A, int64_t lda, const float* B, int64_t ldb, bool b_t
   if (K == 0) return false;
   // Column-major, as in run(): C^T [N, M] = op(B') * A' where A' = A^T [K, M] (ld lda) and B' is
   // B viewed column-major: [K, N] (ld ldb) taken transposed when B is [N, K], else [N, K].
-  Lt& l = lt();
+  GemmDevice& g = gemm_device();
   Desc d;
   if (cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
     return false;
@@ -484,13 +497,13 @@ bool gemm_f32(const float* A, int64_t lda, const float* B, int64_t ldb, bool b_t
                                        sizeof(ws));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  if (cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
+  if (cublasLtMatmulAlgoGetHeuristic(g.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result,
                                      &found) != CUBLAS_STATUS_SUCCESS ||
       found == 0)
     return false;
   const float beta = 0.f;
-  return cublasLtMatmul(l.handle, d.op, &alpha, B, d.a, A, d.b, &beta, C, d.c, C, d.c, &result.algo,
-                        l.workspace, kWorkspaceBytes, stream()) == CUBLAS_STATUS_SUCCESS;
+  return cublasLtMatmul(g.handle, d.op, &alpha, B, d.a, A, d.b, &beta, C, d.c, C, d.c, &result.algo,
+                        g.workspace, kWorkspaceBytes, stream()) == CUBLAS_STATUS_SUCCESS;
 }
 
 GemmFusionCounts gemm_fusion_counts() {

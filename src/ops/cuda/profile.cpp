@@ -5,10 +5,14 @@
 // is for finding where a forward's time goes, not for timing it (bench_step times without it).
 // Host work and copies made outside the ops (the cross-attention cache, Tensor::to) appear as
 // the forward's time not covered by the sum.
+//
+// One profile per device (per_device.h): its events belong to that device, and each thread
+// records into, and reports, the profile of its current device.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -16,6 +20,7 @@
 
 #include "core/error.h"
 #include "ops/cuda/cuda_backend.h"
+#include "ops/cuda/per_device.h"
 #include "ops/cuda/stream.h"
 #include "ops/ops.h"
 
@@ -98,26 +103,42 @@ class Profile {
   std::map<std::string, Totals> totals_;
 };
 
-Profile& profile() {
-  static Profile* p = new Profile;  // never destroyed (events outlive static destruction order)
-  return *p;
+// Never destroyed (events outlive static destruction order).
+PerDevice<Profile>& profiles() {
+  static auto* all = new PerDevice<Profile>([](int) { return std::make_unique<Profile>(); });
+  return *all;
 }
 
-// Records the GPU time between its construction and destruction under `key`.
+// The calling thread's device's profile.
+Profile& profile() {
+  return profiles().get();
+}
+
+// The calling thread's device's profile if it has one, else null (asking for the device only
+// once some profile exists).
+Profile* profile_if_made() {
+  PerDevice<Profile>& all = profiles();
+  return all.made() == 0 ? nullptr : all.find(all.device());
+}
+
+// Records the GPU time between its construction and destruction under `key`, in the profile of
+// the device current at construction.
 class Scope {
  public:
-  explicit Scope(std::string key) : key_(std::move(key)), a_(profile().event()) {
+  explicit Scope(std::string key)
+      : profile_(profile()), key_(std::move(key)), a_(profile_.event()) {
     cudaEventRecord(a_, stream());
   }
   ~Scope() {
-    cudaEvent_t b = profile().event();
+    cudaEvent_t b = profile_.event();
     cudaEventRecord(b, stream());
-    profile().record(std::move(key_), a_, b);
+    profile_.record(std::move(key_), a_, b);
   }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 
  private:
+  Profile& profile_;
   std::string key_;
   cudaEvent_t a_;
 };
@@ -264,11 +285,12 @@ Backend* make_profiling_backend(Backend* inner) {
 }
 
 std::string op_profile_report() {
-  return profile().report();
+  if (Profile* p = profile_if_made()) return p->report();
+  return Profile().report();  // nothing recorded on this device
 }
 
 void reset_op_profile() {
-  profile().reset();
+  if (Profile* p = profile_if_made()) p->reset();
 }
 
 }  // namespace freeswim::ops::cuda

@@ -13,18 +13,10 @@ inline cudaStream_t stream() {
 }
 
 // The stream of the asynchronous host <-> device copies (copy_async in core/device_memory.h,
-// used by the cross-attention cache in pinned host memory). It is non-blocking: a stream made
+// used by the cross-attention cache in pinned host memory) on the calling thread's current
+// device: one per device, made at its first use (memory.cpp). It is non-blocking: a stream made
 // with the default flags would be ordered against every kernel of the legacy default stream, so
 // a copy could never overlap compute. Order with the compute stream comes from events instead.
-inline cudaStream_t transfer_stream() {
-  static const cudaStream_t s = [] {
-    cudaStream_t t = nullptr;
-    const cudaError_t e = cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking);
-    FS_CHECK(e == cudaSuccess, "cuda: creating the transfer stream failed: {}",
-             cudaGetErrorString(e));
-    return t;
-  }();
-  return s;
-}
+cudaStream_t transfer_stream();
 
 }  // namespace freeswim::ops::cuda
