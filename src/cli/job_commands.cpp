@@ -10,10 +10,10 @@
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/threads.h"
-#include "io/lora.h"
 #include "pipeline/device_settings.h"
 #include "pipeline/generate.h"
 #include "pipeline/gpus.h"
+#include "pipeline/launch.h"
 #include "pipeline/memory_plan.h"
 #ifdef FREESWIM_WITH_CUDA
 #include "ops/cuda/cuda_backend.h"
@@ -303,31 +303,16 @@ int run_job(const JobFlags& f, bool generate) {
   const pipeline::ModelPlan models = pipeline::inspect_models(f.models);
   check_memory(models, o, generate);
   const auto t0 = std::chrono::steady_clock::now();
-  pipeline::LoadedModels m = pipeline::load_models(
-      f.models, where.device, o.device.offload, {pipeline::job_prompts(o), text_device},
-      [](const std::string& line) { std::fprintf(stderr, "freeswim: %s\n", line.c_str()); });
-  if (!m.offload_note.empty()) std::fprintf(stderr, "freeswim: %s\n", m.offload_note.c_str());
-  if (!m.dit_note.empty()) std::fprintf(stderr, "freeswim: note: %s\n", m.dit_note.c_str());
-  for (const std::string& l : f.models.loras) {
-    const io::LoraSpec s = io::LoraSpec::parse(l);
-    std::fprintf(stderr, "freeswim: LoRA %s merged at strength %g\n", s.path.c_str(), s.strength);
-  }
-  if (m.dit->offloaded())
-    std::fprintf(stderr,
-                 "freeswim: %.2f GiB of DiT block weights in pinned host memory, two blocks at a "
-                 "time on the GPU\n",
-                 static_cast<double>(m.dit->block_weight_bytes()) / (1 << 30));
-  std::fprintf(stderr, "freeswim: model %s (%s), %s\n", m.native.variant.c_str(),
-               m.layout.layout.c_str(), m.dit->config().describe().c_str());
-  if (m.layout.layout == "tiny")
-    std::fprintf(stderr,
-                 "freeswim: the tiny model has random weights: its video is noise-like. Real video "
-                 "needs the "
-                 "Wan2.1 weights (see README).\n");
-  if (generate)
-    pipeline::run_generate(m, o, reporter());
-  else
-    pipeline::run_upscale(m, f.input, o, reporter());
+  // --gpus N > 1: the ranks' communicators over GPUs 0 .. N-1 (null for one GPU).
+  const std::unique_ptr<parallel::World> world =
+      pipeline::gpu_world(f.gpus, !pipeline::skips_unconditional(o.guidance));
+  pipeline::LaunchJob job;
+  job.paths = f.models;
+  job.text_device = text_device;
+  job.options = o;
+  job.generate = generate;
+  job.input = f.input;
+  pipeline::launch_job(job, reporter(), world.get());
   std::fprintf(stderr, "freeswim: done in %.1f s\n",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return 0;

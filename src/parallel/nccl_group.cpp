@@ -12,6 +12,12 @@
 #include "core/error.h"
 #include "ops/cuda/stream.h"
 
+// ncclCommSplit (the sub-groups of NcclWorld) came with NCCL 2.18.
+#if !defined(NCCL_VERSION_CODE) || !defined(NCCL_VERSION) || \
+    NCCL_VERSION_CODE < NCCL_VERSION(2, 18, 0)
+#error "freeswim's NcclGroup needs NCCL 2.18 or newer (ncclCommSplit); this nccl.h is older"
+#endif
+
 namespace freeswim::parallel {
 
 namespace {
@@ -65,6 +71,7 @@ class NcclGroup::Rank final : public Communicator {
     return fmt::format("rank {} of {} (GPU {}, NCCL)", rank_, size_, device_);
   }
   int device() const { return device_; }
+  ncclComm_t handle() const { return comm_; }
   // From any thread: makes the rank's pending and later operations fail instead of waiting.
   void abort() {
     if (!aborted_.exchange(true)) ncclCommAbort(comm_);
@@ -127,6 +134,7 @@ class NcclGroup::Rank final : public Communicator {
   }
 
   void barrier() override {
+    FS_CHECK(!aborted_.load(), "{}: barrier after the group was aborted", describe());
     Tensor one = Tensor::zeros({1}, DType::F32, Device::CUDA);
     nccl(ncclAllReduce(one.raw(), one.raw(), 1, ncclFloat32, ncclSum, comm_, ops::cuda::stream()),
          "ncclAllReduce (barrier)");
@@ -178,6 +186,48 @@ NcclGroup::NcclGroup(const std::vector<int>& devices) : devices_(devices) {
 
 NcclGroup::~NcclGroup() = default;
 
+void NcclGroup::abort_all() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  aborted_ = true;
+  for (auto& c : children_) c->abort();
+  for (auto& r : ranks_) r->abort();
+}
+
+Communicator& NcclGroup::split(Communicator& self, int color, int key) {
+  Rank* parent = nullptr;
+  for (auto& r : ranks_)
+    if (r.get() == &self) parent = r.get();
+  FS_CHECK(parent, "NCCL group: split needs a rank of this group, got {}", self.describe());
+  const std::string who = parent->describe();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    FS_CHECK(!aborted_, "{}: split after the group was aborted", who);
+  }
+  int current = -1;
+  check_cuda_call(cudaGetDevice(&current), who, "cudaGetDevice");
+  FS_CHECK(current == parent->device(),
+           "{}: split called on a thread whose current device is GPU {}", who, current);
+  FS_CHECK(color >= 0, "{}: split color {} must not be negative", who, color);
+  ncclComm_t comm = nullptr;
+  // A null config: the sub-group inherits the world communicator's (blocking) configuration.
+  // Aborting the world communicator also stops a split in progress (NCCL's child abort flag).
+  check_nccl_call(ncclCommSplit(parent->handle(), color, key, &comm, nullptr), parent->handle(),
+                  who, "ncclCommSplit");
+  FS_CHECK(comm != nullptr, "{}: ncclCommSplit with color {} made no communicator", who, color);
+  int rank = -1, size = 0;
+  ncclResult_t r = ncclCommUserRank(comm, &rank);
+  if (r == ncclSuccess) r = ncclCommCount(comm, &size);
+  auto child = std::make_unique<Rank>(comm, rank, size, parent->device());
+  std::lock_guard<std::mutex> lock(mutex_);
+  children_.push_back(std::move(child));
+  Rank& made = *children_.back();
+  // Another rank failed while this one was splitting: its sweep did not see this communicator.
+  if (aborted_) made.abort();
+  FS_CHECK(!aborted_, "{}: stopped because another rank failed (during split)", who);
+  check_nccl_call(r, comm, who, "ncclCommUserRank / ncclCommCount");
+  return made;
+}
+
 int NcclGroup::size() const {
   return static_cast<int>(ranks_.size());
 }
@@ -212,7 +262,7 @@ void NcclGroup::run(const std::function<void(Communicator&)>& fn) {
         if (first < 0) {
           first = r;
           // The other ranks may be blocked in a collective that waits for this one.
-          for (auto& other : ranks_) other->abort();
+          abort_all();
         }
       }
     });
@@ -227,6 +277,24 @@ void NcclGroup::run(const std::function<void(Communicator&)>& fn) {
     if (what.rfind(prefix, 0) == 0) throw Error(what);
     throw Error(fmt::format("{} (GPU {}): {}", prefix, device_of(first), what));
   }
+}
+
+NcclWorld::NcclWorld(const std::vector<int>& devices, bool with_uncond)
+    : layout_(world_layout(static_cast<int>(devices.size()), with_uncond)),
+      group_(devices),
+      groups_(devices.size()) {
+  group_.run([&](Communicator& w) {
+    const int c = layout_.cfg_rank(w.rank()), s = layout_.seq_rank(w.rank());
+    RankGroups g;
+    g.world = &w;
+    if (layout_.cfg > 1) g.cfg = &group_.split(w, s, c);
+    if (layout_.seq > 1) g.sequence = &group_.split(w, c, s);
+    groups_[static_cast<size_t>(w.rank())] = g;
+  });
+}
+
+void NcclWorld::run(const std::function<void(const RankGroups&)>& fn) {
+  group_.run([&](Communicator& w) { fn(groups_[static_cast<size_t>(w.rank())]); });
 }
 
 }  // namespace freeswim::parallel

@@ -295,6 +295,9 @@ class Job {
     clock.lap("VAE decode");
     const Tensor out =
         o_.size.cropped() ? crop_frames(frames, o_.size.crop, FrameLayout::FHWC) : frames;
+    // Rank 0 writes only once every rank has its frames: a rank that failed before this point
+    // aborts the group, this barrier throws on rank 0 too, and no output file appears.
+    if (ranks_.world && ranks_.world->size() > 1) ranks_.world->barrier();
     if (!root()) return out;
     video::write_mp4(o_.output, out, o_.fps);
     clock.lap("mp4 writing");

@@ -74,7 +74,8 @@ std::vector<std::string> job_prompts(const JobOptions& opt);
 // sequence-parallel group (parallel::world_layout). The VAE tile plan of rank 0 is used by all;
 // the upsampled video is encoded by rank 0 and its latents broadcast; the denoising loops run
 // over `groups`; the decodes are split by tiles over `world`. Rank 0 alone reports, saves the
-// resume state and writes the output; every rank returns the frames.
+// resume state and writes the output, after a barrier of `world` (every rank has its frames, so
+// a rank that failed earlier leaves no output); every rank returns the frames.
 struct JobRanks {
   parallel::Communicator* world = nullptr;
   ParallelGroups groups;

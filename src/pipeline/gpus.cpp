@@ -1,5 +1,8 @@
 #include "pipeline/gpus.h"
 
+#include <numeric>
+#include <vector>
+
 #include "core/error.h"
 #ifdef FREESWIM_HAVE_NCCL
 #include "parallel/nccl_group.h"
@@ -32,11 +35,24 @@ void check_gpus(int gpus, Device device, const GpuInventory& inventory) {
   FS_CHECK(inventory.visible >= gpus,
            "--gpus {}: this process sees {} GPU(s) (CUDA_VISIBLE_DEVICES?); use --gpus {} or fewer",
            gpus, inventory.visible, inventory.visible >= 2 ? (inventory.visible >= 4 ? 4 : 2) : 1);
-  fail(
-      "--gpus {}: not available yet: the CUDA backend keeps one GPU's state per process (its "
-      "memory cache, cuBLASLt and cuDNN handles), so {} ranks cannot run in this process; the "
-      "multi-GPU loops exist and are tested on the CPU stand-in (docs/multi_gpu.md). Use --gpus 1",
-      gpus, gpus);
+  FS_CHECK(!kRefuseSeveralGpusUntilVerified,
+           "--gpus {}: not available yet: the CUDA backend's per-device state (memory cache, "
+           "cuBLASLt and cuDNN handles for each GPU of the process) is not yet verified on "
+           "several GPUs; the launch of {} ranks and their loops are tested on the CPU stand-in "
+           "only (docs/multi_gpu.md). Use --gpus 1",
+           gpus, gpus);
+}
+
+std::unique_ptr<parallel::World> gpu_world(int gpus, bool with_uncond) {
+  if (gpus == 1) return nullptr;
+#ifdef FREESWIM_HAVE_NCCL
+  std::vector<int> devices(static_cast<size_t>(gpus));
+  std::iota(devices.begin(), devices.end(), 0);
+  return std::make_unique<parallel::NcclWorld>(devices, with_uncond);
+#else
+  (void)with_uncond;
+  fail("--gpus {}: this freeswim was built without NCCL; use --gpus 1", gpus);
+#endif
 }
 
 }  // namespace freeswim::pipeline

@@ -334,6 +334,15 @@ LoadedModels load_models(const ModelPaths& paths, Device device, Offload offload
   return m;
 }
 
+std::map<std::string, Tensor> encode_job_prompts(
+    const ModelPaths& paths, Device device, const TextJob& text,
+    const std::function<void(const std::string&)>& info) {
+  if (text.prompts.empty()) return {};
+  const ModelPlan plan = inspect_models(paths, true);
+  if (plan.layout.layout == "tiny") return {};
+  return encode_prompts(paths, plan, device, text, info);
+}
+
 Tensor LoadedModels::encode_text(const std::string& prompt) const {
   if (layout.layout != "tiny") {
     const auto it = contexts.find(prompt);

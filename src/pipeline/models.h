@@ -163,6 +163,15 @@ LoadedModels load_models(const ModelPaths& paths, Device device, Offload offload
                          const TextJob& text,
                          const std::function<void(const std::string&)>& info = {});
 
+// Step 2 of load_models on its own: the contexts of text.prompts (CPU, f32, by prompt), the
+// encoder on the device place_text_encoder picks for `device` and freed afterwards. Empty for
+// the tiny model (its contexts come from the prompt's bytes) and when there are no prompts. A
+// launch of several ranks (launch.h) encodes the prompts once with it and gives the contexts to
+// every rank's models (LoadedModels::contexts), which load_models then loads without prompts.
+std::map<std::string, Tensor> encode_job_prompts(
+    const ModelPaths& paths, Device device, const TextJob& text,
+    const std::function<void(const std::string&)>& info = {});
+
 // Wan's default negative prompt (the Wan2.1 repository's sample_neg_prompt).
 const std::string& wan_default_negative_prompt();
 

@@ -33,9 +33,21 @@ TEST(GpusFlag, RefusalsNameTheFlag) {
   EXPECT_NE(e.find("--gpus 4: this process sees 2 GPU(s)"), std::string::npos) << e;
   e = refusal(2, Device::CUDA, {2, false});
   EXPECT_NE(e.find("without NCCL"), std::string::npos) << e;
-  // Everything in place: refused still, saying why (the single-device CUDA backend).
-  e = refusal(8, Device::CUDA, {8, true});
-  EXPECT_NE(e.find("--gpus 8: not available yet"), std::string::npos) << e;
+}
+
+// Everything in place: refused while kRefuseSeveralGpusUntilVerified says so (saying why), and
+// that is the only refusal left.
+TEST(GpusFlag, SeveralGpusRefusedOnlyUntilVerified) {
+  for (int n : {2, 4, 8}) {
+    const std::string e = refusal(n, Device::CUDA, {8, true});
+    if (kRefuseSeveralGpusUntilVerified) {
+      EXPECT_NE(e.find("--gpus " + std::to_string(n) + ": not available yet"), std::string::npos)
+          << e;
+      EXPECT_NE(e.find("per-device state"), std::string::npos) << e;
+    } else {
+      EXPECT_EQ(e, "");
+    }
+  }
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // NcclGroup (built with CUDA and NCCL). Without a GPU only the refusal of absent devices runs;
-// with one or more, the collectives and Ulysses attention on CUDA tensors with one rank per GPU
-// (one rank until the CUDA backend keeps per-device state: docs/multi_gpu.md), against the
-// expected copies and the unsplit attention. Labelled `gpu` for the collective tests' sake.
+// with one or more, the collectives, Ulysses attention, sub-groups split from the group
+// (ncclCommSplit) and an NcclWorld, on CUDA tensors with one rank (one GPU; several ranks wait
+// for the per-device CUDA backend to be verified: docs/multi_gpu.md), against the expected copies
+// and the unsplit attention. Labelled `gpu` for those tests' sake.
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -78,6 +80,76 @@ TEST_F(Nccl, UlyssesAttentionOnOneGpuEqualsTheOp) {
       EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
     }
   });
+}
+
+// The sub-groups of a layout are split from the world communicator on the rank's thread; with
+// one rank each is a group of one whose collectives copy. A failing rank aborts them with the
+// world communicator: afterwards every collective on them, and any further split, is an Error.
+TEST_F(Nccl, SubGroupsSplitOnOneGpu) {
+  if (cuda_device_count() < 1) GTEST_SKIP() << "no GPU";
+  NcclGroup g({0});
+  const Tensor x = rng::normal_tensor({4, 6, 8}, 4);
+  Communicator* cfg = nullptr;
+  Communicator* seq = nullptr;
+  g.run([&](Communicator& c) {
+    cfg = &g.split(c, 0, 0);
+    seq = &g.split(c, 0, 0);
+    EXPECT_NE(cfg, seq);
+    EXPECT_THROW(g.split(c, -1, 0), Error);  // NCCL_SPLIT_NOCOLOR makes no group
+  });
+  ASSERT_TRUE(cfg && seq);
+  EXPECT_EQ(cfg->rank(), 0);
+  EXPECT_EQ(cfg->size(), 1);
+  EXPECT_EQ(seq->describe(), "rank 0 of 1 (GPU 0, NCCL)");
+  // The sub-groups outlive the run that made them (the group owns them).
+  g.run([&](Communicator&) {
+    const Tensor d = x.to(Device::CUDA);
+    for (Communicator* sub : {cfg, seq}) {
+      const Tensor a = sub->all_gather(d, 1).to(Device::CPU);
+      EXPECT_EQ(std::memcmp(a.raw(), x.raw(), x.nbytes()), 0);
+      const Tensor t = sub->all_to_all(d, 0, 2).to(Device::CPU);
+      EXPECT_EQ(std::memcmp(t.raw(), x.raw(), x.nbytes()), 0);
+      Tensor b = d.clone();
+      sub->broadcast(b, 0);
+      EXPECT_EQ(std::memcmp(b.to(Device::CPU).raw(), x.raw(), x.nbytes()), 0);
+      sub->barrier();
+    }
+  });
+  try {
+    g.run([&](Communicator&) { fail("injected failure"); });
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "rank 0 of 1 (GPU 0): injected failure");
+  }
+  g.run([&](Communicator& c) {
+    const Tensor d = x.to(Device::CUDA);
+    EXPECT_THROW(cfg->all_gather(d, 0), Error);
+    EXPECT_THROW(seq->barrier(), Error);
+    EXPECT_THROW(g.split(c, 0, 0), Error);
+  });
+}
+
+// An NcclWorld of one GPU: a 1 x 1 layout, no sub-group to make, the world communicator works.
+TEST_F(Nccl, WorldOfOneGpu) {
+  if (cuda_device_count() < 1) GTEST_SKIP() << "no GPU";
+  NcclWorld w({0}, true);
+  EXPECT_EQ(w.size(), 1);
+  EXPECT_EQ(w.layout().cfg, 1);
+  EXPECT_EQ(w.layout().seq, 1);
+  const Tensor x = rng::normal_tensor({3, 5}, 6);
+  int ran = 0;
+  w.run([&](const RankGroups& g) {
+    ++ran;
+    ASSERT_NE(g.world, nullptr);
+    EXPECT_EQ(g.cfg, nullptr);
+    EXPECT_EQ(g.sequence, nullptr);
+    int device = -1;
+    ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+    EXPECT_EQ(device, 0);
+    const Tensor a = g.world->all_gather(x.to(Device::CUDA), 0).to(Device::CPU);
+    EXPECT_EQ(std::memcmp(a.raw(), x.raw(), x.nbytes()), 0);
+  });
+  EXPECT_EQ(ran, 1);
 }
 
 }  // namespace
