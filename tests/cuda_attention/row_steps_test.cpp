@@ -16,8 +16,6 @@
 namespace freeswim::attention {
 namespace {
 
-constexpr int kThreads = 128;
-
 struct Row {
   bool valid = false;
   int token = -1, kr = 0, kc = 0;
