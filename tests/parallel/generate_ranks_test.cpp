@@ -23,8 +23,8 @@ JobOptions options(const std::string& output) {
   o.prompt = "a red fox in the snow";
   o.size = plan_size(192, 128);
   o.frames = 5;
-  o.base_steps = 2;
-  o.steps = 4;
+  o.base_steps = 1;
+  o.steps = 3;  // int(3 x 0.75) = 2 FreeSwim steps: a guide and a reuse step
   o.strength = 0.75;
   o.cache_every = 2;
   o.output = output;
