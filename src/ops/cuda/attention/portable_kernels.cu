@@ -121,11 +121,9 @@ struct Loader {
     const uint32_t kdst = smem_u32(s.k[stage]), vdst = smem_u32(s.v[stage]);
     KeyRect R;
     int n_keys = p.n_kv;
-    bool masked = false;
     if constexpr (kWindow) {
       R = s.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
-      masked = walk.masked(s.rt);
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
@@ -139,7 +137,7 @@ struct Loader {
         cp_async16(vdst + (at ^ (j * kPerRow * 16)), vbase + off + j * kPerRow * 8, valid);
       }
       if constexpr (kWindow) {
-        if (masked && q == 0)
+        if (q == 0)
           detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, cur.kr, cur.kc));
         cur.step(R, p.g, kRowsPerPass);
       } else {
@@ -149,7 +147,7 @@ struct Loader {
     }
     if (tid == 0) {
       if constexpr (kWindow) {
-        s.masked[stage] = masked;
+        s.masked[stage] = walk.masked(s.rt);
       } else {
         s.masked[stage] = walk.masked(p.n_kv);
       }
