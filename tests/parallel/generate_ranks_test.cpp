@@ -19,18 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 JobOptions options(const std::string& output) {
-  JobOptions o;
-  o.prompt = "a red fox in the snow";
-  o.size = plan_size(192, 128);
-  o.frames = 5;
-  o.base_steps = 1;
-  o.steps = 3;  // int(3 x 0.75) = 2 FreeSwim steps: a guide and a reuse step
-  o.strength = 0.75;
-  o.cache_every = 2;
-  o.output = output;
-  o.device.tiling.tile = 64;  // several tiles, so that the decodes are split
-  o.device.tiling.overlap = 32;
-  return o;
+  return tiny_ranks_job(output);
 }
 
 LoadedModels tiny() {

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "local_world.h"
 
 namespace freeswim::pipeline {
 namespace {
@@ -27,17 +28,7 @@ namespace fs = std::filesystem;
 LaunchJob tiny_job(const std::string& output) {
   LaunchJob job;
   job.paths.model = "tiny";
-  JobOptions& o = job.options;
-  o.prompt = "a red fox in the snow";
-  o.size = plan_size(192, 128);
-  o.frames = 5;
-  o.base_steps = 1;
-  o.steps = 3;  // int(3 x 0.75) = 2 FreeSwim steps: a guide and a reuse step
-  o.strength = 0.75;
-  o.cache_every = 2;
-  o.output = output;
-  o.device.tiling.tile = 64;  // several tiles, so that the decodes are split over the ranks
-  o.device.tiling.overlap = 32;
+  job.options = tiny_ranks_job(output);
   return job;
 }
 

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "parallel/world.h"
 #include "pipeline/denoise.h"
+#include "pipeline/generate.h"
 
 namespace freeswim::pipeline {
 
@@ -16,6 +18,23 @@ inline void run_local_world(
     const std::function<void(parallel::Communicator&, const ParallelGroups&)>& fn) {
   parallel::LocalWorld w(world, with_uncond);
   w.run([&](const parallel::RankGroups& g) { fn(*g.world, ParallelGroups{g.cfg, g.sequence}); });
+}
+
+// The tiny `generate` the multi-rank job tests run: both stages, a guide and a reuse step of the
+// cache, and decodes of several tiles (so that they are split over the ranks).
+inline JobOptions tiny_ranks_job(const std::string& output) {
+  JobOptions o;
+  o.prompt = "a red fox in the snow";
+  o.size = plan_size(192, 128);
+  o.frames = 5;
+  o.base_steps = 1;
+  o.steps = 3;  // int(3 x 0.75) = 2 FreeSwim steps: a guide and a reuse step
+  o.strength = 0.75;
+  o.cache_every = 2;
+  o.output = output;
+  o.device.tiling.tile = 64;
+  o.device.tiling.overlap = 32;
+  return o;
 }
 
 }  // namespace freeswim::pipeline
