@@ -1,5 +1,6 @@
 // `freeswim generate` and `freeswim upscale`: flags as Wan's generate.py and stable-diffusion.cpp
 // users know them.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -260,12 +261,23 @@ std::string gpu_label() {
 // weight is read; for one that fits, logs the estimate and turns automatic DiT offload on when
 // only the plan that streams the blocks fits (loading the weights would succeed, the first
 // forward would not).
-void check_memory(const pipeline::ModelPlan& models, pipeline::JobOptions& o, bool generate) {
+void check_memory(const pipeline::ModelPlan& models, pipeline::JobOptions& o, bool generate,
+                  int gpus) {
   if (o.device.device == Device::CPU) return;
-  const pipeline::MemoryJob job = pipeline::memory_job(models.dit, models.native, o, generate);
+  const pipeline::MemoryJob job =
+      pipeline::memory_job(models.dit, models.native, o, generate, gpus);
+  // With several GPUs every rank takes the same plan: the one the GPU with the least free
+  // memory holds.
+  size_t free_bytes = device_memory(o.device.device).free_bytes();
+  std::string label = gpu_label();
+#ifdef FREESWIM_WITH_CUDA
+  if (gpus > 1) {
+    for (int d = 0; d < gpus; ++d) free_bytes = std::min(free_bytes, ops::cuda::free_bytes_on(d));
+    label = fmt::format("each of GPUs 0-{} ({})", gpus - 1, label);
+  }
+#endif
   const pipeline::MemoryPlan plan =
-      pipeline::plan_memory(job, o.device, device_memory(o.device.device).free_bytes(), gpu_label(),
-                            pipeline::host_available_bytes());
+      pipeline::plan_memory(job, o.device, free_bytes, label, pipeline::host_available_bytes());
   FS_CHECK(plan.fits, "{}", plan.message);
   std::fprintf(stderr, "freeswim: %s\n", plan.message.c_str());
   if (plan.offload && o.device.offload == pipeline::Offload::automatic) {
@@ -301,7 +313,7 @@ int run_job(const JobFlags& f, bool generate) {
   // encoder's minute of loading), and the job's memory need is estimated from the DiT's
   // configuration: a job the GPU cannot hold is refused before any weight is read.
   const pipeline::ModelPlan models = pipeline::inspect_models(f.models);
-  check_memory(models, o, generate);
+  check_memory(models, o, generate, f.gpus);
   const auto t0 = std::chrono::steady_clock::now();
   // --gpus N > 1: the ranks' communicators over GPUs 0 .. N-1 (null for one GPU).
   const std::unique_ptr<parallel::World> world =

@@ -100,7 +100,11 @@ void check_latents(const Tensor& t, const char* what) {
 
 }  // namespace
 
-size_t freeswim_activation_bytes(const models::WanDitConfig& c, int64_t tokens) {
+size_t freeswim_activation_bytes(const models::WanDitConfig& c, int64_t whole_tokens,
+                                 int seq_ranks) {
+  FS_CHECK(seq_ranks >= 1, "sequence group of {} ranks", seq_ranks);
+  const int64_t tokens = (whole_tokens + seq_ranks - 1) / seq_ranks;  // the rank's slab
+  const int64_t ulysses = seq_ranks > 1 ? 5 * tokens * c.dim() : 0;
   // The live bf16 tensors at the peak of a block of WanDit::forward on a dual (guide) step, each
   // [tokens, dim] unless said:
   //   2  the two residual streams, x (window branch) and full (full branch)
@@ -114,7 +118,7 @@ size_t freeswim_activation_bytes(const models::WanDitConfig& c, int64_t tokens) 
   // softmax statistics, cuBLAS's workspace, the allocator's rounding) within 1 GiB. A stock
   // (base-stage) forward has one residual stream, so this bounds it too.
   const int64_t hidden = std::min<int64_t>(tokens * c.ffn_dim, models::kFfnChunkElements);
-  const int64_t elements = 2 * hidden + 8 * tokens * c.dim();
+  const int64_t elements = 2 * hidden + 8 * tokens * c.dim() + ulysses;
   return static_cast<size_t>(elements * 2) + (size_t{1} << 30);
 }
 
@@ -186,7 +190,8 @@ Tensor run_freeswim_stage(const models::WanDit& dit, sched::Scheduler& scheduler
     const models::WanDitConfig& c = dit.config();
     const int64_t tokens =
         shape_of.dim(1) / c.patch_t * (shape_of.dim(2) / c.patch_h) * (shape_of.dim(3) / c.patch_w);
-    cache.set_activation_margin(freeswim_activation_bytes(c, tokens));
+    cache.set_activation_margin(freeswim_activation_bytes(
+        c, tokens, groups.sequence != nullptr ? groups.sequence->size() : 1));
   }
   int last_guide_step = -1;
   Tensor guide_latents;

@@ -97,7 +97,13 @@ struct FreeSwimStageOptions {
 // unfused GELU's copy; models/wan_dit_chunks.h), about eight [tokens, dim] tensors (both
 // branches' residual streams, a norm's output, q/k/v and an attention output), and 1 GiB for
 // the rest. The cache's Auto placement keeps this much free.
-size_t freeswim_activation_bytes(const models::WanDitConfig& config, int64_t tokens);
+//
+// On a rank of a sequence-parallel group of `seq_ranks` (docs/multi_gpu.md) the forward holds a
+// slab of ceil(tokens / seq_ranks) tokens, and Ulysses attention adds five slab-sized tensors
+// beside the slab's own: q, k and v as whole sequences of the rank's heads, the attention's
+// output before its exchange back, and the exchange's packing buffer.
+size_t freeswim_activation_bytes(const models::WanDitConfig& config, int64_t tokens,
+                                 int seq_ranks = 1);
 
 // Runs the FreeSwim stage from clean (normalised) latents: the last int(steps * strength)
 // steps, `noise` added at the first of them. When resuming, the state holds the latents and

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
+#include "parallel/communicator.h"
 #include "pipeline/denoise.h"
 
 namespace freeswim::pipeline {
@@ -48,6 +50,22 @@ models::VaeTiling lightest_vae_tiling(const DeviceSettings& s) {
   return t;
 }
 
+// The tokens of a job for the messages: "171360 tokens", or with several ranks "680400 tokens,
+// 85050 per GPU of 8 (CFG 2 x sequence 4)".
+std::string tokens_text(const MemoryJob& job, const MemoryEstimate& e) {
+  if (job.ranks() == 1) return fmt::format("{} tokens", e.tokens);
+  return fmt::format("{} tokens, {} per GPU of {} (CFG {} x sequence {})", e.tokens, e.slab,
+                     job.ranks(), job.cfg_ranks, job.seq_ranks);
+}
+
+// The pinned host bytes of all ranks: blocks, cache.
+size_t pinned_blocks(const MemoryEstimate& e) {
+  return static_cast<size_t>(e.ranks) * e.host_blocks;
+}
+size_t pinned_cache(const MemoryEstimate& e) {
+  return static_cast<size_t>(e.cache_ranks) * e.host_cache;
+}
+
 // The flags that would help, for a refusal: "a, b or c".
 std::string either(const std::vector<std::string>& help) {
   std::string out;
@@ -72,8 +90,12 @@ size_t dit_device_weight_bytes(const models::WanDitConfig& c, bool offload) {
 }
 
 MemoryJob memory_job(const models::WanDitConfig& dit, const NativeSize& native,
-                     const JobOptions& opt, bool generate) {
+                     const JobOptions& opt, bool generate, int gpus) {
   MemoryJob j;
+  const parallel::WorldLayout layout =
+      parallel::world_layout(gpus, !skips_unconditional(opt.guidance));
+  j.cfg_ranks = layout.cfg;
+  j.seq_ranks = layout.seq;
   j.dit = dit;
   if (generate) {
     // As run_generate's base_size: the native size, turned to portrait for portrait targets.
@@ -91,8 +113,13 @@ MemoryJob memory_job(const models::WanDitConfig& dit, const NativeSize& native,
 MemoryEstimate estimate_memory(const MemoryJob& job, bool offload, bool host_cache,
                                const models::VaeTiling& vae) {
   const models::WanDitConfig& c = job.dit;
+  FS_CHECK(job.cfg_ranks >= 1 && job.seq_ranks >= 1, "memory plan: {} x {} ranks", job.cfg_ranks,
+           job.seq_ranks);
   MemoryEstimate e;
   e.tokens = dit_tokens(c, job.frames, job.height, job.width);
+  e.slab = (e.tokens + job.seq_ranks - 1) / job.seq_ranks;
+  e.ranks = job.ranks();
+  e.cache_ranks = job.seq_ranks;
   const int64_t base_tokens =
       job.base_width > 0 ? dit_tokens(c, job.frames, job.base_height, job.base_width) : 0;
   // Weights: the DiT's in bf16 (two block slots when streamed), the VAE's in f32.
@@ -102,10 +129,12 @@ MemoryEstimate estimate_memory(const MemoryJob& job, bool offload, bool host_cac
   // the base stage's at the native size when that is larger (a target below the native size);
   // freeswim_activation_bytes counts both branches' residual streams, one self-attention's five
   // [tokens, dim] tensors, the cache block in transit, two FFN hidden chunks and 1 GiB for the
-  // rest (denoise.cpp), an upper bound for the base stage's single-branch forward too.
-  e.activations = freeswim_activation_bytes(c, std::max(e.tokens, base_tokens));
-  // The cross-attention cache: one [tokens, dim] bf16 tensor per block (attention_cache.h).
-  const size_t cache_bytes = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e.tokens) *
+  // rest (denoise.cpp), an upper bound for the base stage's single-branch forward too; on a rank
+  // of a sequence group, of its slab, with the Ulysses exchange's buffers.
+  e.activations = freeswim_activation_bytes(c, std::max(e.tokens, base_tokens), job.seq_ranks);
+  // The cross-attention cache: one [tokens, dim] bf16 tensor per block (attention_cache.h); a
+  // rank of a sequence group keeps its slab's rows.
+  const size_t cache_bytes = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e.slab) *
                              static_cast<size_t>(c.dim()) * dtype_size(DType::BF16);
   if (job.cache) (host_cache ? e.host_cache : e.cache) = cache_bytes;
   // Streamed, every block's weights stay pinned in host memory (bf16).
@@ -167,15 +196,15 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
         std::string how;
         for (size_t i = 0; i < relies.size(); ++i) how += (i ? " and " : "") + relies[i];
         plan.message = fmt::format(
-            "memory: about {:.1f} GiB needed of {:.1f} GiB free on {} ({} tokens: DiT weights "
+            "memory: about {:.1f} GiB needed of {:.1f} GiB free on {} ({}: DiT weights "
             "{:.1f}, activations {:.1f}, cache on the GPU {:.1f}, VAE {:.1f} GiB){}",
-            gib(e.total()), gib(free_bytes), device_label, e.tokens,
+            gib(e.total()), gib(free_bytes), device_label, tokens_text(job, e),
             gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
             gib(e.vae_working), how.empty() ? std::string() : "; it fits with " + how);
         if (e.host_blocks + e.host_cache > 0)
           plan.message += fmt::format(
               "; host memory about {:.1f} GiB (pinned: DiT blocks {:.1f}, cache {:.1f} GiB){}",
-              gib(e.host_total()), gib(e.host_blocks), gib(e.host_cache),
+              gib(e.host_total()), gib(pinned_blocks(e)), gib(pinned_cache(e)),
               host_bytes ? fmt::format(" of {:.1f} GiB available", gib(host_bytes))
                          : std::string());
         return plan;
@@ -190,6 +219,8 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
     if (e.host_blocks > 0 && s.offload != Offload::off)
       help.push_back(
           fmt::format("a GPU with room for every DiT weight ({:.1f} GiB)", gib(e.host_blocks)));
+    if (e.host_blocks > 0 && e.ranks > 1)
+      help.push_back("fewer --gpus (each GPU's rank pins its own copy of the streamed blocks)");
     help.push_back("a smaller --size");
     help.push_back("fewer --frames");
     plan.message = fmt::format(
@@ -200,7 +231,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
         e.host_blocks > 0 && e.host_cache > 0 ? "the DiT's blocks and the cross-attention cache"
         : e.host_blocks > 0                   ? "the DiT's blocks"
                                               : "the cross-attention cache",
-        gib(host_bytes), gib(e.host_total()), gib(e.host_blocks), gib(e.host_cache),
+        gib(host_bytes), gib(e.host_total()), gib(pinned_blocks(e)), gib(pinned_cache(e)),
         gib(kHostMemoryMargin), either(help));
     return plan;
   }
@@ -208,6 +239,8 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
   plan.fits = false;
   const MemoryEstimate& e = plan.estimate;
   std::vector<std::string> help{"a smaller --size", "fewer --frames"};
+  if (job.ranks() > 1 && job.ranks() < 8)
+    help.push_back("more --gpus (each GPU then holds a smaller slab of the tokens)");
   if (!plan.offload)
     help.push_back("--offload (drop --no-offload: the DiT's blocks streamed from host memory)");
   if (job.cache && !plan.host_cache)
@@ -216,7 +249,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
     help.push_back(fmt::format("--vae-tile {}", std::end(kVaeTileChoices)[-1]));
   plan.message = fmt::format(
       "a {}x{} video of {} frames does not fit on {}: {:.1f} GiB free, and the job needs about "
-      "{:.1f} GiB even {} ({} tokens: DiT weights {:.1f} GiB, activations {:.1f} GiB, "
+      "{:.1f} GiB even {} ({}: DiT weights {:.1f} GiB, activations {:.1f} GiB, "
       "cross-attention cache on the GPU {:.1f} GiB, VAE tile {:.1f} GiB); try {}",
       job.width, job.height, job.frames, device_label, gib(free_bytes), gib(e.total()),
       fmt::format("with {}, {}, VAE {}",
@@ -227,7 +260,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
                       ? "the cross-attention cache in host memory"
                       : "the cross-attention cache on the GPU (--cache-memory device)",
                   vae.enabled ? fmt::format("tile {} px", vae.tile) : std::string("untiled")),
-      e.tokens, gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
+      tokens_text(job, e), gib(e.dit_weights + e.vae_weights), gib(e.activations), gib(e.cache),
       gib(e.vae_working), either(help));
   return plan;
 }

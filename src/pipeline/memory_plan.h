@@ -30,11 +30,15 @@ struct MemoryJob {
   int width = 0, height = 0;
   int frames = 81;
   bool cache = true;  // --cache-every > 0: a cross-attention cache
+  // The ranks of a `--gpus N` run as parallel::world_layout arranges them: CFG pairs (cfg_ranks
+  // 2) of sequence-parallel groups of seq_ranks. One GPU: 1 x 1.
+  int cfg_ranks = 1, seq_ranks = 1;
+  int ranks() const { return cfg_ranks * seq_ranks; }
 };
 
-// The MemoryJob of a generate (with a base stage at `native`) or upscale job.
+// The MemoryJob of a generate (with a base stage at `native`) or upscale job on `gpus` GPUs.
 MemoryJob memory_job(const models::WanDitConfig& dit, const NativeSize& native,
-                     const JobOptions& opt, bool generate);
+                     const JobOptions& opt, bool generate, int gpus = 1);
 
 // DiT tokens of a frames x height x width video (VAE: 4x temporal, 8x spatial; then the patch).
 int64_t dit_tokens(const models::WanDitConfig& c, int frames, int height, int width);
@@ -52,7 +56,8 @@ inline constexpr size_t kVaeWeightBytes = size_t{512} << 20;
 // streamed and the cache in host memory; docs/measurements/2026-12-06_memory_*).
 inline constexpr size_t kHostMemoryMargin = size_t{4} << 30;
 
-// One plan's estimate, in device bytes.
+// One plan's estimate: device bytes of one GPU (with several, of the busiest rank: one of the
+// sequence group that keeps the cross-attention cache), host bytes of one rank and of the job.
 struct MemoryEstimate {
   size_t dit_weights = 0;  // dit_device_weight_bytes
   size_t vae_weights = 0;  // kVaeWeightBytes
@@ -62,16 +67,27 @@ struct MemoryEstimate {
   size_t host_blocks = 0;  // host memory: the streamed DiT's blocks, pinned (offload)
   size_t host_cache = 0;   // host memory: the cross-attention cache there, pinned
   int64_t tokens = 0;      // of the FreeSwim stage
+  int64_t slab = 0;        // the tokens of one rank's slab (= tokens on one GPU)
+  // Ranks on this host, and those of them that keep a cache shard (the sequence group of CFG
+  // rank 0; host_cache is one shard).
+  int ranks = 1, cache_ranks = 1;
   // The two phases never overlap: the cache and the DiT's activations are gone when the VAE
   // runs; the weights stay throughout.
   size_t dit_phase() const { return dit_weights + vae_weights + activations + cache; }
   size_t vae_phase() const { return dit_weights + vae_weights + vae_working; }
   size_t total() const { return dit_phase() > vae_phase() ? dit_phase() : vae_phase(); }
-  size_t host_total() const { return host_blocks + host_cache + kHostMemoryMargin; }
+  // Every rank pins its own streamed blocks; the cache shards add up to one whole cache.
+  size_t host_total() const {
+    return static_cast<size_t>(ranks) * host_blocks +
+           static_cast<size_t>(cache_ranks) * host_cache + kHostMemoryMargin;
+  }
 };
 
 // The estimate for one plan: the DiT's blocks streamed (`offload`) or not, the cache in host
 // memory (`host_cache`) or on the device, the VAE tiled by `vae` (the tile of its largest pass).
+// With several ranks (job.seq_ranks > 1) a rank's activations and cache shard are those of its
+// token slab (freeswim_activation_bytes with the Ulysses buffers); the weights, the VAE's tile
+// and its frame buffer are every rank's as on one GPU (replicated).
 MemoryEstimate estimate_memory(const MemoryJob& job, bool offload, bool host_cache,
                                const models::VaeTiling& vae);
 
@@ -93,7 +109,8 @@ struct MemoryPlan {
 // host's available memory; 0: not checked) is the plan; none: fits is false, and the message
 // says which memory ran out. The cpu is never refused (its "device memory" is the host's, which
 // the estimate does not describe). `device_label` names the GPU in the messages ("NVIDIA H100
-// 80GB HBM3, cap 22.35 GiB").
+// 80GB HBM3, cap 22.35 GiB"). With several ranks `free_bytes` is the least any of their GPUs
+// has, every rank takes the same plan, and the messages say the figures are per GPU.
 MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t free_bytes,
                        const std::string& device_label, size_t host_bytes = 0);
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "pipeline/denoise.h"
 #include "pipeline/models.h"
 #include "text/umt5.h"
 
@@ -227,6 +228,92 @@ TEST(MemoryPlan, UpscaleHasNoBaseStage) {
   const MemoryJob g = memory_job(models::WanDitConfig::preset("1.3B"), {}, o, true);
   EXPECT_EQ(g.base_width, 480);
   EXPECT_EQ(g.base_height, 832);
+}
+
+// --gpus N: the plan of one rank. A rank of a sequence group of P holds a 1/P slab of the tokens'
+// activations (with the Ulysses buffers) and of the cache; the CFG pair's conditional ranks keep
+// the cache; every rank pins its own streamed blocks in host memory.
+MemoryJob job_on(const std::string& model, int w, int h, int gpus, double guidance = 5.0) {
+  JobOptions o;
+  o.size = parse_size(fmt::format("{}x{}", w, h));
+  o.guidance = guidance;
+  const models::WanDitConfig c = models::WanDitConfig::preset(model);
+  const NativeSize native =
+      c.dim() >= 5120 ? NativeSize{1280, 720, 5.0, "14B"} : NativeSize{832, 480, 3.0, "1.3B"};
+  return memory_job(c, native, o, true, gpus);
+}
+
+TEST(MemoryPlan, SeveralGpusPlanOneRanksSlab) {
+  // The layouts of world_layout: 2 = a CFG pair, 8 = CFG pairs of sequence groups of 4, and at
+  // guidance 1 one sequence group of all.
+  const MemoryJob one = job_on("14B", 3840, 2160, 1), two = job_on("14B", 3840, 2160, 2),
+                  eight = job_on("14B", 3840, 2160, 8),
+                  eight_g1 = job_on("14B", 3840, 2160, 8, 1.0);
+  EXPECT_EQ(one.ranks(), 1);
+  EXPECT_EQ(two.cfg_ranks, 2);
+  EXPECT_EQ(two.seq_ranks, 1);
+  EXPECT_EQ(eight.cfg_ranks, 2);
+  EXPECT_EQ(eight.seq_ranks, 4);
+  EXPECT_EQ(eight_g1.cfg_ranks, 1);
+  EXPECT_EQ(eight_g1.seq_ranks, 8);
+
+  const MemoryEstimate e1 = estimate_memory(one, false, false, {});
+  const MemoryEstimate e8 = estimate_memory(eight, false, false, {});
+  EXPECT_EQ(e1.tokens, 680400);  // 21 x 135 x 240
+  EXPECT_EQ(e8.tokens, 680400);
+  EXPECT_EQ(e8.slab, 170100);
+  // The cache shard: 40 blocks x 170,100 tokens x 5120 x bf16 = 64.9 GiB, a quarter of one GPU's.
+  EXPECT_EQ(e8.cache * 4, e1.cache);
+  EXPECT_NEAR(e8.cache / kGiB, 64.9, 0.1);
+  // Activations: a quarter of one GPU's token rows plus five slab tensors for the exchange,
+  // without a second copy of the 1 GiB allowance.
+  const size_t slab_tensor = size_t{170100} * 5120 * 2;
+  EXPECT_EQ(e8.activations, freeswim_activation_bytes(one.dit, 170100) + 5 * slab_tensor);
+  EXPECT_LT(e8.activations, e1.activations / 2);
+  // The weights are every rank's, as on one GPU; a CFG pair alone splits no tokens.
+  EXPECT_EQ(e8.dit_weights, e1.dit_weights);
+  EXPECT_EQ(estimate_memory(two, false, false, {}).activations, e1.activations);
+  EXPECT_EQ(estimate_memory(two, false, false, {}).cache, e1.cache);
+
+  // 14B at 4K on one 80 GB GPU needs the blocks streamed and the 260 GiB cache in host memory; on
+  // eight, each rank keeps every weight, and its 65 GiB shard goes to host memory too (four
+  // shards: one whole cache, with no blocks pinned).
+  const MemoryPlan p1 = plan_memory(one, gpu_defaults(), gib_bytes(79), "an H100", gib_bytes(500));
+  ASSERT_TRUE(p1.fits) << p1.message;
+  EXPECT_TRUE(p1.offload) << p1.message;
+  const MemoryPlan p8 =
+      plan_memory(eight, gpu_defaults(), gib_bytes(79), "each of GPUs 0-7", gib_bytes(500));
+  ASSERT_TRUE(p8.fits) << p8.message;
+  EXPECT_FALSE(p8.offload) << p8.message;
+  EXPECT_TRUE(p8.host_cache) << p8.message;
+  EXPECT_EQ(p8.estimate.host_total(), e1.cache + kHostMemoryMargin);
+  EXPECT_NE(p8.message.find("680400 tokens, 170100 per GPU of 8 (CFG 2 x sequence 4)"),
+            std::string::npos)
+      << p8.message;
+  // On 141 GB GPUs (H200) the shard stays on the GPU.
+  const MemoryPlan h8 =
+      plan_memory(eight, gpu_defaults(), gib_bytes(139), "each of GPUs 0-7", gib_bytes(500));
+  ASSERT_TRUE(h8.fits) << h8.message;
+  EXPECT_FALSE(h8.host_cache) << h8.message;
+}
+
+TEST(MemoryPlan, EveryRankPinsItsOwnStreamedBlocks) {
+  // 14B at 1080p on eight 24 GB cards: each rank streams its blocks (26.2 GiB pinned each, 210
+  // GiB in all) beside the whole cache's 65.4 GiB in host memory.
+  const MemoryJob eight = job_on("14B", 1920, 1080, 8);
+  const MemoryPlan p = plan_memory(eight, gpu_defaults(), gib_bytes(22.35), "each of GPUs 0-7");
+  ASSERT_TRUE(p.fits) << p.message;
+  ASSERT_TRUE(p.offload) << p.message;
+  const double blocks = static_cast<double>(p.estimate.host_blocks) / kGiB;
+  EXPECT_NEAR(blocks, 26.19, 0.05);
+  EXPECT_NEAR(static_cast<double>(p.estimate.host_total()) / kGiB,
+              8 * blocks + 65.37 + kHostMemoryMargin / kGiB, 0.1);
+  // A host with 256 GiB available cannot: refused, with fewer --gpus among the flags that help.
+  const MemoryPlan q =
+      plan_memory(eight, gpu_defaults(), gib_bytes(22.35), "each of GPUs 0-7", gib_bytes(256));
+  ASSERT_FALSE(q.fits);
+  for (const char* needle : {"256.0 GiB available", "fewer --gpus", "--cache-every 0"})
+    EXPECT_NE(q.message.find(needle), std::string::npos) << needle << "\n" << q.message;
 }
 
 TEST(TextDevice, ParsesTheThreeValuesAndRefusesOthers) {

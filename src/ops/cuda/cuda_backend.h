@@ -77,6 +77,9 @@ void release_cached_memory();
 // it also lets two processes share one GPU.
 void set_memory_limit(size_t bytes);
 size_t memory_limit();
+// What device memory.free_bytes() reports for GPU `device` (the driver's free memory, the pool's
+// cached blocks, the cap), read from the calling thread, whose current device is left as it was.
+size_t free_bytes_on(int device);
 
 // CudaBackendOptions::profile (FREESWIM_PROFILE=1 in the programs): every op runs between two
 // CUDA events and

@@ -375,6 +375,21 @@ size_t memory_limit() {
   return g_limit.load(std::memory_order_relaxed);
 }
 
+size_t free_bytes_on(int device) {
+  int current = 0;
+  check_cuda(cudaGetDevice(&current), "cudaGetDevice");
+  check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  size_t free_b = 0;
+  try {
+    free_b = cuda_free_bytes();
+  } catch (...) {
+    cudaSetDevice(current);
+    throw;
+  }
+  check_cuda(cudaSetDevice(current), "cudaSetDevice");
+  return free_b;
+}
+
 // Made on a device's first copy_async (or wait_transfers) and kept for the life of the process.
 cudaStream_t transfer_stream() {
   struct Stream {
