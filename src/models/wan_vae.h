@@ -144,8 +144,11 @@ class WanVae {
   ops::ConvPrecision precision() const { return precision_; }
 
   // video [3, F, H, W] with F = 1 + 4k and H, W multiples of 8 -> posterior [z_dim, 1 + k, H/8,
-  // W/8].
-  VaeEncoding encode(const Tensor& video, const VaeTiling& tiling = {}) const;
+  // W/8]. With a `group` of ranks, every rank calls encode with the same video and its own
+  // replica, and the tiles are split as decode splits them (below): every rank returns the whole
+  // posterior.
+  VaeEncoding encode(const Tensor& video, const VaeTiling& tiling = {},
+                     parallel::Communicator* group = nullptr) const;
   // Unnormalised latents [z_dim, T, h, w] -> video [3, 1 + 4(T - 1), 8h, 8w], clamped to [-1, 1]
   // unless `clamp` is false.
   //

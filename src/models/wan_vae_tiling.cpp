@@ -118,7 +118,8 @@ void check_tiling(const VaeTiling& t, int s) {
 
 }  // namespace
 
-VaeEncoding WanVae::encode(const Tensor& video, const VaeTiling& tiling) const {
+VaeEncoding WanVae::encode(const Tensor& video, const VaeTiling& tiling,
+                           parallel::Communicator* group) const {
   const int s = config_.spatial_factor(), tf = config_.temporal_factor();
   FS_CHECK(video.ndim() == 4 && video.dim(0) == 3,
            "VAE encode: expected video [3, F, H, W], got {}", video.describe());
@@ -133,14 +134,20 @@ VaeEncoding WanVae::encode(const Tensor& video, const VaeTiling& tiling) const {
   Tensor out = Tensor::zeros({2 * z, T, h, w}, x.dtype(), device_);
   if (tiling.enabled && (H > tiling.tile || W > tiling.tile)) {
     check_tiling(tiling, s);
-    run_tiled(out, h, w, tiling.tile / s, tiling.overlap / s, 1,
-              [&](int64_t y0, int64_t x0, int64_t th, int64_t tw, const ChunkSink& sink) {
-                encode_region(crop(x, y0, x0, th, tw, s), sink);
-              });
+    run_tiled(
+        out, h, w, tiling.tile / s, tiling.overlap / s, 1,
+        [&](int64_t y0, int64_t x0, int64_t th, int64_t tw, const ChunkSink& sink) {
+          encode_region(crop(x, y0, x0, th, tw, s), sink);
+        },
+        group ? group->rank() : 0, group ? group->size() : 1);
+    if (group && group->size() > 1) out = group->all_reduce_sum(out);
   } else {
-    encode_region(x, [&](int64_t f0, const Tensor& chunk) {
-      ops::accumulate_tile(out, chunk, {}, f0, 0, 0);
-    });
+    if (!group || group->rank() == 0) {
+      encode_region(x, [&](int64_t f0, const Tensor& chunk) {
+        ops::accumulate_tile(out, chunk, {}, f0, 0, 0);
+      });
+    }
+    if (group && group->size() > 1) group->broadcast(out, 0);
   }
   VaeEncoding enc;
   enc.mean = ops::slice(out, 0, 0, z);

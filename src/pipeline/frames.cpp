@@ -62,7 +62,7 @@ void scale_shift(Tensor& x, float a, float b) {
 // give the same bits. A 1920x1088x81 video is 2 GB: the CPU loops took seconds, the device
 // passes take milliseconds.
 Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc,
-                     const models::VaeTiling& tiling) {
+                     const models::VaeTiling& tiling, parallel::Communicator* group) {
   Tensor video;
   if (vae.device() == Device::CPU) {
     video = fhwc_to_cfhw(frames_fhwc);
@@ -77,7 +77,7 @@ Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc,
     video = ops::channel_affine(planes, channel_constant(2.f, d), channel_constant(-1.f, d))
                 .reshape({3, F, H, W});
   }
-  const models::VaeEncoding enc = vae.encode(video.to(vae.device()), tiling);
+  const models::VaeEncoding enc = vae.encode(video.to(vae.device()), tiling, group);
   return vae.normalize(enc.mean).to(Device::CPU).to(DType::F32);
 }
 

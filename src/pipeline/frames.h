@@ -8,9 +8,11 @@
 
 namespace freeswim::pipeline {
 
-// frames [F, H, W, 3] in [0, 1] (CPU f32) -> normalised latents [z, T, H/8, W/8] (CPU f32).
+// frames [F, H, W, 3] in [0, 1] (CPU f32) -> normalised latents [z, T, H/8, W/8] (CPU f32). With
+// a `group`, every rank passes the same frames, the encode's tiles are split over the ranks
+// (models::WanVae::encode) and every rank gets all latents.
 Tensor encode_frames(const models::WanVae& vae, const Tensor& frames_fhwc,
-                     const models::VaeTiling& tiling = {});
+                     const models::VaeTiling& tiling = {}, parallel::Communicator* group = nullptr);
 // normalised latents -> frames [F, H, W, 3] in [0, 1] (CPU f32). With a `group`, the decode's
 // tiles are split over its ranks (models::WanVae::decode) and every rank gets all frames.
 Tensor decode_latents(const models::WanVae& vae, const Tensor& latents,

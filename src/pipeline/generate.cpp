@@ -273,9 +273,9 @@ class Job {
     if (!resume) {
       info("encoding the upsampled video");
       const models::VaeTiling tiling = vae_tiling(o_.size.gen_height, o_.size.gen_width);
-      // Every rank must start from the same latents: rank 0 encodes, the others receive them.
-      clean = root() ? encode_frames(*m_.vae, *clean_frames, tiling) : Tensor::zeros(shape);
-      broadcast_from_root(clean, ranks_.world, m_.dit->device());
+      // Every rank holds the same frames; the encode's tiles are split over the ranks, and each
+      // rank gets all of the latents.
+      clean = encode_frames(*m_.vae, *clean_frames, tiling, ranks_.world);
       // The VAE's tiles and chunks leave cached blocks of many sizes (48 GiB reserved for 9 GiB
       // of live tensors at 1080p on an H200); give them back before the DiT needs the memory.
       trim_device_memory();
