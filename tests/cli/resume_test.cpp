@@ -16,7 +16,7 @@
 namespace freeswim::clitest {
 namespace {
 
-// A small generate: 9 frames, base stage of 4 steps at the tiny model's 96x64, FreeSwim stage
+// A small generate: 5 frames, base stage of 4 steps at the tiny model's 96x64, FreeSwim stage
 // of 10 scheduled steps at strength 0.7, i.e. 7 run (with --cache-every 2: guide, reuse,
 // guide, reuse, guide, reuse, guide).
 std::vector<std::string> job(const fs::path& dir, const std::vector<std::string>& extra) {
@@ -28,7 +28,7 @@ std::vector<std::string> job(const fs::path& dir, const std::vector<std::string>
                              "--size",
                              "128x96",
                              "--frames",
-                             "9",
+                             "5",
                              "--base-steps",
                              "4",
                              "--steps",
@@ -146,7 +146,7 @@ TEST_F(Resume, CacheModeKillsInEachStageAndStepKind) {
   const std::vector<std::string> cache{"--cache-every", "2"};
   const auto reference = uninterrupted(cache);
   ASSERT_TRUE(reference.count("video.mp4"));
-  ASSERT_EQ(reference.size(), 10u);  // the mp4 and 9 PNG frames
+  ASSERT_EQ(reference.size(), 6u);  // the mp4 and 5 PNG frames
   {
     SCOPED_TRACE("base stage, step 2 of 4");
     kill_and_resume({"base:2"}, cache, reference);
@@ -176,7 +176,7 @@ TEST_F(Resume, CacheModeKillsInEachStageAndStepKind) {
 TEST_F(Resume, NoCacheMode) {
   const std::vector<std::string> no_cache{"--cache-every", "0"};
   const auto reference = uninterrupted(no_cache);
-  ASSERT_EQ(reference.size(), 10u);
+  ASSERT_EQ(reference.size(), 6u);
   {
     SCOPED_TRACE("FreeSwim stage, step 3 of 7");
     kill_and_resume({"freeswim:3"}, no_cache, reference);

@@ -1,9 +1,9 @@
 // pipeline::launch_job, the CLI's path for `generate --gpus N`, over the CPU stand-in
-// (parallel::LocalWorld instead of NcclWorld): the golden tiny model's whole generate on 1, 2 and
-// 4 ranks, and an upscale on 2, give one rank's frames; only rank 0 reports and writes; a rank
-// that fails (while
-// loading, or after the others have their frames) fails the launch with an Error naming it,
-// without a hang and without an output file.
+// (parallel::LocalWorld instead of NcclWorld): the golden tiny model's whole generate on 1 and 2
+// ranks, and an upscale on 2, give one rank's frames; only rank 0 reports and writes; a rank that
+// fails (while loading, or after the others have their frames) fails the launch with an Error
+// naming it, without a hang and without an output file. Four ranks run the same loops through
+// the same LocalWorld in generate_ranks_test.cpp, and fail here before loading.
 #include "pipeline/launch.h"
 
 #include <gtest/gtest.h>
@@ -79,11 +79,11 @@ class Launch : public testing::Test {
   fs::path dir_;
 };
 
-TEST_F(Launch, SameFramesOnOneTwoAndFourRanksAndOnlyRankZeroWrites) {
+TEST_F(Launch, SameFramesOnOneAndTwoRanksAndOnlyRankZeroWrites) {
   Log single_log;
   const Tensor single = launch_job(tiny_job(out("single.mp4")), single_log.reporter());
   EXPECT_EQ(single_log.count("wrote " + out("single.mp4")), 1);
-  for (int n : {1, 2, 4}) {
+  for (int n : {1, 2}) {
     SCOPED_TRACE(n);
     const std::string name = "ranks" + std::to_string(n) + ".mp4";
     parallel::LocalWorld world(n, true);
@@ -95,7 +95,7 @@ TEST_F(Launch, SameFramesOnOneTwoAndFourRanksAndOnlyRankZeroWrites) {
     if (n == 1) {  // a world of one rank runs the single rank's code: the same bits
       EXPECT_EQ(std::memcmp(frames.raw(), single.raw(), single.nbytes()), 0);
     }
-    EXPECT_LT(l2, n == 2 ? 1e-6 : 1e-5);
+    EXPECT_LT(l2, 1e-6);
     EXPECT_EQ(log.count(std::to_string(n) + " ranks: "), 1);
     // Rank 0 alone reports: the model once, every step once, from one thread; one mp4 written.
     EXPECT_EQ(log.count("model tiny"), 1);
@@ -105,8 +105,7 @@ TEST_F(Launch, SameFramesOnOneTwoAndFourRanksAndOnlyRankZeroWrites) {
     for (const auto& [step, times] : log.steps) EXPECT_EQ(times, 1) << step;
   }
   // The outputs and nothing else: no second writer's temporary, no resume state left.
-  EXPECT_EQ(files(),
-            (std::set<std::string>{"single.mp4", "ranks1.mp4", "ranks2.mp4", "ranks4.mp4"}));
+  EXPECT_EQ(files(), (std::set<std::string>{"single.mp4", "ranks1.mp4", "ranks2.mp4"}));
 }
 
 // upscale through the launcher: a video made by a one-rank generate, upscaled on 2 ranks
