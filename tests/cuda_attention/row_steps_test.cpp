@@ -37,7 +37,7 @@ struct WindowKeys {
   }
   int n_keys(const StepWalk& w) const { return static_cast<int>(rt.keys.rect[w.rect].keys(g.T)); }
   void step(const StepWalk& w, RowCursor& cur, int k) const {
-    cur.step(rt.keys.rect[w.rect], g, rt.stride[w.rect], k);
+    cur.step(rt.keys.rect[w.rect], g, k);
   }
   int advance(StepWalk& w) const { return w.advance(w.keys_from_tile(rt, g.T), rt.first); }
   void restart(const StepWalk& w, RowCursor& cur, int first_row) const {
@@ -120,11 +120,11 @@ TEST(RowSteps, WindowStepsHoldEachKeyOfEachRectangleOnceInOrder) {
     const WindowPlan plan = choose_row_plan(g, kStepKeys);
     for (int h0 = 0; h0 < g.H; h0 += plan.ph) {
       for (int w0 = 0; w0 < g.W; w0 += plan.pw) {
+        RectTiles rt;
+        rt.init(g, plan, h0, w0);
         for (const int head_dim : {64, 128}) {
-          const int rows_per_pass = kCopyThreads / copy_threads_per_row(true, head_dim);
-          RectTiles rt;
-          rt.init(g, plan, h0, w0, rows_per_pass);
-          const std::vector<Step> steps = replay(rows_per_pass, WindowKeys{g, rt});
+          const std::vector<Step> steps =
+              replay(kCopyThreads / copy_threads_per_row(true, head_dim), WindowKeys{g, rt});
           ASSERT_FALSE(steps.empty());
           // Expected: each rectangle's keys in (frame, row, column) order, ceil(n / 64) steps each.
           size_t s = 0;

@@ -139,7 +139,7 @@ struct Loader {
       if constexpr (kWindow) {
         if (q == 0)
           detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, cur.kr, cur.kc));
-        cur.step(R, p.g, s.rt.stride[walk.rect], kRowsPerPass);
+        cur.step(R, p.g, kRowsPerPass);
       } else {
         cur.idx += kRowsPerPass;
         cur.token += kRowsPerPass;
@@ -379,7 +379,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   BlockQueries<kWindow> bq;
   if constexpr (kWindow) {
     bq = detail::window_block(p);
-    if (tid == 0) s.rt.init(p.g, p.plan, bq.h0, bq.w0, Loader<D, kWindow>::kRowsPerPass);
+    if (tid == 0) s.rt.init(p.g, p.plan, bq.h0, bq.w0);
     __syncthreads();
   }
 

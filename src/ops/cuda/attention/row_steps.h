@@ -31,38 +31,16 @@ FS_HOST_DEVICE constexpr int copy_threads_per_row(bool window, int head_dim) {
   return window ? 4 : head_dim / 8;
 }
 
-// How far a cursor moves inside a rectangle over k keys: r rows and c columns (c < its columns)
-// after whole frames, and the token distance of that move when neither the column nor the row
-// wraps (RowCursor::step adds the wraps). Made once per rectangle: two divisions.
-struct RowStride {
-  int r = 0, c = 0, token = 0;
-  FS_HOST_DEVICE static RowStride of(const KeyRect& R, const WindowGeometry& g, int k) {
-    RowStride s;
-    const int cols = R.c1 - R.c0, per_frame = (R.r1 - R.r0) * cols;
-    if (per_frame <= 0) return s;  // an empty rectangle: never walked
-    const int frames = k / per_frame, rem = k - frames * per_frame;
-    s.r = rem / cols;
-    s.c = rem - s.r * cols;
-    s.token = (frames * g.H + s.r) * g.W + s.c;
-    return s;
-  }
-};
-
-// A window block's key rectangles, the first plan tile of each (first[5]: the block's tiles), and
-// each rectangle's RowStride for the copying threads' `rows_per_pass` keys.
+// A window block's key rectangles and the first plan tile of each (first[5]: the block's tiles).
 struct RectTiles {
   PatchKeys keys;
   int first[6];
-  RowStride stride[5];
-  FS_HOST_DEVICE void init(const WindowGeometry& g, const WindowPlan& plan, int h0, int w0,
-                           int rows_per_pass) {
+  FS_HOST_DEVICE void init(const WindowGeometry& g, const WindowPlan& plan, int h0, int w0) {
     keys = patch_keys(g, plan.ph, plan.pw, h0, w0);
     first[0] = 0;
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < 5; ++i)
       first[i + 1] =
           first[i] + static_cast<int>((keys.rect[i].keys(g.T) + kTileKeys - 1) / kTileKeys);
-      stride[i] = RowStride::of(keys.rect[i], g, rows_per_pass);
-    }
   }
 };
 
@@ -132,23 +110,24 @@ struct RowCursor {
     kc = R.c0 + rem % cols;
     token = (t * g.H + kr) * g.W + kc;
   }
-  // On by the k keys of s = RowStride::of(R, g, k) (the position past the rectangle's last key is
-  // not used): the stride's columns, rows and frames, then at most one column wrap (c < cols) and
-  // at most one row wrap (the row is below r1 + rows), whatever the rectangle's shape.
-  FS_HOST_DEVICE void step(const KeyRect& R, const WindowGeometry& g, const RowStride& s, int k) {
-    const int cols = R.c1 - R.c0, rows = R.r1 - R.r0;
+  // On by k keys (any k > 0; the position past the rectangle's last key is not used). Within a
+  // row it is three adds; past the row's end by less than a row (the core rectangle, wider than a
+  // pass) it wraps once; further (the narrow fringe bands) it decodes the index again.
+  FS_HOST_DEVICE void step(const KeyRect& R, const WindowGeometry& g, int k) {
+    const int cols = R.c1 - R.c0;
     idx += k;
-    kc += s.c;
-    kr += s.r;
-    token += s.token;
-    if (kc >= R.c1) {
-      kc -= cols;
-      ++kr;
-      token += g.W - cols;
+    token += k;
+    kc += k;
+    if (kc < R.c1) return;
+    if (kc - R.c1 >= cols) {
+      start(R, g, idx);
+      return;
     }
-    if (kr >= R.r1) {
-      kr -= rows;
-      token += (g.H - rows) * g.W;
+    kc -= cols;
+    token += g.W - cols;
+    if (++kr == R.r1) {
+      kr = R.r0;
+      token += (g.H - (R.r1 - R.r0)) * g.W;
     }
   }
 };
