@@ -22,7 +22,7 @@ TEST(VaeSplit, TiledDecodeOnSeveralRanksEqualsOneRank) {
   tiled.overlap = 32;
   const Tensor z = rng::normal_tensor({16, 2, 12, 20}, 5);  // 2 x 4 tiles of 8 x 8 cells
   const Tensor want = vae->decode(z, tiled);
-  for (int P : {1, 2, 3, 4}) {
+  for (int P : {2, 3}) {  // 8 tiles: 4 each, and 3, 3, 2
     std::vector<std::unique_ptr<WanVae>> vaes;
     for (int r = 0; r < P; ++r) {
       vaes.push_back(WanVae::load(kGolden + "/vae_tiny.diffusers.safetensors", Device::CPU));
