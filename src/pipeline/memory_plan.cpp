@@ -51,7 +51,7 @@ models::VaeTiling lightest_vae_tiling(const DeviceSettings& s) {
 }
 
 // The tokens of a job for the messages: "171360 tokens", or with several ranks "680400 tokens,
-// 85050 per GPU of 8 (CFG 2 x sequence 4)".
+// 170100 per GPU of 8 (CFG 2 x sequence 4)".
 std::string tokens_text(const MemoryJob& job, const MemoryEstimate& e) {
   if (job.ranks() == 1) return fmt::format("{} tokens", e.tokens);
   return fmt::format("{} tokens, {} per GPU of {} (CFG {} x sequence {})", e.tokens, e.slab,
