@@ -24,15 +24,17 @@ size_t gib_bytes(double g) {
 }
 
 // A job at `w`x`h` (the generation size: multiples of 16) and `frames`, with the base stage at
-// the model's native size, the cache every 2 steps (the defaults).
-MemoryJob job(const std::string& model, int w, int h, int frames = 81) {
+// the model's native size, the cache every 2 steps (the defaults), on `gpus` GPUs at `guidance`.
+MemoryJob job(const std::string& model, int w, int h, int frames = 81, int gpus = 1,
+              double guidance = 5.0) {
   JobOptions o;
   o.size = parse_size(fmt::format("{}x{}", w, h));
   o.frames = frames;
+  o.guidance = guidance;
   const models::WanDitConfig c = models::WanDitConfig::preset(model);
   const NativeSize native =
       c.dim() >= 5120 ? NativeSize{1280, 720, 5.0, "14B"} : NativeSize{832, 480, 3.0, "1.3B"};
-  return memory_job(c, native, o, true);
+  return memory_job(c, native, o, true, gpus);
 }
 
 const DeviceSettings& gpu_defaults() {
@@ -234,13 +236,7 @@ TEST(MemoryPlan, UpscaleHasNoBaseStage) {
 // activations (with the Ulysses buffers) and of the cache; the CFG pair's conditional ranks keep
 // the cache; every rank pins its own streamed blocks in host memory.
 MemoryJob job_on(const std::string& model, int w, int h, int gpus, double guidance = 5.0) {
-  JobOptions o;
-  o.size = parse_size(fmt::format("{}x{}", w, h));
-  o.guidance = guidance;
-  const models::WanDitConfig c = models::WanDitConfig::preset(model);
-  const NativeSize native =
-      c.dim() >= 5120 ? NativeSize{1280, 720, 5.0, "14B"} : NativeSize{832, 480, 3.0, "1.3B"};
-  return memory_job(c, native, o, true, gpus);
+  return job(model, w, h, 81, gpus, guidance);
 }
 
 TEST(MemoryPlan, SeveralGpusPlanOneRanksSlab) {
