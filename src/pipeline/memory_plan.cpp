@@ -58,14 +58,6 @@ std::string tokens_text(const MemoryJob& job, const MemoryEstimate& e) {
                      job.ranks(), job.cfg_ranks, job.seq_ranks);
 }
 
-// The pinned host bytes of all ranks: blocks, cache.
-size_t pinned_blocks(const MemoryEstimate& e) {
-  return static_cast<size_t>(e.ranks) * e.host_blocks;
-}
-size_t pinned_cache(const MemoryEstimate& e) {
-  return static_cast<size_t>(e.cache_ranks) * e.host_cache;
-}
-
 // The flags that would help, for a refusal: "a, b or c".
 std::string either(const std::vector<std::string>& help) {
   std::string out;
@@ -204,7 +196,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
         if (e.host_blocks + e.host_cache > 0)
           plan.message += fmt::format(
               "; host memory about {:.1f} GiB (pinned: DiT blocks {:.1f}, cache {:.1f} GiB){}",
-              gib(e.host_total()), gib(pinned_blocks(e)), gib(pinned_cache(e)),
+              gib(e.host_total()), gib(e.pinned_blocks()), gib(e.pinned_cache()),
               host_bytes ? fmt::format(" of {:.1f} GiB available", gib(host_bytes))
                          : std::string());
         return plan;
@@ -231,7 +223,7 @@ MemoryPlan plan_memory(const MemoryJob& job, const DeviceSettings& s, size_t fre
         e.host_blocks > 0 && e.host_cache > 0 ? "the DiT's blocks and the cross-attention cache"
         : e.host_blocks > 0                   ? "the DiT's blocks"
                                               : "the cross-attention cache",
-        gib(host_bytes), gib(e.host_total()), gib(pinned_blocks(e)), gib(pinned_cache(e)),
+        gib(host_bytes), gib(e.host_total()), gib(e.pinned_blocks()), gib(e.pinned_cache()),
         gib(kHostMemoryMargin), either(help));
     return plan;
   }

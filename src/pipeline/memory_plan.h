@@ -76,11 +76,11 @@ struct MemoryEstimate {
   size_t dit_phase() const { return dit_weights + vae_weights + activations + cache; }
   size_t vae_phase() const { return dit_weights + vae_weights + vae_working; }
   size_t total() const { return dit_phase() > vae_phase() ? dit_phase() : vae_phase(); }
-  // Every rank pins its own streamed blocks; the cache shards add up to one whole cache.
-  size_t host_total() const {
-    return static_cast<size_t>(ranks) * host_blocks +
-           static_cast<size_t>(cache_ranks) * host_cache + kHostMemoryMargin;
-  }
+  // Host memory pinned by all ranks: every rank pins its own streamed blocks; the cache shards
+  // add up to one whole cache.
+  size_t pinned_blocks() const { return static_cast<size_t>(ranks) * host_blocks; }
+  size_t pinned_cache() const { return static_cast<size_t>(cache_ranks) * host_cache; }
+  size_t host_total() const { return pinned_blocks() + pinned_cache() + kHostMemoryMargin; }
 };
 
 // The estimate for one plan: the DiT's blocks streamed (`offload`) or not, the cache in host
