@@ -23,7 +23,7 @@ Tensor batch_row(const Tensor& t, int64_t r) {
 }
 
 // [1, L, D] -> [L, D]
-Tensor drop_batch(const Tensor& t) {
+Tensor drop_context_batch(const Tensor& t) {
   FS_CHECK(t.ndim() == 3 && t.dim(0) == 1, "expected [1, L, D], got {}", t.describe());
   return t.reshape({t.dim(1), t.dim(2)});
 }
@@ -73,7 +73,7 @@ void run_dit_cases(const Context& ctx, const CaseFile& cases, const std::string&
     models::DitInput in;
     in.latents = batch_row(cases.tensor(latents), 0);
     in.timestep = cases.tensor(timestep).data<float>()[0];
-    in.context = drop_batch(cases.tensor(context));
+    in.context = drop_context_batch(cases.tensor(context));
     return in;
   };
   auto cached_from_file = [&](CrossAttentionCache& cache) {

@@ -21,6 +21,10 @@ class OutOfMemory : public Error {
   using Error::Error;
 };
 
+// The text of the current errno ("No such file or directory"), for the message of a failed
+// system call.
+std::string errno_text();
+
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));

@@ -12,10 +12,6 @@ namespace freeswim::io {
 
 namespace {
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 bool is_fp8(DType t) {
   return t == DType::F8_E4M3 || t == DType::F8_E5M2;
 }
@@ -64,12 +60,12 @@ Fp8Scales resolve_fp8_scales(const std::string& label,
 
   bool marker = false;
   for (const auto& [name, info] : tensors) {
-    if (name == "scaled_fp8" || ends_with(name, ".scaled_fp8")) {
+    if (name == "scaled_fp8" || name.ends_with(".scaled_fp8")) {
       FS_CHECK(!marker, "{}: more than one scaled_fp8 marker tensor ('{}')", label, name);
       marker = true;
       out.auxiliary.insert(name);
       out.scheme = "ComfyUI scaled_fp8";
-    } else if (ends_with(name, ".comfy_quant")) {
+    } else if (name.ends_with(".comfy_quant")) {
       const std::string layer =
           name.substr(0, name.size() - std::string_view(".comfy_quant").size());
       FS_CHECK(info->dtype == DType::U8 && info->shape.size() == 1,
@@ -84,7 +80,7 @@ Fp8Scales resolve_fp8_scales(const std::string& label,
                layer, name, it->second.first);
       out.auxiliary.insert(name);
       if (out.scheme.empty()) out.scheme = "ComfyUI comfy_quant";
-    } else if (ends_with(name, ".scale_input") || ends_with(name, ".input_scale")) {
+    } else if (name.ends_with(".scale_input") || name.ends_with(".input_scale")) {
       // Scales for fp8 activations; the weights are dequantised, so activations stay as they are.
       out.auxiliary.insert(name);
     }
@@ -107,7 +103,7 @@ Fp8Scales resolve_fp8_scales(const std::string& label,
   for (const auto& [name, info] : tensors) {
     std::string layer;
     for (const char* suffix : {".scale_weight", ".weight_scale"}) {
-      if (ends_with(name, suffix)) layer = name.substr(0, name.size() - std::strlen(suffix));
+      if (name.ends_with(suffix)) layer = name.substr(0, name.size() - std::strlen(suffix));
     }
     if (layer.empty()) continue;
     const std::string weight = layer + ".weight";

@@ -27,10 +27,6 @@ constexpr int kMaxArrayDepth = 3;         // arrays of arrays of arrays
 constexpr uint64_t kMaxAlignment = 1u << 30;
 constexpr std::string_view kOrigShapePrefix = "comfy.gguf.orig_shape.";
 
-std::string errno_text() {
-  return std::error_code(errno, std::system_category()).message();
-}
-
 size_t scalar_size(GgufValueType t) {
   switch (t) {
     case GgufValueType::UINT8:

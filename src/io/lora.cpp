@@ -16,14 +16,6 @@ namespace freeswim::io {
 
 namespace {
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
 std::string underscored(std::string s) {
   std::replace(s.begin(), s.end(), '.', '_');
   return s;
@@ -123,7 +115,7 @@ bool looks_like_lora(const std::vector<std::string>& keys) {
   if (keys.empty()) return false;
   for (const std::string& k : keys) {
     bool known = false;
-    for (const Suffix& s : kSuffixes) known = known || ends_with(k, s.text);
+    for (const Suffix& s : kSuffixes) known = known || k.ends_with(s.text);
     if (!known) return false;
   }
   return true;
@@ -138,7 +130,7 @@ LoraFileKeys group_lora_keys(const std::string& path, const std::vector<std::str
   for (const std::string& key : keys) {
     std::string_view rest = key;
     for (std::string_view p : kPrefixes) {
-      if (starts_with(rest, p)) {
+      if (rest.starts_with(p)) {
         kohya += p == "lora_unet_";
         rest.remove_prefix(p.size());
         break;
@@ -146,7 +138,7 @@ LoraFileKeys group_lora_keys(const std::string& path, const std::vector<std::str
     }
     const Suffix* found = nullptr;
     for (const Suffix& s : kSuffixes)
-      if (ends_with(rest, s.text) && (!found || s.text.size() > found->text.size())) found = &s;
+      if (rest.ends_with(s.text) && (!found || s.text.size() > found->text.size())) found = &s;
     if (found == nullptr || rest.size() == found->text.size()) {
       unknown.push_back(key);
       continue;
@@ -155,7 +147,7 @@ LoraFileKeys group_lora_keys(const std::string& path, const std::vector<std::str
     diffusers += module.find("attn1.") != std::string::npos ||
                  module.find("attn2.") != std::string::npos ||
                  module.find("ffn.net.") != std::string::npos ||
-                 starts_with(module, "condition_embedder.") || module == "proj_out";
+                 module.starts_with("condition_embedder.") || module == "proj_out";
     LoraModule& m = modules[module];
     m.module = module;
     std::string& s = slot(m, found->part);

@@ -37,10 +37,6 @@ std::optional<DType> dtype_from_name(const std::string& s) {
   return std::nullopt;
 }
 
-std::string errno_text() {
-  return std::error_code(errno, std::system_category()).message();
-}
-
 }  // namespace
 
 std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& path) {

@@ -18,10 +18,6 @@ namespace freeswim::io {
 
 namespace {
 
-std::string errno_text() {
-  return std::error_code(errno, std::system_category()).message();
-}
-
 // Owns the temporary file until it is renamed into place; removes it on any failure.
 class TempFile {
  public:

@@ -20,10 +20,6 @@ constexpr std::string_view kIndexSuffix = ".safetensors.index.json";
 constexpr std::string_view kFileSuffix = ".safetensors";
 constexpr std::string_view kGgufSuffix = ".gguf";
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // weight_map of an index: tensor name -> shard path as written in the index.
 std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
   // Index metadata is free-form; the depth bound only stops pathological nesting.
@@ -53,9 +49,9 @@ std::string checkpoint_in_directory(const std::string& dir) {
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (ends_with(name, kIndexSuffix)) indexes.push_back(name);
-    if (ends_with(name, kFileSuffix)) files.push_back(name);
-    if (ends_with(name, kGgufSuffix)) ggufs.push_back(name);
+    if (name.ends_with(kIndexSuffix)) indexes.push_back(name);
+    if (name.ends_with(kFileSuffix)) files.push_back(name);
+    if (name.ends_with(kGgufSuffix)) ggufs.push_back(name);
   }
   std::sort(ggufs.begin(), ggufs.end());
   FS_CHECK(!ec, "{}: cannot list directory: {}", dir, ec.message());
@@ -116,7 +112,7 @@ TensorSource TensorSource::open(const std::string& path) {
     }
     return src;
   }
-  if (!ends_with(target, ".json")) {
+  if (!target.ends_with(".json")) {
     src.files_.push_back(SafetensorsFile::open(target));
     for (const TensorInfo& t : src.files_[0]->tensors()) src.index_.emplace(t.name, 0);
     src.resolve_fp8();

@@ -49,10 +49,6 @@ constexpr std::string_view kOriginalFirstQuery = "blocks.0.attn.q.weight";
 constexpr std::string_view kOriginalEmbedding = "token_embedding.weight";
 constexpr std::string_view kSharedEmbedding = "shared.weight";
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 bool contains(const std::vector<std::string>& sorted, const std::string& name) {
   return std::binary_search(sorted.begin(), sorted.end(), name);
 }
@@ -123,7 +119,7 @@ Umt5Naming detect_umt5_naming(const std::vector<std::string>& names, const std::
   std::sort(sorted.begin(), sorted.end());
   for (const std::string& n : sorted) {
     Umt5Naming naming;
-    if (ends_with(n, kFirstQuery)) {
+    if (n.ends_with(kFirstQuery)) {
       naming.scheme = Umt5Scheme::Transformers;
       naming.prefix = n.substr(0, n.size() - kFirstQuery.size());
       const std::string own = naming.prefix + std::string(kUmt5EmbeddingName);
@@ -135,7 +131,7 @@ Umt5Naming detect_umt5_naming(const std::vector<std::string>& names, const std::
                label, own, shared);
       return naming;
     }
-    if (ends_with(n, kGgufFirstQuery)) {
+    if (n.ends_with(kGgufFirstQuery)) {
       naming.scheme = Umt5Scheme::Gguf;
       naming.prefix = n.substr(0, n.size() - kGgufFirstQuery.size());
       naming.embedding = naming.prefix + std::string(kGgufEmbedding);
@@ -144,7 +140,7 @@ Umt5Naming detect_umt5_naming(const std::vector<std::string>& names, const std::
                naming.embedding);
       return naming;
     }
-    if (ends_with(n, kOriginalFirstQuery)) {
+    if (n.ends_with(kOriginalFirstQuery)) {
       naming.scheme = Umt5Scheme::Original;
       naming.prefix = n.substr(0, n.size() - kOriginalFirstQuery.size());
       naming.embedding = naming.prefix + std::string(kOriginalEmbedding);

@@ -11,10 +11,6 @@ namespace freeswim::io {
 
 namespace {
 
-bool starts_with(std::string_view s, std::string_view p) {
-  return s.substr(0, p.size()) == p;
-}
-
 // Leading decimal index of `s` and the rest after its '.'; false when `s` does not start so.
 bool split_index(std::string_view s, int& index, std::string_view& rest) {
   const char* end = s.data() + s.size();
@@ -35,7 +31,7 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 5> kResidual
 
 std::string residual_part(std::string_view rest) {
   for (const auto& [from, to] : kResidualParts)
-    if (starts_with(rest, from)) return std::string(to) + std::string(rest.substr(from.size()));
+    if (rest.starts_with(from)) return std::string(to) + std::string(rest.substr(from.size()));
   return std::string(rest);  // resample.1.*, time_conv.* are shared
 }
 
@@ -45,24 +41,24 @@ std::string residual_part(std::string_view rest) {
 
 // The part of a coder name after "encoder." / "decoder.".
 std::string coder_part(std::string_view rest, bool decoder, int R, std::string_view full) {
-  if (starts_with(rest, "conv_in.")) return "conv1." + std::string(rest.substr(8));
-  if (starts_with(rest, "norm_out.")) return "head.0." + std::string(rest.substr(9));
-  if (starts_with(rest, "conv_out.")) return "head.2." + std::string(rest.substr(9));
+  if (rest.starts_with("conv_in.")) return "conv1." + std::string(rest.substr(8));
+  if (rest.starts_with("norm_out.")) return "head.0." + std::string(rest.substr(9));
+  if (rest.starts_with("conv_out.")) return "head.2." + std::string(rest.substr(9));
   int i = 0;
   std::string_view tail;
-  if (starts_with(rest, "mid_block.resnets.") && split_index(rest.substr(18), i, tail) &&
+  if (rest.starts_with("mid_block.resnets.") && split_index(rest.substr(18), i, tail) &&
       (i == 0 || i == 1))
     return "middle." + std::to_string(2 * i) + "." + residual_part(tail);
-  if (starts_with(rest, "mid_block.attentions.0."))
+  if (rest.starts_with("mid_block.attentions.0."))
     return "middle.1." + std::string(rest.substr(23));
-  if (!decoder && starts_with(rest, "down_blocks.") && split_index(rest.substr(12), i, tail))
+  if (!decoder && rest.starts_with("down_blocks.") && split_index(rest.substr(12), i, tail))
     return "downsamples." + std::to_string(i) + "." + residual_part(tail);
-  if (decoder && starts_with(rest, "up_blocks.") && split_index(rest.substr(10), i, tail)) {
+  if (decoder && rest.starts_with("up_blocks.") && split_index(rest.substr(10), i, tail)) {
     int j = 0;
     std::string_view part;
-    if (starts_with(tail, "resnets.") && split_index(tail.substr(8), j, part))
+    if (tail.starts_with("resnets.") && split_index(tail.substr(8), j, part))
       return "upsamples." + std::to_string(i * (R + 2) + j) + "." + residual_part(part);
-    if (starts_with(tail, "upsamplers.0."))
+    if (tail.starts_with("upsamplers.0."))
       return "upsamples." + std::to_string(i * (R + 2) + R + 1) + "." +
              std::string(tail.substr(13));
   }
@@ -72,10 +68,10 @@ std::string coder_part(std::string_view rest, bool decoder, int R, std::string_v
 }  // namespace
 
 std::string wan_vae_original_name(std::string_view name, int R) {
-  if (starts_with(name, "quant_conv.")) return "conv1." + std::string(name.substr(11));
-  if (starts_with(name, "post_quant_conv.")) return "conv2." + std::string(name.substr(16));
-  if (starts_with(name, "encoder.")) return "encoder." + coder_part(name.substr(8), false, R, name);
-  if (starts_with(name, "decoder.")) return "decoder." + coder_part(name.substr(8), true, R, name);
+  if (name.starts_with("quant_conv.")) return "conv1." + std::string(name.substr(11));
+  if (name.starts_with("post_quant_conv.")) return "conv2." + std::string(name.substr(16));
+  if (name.starts_with("encoder.")) return "encoder." + coder_part(name.substr(8), false, R, name);
+  if (name.starts_with("decoder.")) return "decoder." + coder_part(name.substr(8), true, R, name);
   unknown(name);
 }
 

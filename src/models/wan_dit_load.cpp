@@ -169,7 +169,7 @@ WanDitConfig WanDit::infer_config(const io::TensorSource& src, const std::string
 
 namespace {
 
-std::string find_config_beside(const std::string& path) {
+std::string find_dit_config_beside(const std::string& path) {
   fs::path p(path);
   if (fs::is_directory(p)) return fs::exists(p / "config.json") ? (p / "config.json").string() : "";
   // diffusers and original layouts keep config.json beside diffusion_pytorch_model*.
@@ -182,7 +182,7 @@ std::string find_config_beside(const std::string& path) {
 }  // namespace
 
 WanDitConfig WanDit::resolve_config(const std::string& path, const std::string& config_path) {
-  const std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
+  const std::string cfg_path = config_path.empty() ? find_dit_config_beside(path) : config_path;
   if (!cfg_path.empty()) return WanDitConfig::from_json_file(cfg_path);
   return infer_config(io::TensorSource::open(path));
 }

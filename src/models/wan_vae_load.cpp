@@ -166,7 +166,7 @@ void refuse_wan22_vae(const VaeSource& src) {
   }
 }
 
-std::string find_config_beside(const std::string& path) {
+std::string find_vae_config_beside(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
   if (fs::is_directory(p, ec))
@@ -335,7 +335,7 @@ WanVaeWeights build_weights(const WanVaeConfig& c, const WeightGetter& get) {
 
 std::unique_ptr<WanVae> WanVae::load(const std::string& path, Device device,
                                      const std::string& config_path) {
-  const std::string cfg_path = config_path.empty() ? find_config_beside(path) : config_path;
+  const std::string cfg_path = config_path.empty() ? find_vae_config_beside(path) : config_path;
   if (!cfg_path.empty())
     return load(path, device, WanVaeConfig::from_json_file(cfg_path), "config " + cfg_path);
   return load(path, device, std::optional<WanVaeConfig>{}, "config inferred from shapes");

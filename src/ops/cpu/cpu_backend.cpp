@@ -10,20 +10,18 @@
 
 namespace freeswim::ops::cpu {
 
-namespace {
-
 void require_f32(const Tensor& t, const char* op, const char* arg) {
   FS_CHECK(t.defined(), "{}: {} is missing", op, arg);
   FS_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32,
            "{}: {} must be an f32 cpu tensor, got {}", op, arg, t.describe());
 }
 
+namespace {
+
 // Rows of a [.., features] tensor.
 int64_t rows_of(const Tensor& x) {
   return x.ndim() == 0 ? 1 : x.numel() / x.dim(-1);
 }
-
-constexpr int64_t kGrain = 1 << 14;  // elements per thread chunk for elementwise ops
 
 class CpuBackend final : public Backend {
  public:

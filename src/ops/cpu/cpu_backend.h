@@ -8,6 +8,12 @@ namespace freeswim::ops::cpu {
 
 Backend& cpu_backend();
 
+// Throws unless t is a defined f32 cpu tensor; the message names the op and the argument.
+void require_f32(const Tensor& t, const char* op, const char* arg);
+
+// Elements per thread chunk of the elementwise loops (parallel_for's grain).
+inline constexpr int64_t kGrain = 1 << 14;
+
 // Attention kernels of the CPU backend (cpu_attention.cpp).
 Tensor attention_full(const Tensor& q, const Tensor& k, const Tensor& v, float scale);
 Tensor attention_window(const Tensor& q, const Tensor& k, const Tensor& v, float scale,

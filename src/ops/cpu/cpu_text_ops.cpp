@@ -11,16 +11,6 @@
 
 namespace freeswim::ops::cpu {
 
-namespace {
-
-void require_f32(const Tensor& t, const char* op, const char* arg) {
-  FS_CHECK(t.defined(), "{}: {} is missing", op, arg);
-  FS_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32,
-           "{}: {} must be an f32 cpu tensor, got {}", op, arg, t.describe());
-}
-
-}  // namespace
-
 Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) {
   require_f32(table, "embedding", "table");
   FS_CHECK(table.ndim() == 2, "embedding: table must be [vocab, dim], got {}", table.describe());

@@ -10,12 +10,6 @@ namespace freeswim::ops::cpu {
 
 namespace {
 
-void require_f32(const Tensor& t, const char* op, const char* arg) {
-  FS_CHECK(t.defined(), "{}: {} is missing", op, arg);
-  FS_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32,
-           "{}: {} must be an f32 cpu tensor, got {}", op, arg, t.describe());
-}
-
 const float* per_channel(const Tensor& t, int64_t C, const char* op, const char* arg) {
   if (!t.defined()) return nullptr;
   require_f32(t, op, arg);
@@ -40,8 +34,6 @@ int64_t inner_of(const Shape& s, int d) {
   for (size_t i = static_cast<size_t>(d) + 1; i < s.size(); ++i) n *= s[i];
   return n;
 }
-
-constexpr int64_t kGrain = 1 << 14;
 
 }  // namespace
 
