@@ -73,7 +73,7 @@ class Resume : public ::testing::Test {
     for (size_t i = 0; i < kills.size(); ++i) {
       std::vector<std::string> args = job(d.path(), extra);
       if (i > 0) args.push_back("--resume");
-      args.push_back("--exit-after-step");
+      args.emplace_back("--exit-after-step");
       args.push_back(kills[i]);
       const RunResult killed = run_freeswim(args);
       ASSERT_EQ(killed.exit_code, 137) << kills[i] << "\n" << killed.describe();

@@ -21,8 +21,6 @@ namespace {
 // The backend is registered in main.cpp (with the attention kernels the command line names).
 
 constexpr double kTol = 1e-2;
-constexpr DType kBF = DType::BF16;
-constexpr DType kF32 = DType::F32;
 
 TEST(CudaOps, ToComputeKeepsVectorsAndTablesFp32) {
   const Tensor w = ops::to_compute(random_cpu({8, 4}, 1), Device::CUDA);

@@ -21,8 +21,6 @@
 namespace freeswim::cuda_test {
 namespace {
 
-constexpr DType kBF = DType::BF16;
-constexpr DType kF32 = DType::F32;
 constexpr size_t kMiB = size_t{1} << 20;
 
 int device_count() {

@@ -14,6 +14,10 @@
 
 namespace freeswim::cuda_test {
 
+// The dtypes the tests name most.
+inline constexpr DType kBF = DType::BF16;
+inline constexpr DType kF32 = DType::F32;
+
 // The golden directory: FREESWIM_GOLDEN_DIR from the environment when set (a GPU machine that
 // holds a copy elsewhere), else the build's.
 inline std::string golden_dir() {

@@ -23,8 +23,6 @@
 namespace freeswim::cuda_test {
 namespace {
 
-constexpr DType kBF = DType::BF16;
-constexpr DType kF32 = DType::F32;
 constexpr double kConvTol = 3e-5;
 
 ops::Backend& cpu() {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "golden_dir.h"
 #include "io/safetensors.h"
 #include "models/wan_dit.h"
 
@@ -14,7 +15,6 @@ namespace freeswim::models {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 struct TempDir {
   fs::path path;

@@ -8,14 +8,13 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "golden_dir.h"
 #include "io/safetensors.h"
 #include "io/strict_json.h"
 #include "io_test_util.h"
 
 namespace freeswim::io::test {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 TEST(SafetensorsRead, EveryGoldenFileValidates) {
   int files = 0;

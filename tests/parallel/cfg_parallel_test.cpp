@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "golden_dir.h"
 #include "local_world.h"
 #include "models/wan_dit.h"
 #include "parallel/communicator.h"
@@ -18,8 +19,6 @@
 
 namespace freeswim::pipeline {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 std::unique_ptr<models::WanDit> tiny_dit() {
   return models::WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU,

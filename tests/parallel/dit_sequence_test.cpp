@@ -5,14 +5,13 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "golden_dir.h"
 #include "models/wan_dit.h"
 #include "parallel/local_group.h"
 #include "parallel/ulysses.h"
 
 namespace freeswim::models {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 WanDitConfig four_heads() {
   WanDitConfig c;

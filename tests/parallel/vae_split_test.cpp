@@ -6,14 +6,13 @@
 #include <cstring>
 
 #include "core/rng.h"
+#include "golden_dir.h"
 #include "models/wan_vae.h"
 #include "ops/ops.h"
 #include "parallel/local_group.h"
 
 namespace freeswim::models {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 TEST(VaeSplit, TiledDecodeOnSeveralRanksEqualsOneRank) {
   const auto vae = WanVae::load(kGolden + "/vae_tiny.diffusers.safetensors", Device::CPU);

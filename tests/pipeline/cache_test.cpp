@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "freeswim/attention_cache.h"
+#include "golden_dir.h"
 #include "models/wan_dit.h"
 #include "pipeline/denoise.h"
 #include "sched/unipc.h"
@@ -135,8 +136,6 @@ TEST(CacheCopies, CpuCopyAsyncIsDoneAtOnceAndChecksShapes) {
   EXPECT_THROW(copy_async(Tensor::empty({19}), src), Error);
   EXPECT_THROW(copy_async(Tensor::empty({20}, DType::BF16), src), Error);
 }
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 std::unique_ptr<models::WanDit> tiny_dit() {
   return models::WanDit::load(kGolden + "/dit_tiny.diffusers.safetensors", Device::CPU,

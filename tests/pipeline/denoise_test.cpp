@@ -8,13 +8,12 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "golden_dir.h"
 #include "models/wan_dit.h"
 #include "sched/unipc.h"
 
 namespace freeswim::pipeline {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 struct Fixture {
   std::unique_ptr<models::WanDit> dit = models::WanDit::load(

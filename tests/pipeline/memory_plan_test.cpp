@@ -17,10 +17,10 @@
 namespace freeswim::pipeline {
 namespace {
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kBytesPerGiB = 1024.0 * 1024.0 * 1024.0;
 
 size_t gib_bytes(double g) {
-  return static_cast<size_t>(g * kGiB);
+  return static_cast<size_t>(g * kBytesPerGiB);
 }
 
 // A job at `w`x`h` (the generation size: multiples of 16) and `frames`, with the base stage at
@@ -50,21 +50,21 @@ TEST(MemoryPlan, TokensAndWeights) {
   EXPECT_EQ(j.base_height, 480);
   EXPECT_EQ(dit_tokens(j.dit, 81, 1088, 1920), 171360);  // 21 x 68 x 120
   // 1.3B: ~1.4G parameters in bf16; streamed: two blocks of 30 and what lies outside them.
-  const double all = dit_device_weight_bytes(j.dit, false) / kGiB;
-  const double streamed = dit_device_weight_bytes(j.dit, true) / kGiB;
+  const double all = dit_device_weight_bytes(j.dit, false) / kBytesPerGiB;
+  const double streamed = dit_device_weight_bytes(j.dit, true) / kBytesPerGiB;
   EXPECT_GT(all, 2.4);
   EXPECT_LT(all, 3.0);
   EXPECT_LT(streamed, 0.5);
   // 14B: ~27 GiB of blocks (40 of ~0.65 GiB) stay in host memory when streamed.
   const models::WanDitConfig big = models::WanDitConfig::preset("14B");
-  EXPECT_GT(dit_device_weight_bytes(big, false) / kGiB, 25.0);
-  EXPECT_LT(dit_device_weight_bytes(big, true) / kGiB, 2.5);
+  EXPECT_GT(dit_device_weight_bytes(big, false) / kBytesPerGiB, 25.0);
+  EXPECT_LT(dit_device_weight_bytes(big, true) / kBytesPerGiB, 2.5);
 }
 
 TEST(MemoryPlan, CrossAttentionCacheSizeIsTheMeasuredOne) {
   // 30 blocks x 171,360 tokens x 1536 x bf16 = 14.7 GiB (attention_cache.h: 15.8 GB).
   const MemoryEstimate e = estimate_memory(job("1.3B", 1920, 1080), false, false, {});
-  EXPECT_NEAR(e.cache / kGiB, 14.7, 0.05);
+  EXPECT_NEAR(e.cache / kBytesPerGiB, 14.7, 0.05);
   EXPECT_EQ(estimate_memory(job("1.3B", 1920, 1080), false, true, {}).cache, 0u);
 }
 
@@ -77,7 +77,7 @@ TEST(MemoryPlan, Wan13B1080pFitsAt22GiBWithTheCacheInHostMemoryAsMeasured) {
   ASSERT_TRUE(p.fits) << p.message;
   EXPECT_FALSE(p.offload) << p.message;
   EXPECT_TRUE(p.host_cache) << p.message;
-  EXPECT_LT(p.estimate.total() / kGiB, 14.93) << p.message;
+  EXPECT_LT(p.estimate.total() / kBytesPerGiB, 14.93) << p.message;
   EXPECT_NE(p.message.find("cross-attention cache in host memory"), std::string::npos) << p.message;
   EXPECT_NE(p.message.find("an H100"), std::string::npos) << p.message;
   // The cache on the GPU as well would not have fitted.
@@ -117,18 +117,18 @@ TEST(MemoryPlan, HostMemoryOfThePlanIsTheMeasuredOne) {
   const MemoryPlan p = plan_memory(job("14B", 1920, 1080), gpu_defaults(), gib_bytes(22.35),
                                    "an H100", gib_bytes(120));
   ASSERT_TRUE(p.fits) << p.message;
-  EXPECT_NEAR(p.estimate.host_blocks / kGiB, 26.19, 0.05);
-  EXPECT_NEAR(p.estimate.host_cache / kGiB, 65.37, 0.05);
-  EXPECT_GT(p.estimate.host_total() / kGiB, 94.92);
-  EXPECT_LT(p.estimate.host_total() / kGiB, 96.5);
+  EXPECT_NEAR(p.estimate.host_blocks / kBytesPerGiB, 26.19, 0.05);
+  EXPECT_NEAR(p.estimate.host_cache / kBytesPerGiB, 65.37, 0.05);
+  EXPECT_GT(p.estimate.host_total() / kBytesPerGiB, 94.92);
+  EXPECT_LT(p.estimate.host_total() / kBytesPerGiB, 96.5);
   EXPECT_NE(p.message.find("host memory about"), std::string::npos) << p.message;
   // 1.3B at 1080p on a 16 GB card: the 14.71 GiB cache, 18.09 GiB peak resident.
   const MemoryPlan q = plan_memory(job("1.3B", 1920, 1080), gpu_defaults(), gib_bytes(14.9),
                                    "a 16 GB card", gib_bytes(30));
   ASSERT_TRUE(q.fits) << q.message;
   EXPECT_EQ(q.estimate.host_blocks, 0u);
-  EXPECT_GT(q.estimate.host_total() / kGiB, 18.09);
-  EXPECT_LT(q.estimate.host_total() / kGiB, 19.5);
+  EXPECT_GT(q.estimate.host_total() / kBytesPerGiB, 18.09);
+  EXPECT_LT(q.estimate.host_total() / kBytesPerGiB, 19.5);
 }
 
 TEST(MemoryPlan, AHostWithoutRoomIsRefusedUpFrontNamingTheFlagsThatHelp) {
@@ -260,7 +260,7 @@ TEST(MemoryPlan, SeveralGpusPlanOneRanksSlab) {
   EXPECT_EQ(e8.slab, 170100);
   // The cache shard: 40 blocks x 170,100 tokens x 5120 x bf16 = 64.9 GiB, a quarter of one GPU's.
   EXPECT_EQ(e8.cache * 4, e1.cache);
-  EXPECT_NEAR(e8.cache / kGiB, 64.9, 0.1);
+  EXPECT_NEAR(e8.cache / kBytesPerGiB, 64.9, 0.1);
   // Activations: a quarter of one GPU's token rows plus five slab tensors for the exchange,
   // without a second copy of the 1 GiB allowance.
   const size_t slab_tensor = size_t{170100} * 5120 * 2;
@@ -300,10 +300,10 @@ TEST(MemoryPlan, EveryRankPinsItsOwnStreamedBlocks) {
   const MemoryPlan p = plan_memory(eight, gpu_defaults(), gib_bytes(22.35), "each of GPUs 0-7");
   ASSERT_TRUE(p.fits) << p.message;
   ASSERT_TRUE(p.offload) << p.message;
-  const double blocks = static_cast<double>(p.estimate.host_blocks) / kGiB;
+  const double blocks = static_cast<double>(p.estimate.host_blocks) / kBytesPerGiB;
   EXPECT_NEAR(blocks, 26.19, 0.05);
-  EXPECT_NEAR(static_cast<double>(p.estimate.host_total()) / kGiB,
-              8 * blocks + 65.37 + kHostMemoryMargin / kGiB, 0.1);
+  EXPECT_NEAR(static_cast<double>(p.estimate.host_total()) / kBytesPerGiB,
+              8 * blocks + 65.37 + kHostMemoryMargin / kBytesPerGiB, 0.1);
   // A host with 256 GiB available cannot: refused, with fewer --gpus among the flags that help.
   const MemoryPlan q =
       plan_memory(eight, gpu_defaults(), gib_bytes(22.35), "each of GPUs 0-7", gib_bytes(256));
@@ -331,7 +331,7 @@ TEST(TextDevice, ParsesTheThreeValuesAndRefusesOthers) {
 
 TEST(TextDevice, Umt5XxlWeighs10Point6GiBInBf16) {
   const double bytes = static_cast<double>(text::Umt5Config::xxl().parameter_count()) * 2;
-  EXPECT_NEAR(bytes / kGiB, 10.6, 0.05);
+  EXPECT_NEAR(bytes / kBytesPerGiB, 10.6, 0.05);
 }
 
 TEST(TextDevice, AutoPutsTheEncoderOnTheGpuOnlyWhenItFits) {

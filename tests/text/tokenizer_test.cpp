@@ -9,13 +9,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "golden_dir.h"
 
 namespace freeswim::text {
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 const std::string kModel = kGolden + "/spiece_tiny.model";
 
 nlohmann::json golden_cases() {

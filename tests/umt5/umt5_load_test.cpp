@@ -13,16 +13,12 @@
 #include "test_pickle.h"
 #include "test_zip_writer.h"
 #include "text/umt5.h"
+#include "umt5_files.h"
 
 namespace freeswim {
 namespace {
 
 namespace fs = std::filesystem;
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
-const std::string kConfig = kGolden + "/umt5_tiny.config.json";
-const std::string kHf = kGolden + "/umt5_tiny.hf.safetensors";
-const std::string kOriginal = kGolden + "/umt5_tiny.original.safetensors";
 
 using Named = std::vector<std::pair<std::string, Tensor>>;
 

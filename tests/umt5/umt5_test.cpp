@@ -11,16 +11,12 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "text/tokenizer.h"
+#include "umt5_files.h"
 
 namespace freeswim {
 namespace {
 
 namespace fs = std::filesystem;
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
-const std::string kConfig = kGolden + "/umt5_tiny.config.json";
-const std::string kHf = kGolden + "/umt5_tiny.hf.safetensors";
-const std::string kOriginal = kGolden + "/umt5_tiny.original.safetensors";
 
 struct Golden {
   std::vector<text::Tokens> prompts;

@@ -9,13 +9,12 @@
 #include "check/golden_files.h"
 #include "check/suites.h"
 #include "core/error.h"
+#include "golden_dir.h"
 #include "io/safetensors.h"
 #include "models/wan_vae.h"
 
 namespace freeswim {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 Tensor case_tensor(const std::string& name) {
   auto f = io::SafetensorsFile::open(kGolden + "/vae_tiny_cases.safetensors");

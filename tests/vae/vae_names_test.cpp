@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "golden_dir.h"
 #include "io/safetensors.h"
 #include "io/wan_vae_names.h"
 #include "models/wan_vae.h"
@@ -17,7 +18,6 @@ namespace freeswim {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 const std::string kDiffusers = kGolden + "/vae_tiny.diffusers.safetensors";
 const std::string kOriginal = kGolden + "/vae_tiny.original.safetensors";
 const std::string kConfig = kGolden + "/vae_tiny.config.json";

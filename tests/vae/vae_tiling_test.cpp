@@ -12,14 +12,13 @@
 
 #include "core/device_memory.h"
 #include "core/error.h"
+#include "golden_dir.h"
 #include "io/safetensors.h"
 #include "models/wan_vae.h"
 #include "ops/ops.h"
 
 namespace freeswim {
 namespace {
-
-const std::string kGolden = FREESWIM_GOLDEN_DIR;
 
 TEST(VaeTilePlan, CoversWithRequestedOverlapAndWeightsSumToOne) {
   for (int64_t length : {5, 8, 9, 17, 33, 40, 61, 135}) {
