@@ -17,8 +17,9 @@ packages=(
   libavutil-dev libpng-dev
   # tests: ffprobe reads the mp4s back
   ffmpeg
-  # CI (.ci/run): the sanitizer and fuzz builds (clang, its runtime) and the format check
-  clang libclang-rt-14-dev clang-format
+  # CI (.ci/run): the sanitizer and fuzz builds (clang, its runtime), the linker of the CI builds
+  # (lld) and the format check
+  clang libclang-rt-14-dev lld clang-format
 )
 
 case "${1:-}" in
