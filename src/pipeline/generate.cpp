@@ -121,7 +121,7 @@ class StageClock {
   std::vector<std::pair<std::string, double>> stages_;
 };
 
-double gib(size_t bytes) {
+double to_gib(size_t bytes) {
   return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0);
 }
 
@@ -149,15 +149,15 @@ void report_summary(const LoadedModels& m, const StageClock& clock, const JobRep
       const DeviceMemoryPeak p = mem.peak();
       r.info(fmt::format(
           "summary: {:<18} {:9.2f} GiB reserved from the driver, {:.2f} GiB in tensors ({})",
-          fmt::format("peak {} memory", device_name(m.dit->device())), gib(p.reserved),
-          gib(p.in_use),
-          p.limit ? fmt::format("cap {:.2f} GiB", gib(p.limit)) : std::string("no cap")));
+          fmt::format("peak {} memory", device_name(m.dit->device())), to_gib(p.reserved),
+          to_gib(p.in_use),
+          p.limit ? fmt::format("cap {:.2f} GiB", to_gib(p.limit)) : std::string("no cap")));
     }
   }
   struct rusage usage {};
   if (::getrusage(RUSAGE_SELF, &usage) == 0)  // ru_maxrss is in KiB on Linux
     r.info(fmt::format("summary: {:<18} {:9.2f} GiB resident (max RSS)", "peak host memory",
-                       gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
+                       to_gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
 }
 
 // A CPU f32 tensor of rank 0 copied to every rank of `world` (through the device the

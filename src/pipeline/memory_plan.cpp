@@ -16,10 +16,10 @@ namespace freeswim::pipeline {
 
 namespace {
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kBytesPerGiB = 1024.0 * 1024.0 * 1024.0;
 
 double gib(size_t bytes) {
-  return static_cast<double>(bytes) / kGiB;
+  return static_cast<double>(bytes) / kBytesPerGiB;
 }
 
 // Every weight's elements: the blocks' (each block alike) and the rest.
