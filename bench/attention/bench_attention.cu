@@ -193,11 +193,8 @@ int main(int argc, char** argv) {
                    fa::resolve_attention_path(w.path) == fa::AttentionPath::portable)
               ? fa::kStepKeys
               : fa::kTileKeys;
-      // The portable window's warps skip the key rectangles their rows do not see (row_steps.h).
       const double density =
-          useful_pairs / static_cast<double>(tile_keys == fa::kStepKeys
-                                                 ? fa::portable_computed_pairs(s.g, plan)
-                                                 : fa::computed_pairs(s.g, plan, tile_keys));
+          useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
       check(cudaDeviceSynchronize(), w.name);
       const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
       char agree[64] = "";

@@ -153,9 +153,7 @@ WindowPlan plan_for(const WindowGeometry& g, const AttentionOptions& options, At
     FS_CHECK(options.window_tiling != WindowTiling::box_tiles,
              "window attention: box tiles were asked for, but the portable kernels run row runs "
              "only (box tiles are the Hopper kernels')");
-    WindowPlan plan = choose_row_plan(g, kStepKeys);  // computed in steps of 64 keys (row_steps.h)
-    plan.order = choose_patch_order(g, plan);
-    return plan;
+    return choose_row_plan(g, kStepKeys);  // computed in steps of 64 keys (row_steps.h)
   }
   return choose_window_plan(g, options.window_tiling, options.box_width);
 }

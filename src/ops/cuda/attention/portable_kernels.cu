@@ -14,8 +14,6 @@
 // All 128 threads load (no producer warps: mma.sync needs no register reallocation, and 4 warps
 // per block leave room for two blocks per SM where shared memory allows). The softmax is the
 // Hopper consumer's: fp32, exp2 of pre-scaled scores, a lazy running maximum (consumer.cuh).
-#include <climits>
-
 #include "ops/cuda/attention/attention.h"
 #include "ops/cuda/attention/mma_sync.cuh"
 #include "ops/cuda/attention/params.h"
@@ -25,16 +23,12 @@
 namespace freeswim::attention::portable {
 namespace {
 
-// The window's rows go position by position through the frames (window_plan.h: patch_query), so
-// that a warp's 32 rows hold two or three of the patch's positions and skip the key rectangles
-// none of them sees (row_steps.h: warp_rects).
-template <bool kWindow>
-using BlockQueries = detail::BlockQueries<kWindow, kWindow>;
+using detail::BlockQueries;
 using detail::KeyPos;
 using detail::Params;
 
-inline constexpr int kThreads = 128;  // 4 warps
-static_assert(kWarpRows == 32, "query rows per warp (row_steps.h): two m16 tiles");
+inline constexpr int kThreads = 128;    // 4 warps
+inline constexpr int kWarpRows = 32;    // query rows per warp: two m16 tiles
 inline constexpr int kStages = 2;       // K/V double buffer
 inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <= 2^8
 static_assert(kThreads / 32 * kWarpRows == kBlockQ, "the warps cover the block's queries");
@@ -45,11 +39,8 @@ struct Smem {
   alignas(256) __nv_bfloat16 k[kStages][kStepKeys * D];
   alignas(256) __nv_bfloat16 v[kStages][kStepKeys * D];
   KeyPos key[kStages][kStepKeys];  // window: key positions of the stage (for the mask)
-  KeyPos box[kBlockQ];             // window: where each query row's window starts
-  // Whether the stage's step needs the mask: 0 no, 2 yes (it holds padding keys past its
-  // rectangle's), 1 only in warps whose rows do not all see all of its rectangle (window).
-  int masked[kStages];
-  RectTiles rt;  // window: the block's key rectangles and their tiles
+  int masked[kStages];             // whether the stage's step needs the mask
+  RectTiles rt;                    // window: the block's key rectangles and their tiles
 };
 // Dynamic shared memory of a block: Smem and the slack that aligns it to 256 bytes.
 template <int D>
@@ -156,7 +147,7 @@ struct Loader {
     }
     if (tid == 0) {
       if constexpr (kWindow) {
-        s.masked[stage] = walk.masked(s.rt) ? 1 + walk.partial(s.rt, p.g.T) : 0;
+        s.masked[stage] = walk.masked(s.rt);
       } else {
         s.masked[stage] = walk.masked(p.n_kv);
       }
@@ -186,16 +177,14 @@ template <int D, bool kWindow>
 struct WarpRows {
   const Params& p;
   int lane, c4;
-  // window: bit i set when a row of the warp sees key rectangle i, bit 8 + i when all its rows see
-  // all of it
-  unsigned rects = 0x1f;
+  int box_r[2][2], box_c[2][2];  // window: the rows' window starts
   float o[2][D / 8][4];
   float row_max[2][2], row_sum[2][2];
   // ldmatrix addresses (bytes in shared memory) of the lane's row and chunk parity, per operand.
   uint32_t q_addr, k_addr, v_addr;
 
-  __device__ __forceinline__ WarpRows(const Params& p_, Smem<D>& s, const BlockQueries<kWindow>& bq,
-                                      int warp, int lane_)
+  __device__ __forceinline__ WarpRows(const Params& p_, const Smem<D>& s,
+                                      const BlockQueries<kWindow>& bq, int warp, int lane_)
       : p(p_), lane(lane_), c4(lane_ % 4) {
     const int g = lane / 4, l7 = lane & 7;
     // A fragments of Q (rows warp * 32 + mi * 16 + lane % 16, chunk 2 kk + lane / 16), B
@@ -215,62 +204,19 @@ struct WarpRows {
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        // The window starts live in shared memory (s.box, read by the masked steps only): the
-        // registers go to the accumulators.
-        if constexpr (kWindow) {
-          const int row = warp * kWarpRows + mi * 16 + g + 8 * r;
-          int br, bc;
-          bq.token(p, row, br, bc);
-          if (c4 == 0) detail::store_key_pos(&s.box[row], detail::make_key_pos(true, br, bc));
-        }
+        bq.token(p, warp * kWarpRows + mi * 16 + g + 8 * r, box_r[mi][r], box_c[mi][r]);
         row_max[mi][r] = -INFINITY;
         row_sum[mi][r] = 0.f;
       }
-    if constexpr (kWindow) rects = seen_rects(s, bq, warp);
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) o[mi][n][0] = o[mi][n][1] = o[mi][n][2] = o[mi][n][3] = 0.f;
   }
 
-  // The key rectangles the warp's rows see, and those they see whole (row_steps.h: warp_rects,
-  // which the CPU tests check against brute force).
-  __device__ __forceinline__ unsigned seen_rects(const Smem<D>& s, const BlockQueries<kWindow>& bq,
-                                                 int warp) const {
-    int lo_r = INT_MAX, hi_r = INT_MIN, lo_c = INT_MAX, hi_c = INT_MIN;
-    const int g = lane / 4;
-    const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        int br, bc;
-        if (bq.token(p, warp * kWarpRows + mi * 16 + g + 8 * r, br, bc) < 0) continue;
-        lo_r = min(lo_r, br);
-        hi_r = max(hi_r, br);
-        lo_c = min(lo_c, bc);
-        hi_c = max(hi_c, bc);
-      }
-    lo_r = __reduce_min_sync(0xffffffffu, lo_r);
-    hi_r = __reduce_max_sync(0xffffffffu, hi_r);
-    lo_c = __reduce_min_sync(0xffffffffu, lo_c);
-    hi_c = __reduce_max_sync(0xffffffffu, hi_c);
-    if (lo_r == INT_MAX) return 0;  // only padding rows: nothing to compute
-    return rects_seen(s.rt.keys, lo_r, hi_r, lo_c, hi_c, eh, ew);
-  }
-  // Whether some row of the warp sees a key of rectangle `rect`.
-  __device__ __forceinline__ bool sees(int rect) const {
-    return (rects >> rect) & 1u;
-  }
-  // Whether every row of the warp sees every key of rectangle `rect`.
-  __device__ __forceinline__ bool sees_whole(int rect) const {
-    return (rects >> (8 + rect)) & 1u;
-  }
-
   // One step on `stage`: key_base is the step's first key (dense mask), masked whether it needs
   // the mask.
-  __device__ __forceinline__ void step(const Smem<D>& s, int stage, bool masked, int key_base,
-                                       int rect = 0) {
+  __device__ __forceinline__ void step(const Smem<D>& s, int stage, bool masked, int key_base) {
     constexpr int kStageBytes = kStepKeys * D * 2;
     float sc[2][kStepKeys / 8][4];
 #pragma unroll
@@ -296,15 +242,7 @@ struct WarpRows {
         }
       }
     }
-    if (masked) {
-      // The core and the bands beside it hold only rows every window has: the columns decide
-      // (and a padding key's far-away column fails that test too).
-      if (!kWindow || rect == 0 || rect >= 3) {
-        mask<true>(s, stage, key_base, sc);
-      } else {
-        mask<false>(s, stage, key_base, sc);
-      }
-    }
+    if (masked) mask(s, stage, key_base, sc);
 
     // Online softmax with the lazy maximum of consumer.cuh: the maximum moves only when the step's
     // exceeds it by more than kLazyMax (always on the first step with a visible key), so O's
@@ -374,21 +312,10 @@ struct WarpRows {
   }
 
   // Element (mi, n, e) is key 8 n + 2 c4 + (e % 2) of the step for row (mi, e / 2).
-  template <bool kColumnsOnly>
   __device__ __forceinline__ void mask(const Smem<D>& s, int stage, int key_base,
                                        float (&sc)[2][kStepKeys / 8][4]) const {
     if constexpr (kWindow) {
       const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
-      const int row0 = static_cast<int>(threadIdx.x / 32) * kWarpRows + lane / 4;
-      int box_r[2][2], box_c[2][2];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const KeyPos b = s.box[row0 + mi * 16 + 8 * r];
-          box_r[mi][r] = b.r;
-          box_c[mi][r] = b.c;
-        }
 #pragma unroll
       for (int n = 0; n < kStepKeys / 8; ++n)
 #pragma unroll
@@ -399,9 +326,9 @@ struct WarpRows {
           for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-              const bool vis = (kColumnsOnly || static_cast<unsigned>(kr - box_r[mi][r]) <
-                                                    static_cast<unsigned>(eh)) &&
-                               static_cast<unsigned>(kc - box_c[mi][r]) < static_cast<unsigned>(ew);
+              const bool vis =
+                  static_cast<unsigned>(kr - box_r[mi][r]) < static_cast<unsigned>(eh) &&
+                  static_cast<unsigned>(kc - box_c[mi][r]) < static_cast<unsigned>(ew);
               if (!vis) sc[mi][n][2 * r + e] = -INFINITY;
             }
         }
@@ -451,7 +378,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
 
   BlockQueries<kWindow> bq;
   if constexpr (kWindow) {
-    bq = detail::window_block<true>(p);
+    bq = detail::window_block(p);
     if (tid == 0) s.rt.init(p.g, p.plan, bq.h0, bq.w0);
     __syncthreads();
   }
@@ -465,19 +392,12 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   for (int i = 0; more; ++i) {
     const int stage = i & 1;
     const int key_base = ld.walk.tile * kTileKeys + ld.walk.half * kStepKeys;  // dense
-    const int rect = ld.walk.rect;                                             // window
     cp_async_wait<0>();  // this step's copies (and Q) have landed, for this thread's copies
     __syncthreads();     // ... and everyone's; every warp is done with the other stage
     more = ld.advance();
     if (more) ld.issue(stage ^ 1);
     cp_async_commit();
-    if constexpr (kWindow) {
-      const int m = s.masked[stage];
-      if (rows.sees(rect))
-        rows.step(s, stage, m == 2 || (m == 1 && !rows.sees_whole(rect)), key_base, rect);
-    } else {
-      rows.step(s, stage, s.masked[stage] != 0, key_base);
-    }
+    rows.step(s, stage, s.masked[stage] != 0, key_base);
   }
   cp_async_wait<0>();  // nothing in flight behind an exiting thread (a block without steps)
   rows.store(bq, warp, head);

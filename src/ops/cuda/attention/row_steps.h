@@ -15,8 +15,6 @@
 // rows, and dense's cursor is two adds).
 #pragma once
 
-#include <algorithm>
-#include <climits>
 #include <cstdint>
 
 #include "core/host_device.h"
@@ -93,11 +91,6 @@ struct StepWalk {
   // Whether the step needs the mask. Window: every tile from the core's last (partial) one on; the
   // core's other tiles hold keys every query of the block sees. Dense: a step reaching past n_kv.
   FS_HOST_DEVICE bool masked(const RectTiles& rt) const { return tile >= rt.first[1] - 1; }
-  // Window: whether the step holds padding rows past its rectangle's keys (its last, partial
-  // step), which every warp masks.
-  FS_HOST_DEVICE bool partial(const RectTiles& rt, int T) const {
-    return keys_from_tile(rt, T) - half * kStepKeys < kStepKeys;
-  }
   FS_HOST_DEVICE bool masked(int n_kv) const {
     return keys_from_tile(n_kv) - half * kStepKeys < kStepKeys;
   }
@@ -138,88 +131,5 @@ struct RowCursor {
     }
   }
 };
-
-// ---- Fringe bands a warp skips ----
-//
-// A block's 4 warps own 32 query rows each (portable_kernels.cu), taken position by position in
-// plan.order (window_plan.h: patch_query). A warp whose rows' windows all miss a key rectangle
-// (their bounding box does not meet it) skips that rectangle's steps: no product, no softmax.
-// With the rows in position order a warp holds two or three of the patch's positions, so e.g. a
-// warp with only the patch's top row of positions skips the band below the core.
-inline constexpr int kWarpRows = 32;  // query rows per warp of the portable kernels
-
-// The rectangles of `keys` the rows of the warp whose first row is q0 (of the patch at (h0, w0))
-// see (rects_seen: bit i some row may see rectangle i, bit 8 + i every row sees all of it); 0 for
-// a warp of padding rows. The kernel computes the same with warp reductions
-// (portable_kernels.cu: WarpRows::seen_rects).
-inline unsigned warp_rects(const WindowGeometry& g, const WindowPlan& plan, const PatchKeys& keys,
-                           int h0, int w0, int q0) {
-  int lo_r = INT_MAX, hi_r = INT_MIN, lo_c = INT_MAX, hi_c = INT_MIN;
-  for (int i = 0; i < kWarpRows; ++i) {
-    int t, h, w;
-    if (!patch_query(g, plan, h0, w0, q0 + i, t, h, w)) continue;
-    const int br = window_start(h, g.H, g.dh), bc = window_start(w, g.W, g.dw);
-    lo_r = std::min(lo_r, br);
-    hi_r = std::max(hi_r, br);
-    lo_c = std::min(lo_c, bc);
-    hi_c = std::max(hi_c, bc);
-  }
-  if (lo_r == INT_MAX) return 0;
-  return rects_seen(keys, lo_r, hi_r, lo_c, hi_c, window_extent(g.H, g.dh),
-                    window_extent(g.W, g.dw));
-}
-
-// Steps the warps of the patch at (h0, w0) skip, summed over its query chunks.
-inline int64_t patch_skipped_warp_steps(const WindowGeometry& g, const WindowPlan& plan, int h0,
-                                        int w0) {
-  const PatchKeys keys = patch_keys(g, plan.ph, plan.pw, h0, w0);
-  int64_t skipped = 0;
-  for (int q0 = 0; q0 < plan.chunks * kBlockQ; q0 += kWarpRows) {
-    const unsigned seen = warp_rects(g, plan, keys, h0, w0, q0);
-    for (int i = 0; i < 5; ++i)
-      if (((seen >> i) & 1u) == 0) skipped += (keys.rect[i].keys(g.T) + kStepKeys - 1) / kStepKeys;
-  }
-  return skipped;
-}
-
-// The order of the patch's positions whose warps skip the most steps in a patch in the middle of
-// the grid (border patches have the same rectangles or smaller ones). Candidates: row or column
-// lines, plain or snake, mirrored either way, and (up to 32 positions) every cyclic start. Ties
-// keep the earlier candidate, row-major order first. At 1.3B-1080p (2 x 3 patches, 21 frames) the
-// row snake started at the top-right position, (0,2) (1,2) (1,1) (1,0) (0,0) (0,1), gives every
-// warp a band to skip.
-inline PatchOrder choose_patch_order(const WindowGeometry& g, WindowPlan plan) {
-  const int positions = plan.ph * plan.pw;
-  const int hm = (g.H - plan.ph) / 2, wm = (g.W - plan.pw) / 2;
-  PatchOrder best;
-  int64_t best_skipped = -1;
-  for (int columns = 0; columns < 2; ++columns)
-    for (int snake = 0; snake < 2; ++snake)
-      for (int flip_r = 0; flip_r < 2; ++flip_r)
-        for (int flip_c = 0; flip_c < 2; ++flip_c)
-          for (int shift = 0; shift < (positions <= 32 ? positions : 1); ++shift) {
-            plan.order = PatchOrder{columns, snake, flip_r, flip_c, shift};
-            const int64_t skipped = patch_skipped_warp_steps(g, plan, hm, wm);
-            if (skipped > best_skipped) {
-              best_skipped = skipped;
-              best = plan.order;
-            }
-          }
-  return best;
-}
-
-// Query-key pairs the portable window kernel computes for one head under this plan (all patches):
-// its steps of 64 keys times 32 rows, per warp, less the steps the warps skip.
-inline int64_t portable_computed_pairs(const WindowGeometry& g, const WindowPlan& plan) {
-  int64_t warp_steps = 0;
-  for (int bh = 0; bh < plan.patches_h; ++bh)
-    for (int bw = 0; bw < plan.patches_w; ++bw) {
-      const int h0 = bh * plan.ph, w0 = bw * plan.pw;
-      const PatchKeys keys = patch_keys(g, plan.ph, plan.pw, h0, w0);
-      warp_steps += patch_key_tiles(g, keys, kStepKeys) * plan.chunks * (kBlockQ / kWarpRows) -
-                    patch_skipped_warp_steps(g, plan, h0, w0);
-    }
-  return warp_steps * kWarpRows * kStepKeys;
-}
 
 }  // namespace freeswim::attention

@@ -69,10 +69,8 @@ static_assert(kRingBytes<128> <= 227 * 1024, "more shared memory than a Hopper b
 #define FS_ALIGNED_RING(D, smem_raw) \
   (*reinterpret_cast<Ring<D>*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u)))
 
-// Which queries a block has: a spatial patch in all frames (window) or 128 consecutive rows. The
-// window's rows run frame by frame through the patch's positions, or (kPositionMajor, the portable
-// kernels) position by position in p.plan.order through the frames (window_plan.h: patch_query).
-template <bool kWindow, bool kPositionMajor = false>
+// Which queries a block has: a spatial patch in all frames (window) or 128 consecutive rows.
+template <bool kWindow>
 struct BlockQueries {
   int h0 = 0, w0 = 0, chunk_q = 0;
   // Token of query row i of the block, or -1 when the row is padding; box start of its window.
@@ -80,20 +78,11 @@ struct BlockQueries {
     if constexpr (kWindow) {
       const int P = p.plan.ph * p.plan.pw;
       const int qi = chunk_q * kBlockQ + i;
-      int t, h, w;
-      bool valid;
-      if constexpr (kPositionMajor) {
-        valid = patch_query(p.g, p.plan, h0, w0, qi, t, h, w);
-      } else {
-        t = qi / P;
-        const int pos = qi % P;
-        h = h0 + pos / p.plan.pw;
-        w = w0 + pos % p.plan.pw;
-        valid = t < p.g.T && h < p.g.H && w < p.g.W;
-      }
+      const int t = qi / P, pos = qi % P;
+      const int h = h0 + pos / p.plan.pw, w = w0 + pos % p.plan.pw;
       box_r = window_start(h < p.g.H ? h : p.g.H - 1, p.g.H, p.g.dh);
       box_c = window_start(w < p.g.W ? w : p.g.W - 1, p.g.W, p.g.dw);
-      if (!valid) return -1;
+      if (t >= p.g.T || h >= p.g.H || w >= p.g.W) return -1;
       return (int64_t{t} * p.g.H + h) * p.g.W + w;
     } else {
       box_r = 0;
@@ -105,9 +94,8 @@ struct BlockQueries {
 };
 
 // The window patch of this block (blocks are numbered patch-major, query chunks within a patch).
-template <bool kPositionMajor = false>
-__device__ __forceinline__ BlockQueries<true, kPositionMajor> window_block(const Params& p) {
-  BlockQueries<true, kPositionMajor> bq;
+__device__ __forceinline__ BlockQueries<true> window_block(const Params& p) {
+  BlockQueries<true> bq;
   const int patch = blockIdx.x / p.plan.chunks;
   bq.chunk_q = blockIdx.x % p.plan.chunks;
   bq.h0 = (patch / p.plan.patches_w) * p.plan.ph;

@@ -34,29 +34,6 @@ struct PatchKeys {
   KeyRect rect[5];
 };
 
-// The order in which the portable kernels take a patch's positions (row_steps.h): the k-th
-// position of the sequence that runs line by line (rows, or columns when `columns`), every other
-// line reversed when `snake`, mirrored by flip_r / flip_c, and started `shift` positions in
-// (cyclically). The default is row-major order.
-struct PatchOrder {
-  int columns = 0, snake = 0, flip_r = 0, flip_c = 0, shift = 0;
-};
-
-// Row r and column c (in the patch) of position k (0 <= k < ph * pw) of the order.
-FS_HOST_DEVICE inline void patch_position(const PatchOrder& o, int ph, int pw, int k, int& r,
-                                          int& c) {
-  int j = k + o.shift;
-  if (j >= ph * pw) j -= ph * pw;
-  const int inner_n = o.columns ? ph : pw;
-  const int outer = j / inner_n;
-  int inner = j - outer * inner_n;
-  if (o.snake && (outer & 1)) inner = inner_n - 1 - inner;
-  r = o.columns ? inner : outer;
-  c = o.columns ? outer : inner;
-  if (o.flip_r) r = ph - 1 - r;
-  if (o.flip_c) c = pw - 1 - c;
-}
-
 struct WindowPlan {
   int ph = 1, pw = 1;  // patch size in rows and columns
   int patches_h = 1, patches_w = 1;
@@ -64,25 +41,8 @@ struct WindowPlan {
   // 0: row runs over the key rectangles of patch_keys(); > 0: box tiles (below) of box_w
   // columns x kTileKeys / box_w rows.
   int box_w = 0;
-  PatchOrder order;  // the portable kernels' order of the patch's positions (row_steps.h)
   int64_t blocks() const { return int64_t{patches_h} * patches_w * chunks; }
 };
-
-// Query qi (0 <= qi < plan.chunks * kBlockQ) of the patch at (h0, w0) in the portable kernels'
-// position-major order (all frames of one position, then the next position of plan.order): its
-// frame t and grid position (h, w). False for padding: past the patch's T * ph * pw queries, or a
-// position past the grid (a clipped patch at the bottom or right edge).
-FS_HOST_DEVICE inline bool patch_query(const WindowGeometry& g, const WindowPlan& plan, int h0,
-                                       int w0, int qi, int& t, int& h, int& w) {
-  const int k = qi / g.T;
-  t = qi - k * g.T;
-  int r = 0, c = 0;
-  const bool in_patch = k < plan.ph * plan.pw;
-  if (in_patch) patch_position(plan.order, plan.ph, plan.pw, k, r, c);
-  h = h0 + r;
-  w = w0 + c;
-  return in_patch && h < g.H && w < g.W;
-}
 
 // Key rectangles of the patch whose first position is (h0, w0) (patch clipped to the grid).
 FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h0,
@@ -103,21 +63,6 @@ FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int 
   p.rect[3] = {ir0, ir1, uc0, ic0};  // left of the core
   p.rect[4] = {ir0, ir1, ic1, uc1};  // right of the core
   return p;
-}
-
-// The rectangles of `keys` that a group of queries sees, from the least and the greatest start
-// row (lo_r, hi_r) and column (lo_c, hi_c) of their windows (extents eh x ew): bit i set when
-// rectangle i meets the union of the windows' bounding box (some query may see a key of it), bit
-// 8 + i when it lies inside every window (every query sees all of it).
-FS_HOST_DEVICE inline unsigned rects_seen(const PatchKeys& keys, int lo_r, int hi_r, int lo_c,
-                                          int hi_c, int eh, int ew) {
-  unsigned bits = 0;
-  for (int i = 0; i < 5; ++i) {
-    const KeyRect& R = keys.rect[i];
-    if (R.r0 < hi_r + eh && R.r1 > lo_r && R.c0 < hi_c + ew && R.c1 > lo_c) bits |= 1u << i;
-    if (R.r0 >= hi_r && R.r1 <= lo_r + eh && R.c0 >= hi_c && R.c1 <= lo_c + ew) bits |= 256u << i;
-  }
-  return bits;
 }
 
 // Row-run tiles of tile_keys keys a patch costs: each rectangle is padded to whole tiles on its
