@@ -1,6 +1,8 @@
-// parallel_for: splits [0, n) into contiguous chunks run on up to hardware_concurrency threads.
-// Results never depend on the thread count (each index is computed by exactly one thread with
-// the same arithmetic), so CPU outputs are reproducible on any machine.
+// parallel_for: splits [0, n) into contiguous chunks run on up to hardware_concurrency threads:
+// the caller and workers that wait between calls (threads.cpp). Results never depend on the thread
+// count (each index is computed by exactly one thread with the same arithmetic), so CPU outputs
+// are reproducible on any machine; a call made inside a chunk, or while another thread's call
+// runs, runs its chunks on its own thread.
 #pragma once
 
 #include <algorithm>
