@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/bytes.h"
 #include "core/error.h"
 
 namespace freeswim {
@@ -14,7 +15,7 @@ Environment read_environment() {
     const double g = std::strtod(v, &end);
     FS_CHECK(end != v && *end == '\0' && g > 0 && g <= 1e6,
              "FREESWIM_GPU_MEMORY_LIMIT={}: expected a positive size in GiB, e.g. 22.35", v);
-    env.gpu_memory_limit = static_cast<size_t>(g * 1024.0 * 1024.0 * 1024.0);
+    env.gpu_memory_limit = static_cast<size_t>(g * kBytesPerGiB);
   }
   if (const char* v = std::getenv("FREESWIM_PROFILE"))
     env.profile = *v != '\0' && std::string(v) != "0";

@@ -12,7 +12,7 @@ std::atomic<int> g_threads{0};
 
 // The worker threads parallel_for hands its chunks to: made on first use and kept, so that a call
 // costs a wake-up rather than creating and joining threads (the CPU path calls parallel_for for
-// every elementwise op). One job at a time: run() is entered by one caller at a time (Jobs below).
+// every elementwise op). One job at a time: parallel_for enters run() holding g_pool_mutex.
 class Pool {
  public:
   explicit Pool(int workers) {
@@ -130,15 +130,15 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     delete g_pool;  // idle: its workers are joined
     g_pool = new Pool(chunks - 1);
   }
-  t_in_job = true;
-  struct Leave {
-    ~Leave() { t_in_job = false; }
-  } leave;
+  // Marks the thread (the caller for chunk 0, a worker for the others) as inside a chunk for the
+  // chunk's duration, also when it throws.
+  struct InJob {
+    InJob() { t_in_job = true; }
+    ~InJob() { t_in_job = false; }
+  };
   g_pool->run(chunks, [&](int c) {
-    const bool outer = t_in_job;
-    t_in_job = true;
+    const InJob in_job;
     run_chunk(c);
-    t_in_job = outer;
   });
 }
 

@@ -2,17 +2,10 @@
 
 #include <algorithm>
 
+#include "core/bytes.h"
 #include "core/error.h"
 
 namespace freeswim {
-
-namespace {
-
-double gib(size_t b) {
-  return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0);
-}
-
-}  // namespace
 
 std::string cache_placement_name(CachePlacement p) {
   switch (p) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/bytes.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -121,10 +122,6 @@ class StageClock {
   std::vector<std::pair<std::string, double>> stages_;
 };
 
-double to_gib(size_t bytes) {
-  return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0);
-}
-
 // The closing summary: one line per stage, the total, the peak memory; every line starts with
 // "summary:" so that `grep 'freeswim: summary:'` lifts the table out of a log.
 void report_summary(const LoadedModels& m, const StageClock& clock, const JobReporter& r) {
@@ -149,15 +146,15 @@ void report_summary(const LoadedModels& m, const StageClock& clock, const JobRep
       const DeviceMemoryPeak p = mem.peak();
       r.info(fmt::format(
           "summary: {:<18} {:9.2f} GiB reserved from the driver, {:.2f} GiB in tensors ({})",
-          fmt::format("peak {} memory", device_name(m.dit->device())), to_gib(p.reserved),
-          to_gib(p.in_use),
-          p.limit ? fmt::format("cap {:.2f} GiB", to_gib(p.limit)) : std::string("no cap")));
+          fmt::format("peak {} memory", device_name(m.dit->device())), gib(p.reserved),
+          gib(p.in_use),
+          p.limit ? fmt::format("cap {:.2f} GiB", gib(p.limit)) : std::string("no cap")));
     }
   }
   struct rusage usage {};
   if (::getrusage(RUSAGE_SELF, &usage) == 0)  // ru_maxrss is in KiB on Linux
     r.info(fmt::format("summary: {:<18} {:9.2f} GiB resident (max RSS)", "peak host memory",
-                       to_gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
+                       gib(static_cast<size_t>(usage.ru_maxrss) * 1024)));
 }
 
 // A CPU f32 tensor of rank 0 copied to every rank of `world` (through the device the

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/bytes.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "parallel/communicator.h"
@@ -15,12 +16,6 @@
 namespace freeswim::pipeline {
 
 namespace {
-
-constexpr double kBytesPerGiB = 1024.0 * 1024.0 * 1024.0;
-
-double gib(size_t bytes) {
-  return static_cast<double>(bytes) / kBytesPerGiB;
-}
 
 // Every weight's elements: the blocks' (each block alike) and the rest.
 struct DitElements {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "core/bytes.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -176,8 +177,7 @@ const char* text_device_name(TextDevice d) {
 
 TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t weight_bytes,
                                  size_t free_bytes) {
-  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-  const double weights = static_cast<double>(weight_bytes) / kGiB;
+  const double weights = gib(weight_bytes);
   if (job_device == Device::CPU) {
     FS_CHECK(requested != TextDevice::CUDA,
              "--text-device cuda: the job runs on the cpu; give --device cuda as well, or drop "
@@ -189,29 +189,27 @@ TextPlacement place_text_encoder(TextDevice requested, Device job_device, size_t
     return {job_device,
             fmt::format("text encoder on {} (--text-device cuda; {:.1f} GiB of weights, "
                         "{:.1f} GiB free)",
-                        device_name(job_device), weights, free_bytes / kGiB)};
+                        device_name(job_device), weights, gib(free_bytes))};
   const size_t need = weight_bytes + kTextEncoderMargin;
   if (need <= free_bytes)
     return {job_device, fmt::format("text encoder on {} ({:.1f} GiB fits in {:.1f} GiB free)",
-                                    device_name(job_device), weights, free_bytes / kGiB)};
-  return {
-      Device::CPU,
-      fmt::format("text encoder on cpu (needs {:.1f} GiB on {} with its working memory, {:.1f} "
-                  "GiB free; --text-device cuda forces it)",
-                  static_cast<double>(need) / kGiB, device_name(job_device), free_bytes / kGiB)};
+                                    device_name(job_device), weights, gib(free_bytes))};
+  return {Device::CPU,
+          fmt::format("text encoder on cpu (needs {:.1f} GiB on {} with its working memory, {:.1f} "
+                      "GiB free; --text-device cuda forces it)",
+                      gib(need), device_name(job_device), gib(free_bytes))};
 }
 
 void check_text_host_memory(const TextPlacement& where, size_t cpu_weight_bytes,
                             size_t host_bytes) {
   if (where.device != Device::CPU || host_bytes == 0) return;
-  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
   const size_t need = cpu_weight_bytes + kTextEncoderMargin;
   FS_CHECK(need <= host_bytes,
            "not enough host memory for the text encoder: {}, and there it needs about {:.1f} GiB "
            "(f32 weights and 1 GiB), {:.1f} GiB available (MemAvailable); free host memory, or "
            "run it on a GPU with room for its bf16 weights and 1 GiB (--text-device cuda forces "
            "the GPU)",
-           where.reason, static_cast<double>(need) / kGiB, static_cast<double>(host_bytes) / kGiB);
+           where.reason, gib(need), gib(host_bytes));
 }
 
 namespace {

@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "core/bytes.h"
 #include "core/error.h"
 #include "pipeline/denoise.h"
 #include "pipeline/models.h"
@@ -16,8 +17,6 @@
 
 namespace freeswim::pipeline {
 namespace {
-
-constexpr double kBytesPerGiB = 1024.0 * 1024.0 * 1024.0;
 
 size_t gib_bytes(double g) {
   return static_cast<size_t>(g * kBytesPerGiB);

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/bytes.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "ops/cuda/block_cache.h"
@@ -43,10 +44,6 @@ size_t bucket_of(size_t bytes) {
   if (bytes == 0) bytes = 1;
   const size_t step = bytes <= kSmallLimit ? kSmallStep : kLargeStep;
   return (bytes + step - 1) / step * step;
-}
-
-double gib(size_t b) {
-  return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0);
 }
 
 // The cap on the bytes each device's pool reserves from the driver (0 = none): every GPU gets
