@@ -1,7 +1,7 @@
 #!/bin/bash
 # Nsight Compute on the GPU machine: one launch of each bench_attention kernel in KERNELS, with
 # the sections that say where the kernel's time goes (throughput against peak, memory hierarchy,
-# L2 hit rate and DRAM bytes, warp stall reasons with the barrier's share, instructions issued,
+# L2 hit rate and DRAM bytes, warp stall reasons (the barrier's among them), instructions issued,
 # and SourceCounters: the source lines, through the build's -lineinfo, that stall and issue the
 # most, e.g. KERNELS="portable-window portable-dense" to compare the two). Clocks are left alone
 # (--clock-control none).
@@ -29,7 +29,7 @@ for k in ${KERNELS:-window}; do
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
     --section ComputeWorkloadAnalysis --section LaunchStats --section InstructionStats \
     --section SourceCounters \
-    --metrics dram__bytes_read.sum,lts__t_sector_hit_rate.pct,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__average_warp_latency_issue_stalled_barrier.ratio,smsp__average_warp_latency_issue_stalled_long_scoreboard.ratio,smsp__average_warp_latency_issue_stalled_short_scoreboard.ratio,smsp__average_warp_latency_issue_stalled_math_pipe_throttle.ratio,smsp__average_warp_latency_issue_stalled_mio_throttle.ratio,smsp__average_warp_latency_issue_stalled_wait.ratio \
+    --metrics dram__bytes_read.sum,lts__t_sector_hit_rate.pct,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active \
     "$BIN/${BENCH:-bench_attention}" "$OUT/ncu_bench_$k.jsonl" 1 "${DENSE_QUERIES:-16384}" "$k" >"$OUT/ncu_${k}_$SHAPE.txt" 2>&1
   echo "ncu $k $SHAPE rc=$?"
 done
