@@ -117,11 +117,12 @@ TEST(RowSteps, WindowStepsHoldEachKeyOfEachRectangleOnceInOrder) {
                                  {7, 19, 29, 4, 9},   {2, 33, 50, 15, 26}, {21, 8, 12, 2, 3},
                                  {2, 45, 80, 22, 40}, {3, 40, 64, 7, 12}};
   for (const WindowGeometry& g : geos) {
-    const WindowPlan plan = choose_row_plan(g, kStepKeys);
-    for (int h0 = 0; h0 < g.H; h0 += plan.ph) {
-      for (int w0 = 0; w0 < g.W; w0 += plan.pw) {
+    const WindowPlan plan = choose_zoned_plan(g, kStepKeys);
+    for (int gi = 0; gi < plan.groups; ++gi) {
+      const PositionGroup grp = plan_group(plan, gi);
+      {
         RectTiles rt;
-        rt.init(g, plan, h0, w0);
+        rt.init(g, group_keys(g, grp));
         for (const int head_dim : {64, 128}) {
           const std::vector<Step> steps =
               replay(kCopyThreads / copy_threads_per_row(true, head_dim), WindowKeys{g, rt});
@@ -149,19 +150,21 @@ TEST(RowSteps, WindowStepsHoldEachKeyOfEachRectangleOnceInOrder) {
                 }
               }
             }
-            ASSERT_EQ(got, want) << "rect " << i << " of patch " << h0 << "," << w0;
+            ASSERT_EQ(got, want) << "rect " << i << " of group " << gi;
           }
           EXPECT_EQ(s, steps.size());
           EXPECT_EQ(static_cast<int64_t>(steps.size()), patch_key_tiles(g, rt.keys, kStepKeys));
-          // Unmasked steps: full, and seen by every query of the patch.
+          // Unmasked steps: full, and seen by every query of the group.
           for (const Step& st : steps) {
             if (st.masked) continue;
             for (const Row& rw : st.rows) {
               ASSERT_TRUE(rw.valid);
-              for (int h = h0; h < std::min(h0 + plan.ph, g.H); ++h)
-                for (int w = w0; w < std::min(w0 + plan.pw, g.W); ++w)
-                  ASSERT_TRUE(window_visible(g, h * g.W + w, rw.token))
-                      << "query " << h << "," << w << " key " << rw.token;
+              for (int k = 0; k < grp.count; ++k) {
+                int h, w;
+                grp.position(k, h, w);
+                ASSERT_TRUE(window_visible(g, h * g.W + w, rw.token))
+                    << "query " << h << "," << w << " key " << rw.token;
+              }
             }
           }
         }
@@ -193,21 +196,25 @@ TEST(RowSteps, DenseStepsHoldEachKeyOnceInOrder) {
   }
 }
 
-// The portable plans at the benchmark shapes compute at least as few pairs as the Hopper row-run
-// plan would in the same 64-key steps.
+// The portable (zoned) plans at the benchmark shapes compute fewer pairs than the plain plan of
+// the same patches would in the same 64-key steps: 0.959 / 0.961 of them useful, against 0.945 /
+// 0.946.
 TEST(RowSteps, PlansAtTheBenchmarkShapes) {
   for (const WindowGeometry& g :
        {WindowGeometry{21, 68, 120, 15, 26}, WindowGeometry{21, 135, 240, 22, 40}}) {
-    const WindowPlan plan = choose_row_plan(g, kStepKeys);
+    const WindowPlan plan = choose_zoned_plan(g, kStepKeys);
     const double useful =
         static_cast<double>(g.tokens()) * static_cast<double>(window_keys_per_query(g));
     const double density = useful / static_cast<double>(computed_pairs(g, plan, kStepKeys));
     const double hopper_plan_density =
         useful / static_cast<double>(computed_pairs(g, choose_row_plan(g), kStepKeys));
-    EXPECT_GE(density, hopper_plan_density);
-    EXPECT_GT(density, 0.93);
-    std::printf("%dx%dx%d window %dx%d: portable plan %dx%d patches, density %.4f\n", g.T, g.H, g.W,
-                g.dh, g.dw, plan.ph, plan.pw, density);
+    EXPECT_GT(density, hopper_plan_density + 0.01);
+    EXPECT_GT(density, 0.955);
+    EXPECT_EQ(plan.n_zones, 9);
+    std::printf(
+        "%dx%dx%d window %dx%d: portable plan %dx%d patches in %d zones, density %.4f "
+        "(plain plan %.4f)\n",
+        g.T, g.H, g.W, g.dh, g.dw, plan.ph, plan.pw, plan.n_zones, density, hopper_plan_density);
   }
 }
 

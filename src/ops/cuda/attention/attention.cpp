@@ -144,7 +144,8 @@ AttentionPath resolve_attention_path(AttentionPath requested) {
 
 namespace {
 
-// The plan of the resolved path: the portable kernels tile the window by row runs only.
+// The plan of the resolved path: the portable kernels tile the window by row runs only, over the
+// zones of window_plan.h.
 WindowPlan plan_for(const WindowGeometry& g, const AttentionOptions& options, AttentionPath path) {
   FS_CHECK(options.box_width == 0 || options.box_width == 4 || options.box_width == 8 ||
                options.box_width == 16,
@@ -153,7 +154,7 @@ WindowPlan plan_for(const WindowGeometry& g, const AttentionOptions& options, At
     FS_CHECK(options.window_tiling != WindowTiling::box_tiles,
              "window attention: box tiles were asked for, but the portable kernels run row runs "
              "only (box tiles are the Hopper kernels')");
-    return choose_row_plan(g, kStepKeys);  // computed in steps of 64 keys (row_steps.h)
+    return choose_zoned_plan(g, kStepKeys);  // computed in steps of 64 keys (row_steps.h)
   }
   return choose_window_plan(g, options.window_tiling, options.box_width);
 }

@@ -2,10 +2,12 @@
 // capability 8.0 or later has (mma.sync, ldmatrix, cp.async; mma_sync.cuh), for the window over
 // row runs and for dense attention, head_dim 64 and 128 (docs/attention.md, "The portable path").
 //
-// A block is 4 warps answering the same 128 queries (kBlockQ) of one head as a Hopper block; each
-// warp owns 32 query rows (two m16 tiles, so each K or V fragment it loads feeds two products).
-// Keys come in steps of 64 (half a plan tile of window_plan.h, whose tiling the window uses
-// unchanged; a half that lies wholly past its rectangle's keys is skipped). Shared memory holds Q
+// A block is 4 warps answering 128 queries (kBlockQ) of one head: dense, 128 consecutive ones as a
+// Hopper block; the window, a group of positions of a zoned plan in every frame (window_plan.h:
+// zones group the border positions, whose windows are clamped, by window start). Each warp owns 32
+// query rows (two m16 tiles, so each K or V fragment it loads feeds two products). Keys come in
+// steps of 64 (half a plan tile of window_plan.h; a half that lies wholly past its rectangle's
+// keys is skipped). Shared memory holds Q
 // and two stages of K/V, double-buffered with cp.async:
 //
 //   step i:  wait for stage i % 2 -> barrier -> issue the copies of step i + 1 into the other
@@ -14,6 +16,8 @@
 // All 128 threads load (no producer warps: mma.sync needs no register reallocation, and 4 warps
 // per block leave room for two blocks per SM where shared memory allows). The softmax is the
 // Hopper consumer's: fp32, exp2 of pre-scaled scores, a lazy running maximum (consumer.cuh).
+#include <type_traits>
+
 #include "ops/cuda/attention/attention.h"
 #include "ops/cuda/attention/mma_sync.cuh"
 #include "ops/cuda/attention/params.h"
@@ -41,7 +45,29 @@ struct Smem {
   KeyPos key[kStages][kStepKeys];  // window: key positions of the stage (for the mask)
   int masked[kStages];             // whether the stage's step needs the mask
   RectTiles rt;                    // window: the block's key rectangles and their tiles
+  PositionGroup group;             // window: the block's positions
 };
+
+// The window block's queries: its group of positions (window_plan.h, zones) in every frame, read
+// from shared memory (a pointer and the chunk are all a thread keeps).
+struct GroupQueries {
+  const PositionGroup* group;
+  int chunk_q;
+  // Token of query row i of the block, or -1 when the row is padding; box start of its window.
+  __device__ __forceinline__ int64_t token(const Params& p, int i, int& box_r, int& box_c) const {
+    const PositionGroup& grp = *group;
+    const int qi = chunk_q * kBlockQ + i;
+    const int t = qi / grp.stride, k = qi - t * grp.stride;
+    int h, w;
+    grp.position(k < grp.count ? k : grp.count - 1, h, w);
+    box_r = window_start(h, p.g.H, p.g.dh);
+    box_c = window_start(w, p.g.W, p.g.dw);
+    if (t >= p.g.T || k >= grp.count) return -1;
+    return (int64_t{t} * p.g.H + h) * p.g.W + w;
+  }
+};
+template <bool kWindow>
+using Queries = std::conditional_t<kWindow, GroupQueries, BlockQueries<false>>;
 // Dynamic shared memory of a block: Smem and the slack that aligns it to 256 bytes.
 template <int D>
 inline constexpr int kSmemBytes = static_cast<int>(sizeof(Smem<D>)) + 256;
@@ -155,7 +181,7 @@ struct Loader {
   }
 
   // Q: the block's 128 query rows (padding rows zero).
-  __device__ __forceinline__ void issue_q(const BlockQueries<kWindow>& bq, int head) {
+  __device__ __forceinline__ void issue_q(const Queries<kWindow>& bq, int head) {
     const int q = tid % kPerRow;
     const uint32_t qdst = smem_u32(s.q);
     for (int row = tid / kPerRow; row < kBlockQ; row += kRowsPerPass) {
@@ -184,7 +210,7 @@ struct WarpRows {
   uint32_t q_addr, k_addr, v_addr;
 
   __device__ __forceinline__ WarpRows(const Params& p_, const Smem<D>& s,
-                                      const BlockQueries<kWindow>& bq, int warp, int lane_)
+                                      const Queries<kWindow>& bq, int warp, int lane_)
       : p(p_), lane(lane_), c4(lane_ % 4) {
     const int g = lane / 4, l7 = lane & 7;
     // A fragments of Q (rows warp * 32 + mi * 16 + lane % 16, chunk 2 kk + lane / 16), B
@@ -343,7 +369,7 @@ struct WarpRows {
   }
 
   // Normalises the rows and stores them (bf16) where their tokens go.
-  __device__ __forceinline__ void store(const BlockQueries<kWindow>& bq, int warp, int head) {
+  __device__ __forceinline__ void store(const Queries<kWindow>& bq, int warp, int head) {
     const int g = lane / 4;
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
@@ -366,7 +392,8 @@ struct WarpRows {
   }
 };
 
-// kWindow: the window over row runs (p.plan, box_w = 0); else dense attention.
+// kWindow: the window over row runs (p.plan, box_w = 0, zones as choose_zoned_plan makes them);
+// else dense attention.
 template <int D, bool kWindow>
 __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -376,10 +403,15 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   const int head = blockIdx.y;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
-  BlockQueries<kWindow> bq;
+  Queries<kWindow> bq;
   if constexpr (kWindow) {
-    bq = detail::window_block(p);
-    if (tid == 0) s.rt.init(p.g, p.plan, bq.h0, bq.w0);
+    bq.group = &s.group;
+    bq.chunk_q = static_cast<int>(blockIdx.x % p.plan.chunks);
+    if (tid == 0) {
+      const PositionGroup grp = plan_group(p.plan, static_cast<int>(blockIdx.x / p.plan.chunks));
+      s.group = grp;
+      s.rt.init(p.g, group_keys(p.g, grp));
+    }
     __syncthreads();
   }
 

@@ -2,10 +2,11 @@
 // keys, half a plan tile of window_plan.h, whose tiling they use unchanged. Host and device code,
 // so that tests replay the walk on the CPU (tests/cuda_attention/row_steps_test.cpp).
 //
-// Window blocks take the row-run rectangles of their patch (patch_keys: the core, then four fringe
-// bands), each cut into plan tiles of kTileKeys keys in (frame, row, column) order; each tile is
-// two steps, but a second half that lies wholly past its rectangle's keys is skipped, so a
-// rectangle of n keys costs ceil(n / 64) steps. Dense blocks walk all n_kv keys the same way.
+// Window blocks take the row-run rectangles of their group of positions (group_keys: the core,
+// then four fringe bands), each cut into plan tiles of kTileKeys keys in (frame, row, column)
+// order; each tile is two steps, but a second half that lies wholly past its rectangle's keys is
+// skipped, so a rectangle of n keys costs ceil(n / 64) steps. Dense blocks walk all n_kv keys the
+// same way.
 //
 // The 128 copying threads share each key row of a step between n = copy_threads_per_row(window,
 // D) of them, so they cover 128 / n rows per pass: thread tid takes rows tid / n + i * (128 / n)
@@ -35,8 +36,8 @@ FS_HOST_DEVICE constexpr int copy_threads_per_row(bool window, int head_dim) {
 struct RectTiles {
   PatchKeys keys;
   int first[6];
-  FS_HOST_DEVICE void init(const WindowGeometry& g, const WindowPlan& plan, int h0, int w0) {
-    keys = patch_keys(g, plan.ph, plan.pw, h0, w0);
+  FS_HOST_DEVICE void init(const WindowGeometry& g, const PatchKeys& k) {
+    keys = k;
     first[0] = 0;
     for (int i = 0; i < 5; ++i)
       first[i + 1] =

@@ -34,21 +34,130 @@ struct PatchKeys {
   KeyRect rect[5];
 };
 
+// ---- Zones (row runs of the portable kernels) ----
+//
+// The inward window is clamped at the borders: the first dh + 1 rows all see rows 0 .. eh - 1,
+// the last dh + 1 rows the last eh rows, and likewise for columns (window_geometry.h). Positions
+// with one window start see one key set, so a block of them computes no pair that none of its
+// queries sees, where a patch of the interior computes its fringe bands for all of its rows. A
+// zoned plan cuts the grid by those bands into up to 3 x 3 zones and groups each zone's positions
+// on its own:
+//   - the interior zone (neither start clamped) in ph x pw patches, as a plain plan;
+//   - a band of clamped rows (one row start) in runs of ph * pw positions taken column by column
+//     (a run spans one or two columns where the band is taller than the run), and a band of
+//     clamped columns alike row by row.
+// Positions are numbered within a zone by strips: a zone is cut into strips of `strip` rows (of
+// columns when `across`), and a strip's positions are numbered column by column (row by row when
+// across), the row (column) fastest. A group is `group` consecutive positions of one strip; a
+// shorter last strip of s rows has groups of max(1, group * s / strip) positions, so that
+// patches stay patches there. Zone z's groups are the plan's groups first_group .. of the next.
+struct Zone {
+  int r0 = 0, r1 = 0, c0 = 0, c1 = 0;  // positions [r0, r1) x [c0, c1)
+  int strip = 1;                       // rows (columns when across) per strip
+  int group = 1;                       // positions per group in a full strip
+  int across = 0;                      // 1: strips of columns, numbered row by row
+  int first_group = 0;                 // the plan's index of the zone's first group
+};
+inline constexpr int kMaxZones = 9;
+
+// One group of a zone: where its strip starts, how deep the strip is, and which of its positions
+// the group holds. Query row i of the group's blocks is frame (chunk * kBlockQ + i) / stride,
+// position (chunk * kBlockQ + i) % stride of the group (padding from `count` on).
+struct PositionGroup {
+  int h0 = 0, w0 = 0;  // the strip's first row and column
+  int depth = 1;       // the strip's rows (columns when across)
+  int m0 = 0;          // the group's first position in the strip's numbering
+  int count = 1;       // positions in the group
+  int stride = 1;      // positions per frame in the query rows (the strip's group size)
+  int across = 0;
+  // Grid position of the group's position k (< count).
+  FS_HOST_DEVICE void position(int k, int& h, int& w) const {
+    const int m = m0 + k, a = m % depth, b = m / depth;
+    h = across ? h0 + b : h0 + a;
+    w = across ? w0 + a : w0 + b;
+  }
+  // The smallest box of positions holding the group: rows hmin .. hmax, columns wmin .. wmax.
+  FS_HOST_DEVICE void bounds(int& hmin, int& hmax, int& wmin, int& wmax) const {
+    const int first = m0, last = m0 + count - 1;
+    const int b0 = first / depth, b1 = last / depth;
+    const int a0 = b0 == b1 ? first % depth : 0, a1 = b0 == b1 ? last % depth : depth - 1;
+    hmin = across ? h0 + b0 : h0 + a0;
+    hmax = across ? h0 + b1 : h0 + a1;
+    wmin = across ? w0 + a0 : w0 + b0;
+    wmax = across ? w0 + a1 : w0 + b1;
+  }
+};
+
+// A zone's groups: full strips of `full_groups` groups each, then a shorter last strip.
+struct ZoneCounts {
+  int run = 0;          // positions per strip line: the zone's columns (rows when across)
+  int full_strips = 0;  // strips of `strip` lines
+  int rest = 0;         // lines of the last, shorter strip (0: none)
+  int full_groups = 0, rest_group = 1, rest_groups = 0;
+  FS_HOST_DEVICE explicit ZoneCounts(const Zone& z) {
+    const int lines = z.across ? z.c1 - z.c0 : z.r1 - z.r0;
+    run = z.across ? z.r1 - z.r0 : z.c1 - z.c0;
+    full_strips = lines / z.strip;
+    rest = lines % z.strip;
+    full_groups = (z.strip * run + z.group - 1) / z.group;
+    if (rest > 0) {
+      rest_group = z.group * rest / z.strip;
+      rest_group = rest_group < 1 ? 1 : rest_group;
+      rest_groups = (rest * run + rest_group - 1) / rest_group;
+    }
+  }
+  FS_HOST_DEVICE int groups() const { return full_strips * full_groups + rest_groups; }
+};
+
+// Group j of zone z (0 <= j < ZoneCounts(z).groups()).
+FS_HOST_DEVICE inline PositionGroup zone_group(const Zone& z, int j) {
+  const ZoneCounts n(z);
+  int strip = 0, depth = z.strip, size = z.group;
+  if (j < n.full_strips * n.full_groups) {
+    strip = j / n.full_groups;
+    j -= strip * n.full_groups;
+  } else {
+    j -= n.full_strips * n.full_groups;
+    strip = n.full_strips;
+    depth = n.rest;
+    size = n.rest_group;
+  }
+  PositionGroup grp;
+  grp.across = z.across;
+  grp.h0 = z.across ? z.r0 : z.r0 + strip * z.strip;
+  grp.w0 = z.across ? z.c0 + strip * z.strip : z.c0;
+  grp.depth = depth;
+  grp.m0 = j * size;
+  const int len = depth * n.run;
+  grp.count = len - grp.m0 < size ? len - grp.m0 : size;
+  grp.stride = size;
+  return grp;
+}
+
 struct WindowPlan {
   int ph = 1, pw = 1;  // patch size in rows and columns
   int patches_h = 1, patches_w = 1;
-  int chunks = 1;  // query blocks per patch: ceil(T * ph * pw / kBlockQ)
+  int chunks = 1;  // query blocks per group: ceil(T * ph * pw / kBlockQ)
   // 0: row runs over the key rectangles of patch_keys(); > 0: box tiles (below) of box_w
   // columns x kTileKeys / box_w rows.
   int box_w = 0;
-  int64_t blocks() const { return int64_t{patches_h} * patches_w * chunks; }
+  // The groups of positions the blocks answer, zone by zone (zones above): one zone of ph x pw
+  // patches for a plain plan (make_plan), up to nine for a zoned one (zoned_plan).
+  int n_zones = 0, groups = 0;
+  Zone zones[kMaxZones];
+  FS_HOST_DEVICE int64_t blocks() const { return int64_t{groups} * chunks; }
 };
 
-// Key rectangles of the patch whose first position is (h0, w0) (patch clipped to the grid).
-FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h0,
-                                           int w0) {
-  const int h1 = (h0 + ph < g.H ? h0 + ph : g.H) - 1;  // last row of the patch
-  const int w1 = (w0 + pw < g.W ? w0 + pw : g.W) - 1;
+// Group `index` of a zoned plan (0 <= index < plan.groups).
+FS_HOST_DEVICE inline PositionGroup plan_group(const WindowPlan& plan, int index) {
+  int z = 0;
+  while (z + 1 < plan.n_zones && plan.zones[z + 1].first_group <= index) ++z;
+  return zone_group(plan.zones[z], index - plan.zones[z].first_group);
+}
+
+// Key rectangles of the positions [h0, h1] x [w0, w1] (inclusive, inside the grid), whose window
+// starts must differ by less than the window in each dimension (else there is no core).
+FS_HOST_DEVICE inline PatchKeys box_keys(const WindowGeometry& g, int h0, int h1, int w0, int w1) {
   const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
   // Box starts grow with the query index, so the union runs from the first query's start to
   // the last query's end and the intersection from the last query's start to the first's end.
@@ -57,12 +166,26 @@ FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int 
   const int ir0 = window_start(h1, g.H, g.dh), ir1 = ur0 + eh;
   const int ic0 = window_start(w1, g.W, g.dw), ic1 = uc0 + ew;
   PatchKeys p;
-  p.rect[0] = {ir0, ir1, ic0, ic1};  // seen by all positions (non-empty: ph <= eh, pw <= ew)
+  p.rect[0] = {ir0, ir1, ic0, ic1};  // seen by all positions (non-empty, as said above)
   p.rect[1] = {ur0, ir0, uc0, uc1};  // rows above the core
   p.rect[2] = {ir1, ur1, uc0, uc1};  // rows below
   p.rect[3] = {ir0, ir1, uc0, ic0};  // left of the core
   p.rect[4] = {ir0, ir1, ic1, uc1};  // right of the core
   return p;
+}
+
+// Key rectangles of the patch whose first position is (h0, w0) (patch clipped to the grid).
+FS_HOST_DEVICE inline PatchKeys patch_keys(const WindowGeometry& g, int ph, int pw, int h0,
+                                           int w0) {
+  return box_keys(g, h0, (h0 + ph < g.H ? h0 + ph : g.H) - 1, w0,
+                  (w0 + pw < g.W ? w0 + pw : g.W) - 1);
+}
+
+// Key rectangles of a group of a zoned plan.
+FS_HOST_DEVICE inline PatchKeys group_keys(const WindowGeometry& g, const PositionGroup& grp) {
+  int h0, h1, w0, w1;
+  grp.bounds(h0, h1, w0, w1);
+  return box_keys(g, h0, h1, w0, w1);
 }
 
 // Row-run tiles of tile_keys keys a patch costs: each rectangle is padded to whole tiles on its
@@ -191,6 +314,11 @@ inline WindowPlan make_plan(const WindowGeometry& g, int ph, int pw) {
   plan.patches_h = (g.H + ph - 1) / ph;
   plan.patches_w = (g.W + pw - 1) / pw;
   plan.chunks = static_cast<int>((int64_t{g.T} * ph * pw + kBlockQ - 1) / kBlockQ);
+  // The same patches as one zone (patches_h strips of patches_w groups; the Hopper kernels number
+  // them row-major from patches_w, which gives the same blocks).
+  plan.n_zones = 1;
+  plan.zones[0] = Zone{0, g.H, 0, g.W, ph, ph * pw, 0, 0};
+  plan.groups = plan.patches_h * plan.patches_w;
   return plan;
 }
 
@@ -198,15 +326,16 @@ inline WindowPlan make_plan(const WindowGeometry& g, int ph, int pw) {
 // in tiles of tile_keys keys (64: the portable kernels' steps).
 inline int64_t computed_pairs(const WindowGeometry& g, const WindowPlan& plan,
                               int tile_keys = kTileKeys) {
-  if (plan.box_w > 0) tile_keys = kTileKeys;
   int64_t tiles = 0;
-  for (int bh = 0; bh < plan.patches_h; ++bh)
-    for (int bw = 0; bw < plan.patches_w; ++bw)
-      tiles +=
-          plan.box_w > 0
-              ? box_grid(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw, plan.box_w).tiles(g.T)
-              : patch_key_tiles(g, patch_keys(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw),
-                                tile_keys);
+  if (plan.box_w > 0) {
+    tile_keys = kTileKeys;
+    for (int bh = 0; bh < plan.patches_h; ++bh)
+      for (int bw = 0; bw < plan.patches_w; ++bw)
+        tiles += box_grid(g, plan.ph, plan.pw, bh * plan.ph, bw * plan.pw, plan.box_w).tiles(g.T);
+  } else {
+    for (int i = 0; i < plan.groups; ++i)
+      tiles += patch_key_tiles(g, group_keys(g, plan_group(plan, i)), tile_keys);
+  }
   return tiles * plan.chunks * int64_t{kBlockQ} * tile_keys;
 }
 
@@ -231,6 +360,90 @@ inline WindowPlan choose_row_plan(const WindowGeometry& g, int tile_keys = kTile
     }
   }
   return best;
+}
+
+// Row-run tiles of tile_keys keys of zone z's groups, or -1 when a group's window starts differ
+// by the window or more in a dimension (no core: the zone cannot be grouped so).
+inline int64_t zone_tiles(const WindowGeometry& g, const Zone& z, int tile_keys) {
+  const int eh = window_extent(g.H, g.dh), ew = window_extent(g.W, g.dw);
+  int64_t tiles = 0;
+  for (int j = 0, n = ZoneCounts(z).groups(); j < n; ++j) {
+    const PositionGroup grp = zone_group(z, j);
+    int h0, h1, w0, w1;
+    grp.bounds(h0, h1, w0, w1);
+    if (window_start(h1, g.H, g.dh) - window_start(h0, g.H, g.dh) >= eh ||
+        window_start(w1, g.W, g.dw) - window_start(w0, g.W, g.dw) >= ew)
+      return -1;
+    tiles += patch_key_tiles(g, box_keys(g, h0, h1, w0, w1), tile_keys);
+  }
+  return tiles;
+}
+
+// Where a grid dimension of n positions (half window d) is cut into the bands of zones: [0, lo)
+// share the first window start, [hi, n) the last, [lo, hi) are the interior, grown (from the
+// bands, while they have positions) to a multiple of `patch` so that its patches are whole.
+// A dimension no larger than the window has one start: all of it is the first band.
+inline void zone_bands(int n, int d, int patch, int& lo, int& hi) {
+  if (n <= 2 * d + 1) {
+    lo = hi = n;
+    return;
+  }
+  lo = d + 1;
+  hi = n - d - 1;
+  int need = (patch - (hi - lo) % patch) % patch;
+  const int from_lo = need < lo ? need : lo;
+  lo -= from_lo;
+  need -= from_lo;
+  hi += need < n - hi ? need : n - hi;
+}
+
+// The zoned plan of ph x pw interior patches (zones above). Each band zone takes runs of ph * pw
+// positions (across for the bands of clamped columns) where they cost fewer tiles than patches.
+inline WindowPlan zoned_plan(const WindowGeometry& g, int ph, int pw, int tile_keys = kTileKeys) {
+  WindowPlan plan = make_plan(g, ph, pw);
+  int rb[4], cb[4];
+  rb[0] = cb[0] = 0;
+  rb[3] = g.H;
+  cb[3] = g.W;
+  zone_bands(g.H, g.dh, ph, rb[1], rb[2]);
+  zone_bands(g.W, g.dw, pw, cb[1], cb[2]);
+  plan.n_zones = 0;
+  plan.groups = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) {
+      if (rb[i + 1] <= rb[i] || cb[j + 1] <= cb[j]) continue;
+      Zone z;
+      z.r0 = rb[i];
+      z.r1 = rb[i + 1];
+      z.c0 = cb[j];
+      z.c1 = cb[j + 1];
+      z.strip = ph;  // patches
+      z.group = ph * pw;
+      int64_t best = zone_tiles(g, z, tile_keys);
+      if (i != 1 || j != 1) {
+        Zone r = z;  // runs along the band: one strip as deep as the band
+        r.across = i == 1 ? 1 : 0;
+        r.strip = r.across ? z.c1 - z.c0 : z.r1 - z.r0;
+        const int64_t runs = zone_tiles(g, r, tile_keys);
+        if (runs >= 0 && (best < 0 || runs < best)) {
+          z = r;
+          best = runs;
+        }
+      }
+      z.first_group = plan.groups;
+      plan.groups += ZoneCounts(z).groups();
+      plan.zones[plan.n_zones++] = z;
+    }
+  }
+  return plan;
+}
+
+// The row-run plan of the portable kernels: the zoned plan of the plain plan's patch size, or the
+// plain plan where zones would compute more pairs.
+inline WindowPlan choose_zoned_plan(const WindowGeometry& g, int tile_keys = kTileKeys) {
+  const WindowPlan plain = choose_row_plan(g, tile_keys);
+  const WindowPlan zoned = zoned_plan(g, plain.ph, plain.pw, tile_keys);
+  return computed_pairs(g, zoned, tile_keys) <= computed_pairs(g, plain, tile_keys) ? zoned : plain;
 }
 
 // The box-tile plan with the fewest tiles over every patch and the given box width (0: every
