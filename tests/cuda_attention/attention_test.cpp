@@ -210,7 +210,12 @@ std::vector<WindowCase> window_cases() {
            {{3, 1, 40, 0, 5}, 1, 64},      // one row
            {{4, 37, 1, 6, 0}, 3, 128},     // one column
            {{2, 45, 80, 22, 40}, 1, 128},  // 14B-4K's half window on a smaller grid
-           {{7, 19, 29, 4, 9}, 2, 64}}) {
+           {{7, 19, 29, 4, 9}, 2, 64},
+           // Zoned plans: 21 frames over band runs that span one or two columns, runs across the
+           // bands of clamped columns, and more frames than a block has rows (two chunks).
+           {{21, 30, 44, 7, 12}, 1, 128},
+           {{3, 26, 70, 3, 20}, 1, 64},
+           {{130, 9, 11, 2, 2}, 1, 128}}) {
     WindowCase p = c;
     p.path = AttentionPath::portable;
     cases.push_back(p);
