@@ -77,15 +77,14 @@ static_assert(kSmemBytes<128> <= kPortableSmemLimit, "portable D = 128 block exc
 static_assert(kSmemBytes<64> <= kPortableSmemLimit, "portable D = 64 block exceeds 99 KB");
 
 // The copies of a block's steps (row_steps.h: which keys each step holds and which thread copies
-// which rows). kPerRow threads share a key row: thread tid copies rows row0 + i * kRowsPerPass of
-// every step (row0 = tid / kPerRow, the window's in a conflict-free order: first_row), in the
-// 16-byte chunks q + kPerRow j of the row (q = tid % kPerRow). The window has 4 threads per row: a
-// warp's copy instruction reads 8 rows x 64 contiguous bytes (whole 32-byte sectors) and a thread's
-// cursor moves twice a step, against eight times with one chunk per thread (measured on an
-// H200: 2.3-2.8% more window rate). Dense keeps one chunk per thread (16 per row at D = 128): its
-// cursor costs nothing, and whole 256-byte rows per instruction read 2.6-5% faster than the
-// window's pattern. Only the cursor is kept per thread; the rectangles are read from shared memory
-// when needed (the registers go to the warps' accumulators).
+// which rows). kPerRow threads share a key row: thread tid copies rows tid / kPerRow + i *
+// kRowsPerPass of every step, in the 16-byte chunks q + kPerRow j of the row (q = tid % kPerRow).
+// The window has 4 threads per row: a warp's copy instruction reads 8 rows x 64 contiguous bytes
+// (whole 32-byte sectors) and a thread's cursor moves twice a step, against eight times with one
+// chunk per thread (measured on an H200: 2.3-2.8% more window rate). Dense keeps one chunk per
+// thread (16 per row at D = 128): its cursor costs nothing, and whole 256-byte rows per instruction
+// read 2.6-5% faster than the window's pattern. Only the cursor is kept per thread; the rectangles
+// are read from shared memory when needed (the registers go to the warps' accumulators).
 template <int D, bool kWindow>
 struct Loader {
   static constexpr int kPerRow = copy_threads_per_row(kWindow, D);
@@ -98,30 +97,11 @@ struct Loader {
   const Params& p;
   Smem<D>& s;
   int tid;
-  int row0;  // the thread's first key row of a step (row_steps.h: its row group)
   StepWalk walk;
   RowCursor cur;  // window; dense keeps the thread's next token in cur.token, its index in cur.idx
 
-  // Shared memory serves a warp's 16-byte stores 8 lanes (128 bytes) at a time, and they are
-  // conflict-free only where those 8 lanes reach 8 different 16-byte bank groups. With fewer than
-  // 8 threads per row (the window's 4) the 8 lanes hold two rows, r and r', whose chunk q + 4 j
-  // lands in bank group ((q + 4 j) ^ (r % 8)) % 8: the same half of the groups for both rows when r
-  // % 8 and r' % 8 agree in bit 2 (as rows 2k and 2k + 1 do), a 2-way conflict on every copy
-  // (measured on an H100: twice the ideal wavefronts on the window's cp.async, 14% of its shared
-  // wavefronts). So the warp's 8 rows go to its lane quads in the order 0, 4, 1, 5, 2, 6, 3, 7:
-  // the two rows of each 8 lanes differ in bit 2, one half each. The set of rows a thread copies
-  // (its row group) is unchanged; only which thread copies it.
-  static __device__ __forceinline__ int first_row(int tid) {
-    if constexpr (kPerRow == 4) {
-      const int quad = (tid & 31) >> 2;
-      return (tid >> 5) * 8 + (((quad & 1) << 2) | (quad >> 1));
-    } else {
-      return tid / kPerRow;
-    }
-  }
-
   __device__ __forceinline__ Loader(const Params& p_, Smem<D>& s_, int tid_)
-      : p(p_), s(s_), tid(tid_), row0(first_row(tid_)) {}
+      : p(p_), s(s_), tid(tid_) {}
 
   __device__ __forceinline__ int keys_from_tile() const {
     if constexpr (kWindow) {
@@ -135,10 +115,10 @@ struct Loader {
   __device__ __forceinline__ bool first() {
     if constexpr (kWindow) {
       if (!walk.start(s.rt)) return false;
-      cur.start(s.rt.keys.rect[walk.rect], p.g, row0);
+      cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kPerRow);
     } else {
       if (!walk.start(p.n_kv)) return false;
-      cur.idx = cur.token = row0;
+      cur.idx = cur.token = tid / kPerRow;
     }
     return true;
   }
@@ -146,7 +126,7 @@ struct Loader {
   // On to the next step; false after the last.
   __device__ __forceinline__ bool advance() {
     const int moved = walk.advance(keys_from_tile(), kWindow ? s.rt.first : nullptr);
-    if (moved == 2) cur.start(s.rt.keys.rect[walk.rect], p.g, row0);
+    if (moved == 2) cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kPerRow);
     return moved != 0;
   }
 
@@ -162,6 +142,7 @@ struct Loader {
     // every pass (kRowsPerPass is a multiple of 8). In a 256-byte-aligned tile with rows of
     // D * 2 >= 128 bytes that is the address of chunk q XOR 16 kPerRow j bytes: with kPerRow = 4
     // the XOR carries the swizzle's bit 2 over to j, and with kPerRow = D / 8 there is no j > 0.
+    const int row0 = tid / kPerRow;
     const uint32_t at0 = swizzled<D>(row0, q);
     const uint32_t kdst = smem_u32(s.k[stage]), vdst = smem_u32(s.v[stage]);
     KeyRect R;
@@ -203,7 +184,7 @@ struct Loader {
   __device__ __forceinline__ void issue_q(const Queries<kWindow>& bq, int head) {
     const int q = tid % kPerRow;
     const uint32_t qdst = smem_u32(s.q);
-    for (int row = row0; row < kBlockQ; row += kRowsPerPass) {
+    for (int row = tid / kPerRow; row < kBlockQ; row += kRowsPerPass) {
       int br, bc;
       const int64_t token_q = bq.token(p, row, br, bc);
       const int64_t off = token_q >= 0 ? (token_q * p.heads + head) * D + q * 8 : 0;
