@@ -45,62 +45,40 @@ struct PatchKeys {
 //   - the interior zone (neither start clamped) in ph x pw patches, as a plain plan;
 //   - a band of clamped rows (one row start) in runs of ph * pw positions taken column by column
 //     (a run spans one or two columns where the band is taller than the run), and a band of
-//     clamped columns alike row by row; or in runs of kBlockQ (position, frame) pairs, whichever
-//     costs fewer tiles.
+//     clamped columns alike row by row.
 // Positions are numbered within a zone by strips: a zone is cut into strips of `strip` rows (of
 // columns when `across`), and a strip's positions are numbered column by column (row by row when
 // across), the row (column) fastest. A group is `group` consecutive positions of one strip; a
 // shorter last strip of s rows has groups of max(1, group * s / strip) positions, so that
-// patches stay patches there. A band zone may instead take (position, frame) pairs (`frames` >
-// 0, one strip): a group is `group` consecutive pairs, frame fastest, so its blocks have no
-// padding rows but at the zone's end (a group then spans one position more). Zone z's groups are
-// the plan's groups first_group .. of the next.
+// patches stay patches there. Zone z's groups are the plan's groups first_group .. of the next.
 struct Zone {
   int r0 = 0, r1 = 0, c0 = 0, c1 = 0;  // positions [r0, r1) x [c0, c1)
   int strip = 1;                       // rows (columns when across) per strip
-  int group = 1;                       // positions (pairs) per group in a full strip
+  int group = 1;                       // positions per group in a full strip
   int across = 0;                      // 1: strips of columns, numbered row by row
   int first_group = 0;                 // the plan's index of the zone's first group
-  int frames = 0;                      // > 0: groups of (position, frame) pairs, T frames
 };
 inline constexpr int kMaxZones = 9;
 
 // One group of a zone: where its strip starts, how deep the strip is, and which of its positions
-// (or pairs) the group holds.
+// the group holds. Query row i of the group's blocks is frame (chunk * kBlockQ + i) / stride,
+// position (chunk * kBlockQ + i) % stride of the group (padding from `count` on).
 struct PositionGroup {
   int h0 = 0, w0 = 0;  // the strip's first row and column
   int depth = 1;       // the strip's rows (columns when across)
-  int m0 = 0;          // the group's first position (pair) in the strip's numbering
-  int count = 1;       // positions (pairs) in the group
+  int m0 = 0;          // the group's first position in the strip's numbering
+  int count = 1;       // positions in the group
   int stride = 1;      // positions per frame in the query rows (the strip's group size)
   int across = 0;
-  int frames = 0;  // > 0: pairs (position m0 / frames ..., frame fastest)
-  // Grid position of the strip's position m.
-  FS_HOST_DEVICE void position_at(int m, int& h, int& w) const {
-    const int a = m % depth, b = m / depth;
+  // Grid position of the group's position k (< count).
+  FS_HOST_DEVICE void position(int k, int& h, int& w) const {
+    const int m = m0 + k, a = m % depth, b = m / depth;
     h = across ? h0 + b : h0 + a;
     w = across ? w0 + a : w0 + b;
   }
-  // Query row qi of the group (chunk * kBlockQ + the row of the block): its frame and position,
-  // and false for a padding row (whose position is then the group's last, so that its window is
-  // one of the group's). Positions: frame qi / stride, position qi % stride of the group. Pairs:
-  // pair m0 + qi.
-  FS_HOST_DEVICE bool query(int qi, int T, int& t, int& h, int& w) const {
-    if (frames > 0) {
-      const int pair = m0 + (qi < count ? qi : count - 1);
-      t = pair % frames;
-      position_at(pair / frames, h, w);
-      return qi < count;
-    }
-    t = qi / stride;
-    const int k = qi - t * stride;
-    position_at(m0 + (k < count ? k : count - 1), h, w);
-    return t < T && k < count;
-  }
   // The smallest box of positions holding the group: rows hmin .. hmax, columns wmin .. wmax.
   FS_HOST_DEVICE void bounds(int& hmin, int& hmax, int& wmin, int& wmax) const {
-    const int first = frames > 0 ? m0 / frames : m0;
-    const int last = frames > 0 ? (m0 + count - 1) / frames : m0 + count - 1;
+    const int first = m0, last = m0 + count - 1;
     const int b0 = first / depth, b1 = last / depth;
     const int a0 = b0 == b1 ? first % depth : 0, a1 = b0 == b1 ? last % depth : depth - 1;
     hmin = across ? h0 + b0 : h0 + a0;
@@ -121,12 +99,11 @@ struct ZoneCounts {
     run = z.across ? z.r1 - z.r0 : z.c1 - z.c0;
     full_strips = lines / z.strip;
     rest = lines % z.strip;
-    const int per_position = z.frames > 0 ? z.frames : 1;
-    full_groups = (z.strip * run * per_position + z.group - 1) / z.group;
+    full_groups = (z.strip * run + z.group - 1) / z.group;
     if (rest > 0) {
       rest_group = z.group * rest / z.strip;
       rest_group = rest_group < 1 ? 1 : rest_group;
-      rest_groups = (rest * run * per_position + rest_group - 1) / rest_group;
+      rest_groups = (rest * run + rest_group - 1) / rest_group;
     }
   }
   FS_HOST_DEVICE int groups() const { return full_strips * full_groups + rest_groups; }
@@ -147,12 +124,11 @@ FS_HOST_DEVICE inline PositionGroup zone_group(const Zone& z, int j) {
   }
   PositionGroup grp;
   grp.across = z.across;
-  grp.frames = z.frames;
   grp.h0 = z.across ? z.r0 : z.r0 + strip * z.strip;
   grp.w0 = z.across ? z.c0 + strip * z.strip : z.c0;
   grp.depth = depth;
   grp.m0 = j * size;
-  const int len = depth * n.run * (z.frames > 0 ? z.frames : 1);
+  const int len = depth * n.run;
   grp.count = len - grp.m0 < size ? len - grp.m0 : size;
   grp.stride = size;
   return grp;
@@ -448,15 +424,10 @@ inline WindowPlan zoned_plan(const WindowGeometry& g, int ph, int pw, int tile_k
         Zone r = z;  // runs along the band: one strip as deep as the band
         r.across = i == 1 ? 1 : 0;
         r.strip = r.across ? z.c1 - z.c0 : z.r1 - z.r0;
-        Zone q = r;  // the same, in (position, frame) pairs
-        q.frames = g.T;
-        q.group = plan.chunks * kBlockQ;
-        for (const Zone& c : {r, q}) {
-          const int64_t tiles = zone_tiles(g, c, tile_keys);
-          if (tiles >= 0 && (best < 0 || tiles < best)) {
-            z = c;
-            best = tiles;
-          }
+        const int64_t runs = zone_tiles(g, r, tile_keys);
+        if (runs >= 0 && (best < 0 || runs < best)) {
+          z = r;
+          best = runs;
         }
       }
       z.first_group = plan.groups;
