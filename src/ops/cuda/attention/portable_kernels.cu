@@ -55,11 +55,14 @@ struct GroupQueries {
   int chunk_q;
   // Token of query row i of the block, or -1 when the row is padding; box start of its window.
   __device__ __forceinline__ int64_t token(const Params& p, int i, int& box_r, int& box_c) const {
-    int t, h, w;
-    const bool valid = group->query(chunk_q * kBlockQ + i, t, h, w);
+    const PositionGroup& grp = *group;
+    const int qi = chunk_q * kBlockQ + i;
+    const int t = qi / grp.stride, k = qi - t * grp.stride;
+    int h, w;
+    grp.position(k < grp.count ? k : grp.count - 1, h, w);
     box_r = window_start(h, p.g.H, p.g.dh);
     box_c = window_start(w, p.g.W, p.g.dw);
-    if (!valid) return -1;
+    if (t >= p.g.T || k >= grp.count) return -1;
     return (int64_t{t} * p.g.H + h) * p.g.W + w;
   }
 };

@@ -45,55 +45,40 @@ struct PatchKeys {
 //   - the interior zone (neither start clamped) in ph x pw patches, as a plain plan;
 //   - a band of clamped rows (one row start) in runs of ph * pw positions taken column by column
 //     (a run spans one or two columns where the band is taller than the run), and a band of
-//     clamped columns alike row by row; or in runs of kBlockQ (position, frame) pairs, whichever
-//     costs fewer tiles.
+//     clamped columns alike row by row.
 // Positions are numbered within a zone by strips: a zone is cut into strips of `strip` rows (of
 // columns when `across`), and a strip's positions are numbered column by column (row by row when
 // across), the row (column) fastest. A group is `group` consecutive positions of one strip; a
 // shorter last strip of s rows has groups of max(1, group * s / strip) positions, so that
-// patches stay patches there. A band zone may instead count its groups in (position, frame)
-// pairs (`pairs`, one strip): a group is `group` consecutive pairs, so its blocks have no padding
-// rows but at the zone's end (a group then spans one position more). Either way a block's query
-// rows are its group's (position, frame) pairs in order, frame fastest. Zone z's groups are the
-// plan's groups first_group .. of the next.
+// patches stay patches there. Zone z's groups are the plan's groups first_group .. of the next.
 struct Zone {
   int r0 = 0, r1 = 0, c0 = 0, c1 = 0;  // positions [r0, r1) x [c0, c1)
   int strip = 1;                       // rows (columns when across) per strip
-  int group = 1;                       // positions (pairs) per group in a full strip
+  int group = 1;                       // positions per group in a full strip
   int across = 0;                      // 1: strips of columns, numbered row by row
   int first_group = 0;                 // the plan's index of the zone's first group
-  int frames = 1;                      // T: frames per position
-  int pairs = 0;                       // 1: `group` counts (position, frame) pairs
 };
 inline constexpr int kMaxZones = 9;
 
-// One group of a zone: where its strip starts, how deep the strip is, and which of its (position,
-// frame) pairs the group holds: pair k of the strip is position k / frames, frame k % frames.
+// One group of a zone: where its strip starts, how deep the strip is, and which of its positions
+// the group holds. Query row i of the group's blocks is frame (chunk * kBlockQ + i) / stride,
+// position (chunk * kBlockQ + i) % stride of the group (padding from `count` on).
 struct PositionGroup {
   int h0 = 0, w0 = 0;  // the strip's first row and column
   int depth = 1;       // the strip's rows (columns when across)
-  int m0 = 0;          // the group's first pair in the strip's numbering
-  int count = 1;       // pairs in the group
+  int m0 = 0;          // the group's first position in the strip's numbering
+  int count = 1;       // positions in the group
+  int stride = 1;      // positions per frame in the query rows (the strip's group size)
   int across = 0;
-  int frames = 1;
-  // Grid position of the strip's position m.
-  FS_HOST_DEVICE void position_at(int m, int& h, int& w) const {
-    const int a = m % depth, b = m / depth;
+  // Grid position of the group's position k (< count).
+  FS_HOST_DEVICE void position(int k, int& h, int& w) const {
+    const int m = m0 + k, a = m % depth, b = m / depth;
     h = across ? h0 + b : h0 + a;
     w = across ? w0 + a : w0 + b;
   }
-  // Query row qi of the group (chunk * kBlockQ + the row of the block), the group's pair m0 + qi:
-  // its frame and position, and false for a padding row (qi >= count, given the group's last
-  // pair, so that its window is one of the group's).
-  FS_HOST_DEVICE bool query(int qi, int& t, int& h, int& w) const {
-    const int pair = m0 + (qi < count ? qi : count - 1);
-    t = pair % frames;
-    position_at(pair / frames, h, w);
-    return qi < count;
-  }
   // The smallest box of positions holding the group: rows hmin .. hmax, columns wmin .. wmax.
   FS_HOST_DEVICE void bounds(int& hmin, int& hmax, int& wmin, int& wmax) const {
-    const int first = m0 / frames, last = (m0 + count - 1) / frames;
+    const int first = m0, last = m0 + count - 1;
     const int b0 = first / depth, b1 = last / depth;
     const int a0 = b0 == b1 ? first % depth : 0, a1 = b0 == b1 ? last % depth : depth - 1;
     hmin = across ? h0 + b0 : h0 + a0;
@@ -114,12 +99,11 @@ struct ZoneCounts {
     run = z.across ? z.r1 - z.r0 : z.c1 - z.c0;
     full_strips = lines / z.strip;
     rest = lines % z.strip;
-    const int unit = z.pairs ? z.frames : 1;  // what `group` counts, per position
-    full_groups = (z.strip * run * unit + z.group - 1) / z.group;
+    full_groups = (z.strip * run + z.group - 1) / z.group;
     if (rest > 0) {
       rest_group = z.group * rest / z.strip;
       rest_group = rest_group < 1 ? 1 : rest_group;
-      rest_groups = (rest * run * unit + rest_group - 1) / rest_group;
+      rest_groups = (rest * run + rest_group - 1) / rest_group;
     }
   }
   FS_HOST_DEVICE int groups() const { return full_strips * full_groups + rest_groups; }
@@ -140,14 +124,13 @@ FS_HOST_DEVICE inline PositionGroup zone_group(const Zone& z, int j) {
   }
   PositionGroup grp;
   grp.across = z.across;
-  grp.frames = z.frames;
   grp.h0 = z.across ? z.r0 : z.r0 + strip * z.strip;
   grp.w0 = z.across ? z.c0 + strip * z.strip : z.c0;
   grp.depth = depth;
-  const int unit = z.pairs ? 1 : z.frames;   // pairs per unit of `group`
-  const int len = depth * n.run * z.frames;  // the strip's pairs
-  grp.m0 = j * size * unit;
-  grp.count = len - grp.m0 < size * unit ? len - grp.m0 : size * unit;
+  grp.m0 = j * size;
+  const int len = depth * n.run;
+  grp.count = len - grp.m0 < size ? len - grp.m0 : size;
+  grp.stride = size;
   return grp;
 }
 
@@ -334,7 +317,7 @@ inline WindowPlan make_plan(const WindowGeometry& g, int ph, int pw) {
   // The same patches as one zone (patches_h strips of patches_w groups; the Hopper kernels number
   // them row-major from patches_w, which gives the same blocks).
   plan.n_zones = 1;
-  plan.zones[0] = Zone{0, g.H, 0, g.W, ph, ph * pw, 0, 0, g.T, 0};
+  plan.zones[0] = Zone{0, g.H, 0, g.W, ph, ph * pw, 0, 0};
   plan.groups = plan.patches_h * plan.patches_w;
   return plan;
 }
@@ -436,21 +419,15 @@ inline WindowPlan zoned_plan(const WindowGeometry& g, int ph, int pw, int tile_k
       z.c1 = cb[j + 1];
       z.strip = ph;  // patches
       z.group = ph * pw;
-      z.frames = g.T;
       int64_t best = zone_tiles(g, z, tile_keys);
       if (i != 1 || j != 1) {
         Zone r = z;  // runs along the band: one strip as deep as the band
         r.across = i == 1 ? 1 : 0;
         r.strip = r.across ? z.c1 - z.c0 : z.r1 - z.r0;
-        Zone q = r;  // the same, in (position, frame) pairs
-        q.pairs = 1;
-        q.group = plan.chunks * kBlockQ;
-        for (const Zone& c : {r, q}) {
-          const int64_t tiles = zone_tiles(g, c, tile_keys);
-          if (tiles >= 0 && (best < 0 || tiles < best)) {
-            z = c;
-            best = tiles;
-          }
+        const int64_t runs = zone_tiles(g, r, tile_keys);
+        if (runs >= 0 && (best < 0 || runs < best)) {
+          z = r;
+          best = runs;
         }
       }
       z.first_group = plan.groups;
