@@ -16,6 +16,8 @@
 //     dense-rows   Hopper dense fed by cp.async (the kernel for tensors TMA cannot address)
 //     portable-window  the portable window kernel forced (row runs; mma.sync)
 //     portable-dense   the portable dense kernel forced
+//     portable-window-1, portable-dense-1  the same with one block resident per SM, the occupancy
+//                  of a D = 128 block on sm_86/89/120 (AttentionOptions::portable_blocks_per_sm)
 //     cudnn        cuDNN's SDPA (baseline; its relative L2 distance to `dense` is printed too)
 // Rows whose kernels cannot run on this GPU (Hopper ones elsewhere) print why and are skipped.
 #include <cuda_bf16.h>
@@ -162,16 +164,20 @@ int main(int argc, char** argv) {
       const char* name;
       fa::WindowTiling tiling;
       fa::AttentionPath path;
-    } windows[] = {{"window", fa::WindowTiling::automatic, fa::AttentionPath::automatic},
-                   {"window-box", fa::WindowTiling::box_tiles, fa::AttentionPath::hopper},
-                   {"window-rows", fa::WindowTiling::row_runs, fa::AttentionPath::hopper},
-                   {"portable-window", fa::WindowTiling::automatic, fa::AttentionPath::portable}};
+      int blocks_per_sm;
+    } windows[] = {
+        {"window", fa::WindowTiling::automatic, fa::AttentionPath::automatic, 0},
+        {"window-box", fa::WindowTiling::box_tiles, fa::AttentionPath::hopper, 0},
+        {"window-rows", fa::WindowTiling::row_runs, fa::AttentionPath::hopper, 0},
+        {"portable-window", fa::WindowTiling::automatic, fa::AttentionPath::portable, 0},
+        {"portable-window-1", fa::WindowTiling::automatic, fa::AttentionPath::portable, 1}};
     bool have_window = false;  // o_ref holds the first window row's output
     for (const auto& w : windows) {
       if (!wanted(kernels, w.name)) continue;
       fa::AttentionOptions options;
       options.window_tiling = w.tiling;
       options.path = w.path;
+      options.portable_blocks_per_sm = w.blocks_per_sm;
       fa::WindowPlan plan;
       double wms = 0;
       __nv_bfloat16* out = have_window ? o : o_ref;
@@ -222,15 +228,19 @@ int main(int argc, char** argv) {
       fa::DenseFeed feed;
       fa::AttentionPath path;
       bool cudnn;
-    } denses[] = {{"dense", fa::DenseFeed::automatic, fa::AttentionPath::automatic, false},
-                  {"dense-rows", fa::DenseFeed::cp_async, fa::AttentionPath::hopper, false},
-                  {"portable-dense", fa::DenseFeed::automatic, fa::AttentionPath::portable, false},
-                  {"cudnn", fa::DenseFeed::automatic, fa::AttentionPath::automatic, true}};
+      int blocks_per_sm;
+    } denses[] = {
+        {"dense", fa::DenseFeed::automatic, fa::AttentionPath::automatic, false, 0},
+        {"dense-rows", fa::DenseFeed::cp_async, fa::AttentionPath::hopper, false, 0},
+        {"portable-dense", fa::DenseFeed::automatic, fa::AttentionPath::portable, false, 0},
+        {"portable-dense-1", fa::DenseFeed::automatic, fa::AttentionPath::portable, false, 1},
+        {"cudnn", fa::DenseFeed::automatic, fa::AttentionPath::automatic, true, 0}};
     for (const auto& di : denses) {
       if (!wanted(kernels, di.name)) continue;
       fa::AttentionOptions options;
       options.dense_feed = di.feed;
       options.path = di.path;
+      options.portable_blocks_per_sm = di.blocks_per_sm;
       __nv_bfloat16* out = std::strcmp(di.name, "dense") == 0 ? o_ref : o;
       double dms = 0;
       try {

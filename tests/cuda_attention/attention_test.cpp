@@ -326,6 +326,46 @@ TEST(PortableKernels, FitEveryTarget) {
   }
 }
 
+// One block per SM (the occupancy of sm_86/89/120, for benchmarks) changes only where blocks run:
+// the same bits come out, window and dense, and values other than 0 and 1 are refused.
+TEST(PortableKernels, OneBlockPerSmGivesTheSameBits) {
+  std::mt19937 rng(11);
+  const WindowGeometry g{3, 20, 26, 4, 6};
+  const int heads = 2, d = 128;
+  const size_t n = static_cast<size_t>(g.tokens()) * heads * d;
+  Inputs in(n, n, rng);
+  DeviceBf16 other(n);
+  AttentionOptions two, one;
+  two.path = one.path = AttentionPath::portable;
+  one.portable_blocks_per_sm = 1;
+  auto bits = [](const DeviceBf16& b) {
+    std::vector<uint16_t> h(b.n);
+    EXPECT_EQ(cudaMemcpy(h.data(), b.ptr, b.n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+  };
+  window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, heads, d, g, 0.1f, nullptr,
+                           two);
+  window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, heads, d, g, 0.1f, nullptr,
+                           one);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(bits(in.dout), bits(other)) << "window";
+  dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, g.tokens(), g.tokens(),
+                          heads, d, 0.1f, nullptr, two);
+  dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(), g.tokens(), heads,
+                          d, 0.1f, nullptr, one);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(bits(in.dout), bits(other)) << "dense";
+  AttentionOptions bad = one;
+  bad.portable_blocks_per_sm = 2;
+  EXPECT_THROW(window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, heads, d, g,
+                                        0.1f, nullptr, bad),
+               Error);
+  bad.portable_blocks_per_sm = -1;
+  EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(),
+                                       g.tokens(), heads, d, 0.1f, nullptr, bad),
+               Error);
+}
+
 TEST(AttentionPaths, AutomaticTakesTheHopperKernelsWhereTheyRun) {
   const AttentionPath automatic = resolve_attention_path(AttentionPath::automatic);
   EXPECT_EQ(automatic, hopper_runs() ? AttentionPath::hopper : AttentionPath::portable);

@@ -80,6 +80,12 @@ void check_launch(cudaError_t e, const char* who) {
   FS_CHECK(e == cudaSuccess, "{}: kernel launch failed: {}", who, cudaGetErrorString(e));
 }
 
+int portable_blocks_per_sm(const AttentionOptions& options, const char* who) {
+  FS_CHECK(options.portable_blocks_per_sm == 0 || options.portable_blocks_per_sm == 1,
+           "{}: portable_blocks_per_sm = {} (0 or 1)", who, options.portable_blocks_per_sm);
+  return options.portable_blocks_per_sm;
+}
+
 Params common(const void* q, const void* k, const void* v, void* out, int heads, int head_dim,
               float scale, const char* who) {
   FS_CHECK(q && k && v && out, "{}: null tensor pointer", who);
@@ -182,7 +188,9 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
   p.plan = plan_for(g, options, path);
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
   if (path == AttentionPath::portable) {
-    check_launch(detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream), who);
+    check_launch(detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream,
+                                         portable_blocks_per_sm(options, who)),
+                 who);
     return;
   }
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS
@@ -219,7 +227,9 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   if (resolve_attention_path(options.path) == AttentionPath::portable) {
     FS_CHECK(options.dense_feed != DenseFeed::tma,
              "{}: TMA feed was asked for, but the portable kernels load by cp.async", who);
-    check_launch(detail::launch_portable(p, false, head_dim, grid, stream), who);
+    check_launch(detail::launch_portable(p, false, head_dim, grid, stream,
+                                         portable_blocks_per_sm(options, who)),
+                 who);
     return;
   }
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS

@@ -39,6 +39,11 @@ struct AttentionOptions {
   WindowTiling window_tiling = WindowTiling::automatic;  // window_plan.h
   int box_width = 0;  // box tiles: 4, 8 or 16 columns, or 0 for the width the plan prefers
   DenseFeed dense_feed = DenseFeed::automatic;
+  // Portable kernels: blocks resident per SM. 0, the engine's: as many as fit (two at D = 128 on
+  // an H100 or H200). 1: each block's dynamic shared memory is padded past half of the SM's, so
+  // one block runs per SM, as a D = 128 block (97.5 KB) does on sm_86, sm_89 and sm_120 (100 KB per
+  // SM): benchmarks measure that occupancy on the GPUs we have. Other values are an Error.
+  int portable_blocks_per_sm = 0;
 };
 
 // The path `requested` resolves to on the current device (never automatic); an Error when hopper

@@ -48,8 +48,9 @@ cudaError_t launch_row_runs(const Params& p, bool window, int head_dim, dim3 gri
                             cudaStream_t stream);
 
 // The portable kernels (portable_kernels.cu, every target): the window over row runs (window =
-// true; p.plan has box_w = 0) or dense attention.
+// true; p.plan has box_w = 0) or dense attention; blocks_per_sm as AttentionOptions'
+// portable_blocks_per_sm (0 or 1).
 cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
-                            cudaStream_t stream);
+                            cudaStream_t stream, int blocks_per_sm);
 
 }  // namespace freeswim::attention::detail

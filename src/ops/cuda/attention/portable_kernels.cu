@@ -464,8 +464,26 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   rows.store(bq, warp, head);
 }
 
+// Dynamic shared memory that lets one block only be resident per SM: just over half of the SM's
+// (two such blocks, each with the 1 KB the system keeps per block, exceed it); never less than the
+// block needs.
+inline cudaError_t one_block_per_sm_bytes(int needed, int& bytes) {
+  int dev = 0, per_sm = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess)
+    e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+  if (e != cudaSuccess) return e;
+  bytes = needed > per_sm / 2 + 1 ? needed : per_sm / 2 + 1;
+  return cudaSuccess;
+}
+
 template <class Kernel>
-cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream, const Params& p) {
+cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream, const Params& p,
+                   int blocks_per_sm) {
+  if (blocks_per_sm == 1) {
+    const cudaError_t e = one_block_per_sm_bytes(smem_bytes, smem_bytes);
+    if (e != cudaSuccess) return e;
+  }
   // The opt-in above 48 KB is per kernel and per device; setting it again is cheap.
   cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
@@ -478,9 +496,10 @@ cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream
 }
 
 template <int D>
-cudaError_t launch_d(const Params& p, bool window, dim3 grid, cudaStream_t stream) {
-  return window ? launch(attention_kernel<D, true>, kSmemBytes<D>, grid, stream, p)
-                : launch(attention_kernel<D, false>, kSmemBytes<D>, grid, stream, p);
+cudaError_t launch_d(const Params& p, bool window, dim3 grid, cudaStream_t stream,
+                     int blocks_per_sm) {
+  return window ? launch(attention_kernel<D, true>, kSmemBytes<D>, grid, stream, p, blocks_per_sm)
+                : launch(attention_kernel<D, false>, kSmemBytes<D>, grid, stream, p, blocks_per_sm);
 }
 
 template <class Kernel>
@@ -507,9 +526,9 @@ namespace freeswim::attention {
 
 namespace detail {
 cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
-                            cudaStream_t stream) {
-  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream);
-  if (head_dim == 128) return portable::launch_d<128>(p, window, grid, stream);
+                            cudaStream_t stream, int blocks_per_sm) {
+  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream, blocks_per_sm);
+  if (head_dim == 128) return portable::launch_d<128>(p, window, grid, stream, blocks_per_sm);
   return cudaErrorInvalidValue;
 }
 }  // namespace detail
