@@ -94,14 +94,18 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         grep -E "^(window|dense)_d(64|128) |compute capability" "$L/attn.txt" | log
         ;;
       bench)
-        part bench 90 "$B/bench_attention" "$L/bench.jsonl" 4 16384 \
-          window,portable-window,dense,portable-dense,cudnn
+        part bench 120 "$B/bench_attention" "$L/bench.jsonl" 4 16384 \
+          window,portable-window,portable-window-1,dense,portable-dense,portable-dense-1,cudnn
         echo "bench_attention rc=$rc" | log
         grep -E "^(shape|1\.3B|14B|device)" "$L/bench.txt" | log
         # The targets: portable window per useful FLOP >= 0.9 x portable dense.
         awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
           END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
           "$L/bench.txt" | log
+        # One block per SM (the occupancy of a D = 128 block on sm_86/89/120) against two.
+        awk '$2 ~ /^portable-(window|dense)(-1)?$/ {r[$1 " " $2] = $6}
+          END {for (k in r) if (k ~ /-1$/) {b = substr(k, 1, length(k) - 2); if (r[b] > 0)
+            printf "%s: one block per SM / two = %.3f\n", b, r[k] / r[b]}}' "$L/bench.txt" | sort | log
         part torch 150 env PYTHONUNBUFFERED=1 python3 bench/attention/torch_attention.py \
           "$L/bench.jsonl" all
         echo "torch_attention rc=$rc" | log
