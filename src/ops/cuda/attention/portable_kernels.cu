@@ -49,8 +49,6 @@ template <int D, bool kWindow>
 inline constexpr int kIssueAfter = kWindow ? D / 64 - 1 : -1;
 static_assert(kThreads / 32 * kWarpRows == kBlockQ, "the warps cover the block's queries");
 
-inline constexpr int kVisPositions = 32;  // bits of a key's visibility mask
-
 template <int D>
 struct Smem {
   alignas(256) __nv_bfloat16 q[kBlockQ * D];
@@ -58,14 +56,9 @@ struct Smem {
   alignas(256) __nv_bfloat16 v[kStages][kStepKeys * D];
   KeyPos key[kStages][kStepKeys];  // window: key positions of the stage (for the mask)
   KeyPos box[kBlockQ];             // window: each query row's window start (for the mask)
-  // Window, groups of at most kVisPositions positions: the group's window starts, each query
-  // row's position in the group, and for each key of a masked step the positions that see it.
-  KeyPos pos_box[kVisPositions];
-  uint8_t row_pos[kBlockQ];
-  alignas(8) uint32_t vis[kStages][kStepKeys];
-  int masked[kStages];  // whether the stage's step needs the mask
-  RectTiles rt;         // window: the block's key rectangles and their tiles
-  PositionGroup group;  // window: the block's positions
+  int masked[kStages];             // whether the stage's step needs the mask
+  RectTiles rt;                    // window: the block's key rectangles and their tiles
+  PositionGroup group;             // window: the block's positions
 };
 
 // The window block's queries: its group of positions (window_plan.h, zones) in every frame, read
@@ -167,11 +160,9 @@ struct Loader {
     const uint32_t kdst = smem_u32(s.k[stage]), vdst = smem_u32(s.v[stage]);
     KeyRect R;
     int n_keys = p.n_kv;
-    bool vis_step = false;  // window: this step's keys get visibility masks
     if constexpr (kWindow) {
       R = s.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
-      vis_step = s.group.count <= kVisPositions && walk.masked(s.rt);
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
@@ -185,22 +176,8 @@ struct Loader {
         cp_async16(vdst + (at ^ (j * kPerRow * 16)), vbase + off + j * kPerRow * 8, valid);
       }
       if constexpr (kWindow) {
-        if (vis_step) {
-          // The row's kPerRow threads test every kPerRow-th position of the group, then OR.
-          const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
-          uint32_t bits = 0;
-          for (int k = q; k < s.group.count; k += kPerRow) {
-            const KeyPos b = s.pos_box[k];
-            const bool sees = static_cast<unsigned>(cur.kr - b.r) < static_cast<unsigned>(eh) &&
-                              static_cast<unsigned>(cur.kc - b.c) < static_cast<unsigned>(ew);
-            bits |= static_cast<uint32_t>(sees) << k;
-          }
-#pragma unroll
-          for (int m = 1; m < kPerRow; m *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, m);
-          if (q == 0) s.vis[stage][row] = valid ? bits : 0u;
-        } else if (q == 0) {
+        if (q == 0)
           detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, cur.kr, cur.kc));
-        }
         cur.step(R, p.g, kRowsPerPass);
       } else {
         cur.idx += kRowsPerPass;
@@ -382,27 +359,6 @@ struct WarpRows {
   __device__ __forceinline__ void mask(const Smem<D>& s, int stage, int key_base,
                                        float (&sc)[2][kStepKeys / 8][4]) const {
     if constexpr (kWindow) {
-      if (s.group.count <= kVisPositions) {
-        // Each key's mask of the group's positions that see it (the loader's), tested at each
-        // row's position.
-        int pos[2][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int r = 0; r < 2; ++r) pos[mi][r] = s.row_pos[row0 + mi * 16 + 8 * r];
-#pragma unroll
-        for (int n = 0; n < kStepKeys / 8; ++n) {
-          const uint2 m2 = *reinterpret_cast<const uint2*>(&s.vis[stage][n * 8 + 2 * c4]);
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              if (!((m2.x >> pos[mi][r]) & 1u)) sc[mi][n][2 * r] = -INFINITY;
-              if (!((m2.y >> pos[mi][r]) & 1u)) sc[mi][n][2 * r + 1] = -INFINITY;
-            }
-        }
-        return;
-      }
       const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
       // The rows' window starts are read here, not kept in registers through the products.
       int box_r[2][2], box_c[2][2];
@@ -483,19 +439,6 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
       const PositionGroup grp = plan_group(p.plan, static_cast<int>(blockIdx.x / p.plan.chunks));
       s.group = grp;
       s.rt.init(p.g, group_keys(p.g, grp));
-    }
-    __syncthreads();
-    const PositionGroup& grp = s.group;
-    if (grp.count <= kVisPositions) {
-      if (tid < grp.count) {
-        int h, w;
-        grp.position(tid, h, w);
-        s.pos_box[tid] = detail::make_key_pos(true, window_start(h, p.g.H, p.g.dh),
-                                              window_start(w, p.g.W, p.g.dw));
-      }
-      const int qi = bq.chunk_q * kBlockQ + tid;  // the row's position in the group (padding: any)
-      const int k = qi % grp.stride;
-      s.row_pos[tid] = static_cast<uint8_t>(k < grp.count ? k : 0);
     }
     __syncthreads();
   }
