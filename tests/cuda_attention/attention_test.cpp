@@ -326,9 +326,17 @@ TEST(PortableKernels, FitEveryTarget) {
   }
 }
 
-// One block per SM (the occupancy of sm_86/89/120, for benchmarks) changes only where blocks run:
-// the same bits come out, window and dense, and values other than 0 and 1 are refused.
+// One block per SM (the occupancy of sm_86/89/120, for benchmarks): the launch's shared memory
+// leaves one block of each kernel resident per SM where two or more fit otherwise, the same bits
+// come out (window and dense), and values other than 0 and 1 are refused.
 TEST(PortableKernels, OneBlockPerSmGivesTheSameBits) {
+  const std::vector<PortableKernel> usual = portable_kernels(), one_each = portable_kernels(1);
+  ASSERT_EQ(one_each.size(), usual.size());
+  for (size_t i = 0; i < usual.size(); ++i) {
+    ASSERT_EQ(one_each[i].status, cudaSuccess) << one_each[i].name;
+    EXPECT_EQ(one_each[i].blocks_per_sm, 1) << one_each[i].name;
+    EXPECT_GE(one_each[i].dynamic_smem, usual[i].dynamic_smem) << one_each[i].name;
+  }
   std::mt19937 rng(11);
   const WindowGeometry g{3, 20, 26, 4, 6};
   const int heads = 2, d = 128;

@@ -73,16 +73,17 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
 // on compute capability 8.6, 8.9 and 12.0 (the 1 KB the system keeps per block is outside it).
 inline constexpr int kPortableSmemLimit = 99 * 1024;
 
-// A portable kernel's launch attributes on the current device (tests check that they would launch
-// on every target).
+// A portable kernel's launch attributes on the current device, launched with blocks_per_sm as
+// AttentionOptions::portable_blocks_per_sm (tests check that they would launch on every target,
+// and that blocks_per_sm 1 leaves one block per SM).
 struct PortableKernel {
   const char* name = "";
   int threads = 0;       // per block
-  int dynamic_smem = 0;  // bytes per block
+  int dynamic_smem = 0;  // bytes per block the launch gives
   cudaFuncAttributes attributes{};
   int blocks_per_sm = 0;             // resident blocks per SM on this GPU
   cudaError_t status = cudaSuccess;  // of cudaFuncGetAttributes (no image for this GPU, ...)
 };
-std::vector<PortableKernel> portable_kernels();
+std::vector<PortableKernel> portable_kernels(int blocks_per_sm = 0);
 
 }  // namespace freeswim::attention

@@ -464,10 +464,12 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   rows.store(bq, warp, head);
 }
 
-// Dynamic shared memory that lets one block only be resident per SM: just over half of the SM's
-// (two such blocks, each with the 1 KB the system keeps per block, exceed it); never less than the
-// block needs.
-inline cudaError_t one_block_per_sm_bytes(int needed, int& bytes) {
+// Dynamic shared memory a launch gives each block: what the block needs (blocks_per_sm 0), or
+// (blocks_per_sm 1) just over half of the SM's, so that two blocks, each with the 1 KB the system
+// keeps per block, exceed it and one block only is resident per SM.
+inline cudaError_t launch_smem_bytes(int needed, int blocks_per_sm, int& bytes) {
+  bytes = needed;
+  if (blocks_per_sm != 1) return cudaSuccess;
   int dev = 0, per_sm = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess)
@@ -480,13 +482,10 @@ inline cudaError_t one_block_per_sm_bytes(int needed, int& bytes) {
 template <class Kernel>
 cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream, const Params& p,
                    int blocks_per_sm) {
-  if (blocks_per_sm == 1) {
-    const cudaError_t e = one_block_per_sm_bytes(smem_bytes, smem_bytes);
-    if (e != cudaSuccess) return e;
-  }
+  cudaError_t e = launch_smem_bytes(smem_bytes, blocks_per_sm, smem_bytes);
+  if (e != cudaSuccess) return e;
   // The opt-in above 48 KB is per kernel and per device; setting it again is cheap.
-  cudaError_t e =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
   if (e != cudaSuccess) return e;
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                            cudaSharedmemCarveoutMaxShared);
@@ -503,12 +502,14 @@ cudaError_t launch_d(const Params& p, bool window, dim3 grid, cudaStream_t strea
 }
 
 template <class Kernel>
-PortableKernel report(const char* name, Kernel kernel, int smem_bytes) {
+PortableKernel report(const char* name, Kernel kernel, int needed, int blocks_per_sm) {
   PortableKernel k;
   k.name = name;
   k.threads = kThreads;
+  int smem_bytes = needed;
+  k.status = launch_smem_bytes(needed, blocks_per_sm, smem_bytes);
   k.dynamic_smem = smem_bytes;
-  k.status = cudaFuncGetAttributes(&k.attributes, kernel);
+  if (k.status == cudaSuccess) k.status = cudaFuncGetAttributes(&k.attributes, kernel);
   if (k.status == cudaSuccess)
     k.status =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
@@ -533,14 +534,15 @@ cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 gri
 }
 }  // namespace detail
 
-std::vector<PortableKernel> portable_kernels() {
+std::vector<PortableKernel> portable_kernels(int blocks_per_sm) {
   using portable::attention_kernel;
   using portable::kSmemBytes;
   using portable::report;
-  return {report("window_d64", attention_kernel<64, true>, kSmemBytes<64>),
-          report("dense_d64", attention_kernel<64, false>, kSmemBytes<64>),
-          report("window_d128", attention_kernel<128, true>, kSmemBytes<128>),
-          report("dense_d128", attention_kernel<128, false>, kSmemBytes<128>)};
+  const int b = blocks_per_sm;
+  return {report("window_d64", attention_kernel<64, true>, kSmemBytes<64>, b),
+          report("dense_d64", attention_kernel<64, false>, kSmemBytes<64>, b),
+          report("window_d128", attention_kernel<128, true>, kSmemBytes<128>, b),
+          report("dense_d128", attention_kernel<128, false>, kSmemBytes<128>, b)};
 }
 
 }  // namespace freeswim::attention
