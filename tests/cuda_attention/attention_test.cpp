@@ -47,6 +47,10 @@ const char* path_name(AttentionPath p) {
   return p == AttentionPath::hopper ? "hopper" : p == AttentionPath::portable ? "portable" : "auto";
 }
 
+std::string warps_name(int warps) {
+  return warps == 0 ? "" : "_w" + std::to_string(warps);
+}
+
 // Device buffer of bf16 values.
 struct DeviceBf16 {
   uint16_t* ptr = nullptr;
@@ -149,6 +153,7 @@ struct WindowCase {
   int heads, head_dim;
   WindowKernel kernel = WindowKernel::automatic;
   AttentionPath path = AttentionPath::hopper;
+  int warps = 0;  // portable kernels: AttentionOptions::portable_warps
 };
 
 class WindowAttention : public ::testing::TestWithParam<WindowCase> {};
@@ -158,6 +163,7 @@ TEST_P(WindowAttention, MatchesReference) {
   SKIP_UNLESS_PATH_RUNS(c.path);
   AttentionOptions options = options_for(c.kernel);
   options.path = c.path;
+  options.portable_warps = c.warps;
   // The plan says which kernel runs: a forced tiling must get it.
   const WindowPlan plan = window_attention_plan(c.g, options);
   if (c.kernel == WindowKernel::rows || c.path == AttentionPath::portable) {
@@ -196,13 +202,11 @@ std::vector<WindowCase> window_cases() {
       {{1, 68, 120, 15, 26}, 1, 128}};
   // The same shapes through the portable kernels (row runs), and shapes for their steps of 64 keys:
   // rectangles whose last tile holds at most 64 keys (a skipped half), exactly 64 or 128 keys, or
-  // 65; frames of one row or one column; the window at 14B-4K's half sizes.
+  // 65; frames of one row or one column; the window at 14B-4K's half sizes. Each portable case
+  // runs with 4 and with 8 warps per block (whichever this GPU would choose, and the other).
   const size_t n_default = cases.size();
-  for (size_t i = 0; i < n_default; ++i) {
-    WindowCase c = cases[i];
-    c.path = AttentionPath::portable;
-    cases.push_back(c);
-  }
+  std::vector<WindowCase> portable;
+  for (size_t i = 0; i < n_default; ++i) portable.push_back(cases[i]);
   for (const WindowCase& c : std::initializer_list<WindowCase>{
            {{1, 8, 8, 3, 3}, 1, 128},      // 64 keys: one full step
            {{2, 8, 8, 3, 3}, 2, 64},       // 128 keys: one full tile
@@ -215,11 +219,14 @@ std::vector<WindowCase> window_cases() {
            // bands of clamped columns, and more frames than a block has rows (two chunks).
            {{21, 30, 44, 7, 12}, 1, 128},
            {{3, 26, 70, 3, 20}, 1, 64},
-           {{130, 9, 11, 2, 2}, 1, 128}}) {
-    WindowCase p = c;
-    p.path = AttentionPath::portable;
-    cases.push_back(p);
-  }
+           {{130, 9, 11, 2, 2}, 1, 128}})
+    portable.push_back(c);
+  for (int warps : {4, 8})
+    for (WindowCase c : portable) {
+      c.path = AttentionPath::portable;
+      c.warps = warps;
+      cases.push_back(c);
+    }
   // Each shipped window kernel forced, at both head sizes: small grids (windows larger than the
   // grid, boxes past its edge), multi-tile patches, and 21 frames.
   const WindowCase forced[] = {{{1, 5, 7, 3, 4}, 1, 128},
@@ -238,11 +245,12 @@ std::vector<WindowCase> window_cases() {
 INSTANTIATE_TEST_SUITE_P(Shapes, WindowAttention, ::testing::ValuesIn(window_cases()),
                          [](const ::testing::TestParamInfo<WindowCase>& i) {
                            const WindowCase& c = i.param;
-                           return std::string(path_name(c.path)) + "_" + name_of(c.kernel) + "_T" +
-                                  std::to_string(c.g.T) + "_H" + std::to_string(c.g.H) + "_W" +
-                                  std::to_string(c.g.W) + "_dh" + std::to_string(c.g.dh) + "_dw" +
-                                  std::to_string(c.g.dw) + "_heads" + std::to_string(c.heads) +
-                                  "_d" + std::to_string(c.head_dim);
+                           return std::string(path_name(c.path)) + warps_name(c.warps) + "_" +
+                                  name_of(c.kernel) + "_T" + std::to_string(c.g.T) + "_H" +
+                                  std::to_string(c.g.H) + "_W" + std::to_string(c.g.W) + "_dh" +
+                                  std::to_string(c.g.dh) + "_dw" + std::to_string(c.g.dw) +
+                                  "_heads" + std::to_string(c.heads) + "_d" +
+                                  std::to_string(c.head_dim);
                          });
 
 struct DenseCase {
@@ -250,6 +258,7 @@ struct DenseCase {
   int heads, head_dim;
   DenseFeed feed;
   AttentionPath path = AttentionPath::hopper;
+  int warps = 0;  // portable kernels: AttentionOptions::portable_warps
 };
 
 class DenseAttention : public ::testing::TestWithParam<DenseCase> {};
@@ -265,6 +274,7 @@ TEST_P(DenseAttention, MatchesReference) {
   AttentionOptions options;
   options.dense_feed = c.feed;
   options.path = c.path;
+  options.portable_warps = c.warps;
   dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q, c.n_kv, c.heads,
                           c.head_dim, scale, nullptr, options);
   CUDA_OK(cudaDeviceSynchronize());
@@ -284,18 +294,20 @@ std::vector<DenseCase> dense_cases() {
       c.feed = feed;
       out.push_back(c);
     }
-  for (DenseCase c : shapes) {
-    c.feed = DenseFeed::automatic;
-    c.path = AttentionPath::portable;
-    out.push_back(c);
-  }
+  for (int warps : {4, 8})
+    for (DenseCase c : shapes) {
+      c.feed = DenseFeed::automatic;
+      c.path = AttentionPath::portable;
+      c.warps = warps;
+      out.push_back(c);
+    }
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention, ::testing::ValuesIn(dense_cases()),
                          [](const ::testing::TestParamInfo<DenseCase>& i) {
                            const DenseCase& c = i.param;
-                           return std::string(path_name(c.path)) + "_" +
+                           return std::string(path_name(c.path)) + warps_name(c.warps) + "_" +
                                   (c.feed == DenseFeed::tma        ? "tma"
                                    : c.feed == DenseFeed::cp_async ? "cp_async"
                                                                    : "auto") +
@@ -309,7 +321,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention, ::testing::ValuesIn(dense_cases
 // those of the code this GPU runs (its machine code, or the PTX compiled by the driver).
 TEST(PortableKernels, FitEveryTarget) {
   const std::vector<PortableKernel> kernels = portable_kernels();
-  ASSERT_EQ(kernels.size(), 4u);
+  ASSERT_EQ(kernels.size(), 8u);
   for (const PortableKernel& k : kernels) {
     ASSERT_EQ(k.status, cudaSuccess) << k.name << ": " << cudaGetErrorString(k.status);
     const cudaFuncAttributes& a = k.attributes;
@@ -372,6 +384,65 @@ TEST(PortableKernels, OneBlockPerSmGivesTheSameBits) {
   EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(),
                                        g.tokens(), heads, d, 0.1f, nullptr, bad),
                Error);
+}
+
+// A block of 8 warps (16 query rows each) computes every row as a block of 4 (32 rows each) does:
+// the same products in the same order, and a rescale by 1 where a warp's other rows needed one.
+// The engine's choice between them follows the SM's shared memory (4 where two blocks fit), and
+// values other than 0, 4 and 8 are refused.
+TEST(PortableKernels, EightWarpsGiveTheSameBits) {
+  int dev = 0, per_sm = 0;
+  CUDA_OK(cudaGetDevice(&dev));
+  CUDA_OK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+  for (const PortableKernel& k : portable_kernels()) {
+    if (std::string(k.name) != "window_d128" && std::string(k.name) != "window_d64") continue;
+    const int d = std::string(k.name) == "window_d128" ? 128 : 64;
+    EXPECT_EQ(portable_block_warps(d),
+              2 * (k.dynamic_smem + k.attributes.sharedSizeBytes + kSystemSmemPerBlock) <=
+                      static_cast<size_t>(per_sm)
+                  ? 4
+                  : 8)
+        << k.name << " on an SM with " << per_sm << " bytes";
+  }
+  EXPECT_THROW(portable_block_warps(96), Error);
+  std::mt19937 rng(12);
+  const WindowGeometry g{5, 18, 29, 4, 7};
+  const int heads = 2;
+  for (int d : {64, 128}) {
+    const size_t n = static_cast<size_t>(g.tokens()) * heads * d;
+    Inputs in(n, n, rng);
+    DeviceBf16 other(n);
+    AttentionOptions four, eight;
+    four.path = eight.path = AttentionPath::portable;
+    four.portable_warps = 4;
+    eight.portable_warps = 8;
+    auto bits = [](const DeviceBf16& b) {
+      std::vector<uint16_t> h(b.n);
+      EXPECT_EQ(cudaMemcpy(h.data(), b.ptr, b.n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      return h;
+    };
+    window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, heads, d, g, 0.3f,
+                             nullptr, four);
+    window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, heads, d, g, 0.3f, nullptr,
+                             eight);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(bits(in.dout), bits(other)) << "window d" << d;
+    dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, g.tokens(), g.tokens(),
+                            heads, d, 0.3f, nullptr, four);
+    dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(), g.tokens(),
+                            heads, d, 0.3f, nullptr, eight);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(bits(in.dout), bits(other)) << "dense d" << d;
+    AttentionOptions bad = eight;
+    bad.portable_warps = 6;
+    EXPECT_THROW(window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, heads, d, g,
+                                          0.3f, nullptr, bad),
+                 Error);
+    bad.portable_warps = -4;
+    EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(),
+                                         g.tokens(), heads, d, 0.3f, nullptr, bad),
+                 Error);
+  }
 }
 
 TEST(AttentionPaths, AutomaticTakesTheHopperKernelsWhereTheyRun) {

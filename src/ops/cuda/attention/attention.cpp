@@ -86,6 +86,13 @@ int portable_blocks_per_sm(const AttentionOptions& options, const char* who) {
   return options.portable_blocks_per_sm;
 }
 
+int portable_warps(const AttentionOptions& options, const char* who) {
+  FS_CHECK(
+      options.portable_warps == 0 || options.portable_warps == 4 || options.portable_warps == 8,
+      "{}: portable_warps = {} (0, 4 or 8)", who, options.portable_warps);
+  return options.portable_warps;
+}
+
 Params common(const void* q, const void* k, const void* v, void* out, int heads, int head_dim,
               float scale, const char* who) {
   FS_CHECK(q && k && v && out, "{}: null tensor pointer", who);
@@ -121,6 +128,16 @@ void current_capability(int& major, int& minor) {
 }
 
 }  // namespace
+
+int portable_block_warps(int head_dim) {
+  FS_CHECK(head_dim == 64 || head_dim == 128, "portable_block_warps: head_dim {} (64 or 128)",
+           head_dim);
+  int warps = 0;
+  const cudaError_t e = detail::portable_block_warps(head_dim, warps);
+  if (e != cudaSuccess) cudaGetLastError();
+  FS_CHECK(e == cudaSuccess, "portable_block_warps: {}", cudaGetErrorString(e));
+  return warps;
+}
 
 bool hopper_kernels_built() {
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS
@@ -188,9 +205,10 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
   p.plan = plan_for(g, options, path);
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
   if (path == AttentionPath::portable) {
-    check_launch(detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream,
-                                         portable_blocks_per_sm(options, who)),
-                 who);
+    check_launch(
+        detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream,
+                                portable_blocks_per_sm(options, who), portable_warps(options, who)),
+        who);
     return;
   }
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS
@@ -227,9 +245,10 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   if (resolve_attention_path(options.path) == AttentionPath::portable) {
     FS_CHECK(options.dense_feed != DenseFeed::tma,
              "{}: TMA feed was asked for, but the portable kernels load by cp.async", who);
-    check_launch(detail::launch_portable(p, false, head_dim, grid, stream,
-                                         portable_blocks_per_sm(options, who)),
-                 who);
+    check_launch(
+        detail::launch_portable(p, false, head_dim, grid, stream,
+                                portable_blocks_per_sm(options, who), portable_warps(options, who)),
+        who);
     return;
   }
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS

@@ -44,6 +44,10 @@ struct AttentionOptions {
   // one block runs per SM, as a D = 128 block (97.5 KB) does on sm_86, sm_89 and sm_120 (100 KB per
   // SM): benchmarks measure that occupancy on the GPUs we have. Other values are an Error.
   int portable_blocks_per_sm = 0;
+  // Portable kernels: warps per block. 0, the engine's: 4 (32 query rows each) where two blocks
+  // fit in an SM's shared memory, else 8 (16 rows each), so that an SM holds 8 warps either way
+  // (portable_block_warps). 4 or 8 force that shape; other values are an Error.
+  int portable_warps = 0;
 };
 
 // The path `requested` resolves to on the current device (never automatic); an Error when hopper
@@ -72,10 +76,17 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
 // Shared memory a portable kernel's block may use on every target: 99 KB, the most a block may have
 // on compute capability 8.6, 8.9 and 12.0 (the 1 KB the system keeps per block is outside it).
 inline constexpr int kPortableSmemLimit = 99 * 1024;
+// Shared memory the system keeps per resident block on compute capability 8.0 and later.
+inline constexpr int kSystemSmemPerBlock = 1024;
+
+// The warps of a portable block (4 or 8) on the current device when AttentionOptions leave them
+// open (portable_warps = 0).
+int portable_block_warps(int head_dim);
 
 // A portable kernel's launch attributes on the current device, launched with blocks_per_sm as
 // AttentionOptions::portable_blocks_per_sm (tests check that they would launch on every target,
-// and that blocks_per_sm 1 leaves one block per SM).
+// and that blocks_per_sm 1 leaves one block per SM): each kernel with 4 warps per block, then
+// each with 8 (names ending in _w8).
 struct PortableKernel {
   const char* name = "";
   int threads = 0;       // per block

@@ -32,8 +32,6 @@ using detail::BlockQueries;
 using detail::KeyPos;
 using detail::Params;
 
-inline constexpr int kThreads = 128;    // 4 warps
-inline constexpr int kWarpRows = 32;    // query rows per warp: two m16 tiles
 inline constexpr int kStages = 2;       // K/V double buffer
 inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <= 2^8
 // After which 16-dim slice of S = Q K^T a step issues the next step's copies (-1: before the
@@ -47,7 +45,19 @@ inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <
 // interleaved with the first products by the compiler.
 template <int D, bool kWindow>
 inline constexpr int kIssueAfter = kWindow ? D / 64 - 1 : -1;
-static_assert(kThreads / 32 * kWarpRows == kBlockQ, "the warps cover the block's queries");
+
+// A block's warps: 4 (32 query rows each: two m16 tiles, so each K or V fragment a warp loads
+// feeds four products) or 8 (16 rows each, one m16 tile). See launch_d for which runs where.
+template <int kWarps>
+struct Shape {
+  static_assert(kWarps == 4 || kWarps == 8, "4 or 8 warps");
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kWarpRows = kBlockQ / kWarps;  // query rows per warp
+  static constexpr int kMi = kWarpRows / 16;          // m16 row tiles per warp
+  // Blocks per SM the registers are budgeted for: 4-warp blocks run two to an SM (255 registers
+  // a thread); 8-warp ones run where one block fills the SM's shared memory (up to 255 as well).
+  static constexpr int kMinBlocks = kWarps == 4 ? 2 : 1;
+};
 
 template <int D>
 struct Smem {
@@ -98,13 +108,12 @@ static_assert(kSmemBytes<64> <= kPortableSmemLimit, "portable D = 64 block excee
 // thread (16 per row at D = 128): its cursor costs nothing, and whole 256-byte rows per instruction
 // read 2.6-5% faster than the window's pattern. Only the cursor is kept per thread; the rectangles
 // are read from shared memory when needed (the registers go to the warps' accumulators).
-template <int D, bool kWindow>
+template <int D, bool kWindow, int kWarps>
 struct Loader {
   static constexpr int kPerRow = copy_threads_per_row(kWindow, D);
-  static constexpr int kRowsPerPass = kCopyThreads / kPerRow;
+  static constexpr int kRowsPerPass = Shape<kWarps>::kThreads / kPerRow;  // every thread copies
   static constexpr int kPasses = kStepKeys / kRowsPerPass;
   static constexpr int kChunksPerThread = D / 8 / kPerRow;
-  static_assert(kCopyThreads == kThreads, "every thread copies");
   static_assert(D / 8 % kPerRow == 0 && kStepKeys % kRowsPerPass == 0, "whole chunks and passes");
 
   const Params& p;
@@ -214,12 +223,14 @@ struct Loader {
 // One warp's 32 query rows: thread (g = lane / 4, c4 = lane % 4) holds rows
 // warp * 32 + mi * 16 + g + 8 r for mi, r in {0, 1}; o[mi][n] are columns 8 n + 2 c4 (+1) of
 // those rows (the mma accumulator layout), S alike over the step's 64 keys.
-template <int D, bool kWindow>
+template <int D, bool kWindow, int kWarps>
 struct WarpRows {
+  static constexpr int kWarpRows = Shape<kWarps>::kWarpRows;
+  static constexpr int kMi = Shape<kWarps>::kMi;
   const Params& p;
-  int lane, c4, row0;  // row0: the lane's first query row (warp * 32 + lane / 4)
-  float o[2][D / 8][4];
-  float row_max[2][2], row_sum[2][2];
+  int lane, c4, row0;  // row0: the lane's first query row (warp * kWarpRows + lane / 4)
+  float o[kMi][D / 8][4];
+  float row_max[kMi][2], row_sum[kMi][2];
   // ldmatrix addresses (bytes in shared memory) of the lane's row and chunk parity, per operand.
   uint32_t q_addr, k_addr, v_addr;
 
@@ -240,14 +251,14 @@ struct WarpRows {
     v_addr = smem_u32(s.v[0]) + ((lane & 7) + (((lane >> 3) & 1) << 3)) * (D * 2) +
              (((lane >> 4) ^ l7) << 4);
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         row_max[mi][r] = -INFINITY;
         row_sum[mi][r] = 0.f;
       }
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) o[mi][n][0] = o[mi][n][1] = o[mi][n][2] = o[mi][n][3] = 0.f;
   }
@@ -260,9 +271,9 @@ struct WarpRows {
                                        IssueNext&& issue_next) {
     if constexpr (kIssueAfter < 0) issue_next();
     constexpr int kStageBytes = kStepKeys * D * 2;
-    float sc[2][kStepKeys / 8][4];
+    float sc[kMi][kStepKeys / 8][4];
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
       for (int n = 0; n < kStepKeys / 8; ++n)
         sc[mi][n][0] = sc[mi][n][1] = sc[mi][n][2] = sc[mi][n][3] = 0.f;
@@ -270,15 +281,16 @@ struct WarpRows {
     const uint32_t kst = k_addr + stage * kStageBytes;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[2][4];
+      uint32_t qa[kMi][4];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(qa[mi], (q_addr + mi * 16 * (D * 2)) ^ (kk << 5));
+      for (int mi = 0; mi < kMi; ++mi)
+        ldmatrix_x4(qa[mi], (q_addr + mi * 16 * (D * 2)) ^ (kk << 5));
 #pragma unroll
       for (int n2 = 0; n2 < kStepKeys / 16; ++n2) {
         uint32_t kb[4];
         ldmatrix_x4(kb, (kst + n2 * 16 * (D * 2)) ^ (kk << 5));
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
+        for (int mi = 0; mi < kMi; ++mi) {
           mma_16816(sc[mi][2 * n2], qa[mi], kb[0], kb[1]);
           mma_16816(sc[mi][2 * n2 + 1], qa[mi], kb[2], kb[3]);
         }
@@ -291,10 +303,10 @@ struct WarpRows {
     // Online softmax with the lazy maximum of consumer.cuh: the maximum moves only when the step's
     // exceeds it by more than kLazyMax (always on the first step with a visible key), so O's
     // rescale is skipped by the whole warp on almost every step.
-    float alpha[2][2], use_max[2][2];
+    float alpha[kMi][2], use_max[kMi][2];
     bool rescale = false;
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float mx = -INFINITY;
@@ -317,16 +329,16 @@ struct WarpRows {
       }
     if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
         for (int n = 0; n < D / 8; ++n)
 #pragma unroll
           for (int e = 0; e < 4; ++e) o[mi][n][e] *= alpha[mi][e / 2];
     }
     // P in bf16 as A fragments: S's n-tiles 2 kk and 2 kk + 1 are the kk-th 16-key slice.
-    uint32_t pf[2][kStepKeys / 16][4];
+    uint32_t pf[kMi][kStepKeys / 16][4];
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
       for (int n = 0; n < kStepKeys / 8; ++n) {
         float e4[4];
@@ -348,7 +360,7 @@ struct WarpRows {
         uint32_t vb[4];
         ldmatrix_x4_trans(vb, (vst + kk * 16 * (D * 2)) ^ (n2 << 5));
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
+        for (int mi = 0; mi < kMi; ++mi) {
           mma_16816(o[mi][2 * n2], pf[mi][kk], vb[0], vb[1]);
           mma_16816(o[mi][2 * n2 + 1], pf[mi][kk], vb[2], vb[3]);
         }
@@ -357,13 +369,13 @@ struct WarpRows {
 
   // Element (mi, n, e) is key 8 n + 2 c4 + (e % 2) of the step for row (mi, e / 2).
   __device__ __forceinline__ void mask(const Smem<D>& s, int stage, int key_base,
-                                       float (&sc)[2][kStepKeys / 8][4]) const {
+                                       float (&sc)[kMi][kStepKeys / 8][4]) const {
     if constexpr (kWindow) {
       const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
       // The rows' window starts are read here, not kept in registers through the products.
-      int box_r[2][2], box_c[2][2];
+      int box_r[kMi][2], box_c[kMi][2];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const KeyPos b = s.box[row0 + mi * 16 + 8 * r];
@@ -377,7 +389,7 @@ struct WarpRows {
           const KeyPos kp = s.key[stage][n * 8 + 2 * c4 + e];
           const int kr = kp.r, kc = kp.c;
 #pragma unroll
-          for (int mi = 0; mi < 2; ++mi)
+          for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
               const bool vis =
@@ -392,7 +404,9 @@ struct WarpRows {
       for (int n = 0; n < kStepKeys / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          if (k0 + n * 8 + (e & 1) >= 0) sc[0][n][e] = sc[1][n][e] = -INFINITY;
+          if (k0 + n * 8 + (e & 1) >= 0)
+#pragma unroll
+            for (int mi = 0; mi < kMi; ++mi) sc[mi][n][e] = -INFINITY;
     }
   }
 
@@ -400,7 +414,7 @@ struct WarpRows {
   __device__ __forceinline__ void store(const Queries<kWindow>& bq, int warp, int head) {
     const int g = lane / 4;
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float sum = row_sum[mi][r];
@@ -422,8 +436,9 @@ struct WarpRows {
 
 // kWindow: the window over row runs (p.plan, box_w = 0, zones as choose_zoned_plan makes them);
 // else dense attention.
-template <int D, bool kWindow>
-__global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_constant__ Params p) {
+template <int D, bool kWindow, int kWarps>
+__global__ void __launch_bounds__(Shape<kWarps>::kThreads, Shape<kWarps>::kMinBlocks)
+    attention_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   // Aligned by adding to the extern pointer itself, so the compiler keeps knowing it is shared.
   Smem<D>& s =
@@ -443,8 +458,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
     __syncthreads();
   }
 
-  Loader<D, kWindow> ld(p, s, tid);
-  WarpRows<D, kWindow> rows(p, s, warp, lane);
+  Loader<D, kWindow, kWarps> ld(p, s, tid);
+  WarpRows<D, kWindow, kWarps> rows(p, s, warp, lane);
   ld.issue_q(bq, head);
   bool more = ld.first();
   if (more) ld.issue(0);
@@ -479,9 +494,27 @@ inline cudaError_t launch_smem_bytes(int needed, int blocks_per_sm, int& bytes) 
   return cudaSuccess;
 }
 
+// The warps a block has where the caller leaves it to the kernels (warps 0): 4 where two blocks
+// fit in an SM's shared memory (sm_90, sm_100: 228 KB), so that the SM holds 8 warps; 8 where
+// one block fits (sm_80 and sm_87 at D = 128, 164 KB; sm_86, sm_89 and sm_120, 100 KB), which
+// keeps two warps per scheduler there too. A 16-row warp reads twice the shared memory per product
+// of a 32-row one, which the consumer cards' tensor rate (a quarter of an H100 SM's per clock)
+// leaves room for.
+inline cudaError_t block_warps(int needed, int requested, int& warps) {
+  warps = requested;
+  if (warps != 0) return cudaSuccess;
+  int dev = 0, per_sm = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess)
+    e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+  if (e != cudaSuccess) return e;
+  warps = 2 * (needed + kSystemSmemPerBlock) <= per_sm ? 4 : 8;
+  return cudaSuccess;
+}
+
 template <class Kernel>
-cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream, const Params& p,
-                   int blocks_per_sm) {
+cudaError_t launch(Kernel kernel, int threads, int smem_bytes, dim3 grid, cudaStream_t stream,
+                   const Params& p, int blocks_per_sm) {
   cudaError_t e = launch_smem_bytes(smem_bytes, blocks_per_sm, smem_bytes);
   if (e != cudaSuccess) return e;
   // The opt-in above 48 KB is per kernel and per device; setting it again is cheap.
@@ -490,22 +523,35 @@ cudaError_t launch(Kernel kernel, int smem_bytes, dim3 grid, cudaStream_t stream
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                            cudaSharedmemCarveoutMaxShared);
   if (e != cudaSuccess) return e;
-  kernel<<<grid, kThreads, smem_bytes, stream>>>(p);
+  kernel<<<grid, threads, smem_bytes, stream>>>(p);
   return cudaGetLastError();
+}
+
+template <int D, int kWarps>
+cudaError_t launch_w(const Params& p, bool window, dim3 grid, cudaStream_t stream,
+                     int blocks_per_sm) {
+  constexpr int t = Shape<kWarps>::kThreads;
+  return window ? launch(attention_kernel<D, true, kWarps>, t, kSmemBytes<D>, grid, stream, p,
+                         blocks_per_sm)
+                : launch(attention_kernel<D, false, kWarps>, t, kSmemBytes<D>, grid, stream, p,
+                         blocks_per_sm);
 }
 
 template <int D>
 cudaError_t launch_d(const Params& p, bool window, dim3 grid, cudaStream_t stream,
-                     int blocks_per_sm) {
-  return window ? launch(attention_kernel<D, true>, kSmemBytes<D>, grid, stream, p, blocks_per_sm)
-                : launch(attention_kernel<D, false>, kSmemBytes<D>, grid, stream, p, blocks_per_sm);
+                     int blocks_per_sm, int warps) {
+  cudaError_t e = block_warps(kSmemBytes<D>, warps, warps);
+  if (e != cudaSuccess) return e;
+  if (warps == 4) return launch_w<D, 4>(p, window, grid, stream, blocks_per_sm);
+  if (warps == 8) return launch_w<D, 8>(p, window, grid, stream, blocks_per_sm);
+  return cudaErrorInvalidValue;
 }
 
 template <class Kernel>
-PortableKernel report(const char* name, Kernel kernel, int needed, int blocks_per_sm) {
+PortableKernel report(const char* name, Kernel kernel, int threads, int needed, int blocks_per_sm) {
   PortableKernel k;
   k.name = name;
-  k.threads = kThreads;
+  k.threads = threads;
   int smem_bytes = needed;
   k.status = launch_smem_bytes(needed, blocks_per_sm, smem_bytes);
   k.dynamic_smem = smem_bytes;
@@ -514,10 +560,16 @@ PortableKernel report(const char* name, Kernel kernel, int needed, int blocks_pe
     k.status =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
   if (k.status == cudaSuccess)
-    k.status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.blocks_per_sm, kernel, kThreads,
+    k.status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.blocks_per_sm, kernel, threads,
                                                              static_cast<size_t>(smem_bytes));
   if (k.status != cudaSuccess) cudaGetLastError();
   return k;
+}
+
+template <int D, bool kWindow, int kWarps>
+PortableKernel report_one(const char* name, int blocks_per_sm) {
+  return report(name, attention_kernel<D, kWindow, kWarps>, Shape<kWarps>::kThreads, kSmemBytes<D>,
+                blocks_per_sm);
 }
 
 }  // namespace
@@ -527,22 +579,29 @@ namespace freeswim::attention {
 
 namespace detail {
 cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
-                            cudaStream_t stream, int blocks_per_sm) {
-  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream, blocks_per_sm);
-  if (head_dim == 128) return portable::launch_d<128>(p, window, grid, stream, blocks_per_sm);
+                            cudaStream_t stream, int blocks_per_sm, int warps) {
+  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream, blocks_per_sm, warps);
+  if (head_dim == 128)
+    return portable::launch_d<128>(p, window, grid, stream, blocks_per_sm, warps);
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t portable_block_warps(int head_dim, int& warps) {
+  warps = 0;
+  if (head_dim == 64) return portable::block_warps(portable::kSmemBytes<64>, 0, warps);
+  if (head_dim == 128) return portable::block_warps(portable::kSmemBytes<128>, 0, warps);
   return cudaErrorInvalidValue;
 }
 }  // namespace detail
 
 std::vector<PortableKernel> portable_kernels(int blocks_per_sm) {
-  using portable::attention_kernel;
-  using portable::kSmemBytes;
-  using portable::report;
+  using portable::report_one;
   const int b = blocks_per_sm;
-  return {report("window_d64", attention_kernel<64, true>, kSmemBytes<64>, b),
-          report("dense_d64", attention_kernel<64, false>, kSmemBytes<64>, b),
-          report("window_d128", attention_kernel<128, true>, kSmemBytes<128>, b),
-          report("dense_d128", attention_kernel<128, false>, kSmemBytes<128>, b)};
+  return {
+      report_one<64, true, 4>("window_d64", b),      report_one<64, false, 4>("dense_d64", b),
+      report_one<128, true, 4>("window_d128", b),    report_one<128, false, 4>("dense_d128", b),
+      report_one<64, true, 8>("window_d64_w8", b),   report_one<64, false, 8>("dense_d64_w8", b),
+      report_one<128, true, 8>("window_d128_w8", b), report_one<128, false, 8>("dense_d128_w8", b)};
 }
 
 }  // namespace freeswim::attention
