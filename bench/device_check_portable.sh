@@ -17,7 +17,7 @@
 #             dense (Hopper here), the portable ones forced, cuDNN's SDPA; then PyTorch's SDPA flash
 #             (FlashAttention-2) and cuDNN back-ends on the same problems (FlexAttention skipped)
 #   step      bench_step at 1.3B-1080p: guide, reuse, uncond forwards with the Hopper kernels, then
-#             with the portable kernels, on one model; the CFG step with the cross-attention cache
+#             with the portable kernels (wide blocks, then narrow), on one model; the CFG step with the cross-attention cache
 #             every 2 steps for each
 #   backend   cuda_backend_test --gpu-kernels=portable (every op, the DiT's step kinds, the golden
 #             DiT cases, VAE, cache, memory, offload, profile; attention on the portable kernels)
@@ -35,6 +35,9 @@
 #   jit_backend  cuda_backend_test_jit --gpu-kernels=portable (the compute_80-PTX build)
 #   nccl      parallel_nccl_test: NcclGroup on this one GPU (collectives, Ulysses attention with
 #             one rank against the unsplit op)
+#   backend_narrow, check_narrow, generate_narrow, whole_narrow  the same as backend, check,
+#             generate and whole with --gpu-kernels portable-narrow: the portable kernels with the
+#             narrow blocks that GPUs of 100 or 164 KB of shared memory per SM run
 set -u
 OUT=${OUT:-/tmp/device_check_portable}
 DEADLINE=${DEADLINE:-470}
@@ -84,7 +87,10 @@ tests() {  # label file: gtest's pass / fail lines and the first failures
   grep -E '^\[  FAILED  \].*\(|Failure' "$2" | head -8 | log
 }
 
-for p in "${@:-attn bench step backend check generate whole jit memcheck jit_backend nccl}"; do
+# The --gpu-kernels value of a part: portable-narrow for the *_narrow parts.
+kernels_of() { [[ "$1" == *_narrow ]] && echo portable-narrow || echo portable; }
+
+for p in "${@:-attn bench step backend check generate whole jit memcheck jit_backend nccl backend_narrow check_narrow generate_narrow whole_narrow}"; do
   for part_name in $p; do
     echo "=== $part_name ($(date +%T), $(($(date +%s) - start)) s)" | log
     case "$part_name" in
@@ -95,22 +101,22 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         ;;
       bench)
         part bench 120 "$B/bench_attention" "$L/bench.jsonl" 4 16384 \
-          window,portable-window,portable-window-1,portable-window-8,dense,portable-dense,portable-dense-1,portable-dense-8,cudnn
+          window,portable-window,portable-window-1,portable-window-narrow,dense,portable-dense,portable-dense-1,portable-dense-narrow,cudnn
         echo "bench_attention rc=$rc" | log
         grep -E "^(shape|1\.3B|14B|device)" "$L/bench.txt" | log
         # The targets: portable window per useful FLOP >= 0.9 x portable dense.
         awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
           END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
           "$L/bench.txt" | log
-        # One block per SM (a D = 128 block's occupancy on sm_80/86/89/120), with 4 warps (-1) and
-        # with the 8 those GPUs run (-8), against the H100's two blocks of 4 warps.
-        awk '$2 ~ /^portable-(window|dense)(-[18])?$/ {r[$1 " " $2] = $6}
-          END {for (k in r) if (k ~ /-[18]$/) {b = substr(k, 1, length(k) - 2); if (r[b] > 0)
-            printf "%s: one block per SM, %s warps / two blocks of 4 = %.3f\n", b,
-              (k ~ /-1$/ ? 4 : 8), r[k] / r[b]}}' "$L/bench.txt" | sort | log
-        # The window target at the occupancy of those GPUs.
-        awk '$2 == "portable-window-8" {w[$1] = $6} $2 == "portable-dense-8" {d[$1] = $6}
-          END {for (s in w) if (d[s] > 0) printf "8 warps, one block per SM %s: portable window / portable dense = %.3f\n", s, w[s] / d[s]}' \
+        # Against the wide blocks this H100 runs two to an SM: wide blocks one to an SM (-1, what
+        # a wide D = 128 block gets on sm_80/86/89/120) and the narrow blocks those GPUs run.
+        awk '$2 ~ /^portable-(window|dense)(-1|-narrow)?$/ {r[$1 " " $2] = $6}
+          END {for (k in r) if (k ~ /-(1|narrow)$/) {b = k; sub(/-(1|narrow)$/, "", b); if (r[b] > 0)
+            printf "%s: %s / wide two per SM = %.3f\n", k, (k ~ /-1$/ ? "wide one per SM" : "narrow"),
+              r[k] / r[b]}}' "$L/bench.txt" | sort | log
+        # The window target with narrow blocks.
+        awk '$2 == "portable-window-narrow" {w[$1] = $6} $2 == "portable-dense-narrow" {d[$1] = $6}
+          END {for (s in w) if (d[s] > 0) printf "target %s, narrow blocks: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
           "$L/bench.txt" | log
         part torch 150 env PYTHONUNBUFFERED=1 python3 bench/attention/torch_attention.py \
           "$L/bench.jsonl" all
@@ -121,34 +127,39 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
           "$L/torch.txt" | sort -u | log
         ;;
       step)
-        part step 230 "$B/bench_step" 21 68 120 guide,reuse,uncond device hopper,portable
+        part step 300 "$B/bench_step" 21 68 120 guide,reuse,uncond device hopper,portable,portable-narrow
         echo "bench_step rc=$rc" | log
         grep -E "^\| (guide|reuse|uncond)|^CFG|attention on|built in" "$L/step.txt" | log
-        awk '/^CFG step, cache every 2, hopper/ {h = $(NF-5)} /^CFG step, cache every 2, portable/ {p = $(NF-5)}
-          END {if (h > 0) printf "target: CFG step cache every 2, portable / hopper = %.3f (<= 2)\n", p / h}' \
+        awk '/^CFG step, cache every 2, hopper/ {h = $(NF-5)} /^CFG step, cache every 2, portable /
+          {p = $(NF-5)} /^CFG step, cache every 2, portable-narrow/ {n = $(NF-5)}
+          END {if (h > 0) printf "target: CFG step cache every 2, portable / hopper = %.3f (<= 2); portable-narrow / hopper = %.3f\n", p / h, n / h}' \
           "$L/step.txt" | log
         ;;
-      backend)
-        part backend 150 "$B/cuda_backend_test" --gpu-kernels=portable
-        tests "cuda_backend_test --gpu-kernels=portable rc=$rc" "$L/backend.txt"
+      backend | backend_narrow)
+        k=$(kernels_of "$part_name")
+        part "$part_name" 150 "$B/cuda_backend_test" --gpu-kernels=$k
+        tests "cuda_backend_test --gpu-kernels=$k rc=$rc" "$L/$part_name.txt"
         ;;
-      check)
-        part check 150 "$B/freeswim" --gpu-kernels portable check --golden "$FREESWIM_GOLDEN_DIR" \
+      check | check_narrow)
+        k=$(kernels_of "$part_name")
+        part "$part_name" 150 "$B/freeswim" --gpu-kernels $k check --golden "$FREESWIM_GOLDEN_DIR" \
           --device cuda
-        echo "freeswim check --device cuda --gpu-kernels portable: rc=$rc, $(grep -c ' PASS' "$L/check.txt") PASS, $(grep -c ' FAIL' "$L/check.txt") FAIL" | log
-        grep -E " FAIL|rror" "$L/check.txt" | head -10 | log
-        tail -3 "$L/check.txt" | log
+        echo "freeswim check --device cuda --gpu-kernels $k: rc=$rc, $(grep -c ' PASS' "$L/$part_name.txt") PASS, $(grep -c ' FAIL' "$L/$part_name.txt") FAIL" | log
+        grep -E " FAIL|rror" "$L/$part_name.txt" | head -10 | log
+        tail -3 "$L/$part_name.txt" | log
         ;;
-      generate)
-        part generate 90 "$B/freeswim" --gpu-kernels portable generate --model tiny --device cuda \
-          -p "a fox" --size 192x128 --frames 9 --base-steps 2 --steps 4 -o "$L/tiny_portable.mp4"
-        echo "tiny generate on cuda, portable kernels: rc=$rc, mp4 $(stat -c %s "$L/tiny_portable.mp4" 2>/dev/null || echo missing) bytes" | log
-        grep -E "device|rror" "$L/generate.txt" | head -5 | log
+      generate | generate_narrow)
+        k=$(kernels_of "$part_name")
+        part "$part_name" 90 "$B/freeswim" --gpu-kernels $k generate --model tiny --device cuda \
+          -p "a fox" --size 192x128 --frames 9 --base-steps 2 --steps 4 -o "$L/tiny_$k.mp4"
+        echo "tiny generate on cuda, $k kernels: rc=$rc, mp4 $(stat -c %s "$L/tiny_$k.mp4" 2>/dev/null || echo missing) bytes" | log
+        grep -E "device|rror" "$L/$part_name.txt" | head -5 | log
         ;;
-      whole)
-        part whole 100 "$B/bench_generate" 9 448 256 224 128 0 whole default portable
-        echo "bench_generate whole, portable kernels: rc=$rc" | log
-        grep -E "^device:|^\| |not finite|whole generate:" "$L/whole.txt" | log
+      whole | whole_narrow)
+        k=$(kernels_of "$part_name")
+        part "$part_name" 100 "$B/bench_generate" 9 448 256 224 128 0 whole default $k
+        echo "bench_generate whole, $k kernels: rc=$rc" | log
+        grep -E "^device:|^\| |not finite|whole generate:" "$L/$part_name.txt" | log
         ;;
       jit)
         part jit 150 "$B/cuda_attention_test_jit" \
@@ -162,7 +173,7 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         ;;
       memcheck)
         part memcheck 120 compute-sanitizer --tool memcheck "$B/cuda_attention_test" \
-          --gtest_filter='*portable_w?_auto_T1_H5_*:*portable_w?_auto_T7_H19_*:*portable_w?_auto_q257_kv1000*:*portable_w?_auto_q300_kv77*'
+          --gtest_filter='*portable_*_auto_T1_H5_*:*portable_*_auto_T7_H19_*:*portable_*_auto_q257_kv1000*:*portable_*_auto_q300_kv77*'
         echo "memcheck (portable, small shapes) rc=$rc: $(grep -E '^\[  (PASSED|FAILED)|ERROR SUMMARY' "$L/memcheck.txt" | tr '\n' ' ')" | log
         ;;
       nccl)
@@ -170,7 +181,7 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         tests "parallel_nccl_test (NcclGroup, one GPU) rc=$rc" "$L/nccl.txt"
         ;;
       *)
-        echo "unknown part $part_name (attn bench step backend check generate whole jit memcheck jit_backend nccl)" | log
+        echo "unknown part $part_name (attn bench step backend check generate whole jit memcheck jit_backend nccl backend_narrow check_narrow generate_narrow whole_narrow)" | log
         ;;
     esac
   done

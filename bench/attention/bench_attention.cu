@@ -16,11 +16,11 @@
 //     dense-rows   Hopper dense fed by cp.async (the kernel for tensors TMA cannot address)
 //     portable-window  the portable window kernel forced (row runs; mma.sync)
 //     portable-dense   the portable dense kernel forced
-//     portable-window-1, portable-dense-1  the same, 4 warps a block, with one block resident per
-//                  SM (AttentionOptions::portable_blocks_per_sm): a D = 128 block's occupancy on
-//                  sm_80/86/89/120 were it 4 warps there
-//     portable-window-8, portable-dense-8  8 warps a block, one block per SM: the shape those
-//                  GPUs run (AttentionOptions::portable_warps)
+//     portable-window-1, portable-dense-1  wide blocks with one resident per SM
+//                  (AttentionOptions::portable_blocks_per_sm): what a wide D = 128 block would
+//                  get on sm_80/86/89/120
+//     portable-window-narrow, portable-dense-narrow  narrow blocks (AttentionOptions::
+//                  portable_block), two per SM as on those GPUs: the shape they run
 //     cudnn        cuDNN's SDPA (baseline; its relative L2 distance to `dense` is printed too)
 // Rows whose kernels cannot run on this GPU (Hopper ones elsewhere) print why and are skipped.
 #include <cuda_bf16.h>
@@ -167,14 +167,20 @@ int main(int argc, char** argv) {
       const char* name;
       fa::WindowTiling tiling;
       fa::AttentionPath path;
-      int blocks_per_sm, warps;
-    } windows[] = {
-        {"window", fa::WindowTiling::automatic, fa::AttentionPath::automatic, 0, 0},
-        {"window-box", fa::WindowTiling::box_tiles, fa::AttentionPath::hopper, 0, 0},
-        {"window-rows", fa::WindowTiling::row_runs, fa::AttentionPath::hopper, 0, 0},
-        {"portable-window", fa::WindowTiling::automatic, fa::AttentionPath::portable, 0, 0},
-        {"portable-window-1", fa::WindowTiling::automatic, fa::AttentionPath::portable, 1, 4},
-        {"portable-window-8", fa::WindowTiling::automatic, fa::AttentionPath::portable, 1, 8}};
+      int blocks_per_sm;
+      fa::PortableBlock block;
+    } windows[] = {{"window", fa::WindowTiling::automatic, fa::AttentionPath::automatic, 0,
+                    fa::PortableBlock::automatic},
+                   {"window-box", fa::WindowTiling::box_tiles, fa::AttentionPath::hopper, 0,
+                    fa::PortableBlock::automatic},
+                   {"window-rows", fa::WindowTiling::row_runs, fa::AttentionPath::hopper, 0,
+                    fa::PortableBlock::automatic},
+                   {"portable-window", fa::WindowTiling::automatic, fa::AttentionPath::portable, 0,
+                    fa::PortableBlock::automatic},
+                   {"portable-window-1", fa::WindowTiling::automatic, fa::AttentionPath::portable,
+                    1, fa::PortableBlock::wide},
+                   {"portable-window-narrow", fa::WindowTiling::automatic,
+                    fa::AttentionPath::portable, 0, fa::PortableBlock::narrow}};
     bool have_window = false;  // o_ref holds the first window row's output
     for (const auto& w : windows) {
       if (!wanted(kernels, w.name)) continue;
@@ -182,7 +188,7 @@ int main(int argc, char** argv) {
       options.window_tiling = w.tiling;
       options.path = w.path;
       options.portable_blocks_per_sm = w.blocks_per_sm;
-      options.portable_warps = w.warps;
+      options.portable_block = w.block;
       fa::WindowPlan plan;
       double wms = 0;
       __nv_bfloat16* out = have_window ? o : o_ref;
@@ -197,12 +203,16 @@ int main(int argc, char** argv) {
         std::printf("%-11s %-15s failed: %s\n", s.name, w.name, e.what());
         continue;
       }
-      // The portable kernels compute row runs in steps of 64 keys (row_steps.h).
+      // The portable kernels compute row runs in steps of 64 keys, or 32 in narrow blocks
+      // (row_steps.h).
+      const bool narrow =
+          w.block == fa::PortableBlock::narrow ||
+          (w.block == fa::PortableBlock::automatic && fa::portable_narrow_blocks(d));
       const int tile_keys =
           w.path == fa::AttentionPath::portable ||
                   (w.path == fa::AttentionPath::automatic &&
                    fa::resolve_attention_path(w.path) == fa::AttentionPath::portable)
-              ? fa::kStepKeys
+              ? (narrow ? fa::kNarrowStepKeys : fa::kStepKeys)
               : fa::kTileKeys;
       const double density =
           useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
@@ -233,21 +243,27 @@ int main(int argc, char** argv) {
       fa::DenseFeed feed;
       fa::AttentionPath path;
       bool cudnn;
-      int blocks_per_sm, warps;
-    } denses[] = {
-        {"dense", fa::DenseFeed::automatic, fa::AttentionPath::automatic, false, 0, 0},
-        {"dense-rows", fa::DenseFeed::cp_async, fa::AttentionPath::hopper, false, 0, 0},
-        {"portable-dense", fa::DenseFeed::automatic, fa::AttentionPath::portable, false, 0, 0},
-        {"portable-dense-1", fa::DenseFeed::automatic, fa::AttentionPath::portable, false, 1, 4},
-        {"portable-dense-8", fa::DenseFeed::automatic, fa::AttentionPath::portable, false, 1, 8},
-        {"cudnn", fa::DenseFeed::automatic, fa::AttentionPath::automatic, true, 0, 0}};
+      int blocks_per_sm;
+      fa::PortableBlock block;
+    } denses[] = {{"dense", fa::DenseFeed::automatic, fa::AttentionPath::automatic, false, 0,
+                   fa::PortableBlock::automatic},
+                  {"dense-rows", fa::DenseFeed::cp_async, fa::AttentionPath::hopper, false, 0,
+                   fa::PortableBlock::automatic},
+                  {"portable-dense", fa::DenseFeed::automatic, fa::AttentionPath::portable, false,
+                   0, fa::PortableBlock::automatic},
+                  {"portable-dense-1", fa::DenseFeed::automatic, fa::AttentionPath::portable, false,
+                   1, fa::PortableBlock::wide},
+                  {"portable-dense-narrow", fa::DenseFeed::automatic, fa::AttentionPath::portable,
+                   false, 0, fa::PortableBlock::narrow},
+                  {"cudnn", fa::DenseFeed::automatic, fa::AttentionPath::automatic, true, 0,
+                   fa::PortableBlock::automatic}};
     for (const auto& di : denses) {
       if (!wanted(kernels, di.name)) continue;
       fa::AttentionOptions options;
       options.dense_feed = di.feed;
       options.path = di.path;
       options.portable_blocks_per_sm = di.blocks_per_sm;
-      options.portable_warps = di.warps;
+      options.portable_block = di.block;
       __nv_bfloat16* out = std::strcmp(di.name, "dense") == 0 ? o_ref : o;
       double dms = 0;
       try {

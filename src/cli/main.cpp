@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   std::string gpu_kernels = "auto";
   app.add_option("--gpu-kernels", gpu_kernels,
                  "GPU attention kernels: auto (Hopper kernels on compute capability 9.0, portable "
-                 "elsewhere), hopper or portable")
+                 "elsewhere), hopper, portable, or portable-narrow (the portable kernels with the "
+                 "blocks of GPUs with 100 or 164 KB of shared memory per SM, on any GPU)")
       ->capture_default_str();
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) sub->fallthrough();
   try {
@@ -40,8 +41,10 @@ int main(int argc, char** argv) {
         {env.gpu_memory_limit, env.profile, freeswim::ops::cuda::parse_gpu_kernels(gpu_kernels)});
 #else
     (void)env;
-    FS_CHECK(gpu_kernels == "auto" || gpu_kernels == "hopper" || gpu_kernels == "portable",
-             "--gpu-kernels must be auto, hopper or portable, got '{}'", gpu_kernels);
+    FS_CHECK(gpu_kernels == "auto" || gpu_kernels == "hopper" || gpu_kernels == "portable" ||
+                 gpu_kernels == "portable-narrow",
+             "--gpu-kernels must be auto, hopper, portable or portable-narrow, got '{}'",
+             gpu_kernels);
 #endif
     return freeswim::cli::run_selected(app);
   } catch (const freeswim::Error& e) {

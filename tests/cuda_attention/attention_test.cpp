@@ -47,8 +47,8 @@ const char* path_name(AttentionPath p) {
   return p == AttentionPath::hopper ? "hopper" : p == AttentionPath::portable ? "portable" : "auto";
 }
 
-std::string warps_name(int warps) {
-  return warps == 0 ? "" : "_w" + std::to_string(warps);
+const char* block_name(PortableBlock b) {
+  return b == PortableBlock::wide ? "_wide" : b == PortableBlock::narrow ? "_narrow" : "";
 }
 
 // Device buffer of bf16 values.
@@ -153,7 +153,7 @@ struct WindowCase {
   int heads, head_dim;
   WindowKernel kernel = WindowKernel::automatic;
   AttentionPath path = AttentionPath::hopper;
-  int warps = 0;  // portable kernels: AttentionOptions::portable_warps
+  PortableBlock block = PortableBlock::automatic;  // portable kernels' block shape
 };
 
 class WindowAttention : public ::testing::TestWithParam<WindowCase> {};
@@ -163,7 +163,7 @@ TEST_P(WindowAttention, MatchesReference) {
   SKIP_UNLESS_PATH_RUNS(c.path);
   AttentionOptions options = options_for(c.kernel);
   options.path = c.path;
-  options.portable_warps = c.warps;
+  options.portable_block = c.block;
   // The plan says which kernel runs: a forced tiling must get it.
   const WindowPlan plan = window_attention_plan(c.g, options);
   if (c.kernel == WindowKernel::rows || c.path == AttentionPath::portable) {
@@ -203,7 +203,7 @@ std::vector<WindowCase> window_cases() {
   // The same shapes through the portable kernels (row runs), and shapes for their steps of 64 keys:
   // rectangles whose last tile holds at most 64 keys (a skipped half), exactly 64 or 128 keys, or
   // 65; frames of one row or one column; the window at 14B-4K's half sizes. Each portable case
-  // runs with 4 and with 8 warps per block (whichever this GPU would choose, and the other).
+  // runs with wide and with narrow blocks (whichever this GPU would choose, and the other).
   const size_t n_default = cases.size();
   std::vector<WindowCase> portable;
   for (size_t i = 0; i < n_default; ++i) portable.push_back(cases[i]);
@@ -221,10 +221,10 @@ std::vector<WindowCase> window_cases() {
            {{3, 26, 70, 3, 20}, 1, 64},
            {{130, 9, 11, 2, 2}, 1, 128}})
     portable.push_back(c);
-  for (int warps : {4, 8})
+  for (PortableBlock block : {PortableBlock::wide, PortableBlock::narrow})
     for (WindowCase c : portable) {
       c.path = AttentionPath::portable;
-      c.warps = warps;
+      c.block = block;
       cases.push_back(c);
     }
   // Each shipped window kernel forced, at both head sizes: small grids (windows larger than the
@@ -245,7 +245,7 @@ std::vector<WindowCase> window_cases() {
 INSTANTIATE_TEST_SUITE_P(Shapes, WindowAttention, ::testing::ValuesIn(window_cases()),
                          [](const ::testing::TestParamInfo<WindowCase>& i) {
                            const WindowCase& c = i.param;
-                           return std::string(path_name(c.path)) + warps_name(c.warps) + "_" +
+                           return std::string(path_name(c.path)) + block_name(c.block) + "_" +
                                   name_of(c.kernel) + "_T" + std::to_string(c.g.T) + "_H" +
                                   std::to_string(c.g.H) + "_W" + std::to_string(c.g.W) + "_dh" +
                                   std::to_string(c.g.dh) + "_dw" + std::to_string(c.g.dw) +
@@ -258,7 +258,7 @@ struct DenseCase {
   int heads, head_dim;
   DenseFeed feed;
   AttentionPath path = AttentionPath::hopper;
-  int warps = 0;  // portable kernels: AttentionOptions::portable_warps
+  PortableBlock block = PortableBlock::automatic;  // portable kernels' block shape
 };
 
 class DenseAttention : public ::testing::TestWithParam<DenseCase> {};
@@ -274,7 +274,7 @@ TEST_P(DenseAttention, MatchesReference) {
   AttentionOptions options;
   options.dense_feed = c.feed;
   options.path = c.path;
-  options.portable_warps = c.warps;
+  options.portable_block = c.block;
   dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, c.n_q, c.n_kv, c.heads,
                           c.head_dim, scale, nullptr, options);
   CUDA_OK(cudaDeviceSynchronize());
@@ -294,11 +294,11 @@ std::vector<DenseCase> dense_cases() {
       c.feed = feed;
       out.push_back(c);
     }
-  for (int warps : {4, 8})
+  for (PortableBlock block : {PortableBlock::wide, PortableBlock::narrow})
     for (DenseCase c : shapes) {
       c.feed = DenseFeed::automatic;
       c.path = AttentionPath::portable;
-      c.warps = warps;
+      c.block = block;
       out.push_back(c);
     }
   return out;
@@ -307,7 +307,7 @@ std::vector<DenseCase> dense_cases() {
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseAttention, ::testing::ValuesIn(dense_cases()),
                          [](const ::testing::TestParamInfo<DenseCase>& i) {
                            const DenseCase& c = i.param;
-                           return std::string(path_name(c.path)) + warps_name(c.warps) + "_" +
+                           return std::string(path_name(c.path)) + block_name(c.block) + "_" +
                                   (c.feed == DenseFeed::tma        ? "tma"
                                    : c.feed == DenseFeed::cp_async ? "cp_async"
                                                                    : "auto") +
@@ -335,6 +335,13 @@ TEST(PortableKernels, FitEveryTarget) {
     EXPECT_LE(a.numRegs, 255) << k.name;
     EXPECT_LE(a.numRegs * k.threads, 65536) << k.name;
     EXPECT_GE(a.maxThreadsPerBlock, k.threads) << k.name;
+    // Narrow blocks run two to an SM of 100 KB (each with the 1 KB the system keeps) and of
+    // 64K registers; here too.
+    if (std::string(k.name).rfind("narrow_", 0) == 0) {
+      EXPECT_LE(2 * (smem + kSystemSmemPerBlock), static_cast<size_t>(kSmallSmSmem)) << k.name;
+      EXPECT_LE(2 * a.numRegs * k.threads, 65536) << k.name;
+      EXPECT_GE(k.blocks_per_sm, 2) << k.name;
+    }
   }
 }
 
@@ -386,63 +393,35 @@ TEST(PortableKernels, OneBlockPerSmGivesTheSameBits) {
                Error);
 }
 
-// A block of 8 warps (16 query rows each) computes every row as a block of 4 (32 rows each) does:
-// the same products in the same order, and a rescale by 1 where a warp's other rows needed one.
-// The engine's choice between them follows the SM's shared memory (4 where two blocks fit), and
-// values other than 0, 4 and 8 are refused.
-TEST(PortableKernels, EightWarpsGiveTheSameBits) {
+// The engine's block shape follows the SM's shared memory: narrow where two wide blocks do not
+// fit. A shape outside the enum is refused.
+TEST(PortableKernels, ShapeFollowsTheSharedMemory) {
   int dev = 0, per_sm = 0;
   CUDA_OK(cudaGetDevice(&dev));
   CUDA_OK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
   for (const PortableKernel& k : portable_kernels()) {
-    if (std::string(k.name) != "window_d128" && std::string(k.name) != "window_d64") continue;
-    const int d = std::string(k.name) == "window_d128" ? 128 : 64;
-    EXPECT_EQ(portable_block_warps(d),
-              2 * (k.dynamic_smem + k.attributes.sharedSizeBytes + kSystemSmemPerBlock) <=
-                      static_cast<size_t>(per_sm)
-                  ? 4
-                  : 8)
-        << k.name << " on an SM with " << per_sm << " bytes";
+    const std::string name = k.name;
+    if (name != "window_d128" && name != "window_d64") continue;
+    const size_t wide = k.dynamic_smem + k.attributes.sharedSizeBytes + kSystemSmemPerBlock;
+    EXPECT_EQ(portable_narrow_blocks(name == "window_d128" ? 128 : 64),
+              2 * wide > static_cast<size_t>(per_sm))
+        << name << " on an SM with " << per_sm << " bytes";
   }
-  EXPECT_THROW(portable_block_warps(96), Error);
+  EXPECT_TRUE(portable_narrow_blocks(128) || per_sm >= 2 * (99 * 1024)) << per_sm;
+  EXPECT_THROW(portable_narrow_blocks(96), Error);
   std::mt19937 rng(12);
-  const WindowGeometry g{5, 18, 29, 4, 7};
-  const int heads = 2;
-  for (int d : {64, 128}) {
-    const size_t n = static_cast<size_t>(g.tokens()) * heads * d;
-    Inputs in(n, n, rng);
-    DeviceBf16 other(n);
-    AttentionOptions four, eight;
-    four.path = eight.path = AttentionPath::portable;
-    four.portable_warps = 4;
-    eight.portable_warps = 8;
-    auto bits = [](const DeviceBf16& b) {
-      std::vector<uint16_t> h(b.n);
-      EXPECT_EQ(cudaMemcpy(h.data(), b.ptr, b.n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-      return h;
-    };
-    window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, heads, d, g, 0.3f,
-                             nullptr, four);
-    window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, heads, d, g, 0.3f, nullptr,
-                             eight);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(bits(in.dout), bits(other)) << "window d" << d;
-    dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, g.tokens(), g.tokens(),
-                            heads, d, 0.3f, nullptr, four);
-    dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(), g.tokens(),
-                            heads, d, 0.3f, nullptr, eight);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(bits(in.dout), bits(other)) << "dense d" << d;
-    AttentionOptions bad = eight;
-    bad.portable_warps = 6;
-    EXPECT_THROW(window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, heads, d, g,
-                                          0.3f, nullptr, bad),
-                 Error);
-    bad.portable_warps = -4;
-    EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, other.ptr, g.tokens(),
-                                         g.tokens(), heads, d, 0.3f, nullptr, bad),
-                 Error);
-  }
+  const WindowGeometry g{2, 9, 13, 2, 3};
+  const size_t n = static_cast<size_t>(g.tokens()) * 128;
+  Inputs in(n, n, rng);
+  AttentionOptions bad;
+  bad.path = AttentionPath::portable;
+  bad.portable_block = static_cast<PortableBlock>(7);
+  EXPECT_THROW(window_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, 1, 128, g,
+                                        0.3f, nullptr, bad),
+               Error);
+  EXPECT_THROW(dense_attention_forward(in.dq.ptr, in.dk.ptr, in.dv.ptr, in.dout.ptr, g.tokens(),
+                                       g.tokens(), 1, 128, 0.3f, nullptr, bad),
+               Error);
 }
 
 TEST(AttentionPaths, AutomaticTakesTheHopperKernelsWhereTheyRun) {

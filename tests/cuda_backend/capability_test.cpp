@@ -45,6 +45,7 @@ TEST(CudaCapability, HopperKernelsRunOnComputeCapability90AloneAndCanBeTurnedOff
     EXPECT_EQ(cuda_kernel_path(major, minor, true), portable) << major << "." << minor;
   EXPECT_EQ(cuda_kernel_path(9, 0, false), portable);  // a build without them
   EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::portable), portable);
+  EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::portable_narrow), portable);
   EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::hopper), hopper);
 }
 
@@ -52,6 +53,7 @@ TEST(CudaCapability, GpuKernelsFlagValues) {
   EXPECT_EQ(parse_gpu_kernels("auto"), GpuKernels::automatic);
   EXPECT_EQ(parse_gpu_kernels("hopper"), GpuKernels::hopper);
   EXPECT_EQ(parse_gpu_kernels("portable"), GpuKernels::portable);
+  EXPECT_EQ(parse_gpu_kernels("portable-narrow"), GpuKernels::portable_narrow);
   for (const char* bad : {"", "Hopper", "sm_80", "automatic", "portable "}) {
     try {
       parse_gpu_kernels(bad);
@@ -60,7 +62,8 @@ TEST(CudaCapability, GpuKernelsFlagValues) {
       EXPECT_NE(std::string(e.what()).find("--gpu-kernels"), std::string::npos) << e.what();
     }
   }
-  for (GpuKernels k : {GpuKernels::automatic, GpuKernels::hopper, GpuKernels::portable})
+  for (GpuKernels k : {GpuKernels::automatic, GpuKernels::hopper, GpuKernels::portable,
+                       GpuKernels::portable_narrow})
     EXPECT_EQ(parse_gpu_kernels(gpu_kernels_name(k)), k);
 }
 

@@ -20,7 +20,8 @@ std::string cuda_capability_problem(const std::string& name, int major, int mino
 
 std::string cuda_kernel_path(int major, int minor, bool hopper_built, GpuKernels kernels) {
   // sm_90a machine code runs on compute capability 9.0 alone.
-  const bool hopper = kernels != GpuKernels::portable && hopper_built && major == 9 && minor == 0;
+  const bool hopper = (kernels == GpuKernels::automatic || kernels == GpuKernels::hopper) &&
+                      hopper_built && major == 9 && minor == 0;
   return hopper ? "Hopper kernels (wgmma, TMA)" : "portable kernels (mma.sync)";
 }
 
@@ -28,7 +29,8 @@ GpuKernels parse_gpu_kernels(const std::string& value) {
   if (value == "auto") return GpuKernels::automatic;
   if (value == "hopper") return GpuKernels::hopper;
   if (value == "portable") return GpuKernels::portable;
-  fail("--gpu-kernels must be auto, hopper or portable, got '{}'", value);
+  if (value == "portable-narrow") return GpuKernels::portable_narrow;
+  fail("--gpu-kernels must be auto, hopper, portable or portable-narrow, got '{}'", value);
 }
 
 const char* gpu_kernels_name(GpuKernels k) {
@@ -37,6 +39,8 @@ const char* gpu_kernels_name(GpuKernels k) {
       return "hopper";
     case GpuKernels::portable:
       return "portable";
+    case GpuKernels::portable_narrow:
+      return "portable-narrow";
     default:
       return "auto";
   }

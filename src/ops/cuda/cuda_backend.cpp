@@ -77,6 +77,7 @@ attention::AttentionPath attention_path() {
     case GpuKernels::hopper:
       return attention::AttentionPath::hopper;
     case GpuKernels::portable:
+    case GpuKernels::portable_narrow:
       return attention::AttentionPath::portable;
     default:
       return attention::AttentionPath::automatic;
@@ -234,6 +235,8 @@ class CudaBackend final : public Backend {
     if (d == 64 || d == 128) {
       attention::AttentionOptions options;
       options.path = attention_path();
+      if (g_kernels == GpuKernels::portable_narrow)
+        options.portable_block = attention::PortableBlock::narrow;
       if (window)
         attention::window_attention_forward(q.raw(), k.raw(), v.raw(), out.raw(), heads, d, *window,
                                             scale, stream(), options);

@@ -16,9 +16,12 @@ namespace freeswim::ops::cuda {
 
 // Which attention kernels run (ops/cuda/attention/attention.h, AttentionPath): automatic (the
 // Hopper kernels on compute capability 9.0 when the build has them, the portable kernels
-// elsewhere), or one forced (`--gpu-kernels` in freeswim; tests and benchmarks).
-enum class GpuKernels { automatic, hopper, portable };
-// "auto", "hopper" or "portable"; anything else is an Error naming --gpu-kernels.
+// elsewhere), or one forced (`--gpu-kernels` in freeswim; tests and benchmarks): portable with the
+// block shape the GPU's SMs take, or portable_narrow, the portable kernels with the narrow blocks
+// of sm_80/86/89/120 on any GPU (AttentionOptions::portable_block).
+enum class GpuKernels { automatic, hopper, portable, portable_narrow };
+// "auto", "hopper", "portable" or "portable-narrow"; anything else is an Error naming
+// --gpu-kernels.
 GpuKernels parse_gpu_kernels(const std::string& value);
 const char* gpu_kernels_name(GpuKernels k);
 

@@ -86,11 +86,17 @@ int portable_blocks_per_sm(const AttentionOptions& options, const char* who) {
   return options.portable_blocks_per_sm;
 }
 
-int portable_warps(const AttentionOptions& options, const char* who) {
-  FS_CHECK(
-      options.portable_warps == 0 || options.portable_warps == 4 || options.portable_warps == 8,
-      "{}: portable_warps = {} (0, 4 or 8)", who, options.portable_warps);
-  return options.portable_warps;
+int portable_narrow(const AttentionOptions& options, const char* who) {
+  switch (options.portable_block) {
+    case PortableBlock::automatic:
+      return -1;
+    case PortableBlock::wide:
+      return 0;
+    case PortableBlock::narrow:
+      return 1;
+  }
+  fail("{}: portable_block = {} (automatic, wide or narrow)", who,
+       static_cast<int>(options.portable_block));
 }
 
 Params common(const void* q, const void* k, const void* v, void* out, int heads, int head_dim,
@@ -129,14 +135,14 @@ void current_capability(int& major, int& minor) {
 
 }  // namespace
 
-int portable_block_warps(int head_dim) {
-  FS_CHECK(head_dim == 64 || head_dim == 128, "portable_block_warps: head_dim {} (64 or 128)",
+bool portable_narrow_blocks(int head_dim) {
+  FS_CHECK(head_dim == 64 || head_dim == 128, "portable_narrow_blocks: head_dim {} (64 or 128)",
            head_dim);
-  int warps = 0;
-  const cudaError_t e = detail::portable_block_warps(head_dim, warps);
+  bool narrow = false;
+  const cudaError_t e = detail::portable_narrow_blocks(head_dim, narrow);
   if (e != cudaSuccess) cudaGetLastError();
-  FS_CHECK(e == cudaSuccess, "portable_block_warps: {}", cudaGetErrorString(e));
-  return warps;
+  FS_CHECK(e == cudaSuccess, "portable_narrow_blocks: {}", cudaGetErrorString(e));
+  return narrow;
 }
 
 bool hopper_kernels_built() {
@@ -205,10 +211,10 @@ void window_attention_forward(const void* q, const void* k, const void* v, void*
   p.plan = plan_for(g, options, path);
   FS_CHECK(p.plan.blocks() < std::numeric_limits<int>::max(), "{}: too many query blocks", who);
   if (path == AttentionPath::portable) {
-    check_launch(
-        detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream,
-                                portable_blocks_per_sm(options, who), portable_warps(options, who)),
-        who);
+    check_launch(detail::launch_portable(p, true, head_dim, grid_of(p.plan, heads), stream,
+                                         portable_blocks_per_sm(options, who),
+                                         portable_narrow(options, who)),
+                 who);
     return;
   }
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS
@@ -245,10 +251,10 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
   if (resolve_attention_path(options.path) == AttentionPath::portable) {
     FS_CHECK(options.dense_feed != DenseFeed::tma,
              "{}: TMA feed was asked for, but the portable kernels load by cp.async", who);
-    check_launch(
-        detail::launch_portable(p, false, head_dim, grid, stream,
-                                portable_blocks_per_sm(options, who), portable_warps(options, who)),
-        who);
+    check_launch(detail::launch_portable(p, false, head_dim, grid, stream,
+                                         portable_blocks_per_sm(options, who),
+                                         portable_narrow(options, who)),
+                 who);
     return;
   }
 #ifdef FREESWIM_HAVE_HOPPER_KERNELS

@@ -34,6 +34,8 @@ enum class DenseFeed { automatic, tma, cp_async };
 // The choices that remain between the shipped kernels. The defaults are the engine's: choices
 // made from the window plan and the tensors. Tests and benchmarks set them to run one kernel on
 // purpose; a forced TMA-fed kernel whose tensor maps cannot be made is an Error, not a fallback.
+enum class PortableBlock { automatic, wide, narrow };
+
 struct AttentionOptions {
   AttentionPath path = AttentionPath::automatic;
   WindowTiling window_tiling = WindowTiling::automatic;  // window_plan.h
@@ -44,10 +46,11 @@ struct AttentionOptions {
   // one block runs per SM, as a D = 128 block (97.5 KB) does on sm_86, sm_89 and sm_120 (100 KB per
   // SM): benchmarks measure that occupancy on the GPUs we have. Other values are an Error.
   int portable_blocks_per_sm = 0;
-  // Portable kernels: warps per block. 0, the engine's: 4 (32 query rows each) where two blocks
-  // fit in an SM's shared memory, else 8 (16 rows each), so that an SM holds 8 warps either way
-  // (portable_block_warps). 4 or 8 force that shape; other values are an Error.
-  int portable_warps = 0;
+  // Portable kernels: the block's shape (portable_kernels.cu). automatic, the engine's: wide
+  // blocks (64-key steps, K/V double-buffered, 97.5 KB at D = 128) where two fit in an SM's shared
+  // memory, else narrow ones (32-key steps, one K and one V buffer, 48.8 KB), so that an SM holds
+  // two blocks either way (portable_narrow_blocks).
+  PortableBlock portable_block = PortableBlock::automatic;
 };
 
 // The path `requested` resolves to on the current device (never automatic); an Error when hopper
@@ -78,15 +81,17 @@ void dense_attention_forward(const void* q, const void* k, const void* v, void* 
 inline constexpr int kPortableSmemLimit = 99 * 1024;
 // Shared memory the system keeps per resident block on compute capability 8.0 and later.
 inline constexpr int kSystemSmemPerBlock = 1024;
+// Shared memory of an SM on compute capability 8.6, 8.9 and 12.0 (sm_80: 164 KB; sm_90: 228 KB).
+inline constexpr int kSmallSmSmem = 100 * 1024;
 
-// The warps of a portable block (4 or 8) on the current device when AttentionOptions leave them
-// open (portable_warps = 0).
-int portable_block_warps(int head_dim);
+// Whether the portable kernels run narrow blocks on the current device when AttentionOptions
+// leave the shape open (portable_block automatic): where two wide blocks do not fit an SM.
+bool portable_narrow_blocks(int head_dim);
 
 // A portable kernel's launch attributes on the current device, launched with blocks_per_sm as
 // AttentionOptions::portable_blocks_per_sm (tests check that they would launch on every target,
-// and that blocks_per_sm 1 leaves one block per SM): each kernel with 4 warps per block, then
-// each with 8 (names ending in _w8).
+// and that blocks_per_sm 1 leaves one block per SM): the wide kernels, then the narrow ones
+// (names beginning narrow_).
 struct PortableKernel {
   const char* name = "";
   int threads = 0;       // per block

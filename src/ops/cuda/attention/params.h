@@ -49,10 +49,11 @@ cudaError_t launch_row_runs(const Params& p, bool window, int head_dim, dim3 gri
 
 // The portable kernels (portable_kernels.cu, every target): the window over row runs (window =
 // true; p.plan has box_w = 0) or dense attention; blocks_per_sm as AttentionOptions'
-// portable_blocks_per_sm (0 or 1), warps as AttentionOptions::portable_warps (0, 4 or 8).
+// portable_blocks_per_sm (0 or 1); narrow 1 for narrow blocks, 0 for wide ones, -1 for the
+// device's choice (AttentionOptions::portable_block).
 cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
-                            cudaStream_t stream, int blocks_per_sm, int warps);
-// The warps a portable block has on the current device when the options leave it open.
-cudaError_t portable_block_warps(int head_dim, int& warps);
+                            cudaStream_t stream, int blocks_per_sm, int narrow);
+// Whether portable blocks are narrow on the current device when the options leave it open.
+cudaError_t portable_narrow_blocks(int head_dim, bool& narrow);
 
 }  // namespace freeswim::attention::detail

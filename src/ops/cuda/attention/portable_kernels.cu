@@ -5,18 +5,26 @@
 // A block is 4 warps answering 128 queries (kBlockQ) of one head: dense, 128 consecutive ones as a
 // Hopper block; the window, a group of positions of a zoned plan in every frame (window_plan.h:
 // zones group the border positions, whose windows are clamped, by window start). Each warp owns 32
-// query rows (two m16 tiles, so each K or V fragment it loads feeds two products). Keys come in
-// steps of 64 (half a plan tile of window_plan.h; a half that lies wholly past its rectangle's
-// keys is skipped). Shared memory holds Q
-// and two stages of K/V, double-buffered with cp.async:
+// query rows (two m16 tiles, so each K or V fragment it loads feeds two products). Shared memory
+// holds Q and the keys and values of the steps in flight, in one of two shapes (row_steps.h):
 //
-//   step i:  wait for stage i % 2 -> barrier -> S = Q K^T on stage i % 2, issuing the copies of
-//            step i + 1 into the other stage on the way (kIssueAfter) -> mask, online softmax,
-//            O += P V
+//   wide (97.5 KB at D = 128; two blocks per SM where the SM has 228 KB: sm_90, sm_100): steps of
+//   64 keys, K and V double-buffered together with cp.async:
+//     step i:  wait for stage i % 2 -> barrier -> S = Q K^T on stage i % 2, issuing the copies of
+//              step i + 1 into the other stage on the way (kIssueAfter) -> mask, online softmax,
+//              O += P V
 //
+//   narrow (48.8 KB at D = 128; two blocks per SM where the SM has 100 KB: sm_86, sm_89, sm_120,
+//   and sm_80's 164 KB): steps of 32 keys, one K and one V buffer, each filled while the other is
+//   read (FlashAttention-2's sm8x layout, 128 x 32 tiles):
+//     step i:  wait for K_i -> barrier -> copies of V_i -> S = Q K_i^T, mask -> wait for V_i ->
+//              barrier -> copies of K_i+1 -> online softmax, O += P V_i
+//
+// A wide block on those SMs would run alone (4 warps, one per scheduler): measured on an H100
+// with one block per SM, it loses 16-22% of its rate (docs/attention.md, "Narrow blocks").
 // All 128 threads load (no producer warps: mma.sync needs no register reallocation, and 4 warps
-// per block leave room for two blocks per SM where shared memory allows). The softmax is the
-// Hopper consumer's: fp32, exp2 of pre-scaled scores, a lazy running maximum (consumer.cuh).
+// per block leave room for two blocks per SM). The softmax is the Hopper consumer's: fp32, exp2 of
+// pre-scaled scores, a lazy running maximum (consumer.cuh).
 #include <type_traits>
 
 #include "ops/cuda/attention/attention.h"
@@ -32,7 +40,8 @@ using detail::BlockQueries;
 using detail::KeyPos;
 using detail::Params;
 
-inline constexpr int kStages = 2;       // K/V double buffer
+inline constexpr int kThreads = 128;    // 4 warps
+inline constexpr int kWarpRows = 32;    // query rows per warp: two m16 tiles
 inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <= 2^8
 // After which 16-dim slice of S = Q K^T a step issues the next step's copies (-1: before the
 // first). The window issues them after the first quarter of the slices: its loader is integer
@@ -45,31 +54,37 @@ inline constexpr float kLazyMax = 8.f;  // as consumer.cuh: probabilities stay <
 // interleaved with the first products by the compiler.
 template <int D, bool kWindow>
 inline constexpr int kIssueAfter = kWindow ? D / 64 - 1 : -1;
+static_assert(kThreads / 32 * kWarpRows == kBlockQ, "the warps cover the block's queries");
 
-// A block's warps: 4 (32 query rows each: two m16 tiles, so each K or V fragment a warp loads
-// feeds four products) or 8 (16 rows each, one m16 tile). See launch_d for which runs where.
-template <int kWarps>
+// The two block shapes (see the top of this file).
+template <bool kNarrow>
 struct Shape {
-  static_assert(kWarps == 4 || kWarps == 8, "4 or 8 warps");
-  static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kWarpRows = kBlockQ / kWarps;  // query rows per warp
-  static constexpr int kMi = kWarpRows / 16;          // m16 row tiles per warp
-  // Blocks per SM the registers are budgeted for: 4-warp blocks run two to an SM (255 registers
-  // a thread); 8-warp ones run where one block fills the SM's shared memory (up to 255 as well).
-  static constexpr int kMinBlocks = kWarps == 4 ? 2 : 1;
+  static constexpr int kStep = kNarrow ? kNarrowStepKeys : kStepKeys;  // keys per step
+  static constexpr int kStages = kNarrow ? 1 : 2;                      // K/V buffers
 };
 
-template <int D>
-struct Smem {
+// Q and the K/V buffers.
+template <int D, bool kNarrow>
+struct Tiles {
+  static constexpr int kStep = Shape<kNarrow>::kStep, kStages = Shape<kNarrow>::kStages;
   alignas(256) __nv_bfloat16 q[kBlockQ * D];
-  alignas(256) __nv_bfloat16 k[kStages][kStepKeys * D];
-  alignas(256) __nv_bfloat16 v[kStages][kStepKeys * D];
-  KeyPos key[kStages][kStepKeys];  // window: key positions of the stage (for the mask)
-  KeyPos box[kBlockQ];             // window: each query row's window start (for the mask)
-  int masked[kStages];             // whether the stage's step needs the mask
-  RectTiles rt;                    // window: the block's key rectangles and their tiles
-  PositionGroup group;             // window: the block's positions
+  alignas(256) __nv_bfloat16 k[kStages][kStep * D];
+  alignas(256) __nv_bfloat16 v[kStages][kStep * D];
 };
+// The rest of a block's shared memory.
+template <bool kNarrow>
+struct Extras {
+  static constexpr int kStep = Shape<kNarrow>::kStep, kStages = Shape<kNarrow>::kStages;
+  KeyPos key[kStages][kStep];  // window: key positions of the stage (for the mask)
+  KeyPos box[kBlockQ];         // window: each query row's window start (for the mask)
+  int masked[kStages];         // wide: whether the stage's step needs the mask
+  RectTiles rt;                // window: the block's key rectangles and their tiles
+  PositionGroup group;         // window: the block's positions
+};
+// A wide block's shared memory, all of it dynamic (96 KB of tiles exceed the 48 KB a kernel may
+// declare statically).
+template <int D>
+struct WideSmem : Tiles<D, false>, Extras<false> {};
 
 // The window block's queries: its group of positions (window_plan.h, zones) in every frame, read
 // from shared memory (a pointer and the chunk are all a thread keeps).
@@ -91,13 +106,24 @@ struct GroupQueries {
 };
 template <bool kWindow>
 using Queries = std::conditional_t<kWindow, GroupQueries, BlockQueries<false>>;
-// Dynamic shared memory of a block: Smem and the slack that aligns it to 256 bytes.
-template <int D>
-inline constexpr int kSmemBytes = static_cast<int>(sizeof(Smem<D>)) + 256;
+// Dynamic shared memory of a block. Wide: WideSmem and the slack that aligns it to 256 bytes at run
+// time. Narrow: the Extras alone; its Tiles (48 KB at D = 128) are declared statically, aligned by
+// the compiler, so that no slack is needed: two blocks, each with the 1 KB the system keeps, fit
+// an SM of 100 KB.
+template <int D, bool kNarrow>
+inline constexpr int kDynamicSmemBytes = kNarrow ? static_cast<int>(sizeof(Extras<true>))
+                                                 : static_cast<int>(sizeof(WideSmem<D>)) + 256;
+template <int D, bool kNarrow>
+inline constexpr int kStaticSmemBytes = kNarrow ? static_cast<int>(sizeof(Tiles<D, true>)) : 0;
+template <int D, bool kNarrow>
+inline constexpr int kBlockSmemBytes = kStaticSmemBytes<D, kNarrow> + kDynamicSmemBytes<D, kNarrow>;
 // Every target's limit per block (sm_86, sm_89 and sm_120 allow 99 KB; the 1 KB the system keeps
-// per block is outside it), so one build serves them all.
-static_assert(kSmemBytes<128> <= kPortableSmemLimit, "portable D = 128 block exceeds 99 KB");
-static_assert(kSmemBytes<64> <= kPortableSmemLimit, "portable D = 64 block exceeds 99 KB");
+// per block is outside it), so one build serves them all; a kernel may declare 48 KB statically.
+static_assert(kBlockSmemBytes<128, false> <= kPortableSmemLimit, "wide D = 128 exceeds 99 KB");
+static_assert(kBlockSmemBytes<64, false> <= kPortableSmemLimit, "wide D = 64 exceeds 99 KB");
+static_assert(2 * (kBlockSmemBytes<128, true> + kSystemSmemPerBlock) <= kSmallSmSmem,
+              "two narrow D = 128 blocks do not fit an SM of 100 KB");
+static_assert(kStaticSmemBytes<128, true> <= 48 * 1024, "static shared memory above 48 KB");
 
 // The copies of a block's steps (row_steps.h: which keys each step holds and which thread copies
 // which rows). kPerRow threads share a key row: thread tid copies rows tid / kPerRow + i *
@@ -108,26 +134,31 @@ static_assert(kSmemBytes<64> <= kPortableSmemLimit, "portable D = 64 block excee
 // thread (16 per row at D = 128): its cursor costs nothing, and whole 256-byte rows per instruction
 // read 2.6-5% faster than the window's pattern. Only the cursor is kept per thread; the rectangles
 // are read from shared memory when needed (the registers go to the warps' accumulators).
-template <int D, bool kWindow, int kWarps>
+template <int D, bool kWindow, bool kNarrow>
 struct Loader {
+  static constexpr int kStep = Shape<kNarrow>::kStep;
   static constexpr int kPerRow = copy_threads_per_row(kWindow, D);
-  static constexpr int kRowsPerPass = Shape<kWarps>::kThreads / kPerRow;  // every thread copies
-  static constexpr int kPasses = kStepKeys / kRowsPerPass;
+  static constexpr int kRowsPerPass = kCopyThreads / kPerRow;
+  static constexpr int kPasses = kStep / kRowsPerPass;
   static constexpr int kChunksPerThread = D / 8 / kPerRow;
-  static_assert(D / 8 % kPerRow == 0 && kStepKeys % kRowsPerPass == 0, "whole chunks and passes");
+  static_assert(kCopyThreads == kThreads, "every thread copies");
+  static_assert(D / 8 % kPerRow == 0 && kStep % kRowsPerPass == 0, "whole chunks and passes");
 
   const Params& p;
-  Smem<D>& s;
+  Tiles<D, kNarrow>& t;
+  Extras<kNarrow>& e;
   int tid;
-  StepWalk walk;
+  StepWalkOf<kStep> walk;
   RowCursor cur;  // window; dense keeps the thread's next token in cur.token, its index in cur.idx
+  int tok[kPasses];  // narrow: the current step's token of each of the thread's rows (-1: none)
 
-  __device__ __forceinline__ Loader(const Params& p_, Smem<D>& s_, int tid_)
-      : p(p_), s(s_), tid(tid_) {}
+  __device__ __forceinline__ Loader(const Params& p_, Tiles<D, kNarrow>& t_, Extras<kNarrow>& e_,
+                                    int tid_)
+      : p(p_), t(t_), e(e_), tid(tid_) {}
 
   __device__ __forceinline__ int keys_from_tile() const {
     if constexpr (kWindow) {
-      return walk.keys_from_tile(s.rt, p.g.T);
+      return walk.keys_from_tile(e.rt, p.g.T);
     } else {
       return walk.keys_from_tile(p.n_kv);
     }
@@ -136,8 +167,8 @@ struct Loader {
   // The first step (false when the block has none).
   __device__ __forceinline__ bool first() {
     if constexpr (kWindow) {
-      if (!walk.start(s.rt)) return false;
-      cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kPerRow);
+      if (!walk.start(e.rt)) return false;
+      cur.start(e.rt.keys.rect[walk.rect], p.g, tid / kPerRow);
     } else {
       if (!walk.start(p.n_kv)) return false;
       cur.idx = cur.token = tid / kPerRow;
@@ -147,94 +178,131 @@ struct Loader {
 
   // On to the next step; false after the last.
   __device__ __forceinline__ bool advance() {
-    const int moved = walk.advance(keys_from_tile(), kWindow ? s.rt.first : nullptr);
-    if (moved == 2) cur.start(s.rt.keys.rect[walk.rect], p.g, tid / kPerRow);
+    const int moved = walk.advance(keys_from_tile(), kWindow ? e.rt.first : nullptr);
+    if (moved == 2) cur.start(e.rt.keys.rect[walk.rect], p.g, tid / kPerRow);
     return moved != 0;
   }
 
-  // The copies of the current step into `stage` (zeros for rows past the keys), the key positions
-  // of the window's mask, and whether the step needs the mask.
-  __device__ __forceinline__ void issue(int stage) {
-    const int q = tid % kPerRow;
-    const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
-    const int64_t head_off = int64_t{blockIdx.y} * D + q * 8;
-    const __nv_bfloat16* kbase = p.k + head_off;
-    const __nv_bfloat16* vbase = p.v + head_off;
-    // Chunk q + kPerRow j of row r sits at chunk (q + kPerRow j) ^ (r % 8), r % 8 the same in
-    // every pass (kRowsPerPass is a multiple of 8). In a 256-byte-aligned tile with rows of
-    // D * 2 >= 128 bytes that is the address of chunk q XOR 16 kPerRow j bytes: with kPerRow = 4
-    // the XOR carries the swizzle's bit 2 over to j, and with kPerRow = D / 8 there is no j > 0.
-    const int row0 = tid / kPerRow;
-    const uint32_t at0 = swizzled<D>(row0, q);
-    const uint32_t kdst = smem_u32(s.k[stage]), vdst = smem_u32(s.v[stage]);
-    KeyRect R;
-    int n_keys = p.n_kv;
+  // Whether the current step needs the mask.
+  __device__ __forceinline__ bool masked() const {
     if constexpr (kWindow) {
-      R = s.rt.keys.rect[walk.rect];
+      return walk.masked(e.rt);
+    } else {
+      return walk.masked(p.n_kv);
+    }
+  }
+
+  // Chunk q + kPerRow j of row r sits at chunk (q + kPerRow j) ^ (r % 8), r % 8 the same in every
+  // pass (kRowsPerPass is a multiple of 8). In a 256-byte-aligned tile with rows of D * 2 >= 128
+  // bytes that is the address of chunk q XOR 16 kPerRow j bytes: with kPerRow = 4 the XOR carries
+  // the swizzle's bit 2 over to j, and with kPerRow = D / 8 there is no j > 0.
+  __device__ __forceinline__ uint32_t row_at(int pass) const {
+    return swizzled<D>(tid / kPerRow, tid % kPerRow) +
+           static_cast<uint32_t>(pass * kRowsPerPass * D * 2);
+  }
+  __device__ __forceinline__ const __nv_bfloat16* head_base(const __nv_bfloat16* x) const {
+    return x + int64_t{blockIdx.y} * D + (tid % kPerRow) * 8;
+  }
+  // The keys of the current step this thread copies, pass i's in rows row_at(i): whether there is
+  // one, and its token; the window's key positions for the mask into `stage`; the cursor moves on.
+  template <class Row>
+  __device__ __forceinline__ void rows(int stage, Row&& row) {
+    int n_keys = p.n_kv;
+    KeyRect R;
+    if constexpr (kWindow) {
+      R = e.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
-      const int row = row0 + i * kRowsPerPass;
       const bool valid = cur.idx < n_keys;
-      const int64_t off = valid ? cur.token * token_stride : 0;
-      const uint32_t at = at0 + static_cast<uint32_t>(i * kRowsPerPass * D * 2);
-#pragma unroll
-      for (int j = 0; j < kChunksPerThread; ++j) {
-        cp_async16(kdst + (at ^ (j * kPerRow * 16)), kbase + off + j * kPerRow * 8, valid);
-        cp_async16(vdst + (at ^ (j * kPerRow * 16)), vbase + off + j * kPerRow * 8, valid);
-      }
+      row(i, valid, cur.token);
       if constexpr (kWindow) {
-        if (q == 0)
-          detail::store_key_pos(&s.key[stage][row], detail::make_key_pos(valid, cur.kr, cur.kc));
+        if (tid % kPerRow == 0)
+          detail::store_key_pos(&e.key[stage][tid / kPerRow + i * kRowsPerPass],
+                                detail::make_key_pos(valid, cur.kr, cur.kc));
         cur.step(R, p.g, kRowsPerPass);
       } else {
         cur.idx += kRowsPerPass;
         cur.token += kRowsPerPass;
       }
     }
-    if (tid == 0) {
-      if constexpr (kWindow) {
-        s.masked[stage] = walk.masked(s.rt);
-      } else {
-        s.masked[stage] = walk.masked(p.n_kv);
-      }
-    }
+  }
+  // The thread's chunks of one key row (zeros when !valid).
+  __device__ __forceinline__ void copy_row(uint32_t dst, const __nv_bfloat16* base, int64_t off,
+                                           bool valid) const {
+#pragma unroll
+    for (int j = 0; j < kChunksPerThread; ++j)
+      cp_async16(dst ^ (j * kPerRow * 16), base + off + j * kPerRow * 8, valid);
+  }
+
+  // Wide: the copies of the current step's K and V into `stage`, the key positions of the window's
+  // mask, and whether the step needs the mask.
+  __device__ __forceinline__ void issue(int stage) {
+    const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
+    const __nv_bfloat16* kbase = head_base(p.k);
+    const __nv_bfloat16* vbase = head_base(p.v);
+    const uint32_t kdst = smem_u32(t.k[stage]), vdst = smem_u32(t.v[stage]);
+    rows(stage, [&](int i, bool valid, int token) {
+      const int64_t off = valid ? token * token_stride : 0;
+      copy_row(kdst + row_at(i), kbase, off, valid);
+      copy_row(vdst + row_at(i), vbase, off, valid);
+    });
+    if (tid == 0) e.masked[stage] = masked();
+  }
+
+  // Narrow: the copies of the current step's K (and the key positions of the window's mask); the
+  // step's rows are kept for issue_v.
+  __device__ __forceinline__ void issue_k() {
+    const int64_t token_stride = int64_t{p.heads} * D;
+    const __nv_bfloat16* kbase = head_base(p.k);
+    const uint32_t kdst = smem_u32(t.k[0]);
+    rows(0, [&](int i, bool valid, int token) {
+      tok[i] = valid ? token : -1;
+      copy_row(kdst + row_at(i), kbase, valid ? token * token_stride : 0, valid);
+    });
+  }
+  // Narrow: the copies of V for the step issue_k copied K of.
+  __device__ __forceinline__ void issue_v() {
+    const int64_t token_stride = int64_t{p.heads} * D;
+    const __nv_bfloat16* vbase = head_base(p.v);
+    const uint32_t vdst = smem_u32(t.v[0]);
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i)
+      copy_row(vdst + row_at(i), vbase, tok[i] >= 0 ? tok[i] * token_stride : 0, tok[i] >= 0);
   }
 
   // Q: the block's 128 query rows (padding rows zero).
   __device__ __forceinline__ void issue_q(const Queries<kWindow>& bq, int head) {
     const int q = tid % kPerRow;
-    const uint32_t qdst = smem_u32(s.q);
+    const uint32_t qdst = smem_u32(t.q);
     for (int row = tid / kPerRow; row < kBlockQ; row += kRowsPerPass) {
       int br, bc;
       const int64_t token_q = bq.token(p, row, br, bc);
       if constexpr (kWindow)
-        if (q == 0) detail::store_key_pos(&s.box[row], detail::make_key_pos(true, br, bc));
+        if (q == 0) detail::store_key_pos(&e.box[row], detail::make_key_pos(true, br, bc));
       const int64_t off = token_q >= 0 ? (token_q * p.heads + head) * D + q * 8 : 0;
-      const uint32_t at = swizzled<D>(row, q);
-#pragma unroll
-      for (int j = 0; j < kChunksPerThread; ++j)
-        cp_async16(qdst + (at ^ (j * kPerRow * 16)), p.q + off + j * kPerRow * 8, token_q >= 0);
+      copy_row(qdst + swizzled<D>(row, q), p.q, off, token_q >= 0);
     }
   }
 };
 
 // One warp's 32 query rows: thread (g = lane / 4, c4 = lane % 4) holds rows
 // warp * 32 + mi * 16 + g + 8 r for mi, r in {0, 1}; o[mi][n] are columns 8 n + 2 c4 (+1) of
-// those rows (the mma accumulator layout), S alike over the step's 64 keys.
-template <int D, bool kWindow, int kWarps>
+// those rows (the mma accumulator layout), S alike over the step's kStep keys.
+template <int D, bool kWindow, bool kNarrow>
 struct WarpRows {
-  static constexpr int kWarpRows = Shape<kWarps>::kWarpRows;
-  static constexpr int kMi = Shape<kWarps>::kMi;
+  static constexpr int kStep = Shape<kNarrow>::kStep;
+  using Scores = float[2][kStep / 8][4];
   const Params& p;
-  int lane, c4, row0;  // row0: the lane's first query row (warp * kWarpRows + lane / 4)
-  float o[kMi][D / 8][4];
-  float row_max[kMi][2], row_sum[kMi][2];
+  int lane, c4, row0;  // row0: the lane's first query row (warp * 32 + lane / 4)
+  float o[2][D / 8][4];
+  float row_max[2][2], row_sum[2][2];
   // ldmatrix addresses (bytes in shared memory) of the lane's row and chunk parity, per operand.
   uint32_t q_addr, k_addr, v_addr;
 
-  __device__ __forceinline__ WarpRows(const Params& p_, const Smem<D>& s, int warp, int lane_)
+  __device__ __forceinline__ WarpRows(const Params& p_, const Tiles<D, kNarrow>& s, int warp,
+                                      int lane_)
       : p(p_), lane(lane_), c4(lane_ % 4), row0(warp * kWarpRows + lane_ / 4) {
     const int l7 = lane & 7;
     // A fragments of Q (rows warp * 32 + mi * 16 + lane % 16, chunk 2 kk + lane / 16), B
@@ -251,46 +319,55 @@ struct WarpRows {
     v_addr = smem_u32(s.v[0]) + ((lane & 7) + (((lane >> 3) & 1) << 3)) * (D * 2) +
              (((lane >> 4) ^ l7) << 4);
 #pragma unroll
-    for (int mi = 0; mi < kMi; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         row_max[mi][r] = -INFINITY;
         row_sum[mi][r] = 0.f;
       }
 #pragma unroll
-    for (int mi = 0; mi < kMi; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) o[mi][n][0] = o[mi][n][1] = o[mi][n][2] = o[mi][n][3] = 0.f;
   }
 
-  // One step on `stage`: key_base is the step's first key (dense mask), masked whether it needs
-  // the mask. issue_next() is called once, after Q K^T's 16-dim slice kIssueAfter (-1: before
-  // the first).
+  static constexpr int kStageBytes = kStep * D * 2;
+
+  // One wide step on `stage`: key_base is the step's first key (dense mask), masked whether it
+  // needs the mask. issue_next() is called once, after Q K^T's 16-dim slice kIssueAfter (-1:
+  // before the first).
   template <int kIssueAfter, class IssueNext>
-  __device__ __forceinline__ void step(const Smem<D>& s, int stage, bool masked, int key_base,
-                                       IssueNext&& issue_next) {
+  __device__ __forceinline__ void step(const Extras<kNarrow>& e, int stage, bool masked,
+                                       int key_base, IssueNext&& issue_next) {
+    Scores sc;
+    scores<kIssueAfter>(stage, sc, issue_next);
+    if (masked) mask(e, stage, key_base, sc);
+    accumulate(stage, sc);
+  }
+
+  // S = Q K^T of the step in `stage`; issue_next() is called once, after the 16-dim slice
+  // kIssueAfter (-1: before the first).
+  template <int kIssueAfter, class IssueNext>
+  __device__ __forceinline__ void scores(int stage, Scores& sc, IssueNext&& issue_next) const {
     if constexpr (kIssueAfter < 0) issue_next();
-    constexpr int kStageBytes = kStepKeys * D * 2;
-    float sc[kMi][kStepKeys / 8][4];
 #pragma unroll
-    for (int mi = 0; mi < kMi; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-      for (int n = 0; n < kStepKeys / 8; ++n)
+      for (int n = 0; n < kStep / 8; ++n)
         sc[mi][n][0] = sc[mi][n][1] = sc[mi][n][2] = sc[mi][n][3] = 0.f;
-    // S = Q K^T: per 16 head dims, the warp's two Q fragments against the step's 64 keys.
+    // Per 16 head dims, the warp's two Q fragments against the step's keys.
     const uint32_t kst = k_addr + stage * kStageBytes;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[kMi][4];
+      uint32_t qa[2][4];
 #pragma unroll
-      for (int mi = 0; mi < kMi; ++mi)
-        ldmatrix_x4(qa[mi], (q_addr + mi * 16 * (D * 2)) ^ (kk << 5));
+      for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(qa[mi], (q_addr + mi * 16 * (D * 2)) ^ (kk << 5));
 #pragma unroll
-      for (int n2 = 0; n2 < kStepKeys / 16; ++n2) {
+      for (int n2 = 0; n2 < kStep / 16; ++n2) {
         uint32_t kb[4];
         ldmatrix_x4(kb, (kst + n2 * 16 * (D * 2)) ^ (kk << 5));
 #pragma unroll
-        for (int mi = 0; mi < kMi; ++mi) {
+        for (int mi = 0; mi < 2; ++mi) {
           mma_16816(sc[mi][2 * n2], qa[mi], kb[0], kb[1]);
           mma_16816(sc[mi][2 * n2 + 1], qa[mi], kb[2], kb[3]);
         }
@@ -298,20 +375,22 @@ struct WarpRows {
       if constexpr (kIssueAfter >= 0)
         if (kk == kIssueAfter) issue_next();
     }
-    if (masked) mask(s, stage, key_base, sc);
+  }
 
+  // The online softmax of the step's scores and O += P V on `stage`.
+  __device__ __forceinline__ void accumulate(int stage, Scores& sc) {
     // Online softmax with the lazy maximum of consumer.cuh: the maximum moves only when the step's
     // exceeds it by more than kLazyMax (always on the first step with a visible key), so O's
     // rescale is skipped by the whole warp on almost every step.
-    float alpha[kMi][2], use_max[kMi][2];
+    float alpha[2][2], use_max[2][2];
     bool rescale = false;
 #pragma unroll
-    for (int mi = 0; mi < kMi; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float mx = -INFINITY;
 #pragma unroll
-        for (int n = 0; n < kStepKeys / 8; ++n)
+        for (int n = 0; n < kStep / 8; ++n)
           mx = fmaxf(mx, fmaxf(sc[mi][n][2 * r], sc[mi][n][2 * r + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -329,18 +408,18 @@ struct WarpRows {
       }
     if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-      for (int mi = 0; mi < kMi; ++mi)
+      for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
         for (int n = 0; n < D / 8; ++n)
 #pragma unroll
           for (int e = 0; e < 4; ++e) o[mi][n][e] *= alpha[mi][e / 2];
     }
     // P in bf16 as A fragments: S's n-tiles 2 kk and 2 kk + 1 are the kk-th 16-key slice.
-    uint32_t pf[kMi][kStepKeys / 16][4];
+    uint32_t pf[2][kStep / 16][4];
 #pragma unroll
-    for (int mi = 0; mi < kMi; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-      for (int n = 0; n < kStepKeys / 8; ++n) {
+      for (int n = 0; n < kStep / 8; ++n) {
         float e4[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -354,13 +433,13 @@ struct WarpRows {
     // O += P V: per 16 keys, V's fragments of 16 head dims against both row tiles.
     const uint32_t vst = v_addr + stage * kStageBytes;
 #pragma unroll
-    for (int kk = 0; kk < kStepKeys / 16; ++kk)
+    for (int kk = 0; kk < kStep / 16; ++kk)
 #pragma unroll
       for (int n2 = 0; n2 < D / 16; ++n2) {
         uint32_t vb[4];
         ldmatrix_x4_trans(vb, (vst + kk * 16 * (D * 2)) ^ (n2 << 5));
 #pragma unroll
-        for (int mi = 0; mi < kMi; ++mi) {
+        for (int mi = 0; mi < 2; ++mi) {
           mma_16816(o[mi][2 * n2], pf[mi][kk], vb[0], vb[1]);
           mma_16816(o[mi][2 * n2 + 1], pf[mi][kk], vb[2], vb[3]);
         }
@@ -368,14 +447,14 @@ struct WarpRows {
   }
 
   // Element (mi, n, e) is key 8 n + 2 c4 + (e % 2) of the step for row (mi, e / 2).
-  __device__ __forceinline__ void mask(const Smem<D>& s, int stage, int key_base,
-                                       float (&sc)[kMi][kStepKeys / 8][4]) const {
+  __device__ __forceinline__ void mask(const Extras<kNarrow>& s, int stage, int key_base,
+                                       Scores& sc) const {
     if constexpr (kWindow) {
       const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
       // The rows' window starts are read here, not kept in registers through the products.
-      int box_r[kMi][2], box_c[kMi][2];
+      int box_r[2][2], box_c[2][2];
 #pragma unroll
-      for (int mi = 0; mi < kMi; ++mi)
+      for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const KeyPos b = s.box[row0 + mi * 16 + 8 * r];
@@ -383,13 +462,13 @@ struct WarpRows {
           box_c[mi][r] = b.c;
         }
 #pragma unroll
-      for (int n = 0; n < kStepKeys / 8; ++n)
+      for (int n = 0; n < kStep / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const KeyPos kp = s.key[stage][n * 8 + 2 * c4 + e];
           const int kr = kp.r, kc = kp.c;
 #pragma unroll
-          for (int mi = 0; mi < kMi; ++mi)
+          for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
               const bool vis =
@@ -401,12 +480,10 @@ struct WarpRows {
     } else {
       const int k0 = key_base + 2 * c4 - p.n_kv;
 #pragma unroll
-      for (int n = 0; n < kStepKeys / 8; ++n)
+      for (int n = 0; n < kStep / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          if (k0 + n * 8 + (e & 1) >= 0)
-#pragma unroll
-            for (int mi = 0; mi < kMi; ++mi) sc[mi][n][e] = -INFINITY;
+          if (k0 + n * 8 + (e & 1) >= 0) sc[0][n][e] = sc[1][n][e] = -INFINITY;
     }
   }
 
@@ -414,7 +491,7 @@ struct WarpRows {
   __device__ __forceinline__ void store(const Queries<kWindow>& bq, int warp, int head) {
     const int g = lane / 4;
 #pragma unroll
-    for (int mi = 0; mi < kMi; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float sum = row_sum[mi][r];
@@ -434,39 +511,45 @@ struct WarpRows {
   }
 };
 
-// kWindow: the window over row runs (p.plan, box_w = 0, zones as choose_zoned_plan makes them);
-// else dense attention.
-template <int D, bool kWindow, int kWarps>
-__global__ void __launch_bounds__(Shape<kWarps>::kThreads, Shape<kWarps>::kMinBlocks)
-    attention_kernel(const __grid_constant__ Params p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  // Aligned by adding to the extern pointer itself, so the compiler keeps knowing it is shared.
-  Smem<D>& s =
-      *reinterpret_cast<Smem<D>*>(smem_raw + ((256u - (smem_u32(smem_raw) & 255u)) & 255u));
-  const int head = blockIdx.y;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-
+// The window block's group (its positions and key rectangles) into shared memory.
+template <bool kWindow, bool kNarrow>
+__device__ __forceinline__ Queries<kWindow> block_queries(const Params& p, Extras<kNarrow>& e,
+                                                          int tid) {
   Queries<kWindow> bq;
   if constexpr (kWindow) {
-    bq.group = &s.group;
+    bq.group = &e.group;
     bq.chunk_q = static_cast<int>(blockIdx.x % p.plan.chunks);
     if (tid == 0) {
       const PositionGroup grp = plan_group(p.plan, static_cast<int>(blockIdx.x / p.plan.chunks));
-      s.group = grp;
-      s.rt.init(p.g, group_keys(p.g, grp));
+      e.group = grp;
+      e.rt.init(p.g, group_keys(p.g, grp));
     }
     __syncthreads();
   }
+  return bq;
+}
 
-  Loader<D, kWindow, kWarps> ld(p, s, tid);
-  WarpRows<D, kWindow, kWarps> rows(p, s, warp, lane);
+// kWindow: the window over row runs (p.plan, box_w = 0, zones as choose_zoned_plan makes them);
+// else dense attention. A wide block.
+template <int D, bool kWindow>
+__global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_constant__ Params p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // Aligned by adding to the extern pointer itself, so the compiler keeps knowing it is shared.
+  WideSmem<D>& s =
+      *reinterpret_cast<WideSmem<D>*>(smem_raw + ((256u - (smem_u32(smem_raw) & 255u)) & 255u));
+  const int head = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const Queries<kWindow> bq = block_queries<kWindow>(p, s, tid);
+
+  Loader<D, kWindow, false> ld(p, s, s, tid);
+  WarpRows<D, kWindow, false> rows(p, s, warp, lane);
   ld.issue_q(bq, head);
   bool more = ld.first();
   if (more) ld.issue(0);
   cp_async_commit();
   for (int i = 0; more; ++i) {
     const int stage = i & 1;
-    const int key_base = ld.walk.tile * kTileKeys + ld.walk.half * kStepKeys;  // dense
+    const int key_base = ld.walk.first_key();  // dense
     cp_async_wait<0>();  // this step's copies (and Q) have landed, for this thread's copies
     __syncthreads();     // ... and everyone's; every warp is done with the other stage
     rows.template step<kIssueAfter<D, kWindow>>(s, stage, s.masked[stage] != 0, key_base, [&] {
@@ -479,10 +562,47 @@ __global__ void __launch_bounds__(Shape<kWarps>::kThreads, Shape<kWarps>::kMinBl
   rows.store(bq, warp, head);
 }
 
+// The same with a narrow block: Q and one K and one V buffer in static shared memory, the rest
+// dynamic.
+template <int D, bool kWindow>
+__global__ void __launch_bounds__(kThreads, 2)
+    narrow_attention_kernel(const __grid_constant__ Params p) {
+  __shared__ Tiles<D, true> t;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Extras<true>& e = *reinterpret_cast<Extras<true>*>(smem_raw);
+  const int head = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const Queries<kWindow> bq = block_queries<kWindow>(p, e, tid);
+
+  Loader<D, kWindow, true> ld(p, t, e, tid);
+  WarpRows<D, kWindow, true> rows(p, t, warp, lane);
+  ld.issue_q(bq, head);
+  bool more = ld.first();
+  if (more) ld.issue_k();
+  cp_async_commit();
+  while (more) {
+    cp_async_wait<0>();  // K (and Q) of this step have landed, for this thread's copies
+    __syncthreads();     // ... and everyone's; every warp is done with the last step's V
+    ld.issue_v();
+    cp_async_commit();
+    typename WarpRows<D, kWindow, true>::Scores sc;
+    rows.template scores<-1>(0, sc, [] {});
+    if (ld.masked()) rows.mask(e, 0, ld.walk.first_key(), sc);
+    cp_async_wait<0>();  // this step's V has landed, for this thread's copies
+    __syncthreads();     // ... and everyone's; every warp is done with K and the key positions
+    more = ld.advance();
+    if (more) ld.issue_k();
+    cp_async_commit();
+    rows.accumulate(0, sc);
+  }
+  cp_async_wait<0>();
+  rows.store(bq, warp, head);
+}
+
 // Dynamic shared memory a launch gives each block: what the block needs (blocks_per_sm 0), or
 // (blocks_per_sm 1) just over half of the SM's, so that two blocks, each with the 1 KB the system
 // keeps per block, exceed it and one block only is resident per SM.
-inline cudaError_t launch_smem_bytes(int needed, int blocks_per_sm, int& bytes) {
+inline cudaError_t launch_smem_bytes(int needed, int static_bytes, int blocks_per_sm, int& bytes) {
   bytes = needed;
   if (blocks_per_sm != 1) return cudaSuccess;
   int dev = 0, per_sm = 0;
@@ -490,32 +610,33 @@ inline cudaError_t launch_smem_bytes(int needed, int blocks_per_sm, int& bytes) 
   if (e == cudaSuccess)
     e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
   if (e != cudaSuccess) return e;
-  bytes = needed > per_sm / 2 + 1 ? needed : per_sm / 2 + 1;
+  const int pad = per_sm / 2 + 1 - static_bytes;
+  bytes = needed > pad ? needed : pad;
   return cudaSuccess;
 }
 
-// The warps a block has where the caller leaves it to the kernels (warps 0): 4 where two blocks
-// fit in an SM's shared memory (sm_90, sm_100: 228 KB), so that the SM holds 8 warps; 8 where
-// one block fits (sm_80 and sm_87 at D = 128, 164 KB; sm_86, sm_89 and sm_120, 100 KB), which
-// keeps two warps per scheduler there too. A 16-row warp reads twice the shared memory per product
-// of a 32-row one, which the consumer cards' tensor rate (a quarter of an H100 SM's per clock)
-// leaves room for.
-inline cudaError_t block_warps(int needed, int requested, int& warps) {
-  warps = requested;
-  if (warps != 0) return cudaSuccess;
+// Whether blocks are narrow where the caller leaves it to the kernels (narrow < 0): narrow where
+// two wide blocks do not fit in an SM's shared memory (sm_80 at D = 128, sm_86, sm_89, sm_120),
+// wide where they do (sm_90, sm_100: 228 KB).
+template <int D>
+cudaError_t block_shape(int requested, bool& narrow) {
+  if (requested >= 0) {
+    narrow = requested != 0;
+    return cudaSuccess;
+  }
   int dev = 0, per_sm = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess)
     e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
   if (e != cudaSuccess) return e;
-  warps = 2 * (needed + kSystemSmemPerBlock) <= per_sm ? 4 : 8;
+  narrow = 2 * (kBlockSmemBytes<D, false> + kSystemSmemPerBlock) > per_sm;
   return cudaSuccess;
 }
 
 template <class Kernel>
-cudaError_t launch(Kernel kernel, int threads, int smem_bytes, dim3 grid, cudaStream_t stream,
+cudaError_t launch(Kernel kernel, int smem_bytes, int static_bytes, dim3 grid, cudaStream_t stream,
                    const Params& p, int blocks_per_sm) {
-  cudaError_t e = launch_smem_bytes(smem_bytes, blocks_per_sm, smem_bytes);
+  cudaError_t e = launch_smem_bytes(smem_bytes, static_bytes, blocks_per_sm, smem_bytes);
   if (e != cudaSuccess) return e;
   // The opt-in above 48 KB is per kernel and per device; setting it again is cheap.
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
@@ -523,53 +644,55 @@ cudaError_t launch(Kernel kernel, int threads, int smem_bytes, dim3 grid, cudaSt
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                            cudaSharedmemCarveoutMaxShared);
   if (e != cudaSuccess) return e;
-  kernel<<<grid, threads, smem_bytes, stream>>>(p);
+  kernel<<<grid, kThreads, smem_bytes, stream>>>(p);
   return cudaGetLastError();
 }
 
-template <int D, int kWarps>
-cudaError_t launch_w(const Params& p, bool window, dim3 grid, cudaStream_t stream,
-                     int blocks_per_sm) {
-  constexpr int t = Shape<kWarps>::kThreads;
-  return window ? launch(attention_kernel<D, true, kWarps>, t, kSmemBytes<D>, grid, stream, p,
-                         blocks_per_sm)
-                : launch(attention_kernel<D, false, kWarps>, t, kSmemBytes<D>, grid, stream, p,
-                         blocks_per_sm);
+template <int D, bool kWindow, bool kNarrow>
+auto kernel_of() {
+  if constexpr (kNarrow) {
+    return narrow_attention_kernel<D, kWindow>;
+  } else {
+    return attention_kernel<D, kWindow>;
+  }
+}
+
+template <int D, bool kNarrow>
+cudaError_t launch_shape(const Params& p, bool window, dim3 grid, cudaStream_t stream,
+                         int blocks_per_sm) {
+  constexpr int dyn = kDynamicSmemBytes<D, kNarrow>, st = kStaticSmemBytes<D, kNarrow>;
+  return window ? launch(kernel_of<D, true, kNarrow>(), dyn, st, grid, stream, p, blocks_per_sm)
+                : launch(kernel_of<D, false, kNarrow>(), dyn, st, grid, stream, p, blocks_per_sm);
 }
 
 template <int D>
 cudaError_t launch_d(const Params& p, bool window, dim3 grid, cudaStream_t stream,
-                     int blocks_per_sm, int warps) {
-  cudaError_t e = block_warps(kSmemBytes<D>, warps, warps);
+                     int blocks_per_sm, int narrow) {
+  bool n = false;
+  const cudaError_t e = block_shape<D>(narrow, n);
   if (e != cudaSuccess) return e;
-  if (warps == 4) return launch_w<D, 4>(p, window, grid, stream, blocks_per_sm);
-  if (warps == 8) return launch_w<D, 8>(p, window, grid, stream, blocks_per_sm);
-  return cudaErrorInvalidValue;
+  return n ? launch_shape<D, true>(p, window, grid, stream, blocks_per_sm)
+           : launch_shape<D, false>(p, window, grid, stream, blocks_per_sm);
 }
 
-template <class Kernel>
-PortableKernel report(const char* name, Kernel kernel, int threads, int needed, int blocks_per_sm) {
+template <int D, bool kWindow, bool kNarrow>
+PortableKernel report(const char* name, int blocks_per_sm) {
+  const auto kernel = kernel_of<D, kWindow, kNarrow>();
   PortableKernel k;
   k.name = name;
-  k.threads = threads;
-  int smem_bytes = needed;
-  k.status = launch_smem_bytes(needed, blocks_per_sm, smem_bytes);
+  k.threads = kThreads;
+  int smem_bytes = kDynamicSmemBytes<D, kNarrow>;
+  k.status = launch_smem_bytes(smem_bytes, kStaticSmemBytes<D, kNarrow>, blocks_per_sm, smem_bytes);
   k.dynamic_smem = smem_bytes;
   if (k.status == cudaSuccess) k.status = cudaFuncGetAttributes(&k.attributes, kernel);
   if (k.status == cudaSuccess)
     k.status =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
   if (k.status == cudaSuccess)
-    k.status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.blocks_per_sm, kernel, threads,
+    k.status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.blocks_per_sm, kernel, kThreads,
                                                              static_cast<size_t>(smem_bytes));
   if (k.status != cudaSuccess) cudaGetLastError();
   return k;
-}
-
-template <int D, bool kWindow, int kWarps>
-PortableKernel report_one(const char* name, int blocks_per_sm) {
-  return report(name, attention_kernel<D, kWindow, kWarps>, Shape<kWarps>::kThreads, kSmemBytes<D>,
-                blocks_per_sm);
 }
 
 }  // namespace
@@ -579,29 +702,32 @@ namespace freeswim::attention {
 
 namespace detail {
 cudaError_t launch_portable(const Params& p, bool window, int head_dim, dim3 grid,
-                            cudaStream_t stream, int blocks_per_sm, int warps) {
-  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream, blocks_per_sm, warps);
+                            cudaStream_t stream, int blocks_per_sm, int narrow) {
+  if (head_dim == 64) return portable::launch_d<64>(p, window, grid, stream, blocks_per_sm, narrow);
   if (head_dim == 128)
-    return portable::launch_d<128>(p, window, grid, stream, blocks_per_sm, warps);
+    return portable::launch_d<128>(p, window, grid, stream, blocks_per_sm, narrow);
   return cudaErrorInvalidValue;
 }
 
-cudaError_t portable_block_warps(int head_dim, int& warps) {
-  warps = 0;
-  if (head_dim == 64) return portable::block_warps(portable::kSmemBytes<64>, 0, warps);
-  if (head_dim == 128) return portable::block_warps(portable::kSmemBytes<128>, 0, warps);
+cudaError_t portable_narrow_blocks(int head_dim, bool& narrow) {
+  narrow = false;
+  if (head_dim == 64) return portable::block_shape<64>(-1, narrow);
+  if (head_dim == 128) return portable::block_shape<128>(-1, narrow);
   return cudaErrorInvalidValue;
 }
 }  // namespace detail
 
 std::vector<PortableKernel> portable_kernels(int blocks_per_sm) {
-  using portable::report_one;
+  using portable::report;
   const int b = blocks_per_sm;
-  return {
-      report_one<64, true, 4>("window_d64", b),      report_one<64, false, 4>("dense_d64", b),
-      report_one<128, true, 4>("window_d128", b),    report_one<128, false, 4>("dense_d128", b),
-      report_one<64, true, 8>("window_d64_w8", b),   report_one<64, false, 8>("dense_d64_w8", b),
-      report_one<128, true, 8>("window_d128_w8", b), report_one<128, false, 8>("dense_d128_w8", b)};
+  return {report<64, true, false>("window_d64", b),
+          report<64, false, false>("dense_d64", b),
+          report<128, true, false>("window_d128", b),
+          report<128, false, false>("dense_d128", b),
+          report<64, true, true>("narrow_window_d64", b),
+          report<64, false, true>("narrow_dense_d64", b),
+          report<128, true, true>("narrow_window_d128", b),
+          report<128, false, true>("narrow_dense_d128", b)};
 }
 
 }  // namespace freeswim::attention

@@ -1,19 +1,20 @@
-// How the portable kernels (portable_kernels.cu) walk a block's keys: in steps of kStepKeys = 64
-// keys, half a plan tile of window_plan.h, whose tiling they use unchanged. Host and device code,
-// so that tests replay the walk on the CPU (tests/cuda_attention/row_steps_test.cpp).
+// How the portable kernels (portable_kernels.cu) walk a block's keys: in steps of 64 keys (half a
+// plan tile of window_plan.h, whose tiling they use unchanged; the wide blocks) or 32 keys (a
+// quarter; the narrow blocks). Host and device code, so that tests replay the walk on the CPU
+// (tests/cuda_attention/row_steps_test.cpp).
 //
 // Window blocks take the row-run rectangles of their group of positions (group_keys: the core,
 // then four fringe bands), each cut into plan tiles of kTileKeys keys in (frame, row, column)
-// order; each tile is two steps, but a second half that lies wholly past its rectangle's keys is
-// skipped, so a rectangle of n keys costs ceil(n / 64) steps. Dense blocks walk all n_kv keys the
-// same way.
+// order; each tile is kTileKeys / step steps, but the steps that lie wholly past their
+// rectangle's keys are skipped, so a rectangle of n keys costs ceil(n / step) steps. Dense blocks
+// walk all n_kv keys the same way.
 //
 // The 128 copying threads share each key row of a step between n = copy_threads_per_row(window,
 // D) of them, so they cover 128 / n rows per pass: thread tid takes rows tid / n + i * (128 / n)
 // of every step, and within one rectangle its keys are every (128 / n)-th key (RowCursor). The
-// window's loader has 4 threads per row (32 rows a pass, two passes a step: its cursor moves
-// twice a step); dense has D / 8 (one 16-byte chunk each: a warp's copy instruction reads whole
-// rows, and dense's cursor is two adds).
+// window's loader has 4 threads per row (32 rows a pass, one or two passes a step); dense has
+// D / 8 (one 16-byte chunk each: a warp's copy instruction reads whole rows, and dense's cursor is
+// two adds).
 #pragma once
 
 #include <cstdint>
@@ -24,8 +25,10 @@
 
 namespace freeswim::attention {
 
-inline constexpr int kStepKeys = 64;  // keys per step of the portable kernels
-static_assert(kTileKeys == 2 * kStepKeys, "a plan tile is two steps");
+inline constexpr int kStepKeys = 64;        // keys per step of the wide portable blocks
+inline constexpr int kNarrowStepKeys = 32;  // and of the narrow ones
+static_assert(kTileKeys == 2 * kStepKeys && kTileKeys == 4 * kNarrowStepKeys,
+              "a plan tile is whole steps");
 inline constexpr int kCopyThreads = 128;  // a block's threads, all of which copy
 // Threads that share one key row of a step (see the top of this file).
 FS_HOST_DEVICE constexpr int copy_threads_per_row(bool window, int head_dim) {
@@ -45,22 +48,25 @@ struct RectTiles {
   }
 };
 
-// The block's current step: plan tile `tile`, half `half`, and (window) the tile's rectangle. Every
-// thread walks it alike.
-struct StepWalk {
-  int tile = 0, half = 0, rect = 0, n_tiles = 0;
+// The block's current step, of kStep keys: plan tile `tile`, its part `part` (kStep keys each),
+// and (window) the tile's rectangle. Every thread walks it alike.
+template <int kStep>
+struct StepWalkOf {
+  static_assert(kTileKeys % kStep == 0, "a plan tile is whole steps");
+  static constexpr int kParts = kTileKeys / kStep;
+  int tile = 0, part = 0, rect = 0, n_tiles = 0;
 
   // Window: the first step (false when the block has none). Empty rectangles have no tiles.
   FS_HOST_DEVICE bool start(const RectTiles& rt) {
     n_tiles = rt.first[5];
-    tile = half = rect = 0;
+    tile = part = rect = 0;
     while (rect < 4 && rt.first[rect + 1] <= 0) ++rect;
     return n_tiles > 0;
   }
   // Dense.
   FS_HOST_DEVICE bool start(int n_kv) {
     n_tiles = (n_kv + kTileKeys - 1) / kTileKeys;
-    tile = half = rect = 0;
+    tile = part = rect = 0;
     return n_tiles > 0;
   }
 
@@ -74,11 +80,11 @@ struct StepWalk {
   // a step in the same rectangle (its keys continue the previous step's), 2 for the first step of
   // another rectangle (window; `first` of its RectTiles, nullptr for dense).
   FS_HOST_DEVICE int advance(int keys_from_this_tile, const int* first) {
-    if (half == 0 && keys_from_this_tile > kStepKeys) {
-      half = 1;
+    if (part + 1 < kParts && keys_from_this_tile > (part + 1) * kStep) {
+      ++part;
       return 1;
     }
-    half = 0;
+    part = 0;
     if (++tile >= n_tiles) return 0;
     if (first != nullptr && tile >= first[rect + 1]) {
       do {
@@ -92,10 +98,11 @@ struct StepWalk {
   // Whether the step needs the mask. Window: every tile from the core's last (partial) one on; the
   // core's other tiles hold keys every query of the block sees. Dense: a step reaching past n_kv.
   FS_HOST_DEVICE bool masked(const RectTiles& rt) const { return tile >= rt.first[1] - 1; }
-  FS_HOST_DEVICE bool masked(int n_kv) const {
-    return keys_from_tile(n_kv) - half * kStepKeys < kStepKeys;
-  }
+  FS_HOST_DEVICE bool masked(int n_kv) const { return keys_from_tile(n_kv) - part * kStep < kStep; }
+  // Dense: the step's first key.
+  FS_HOST_DEVICE int first_key() const { return tile * kTileKeys + part * kStep; }
 };
+using StepWalk = StepWalkOf<kStepKeys>;
 
 // Where one copying thread's next key is inside a key rectangle: its index in the rectangle, row,
 // column and token. Decoded once per rectangle (two divisions), then stepped by adds.
