@@ -45,7 +45,12 @@ TEST(CudaCapability, HopperKernelsRunOnComputeCapability90AloneAndCanBeTurnedOff
     EXPECT_EQ(cuda_kernel_path(major, minor, true), portable) << major << "." << minor;
   EXPECT_EQ(cuda_kernel_path(9, 0, false), portable);  // a build without them
   EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::portable), portable);
-  EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::portable_narrow), portable);
+  // The portable blocks' shape: narrow where the caller says the SMs take them, or when forced.
+  const std::string narrow = cuda_kernel_path(8, 6, true, GpuKernels::automatic, true);
+  EXPECT_NE(narrow.find("narrow blocks"), std::string::npos) << narrow;
+  EXPECT_NE(portable.find("wide blocks"), std::string::npos) << portable;
+  EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::portable_narrow), narrow);
+  EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::hopper, true), hopper);
   EXPECT_EQ(cuda_kernel_path(9, 0, true, GpuKernels::hopper), hopper);
 }
 

@@ -18,11 +18,15 @@ std::string cuda_capability_problem(const std::string& name, int major, int mino
       name.empty() ? std::string("the GPU") : name, major, minor);
 }
 
-std::string cuda_kernel_path(int major, int minor, bool hopper_built, GpuKernels kernels) {
+std::string cuda_kernel_path(int major, int minor, bool hopper_built, GpuKernels kernels,
+                             bool narrow_blocks) {
   // sm_90a machine code runs on compute capability 9.0 alone.
   const bool hopper = (kernels == GpuKernels::automatic || kernels == GpuKernels::hopper) &&
                       hopper_built && major == 9 && minor == 0;
-  return hopper ? "Hopper kernels (wgmma, TMA)" : "portable kernels (mma.sync)";
+  if (hopper) return "Hopper kernels (wgmma, TMA)";
+  return narrow_blocks || kernels == GpuKernels::portable_narrow
+             ? "portable kernels (mma.sync, narrow blocks)"
+             : "portable kernels (mma.sync, wide blocks)";
 }
 
 GpuKernels parse_gpu_kernels(const std::string& value) {

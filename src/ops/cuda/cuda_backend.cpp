@@ -608,8 +608,17 @@ CudaDeviceInfo cuda_device_info() {
   }
   std::string why = cuda_capability_problem(prop.name, prop.major, prop.minor);
   if (why.empty()) why = cuda_build_problem(prop.name, prop.major, prop.minor);
+  bool narrow = false;  // the portable blocks' shape on this GPU (both DiTs have heads of 128)
+  if (why.empty()) {
+    try {
+      narrow = attention::portable_narrow_blocks(128);
+    } catch (const Error&) {
+      narrow = false;  // the path is only reported; the launch reports a failing GPU
+    }
+  }
   return {prop.name, why,
-          cuda_kernel_path(prop.major, prop.minor, attention::hopper_kernels_built(), g_kernels)};
+          cuda_kernel_path(prop.major, prop.minor, attention::hopper_kernels_built(), g_kernels,
+                           narrow)};
 }
 
 void set_gpu_kernels(GpuKernels kernels) {

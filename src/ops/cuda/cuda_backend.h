@@ -46,10 +46,12 @@ std::string cuda_capability_problem(const std::string& name, int major, int mino
 // neither the GPU's machine code nor PTX of an older capability. Initialises the CUDA runtime.
 std::string cuda_build_problem(const std::string& name, int major, int minor);
 // Which attention kernels `kernels` runs on a GPU of compute capability major.minor, in words
-// ("Hopper kernels (wgmma, TMA)" or "portable kernels (mma.sync)"), given whether the build has
-// the Hopper kernels.
+// ("Hopper kernels (wgmma, TMA)" or "portable kernels (mma.sync, wide blocks)" / "(mma.sync,
+// narrow blocks)"), given whether the build has the Hopper kernels and whether the GPU's SMs take
+// the portable kernels' narrow blocks (attention::portable_narrow_blocks).
 std::string cuda_kernel_path(int major, int minor, bool hopper_built,
-                             GpuKernels kernels = GpuKernels::automatic);
+                             GpuKernels kernels = GpuKernels::automatic,
+                             bool narrow_blocks = false);
 
 // CUDA device 0 as the jobs' `--device auto` sees it: its name ("NVIDIA H200"; "" when the machine
 // has no usable CUDA GPU: no device, no driver, or CUDA_VISIBLE_DEVICES hiding them all) and, when
