@@ -13,7 +13,8 @@
 #             and dense, head_dim 64 and 128, odd grids, windows wider than the grid), against the
 #             CPU oracle; PortableKernels.FitEveryTarget prints each portable kernel's registers and
 #             shared memory and fails where a block would not launch on sm_86/89/120
-#   bench     bench_attention at 1.3B-1080p and 14B-4K (4 of 40 heads): the engine's window and
+#   bench     bench_attention at 1.3B-1080p and 14B-4K (4 of 40 heads; each row's mean SM clock,
+#             power and temperature from nvidia-smi while it was timed): the engine's window and
 #             dense (Hopper here), the portable ones forced, cuDNN's SDPA; then PyTorch's SDPA flash
 #             (FlashAttention-2) and cuDNN back-ends on the same problems (FlexAttention skipped)
 #   step      bench_step at 1.3B-1080p: guide, reuse, uncond forwards with the Hopper kernels, then
@@ -100,10 +101,37 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         grep -E "^(window|dense)_d(64|128) |compute capability" "$L/attn.txt" | log
         ;;
       bench)
+        # The SM clock and power every 50 ms meanwhile, matched below with each row's timed span.
+        nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu \
+          --format=csv,noheader,nounits --loop-ms=50 >"$L/clocks.csv" 2>/dev/null &
+        smi=$!
         part bench 120 "$B/bench_attention" "$L/bench.jsonl" 4 16384 \
           window,portable-window,portable-window-1,portable-window-narrow,dense,portable-dense,portable-dense-1,portable-dense-narrow,cudnn
+        kill "$smi" 2>/dev/null
         echo "bench_attention rc=$rc" | log
         grep -E "^(shape|1\.3B|14B|device)" "$L/bench.txt" | log
+        python3 - "$L/bench.jsonl" "$L/clocks.csv" <<'PY' 2>&1 | log
+import json, sys, time
+from datetime import datetime
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+samples = []
+for line in open(sys.argv[2]):
+    f = [x.strip() for x in line.split(",")]
+    try:
+        t = time.mktime(datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").timetuple())
+        t += datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").microsecond / 1e6
+        samples.append((t, float(f[1]), float(f[2]), float(f[3])))
+    except (ValueError, IndexError):
+        pass
+for r in rows:
+    if "t0" not in r:
+        continue
+    s = [x for x in samples if r["t0"] <= x[0] <= r["t1"]]
+    if s:
+        n = len(s)
+        print("clocks %-11s %-22s SM %4.0f MHz, %3.0f W, %2.0f C (%d samples)" % (r["shape"], r["kernel"],
+              sum(x[1] for x in s) / n, sum(x[2] for x in s) / n, sum(x[3] for x in s) / n, n))
+PY
         # The targets: portable window per useful FLOP >= 0.9 x portable dense.
         awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
           END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \

@@ -27,6 +27,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -74,14 +75,25 @@ struct Shape {
   int heads, base_h, base_w;
 };
 
-// Median time in ms of `reps` runs of f, after two warm-up runs.
+// The median of reps timed calls (after two untimed ones), and the wall-clock span of the timed
+// ones in seconds since the epoch (bench.jsonl's t0 / t1: device_check_portable.sh matches them
+// with the SM clock and power it samples meanwhile).
+struct Timing {
+  double ms = 0, t0 = 0, t1 = 0;
+};
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 template <typename F>
-double time_ms(F f, int reps) {
+Timing time_ms(F f, int reps) {
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "event");
   check(cudaEventCreate(&b), "event");
   f();
   f();
+  check(cudaDeviceSynchronize(), "sync");
+  Timing out;
+  out.t0 = wall_seconds();
   std::vector<float> t;
   for (int i = 0; i < reps; ++i) {
     check(cudaEventRecord(a), "record");
@@ -92,10 +104,12 @@ double time_ms(F f, int reps) {
     check(cudaEventElapsedTime(&ms, a, b), "elapsed");
     t.push_back(ms);
   }
+  out.t1 = wall_seconds();
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  out.ms = t[t.size() / 2];
+  return out;
 }
 
 // Relative L2 distance between two bf16 device tensors of n values.
@@ -190,11 +204,11 @@ int main(int argc, char** argv) {
       options.portable_blocks_per_sm = w.blocks_per_sm;
       options.portable_block = w.block;
       fa::WindowPlan plan;
-      double wms = 0;
+      Timing wt;
       __nv_bfloat16* out = have_window ? o : o_ref;
       try {
         plan = fa::window_attention_plan(s.g, options);
-        wms = time_ms(
+        wt = time_ms(
             [&] {
               fa::window_attention_forward(q, k, v, out, s.heads, d, s.g, scale, nullptr, options);
             },
@@ -217,6 +231,7 @@ int main(int argc, char** argv) {
       const double density =
           useful_pairs / static_cast<double>(fa::computed_pairs(s.g, plan, tile_keys));
       check(cudaDeviceSynchronize(), w.name);
+      const double wms = wt.ms;
       const double wtf = 4.0 * useful_pairs * d * s.heads / (wms * 1e-3) / 1e12;
       char agree[64] = "";
       if (have_window)
@@ -228,9 +243,10 @@ int main(int argc, char** argv) {
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
                    "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"
-                   "\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f,\"box_w\":%d}\n",
+                   "\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f,\"box_w\":%d,\"t0\":%.3f,"
+                   "\"t1\":%.3f}\n",
                    s.name, w.name, s.heads, static_cast<long long>(tokens), s.g.T, s.g.H, s.g.W,
-                   s.g.dh, s.g.dw, scale, wms, wtf, density, plan.box_w);
+                   s.g.dh, s.g.dw, scale, wms, wtf, density, plan.box_w, wt.t0, wt.t1);
     }
 
     const int64_t nq = std::min(dense_queries, tokens);
@@ -265,9 +281,9 @@ int main(int argc, char** argv) {
       options.portable_blocks_per_sm = di.blocks_per_sm;
       options.portable_block = di.block;
       __nv_bfloat16* out = std::strcmp(di.name, "dense") == 0 ? o_ref : o;
-      double dms = 0;
+      Timing dt;
       try {
-        dms = time_ms(
+        dt = time_ms(
             [&] {
               if (di.cudnn) {
                 std::string why;
@@ -286,6 +302,7 @@ int main(int argc, char** argv) {
       }
       check(cudaDeviceSynchronize(), di.name);
       have_ref = have_ref || out == o_ref;
+      const double dms = dt.ms;
       const double dtf = 4.0 * double(nq) * double(tokens) * d * s.heads / (dms * 1e-3) / 1e12;
       char agree[64] = "";
       if (out != o_ref && have_ref)
@@ -295,9 +312,11 @@ int main(int argc, char** argv) {
                   static_cast<long long>(nq), dms, dtf, di.cudnn ? 1.0 : own_density, "-", agree);
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
-                   "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f}\n",
+                   "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f,"
+                   "\"t0\":%.3f,\"t1\":%.3f}\n",
                    s.name, di.name, s.heads, static_cast<long long>(nq),
-                   static_cast<long long>(tokens), scale, dms, dtf, di.cudnn ? 1.0 : own_density);
+                   static_cast<long long>(tokens), scale, dms, dtf, di.cudnn ? 1.0 : own_density,
+                   dt.t0, dt.t1);
     }
     cudaFree(q);
     cudaFree(k);
