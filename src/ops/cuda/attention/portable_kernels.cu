@@ -21,7 +21,7 @@
 //              barrier -> copies of K_i+1 -> online softmax, O += P V_i
 //
 // A wide block on those SMs would run alone (4 warps, one per scheduler): measured on an H100
-// with one block per SM, it lost 18-24% of its rate, and narrow blocks at two per SM 8-13%
+// with one block per SM, it lost 14-24% of its rate, narrow blocks at two per SM 0-13%
 // (docs/attention.md, "Narrow blocks").
 // All 128 threads load (no producer warps: mma.sync needs no register reallocation, and 4 warps
 // per block leave room for two blocks per SM). The softmax is the Hopper consumer's: fp32, exp2 of
