@@ -102,9 +102,10 @@ TEST_F(BadInput, VaePrecision) {
 
 TEST_F(BadInput, GpuKernels) {
   // A program-wide flag: refused the same before or after the subcommand.
-  for (const char* v : {"Hopper", "", "sm_80", "automatic", "hopper,portable"}) {
+  for (const char* v : {"Hopper", "", "sm_80", "automatic", "hopper,portable", "narrow"}) {
     SCOPED_TRACE(v);
-    expect_refused(tiny({"--gpu-kernels", v}), {"--gpu-kernels", "auto", "hopper", "portable"});
+    expect_refused(tiny({"--gpu-kernels", v}),
+                   {"--gpu-kernels", "auto", "hopper", "portable", "portable-narrow"});
     std::vector<std::string> before{"--gpu-kernels", v};
     const std::vector<std::string> job = tiny({});
     before.insert(before.end(), job.begin(), job.end());
