@@ -78,7 +78,6 @@ struct Extras {
   static constexpr int kStep = Shape<kNarrow>::kStep, kStages = Shape<kNarrow>::kStages;
   KeyPos key[kStages][kStep];  // window: key positions of the stage (for the mask)
   KeyPos box[kBlockQ];         // window: each query row's window start (for the mask)
-  int masked[kStages];         // wide: whether the stage's step needs the mask
   RectTiles rt;                // window: the block's key rectangles and their tiles
   PositionGroup group;         // window: the block's positions
 };
@@ -184,7 +183,7 @@ struct Loader {
     return moved != 0;
   }
 
-  // Whether the current step needs the mask.
+  // Whether the current step needs the mask (every thread walks the steps, so none is stored).
   __device__ __forceinline__ bool masked() const {
     if constexpr (kWindow) {
       return walk.masked(e.rt);
@@ -237,8 +236,8 @@ struct Loader {
       cp_async16(dst ^ (j * kPerRow * 16), base + off + j * kPerRow * 8, valid);
   }
 
-  // Wide: the copies of the current step's K and V into `stage`, the key positions of the window's
-  // mask, and whether the step needs the mask.
+  // Wide: the copies of the current step's K and V into `stage`, and the key positions of the
+  // window's mask.
   __device__ __forceinline__ void issue(int stage) {
     const int64_t token_stride = int64_t{p.heads} * D;  // elements between consecutive tokens
     const __nv_bfloat16* kbase = head_base(p.k);
@@ -249,7 +248,6 @@ struct Loader {
       copy_row(kdst + row_at(i), kbase, off, valid);
       copy_row(vdst + row_at(i), vbase, off, valid);
     });
-    if (tid == 0) e.masked[stage] = masked();
   }
 
   // Narrow: the copies of the current step's K (and the key positions of the window's mask); the
@@ -550,10 +548,12 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const __grid_con
   cp_async_commit();
   for (int i = 0; more; ++i) {
     const int stage = i & 1;
+    // The walk is at this step until issue_next() moves it on, inside step().
     const int key_base = ld.walk.first_key();  // dense
+    const bool masked = ld.masked();
     cp_async_wait<0>();  // this step's copies (and Q) have landed, for this thread's copies
     __syncthreads();     // ... and everyone's; every warp is done with the other stage
-    rows.template step<kIssueAfter<D, kWindow>>(s, stage, s.masked[stage] != 0, key_base, [&] {
+    rows.template step<kIssueAfter<D, kWindow>>(s, stage, masked, key_base, [&] {
       more = ld.advance();
       if (more) ld.issue(stage ^ 1);
       cp_async_commit();
