@@ -15,8 +15,10 @@
 #             shared memory and fails where a block would not launch on sm_86/89/120
 #   bench     bench_attention at 1.3B-1080p and 14B-4K (4 of 40 heads; each row's mean SM clock,
 #             power and temperature from nvidia-smi while it was timed): the engine's window and
-#             dense (Hopper here), the portable ones forced, cuDNN's SDPA; then PyTorch's SDPA flash
-#             (FlashAttention-2) and cuDNN back-ends on the same problems (FlexAttention skipped)
+#             dense (Hopper here), the portable ones forced, cuDNN's SDPA; the portable rows again
+#             held (1.5 s untimed, then >= 1.5 s timed: every row at the clock the GPU holds under
+#             it, as in a denoising step); then PyTorch's SDPA flash (FlashAttention-2) and cuDNN
+#             back-ends on the same problems (FlexAttention skipped)
 #   step      bench_step at 1.3B-1080p: guide, reuse, uncond forwards with the Hopper kernels, then
 #             with the portable kernels (wide blocks, then narrow), on one model; the CFG step with the cross-attention cache
 #             every 2 steps for each
@@ -110,28 +112,7 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         kill "$smi" 2>/dev/null
         echo "bench_attention rc=$rc" | log
         grep -E "^(shape|1\.3B|14B|device)" "$L/bench.txt" | log
-        python3 - "$L/bench.jsonl" "$L/clocks.csv" <<'PY' 2>&1 | log
-import json, sys, time
-from datetime import datetime
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-samples = []
-for line in open(sys.argv[2]):
-    f = [x.strip() for x in line.split(",")]
-    try:
-        t = time.mktime(datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").timetuple())
-        t += datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").microsecond / 1e6
-        samples.append((t, float(f[1]), float(f[2]), float(f[3])))
-    except (ValueError, IndexError):
-        pass
-for r in rows:
-    if "t0" not in r:
-        continue
-    s = [x for x in samples if r["t0"] <= x[0] <= r["t1"]]
-    if s:
-        n = len(s)
-        print("clocks %-11s %-22s SM %4.0f MHz, %3.0f W, %2.0f C (%d samples)" % (r["shape"], r["kernel"],
-              sum(x[1] for x in s) / n, sum(x[2] for x in s) / n, sum(x[3] for x in s) / n, n))
-PY
+        python3 bench/attention/clock_join.py "$L/clocks.csv" "$L/bench.jsonl" 2>&1 | log
         # The targets: portable window per useful FLOP >= 0.9 x portable dense.
         awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
           END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
@@ -146,6 +127,21 @@ PY
         awk '$2 == "portable-window-narrow" {w[$1] = $6} $2 == "portable-dense-narrow" {d[$1] = $6}
           END {for (s in w) if (d[s] > 0) printf "target %s, narrow blocks: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
           "$L/bench.txt" | log
+        # The same rows held: each kernel run untimed for 1.5 s, then timed for 1.5 s or more, so
+        # that every row is timed at the clock the GPU holds under it (bench_attention's hold_s).
+        nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu \
+          --format=csv,noheader,nounits --loop-ms=50 >"$L/clocks_hold.csv" 2>/dev/null &
+        smi=$!
+        part bench_hold 150 "$B/bench_attention" "$L/bench_hold.jsonl" 4 16384 \
+          portable-window,portable-window-narrow,portable-dense,portable-dense-narrow 1.5
+        kill "$smi" 2>/dev/null
+        echo "bench_attention, held 1.5 s: rc=$rc" | log
+        grep -E "^(1\.3B|14B)" "$L/bench_hold.txt" | log
+        python3 bench/attention/clock_join.py "$L/clocks_hold.csv" "$L/bench_hold.jsonl" 2>&1 | log
+        awk '$2 ~ /^portable-(window|dense)(-narrow)?$/ {r[$1 " " $2] = $6}
+          END {for (s in r) if (s ~ /window/) {d = s; sub(/window/, "dense", d); if (r[d] > 0)
+            printf "target %s held: portable window / portable dense = %.3f (>= 0.9)\n", s, r[s] / r[d]}}' \
+          "$L/bench_hold.txt" | sort | log
         part torch 150 env PYTHONUNBUFFERED=1 python3 bench/attention/torch_attention.py \
           "$L/bench.jsonl" all
         echo "torch_attention rc=$rc" | log

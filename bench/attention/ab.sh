@@ -15,7 +15,9 @@
 #       Alternating rounds, not one build after the other, because the H100's clock under its
 #       700 W cap drifts within a call; compare builds only within one call.
 #       Environment: OUT (results; default /tmp/ab-out), ROUNDS, DEADLINE (seconds for the rounds,
-#       default 300), KERNELS (default portable-window,portable-dense), TESTS=0 to skip the tests.
+#       default 300), KERNELS (default portable-window,portable-dense), TESTS=0 to skip the tests,
+#       HOLD (bench_attention's hold_s, default 0; builds from before it ignore it). The SM clock,
+#       power and temperature are sampled meanwhile and joined with every row (clock_join.py).
 set -euo pipefail
 self=$(realpath "$0")
 mode=${1:-}
@@ -49,6 +51,7 @@ case "$mode" in
       echo "$name = $rev ($sha)" >>"$stage/builds.txt"
     done
     cp "$self" "$stage/ab.sh"
+    cp "$(dirname "$self")/clock_join.py" "$stage/"
     tar -cJf .carry/ab.tar.xz -C "$stage" .
     echo "wrote .carry/ab.tar.xz ($(du -h .carry/ab.tar.xz | cut -f1)):"
     cat "$stage/builds.txt"
@@ -71,6 +74,9 @@ case "$mode" in
       done
     fi
     start=$(date +%s)
+    nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu \
+      --format=csv,noheader,nounits --loop-ms=50 >"$OUT/clocks.csv" 2>/dev/null &
+    smi=$!
     for r in $(seq 1 "${ROUNDS:-3}"); do
       for v in $names; do
         if (($(date +%s) - start > ${DEADLINE:-300})); then
@@ -78,10 +84,12 @@ case "$mode" in
           break 2
         fi
         timeout 120 "$here/bin/$v" "$OUT/$v-$r.jsonl" 4 16384 \
-          "${KERNELS:-portable-window,portable-dense}" >"$OUT/bench_$v-$r.txt" 2>&1 ||
+          "${KERNELS:-portable-window,portable-dense}" "${HOLD:-0}" >"$OUT/bench_$v-$r.txt" 2>&1 ||
           echo "bench $v round $r failed: $(tail -1 "$OUT/bench_$v-$r.txt")"
       done
     done
+    kill "$smi" 2>/dev/null || true
+    python3 "$here/clock_join.py" "$OUT/clocks.csv" "$OUT"/*.jsonl || true
     python3 - "$OUT" $names <<'PY'
 import collections, json, os, sys
 out, names = sys.argv[1], sys.argv[2:]

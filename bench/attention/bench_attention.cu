@@ -3,7 +3,7 @@
 // kernel) and writes the same numbers as JSON lines to the file named by the first argument
 // (torch_attention.py reads them to print ratios against PyTorch).
 //
-// Usage: bench_attention [results.jsonl] [heads_4k] [dense_queries] [kernels]
+// Usage: bench_attention [results.jsonl] [heads_4k] [dense_queries] [kernels] [hold_s]
 //   heads_4k: heads timed at the 4K shape (default 4 of 40; heads are independent, so the rate
 //             per head is the rate of the whole layer and a full layer would take seconds)
 //   dense_queries: queries timed in the dense runs (default 16384, against all keys; queries
@@ -22,6 +22,16 @@
 //     portable-window-narrow, portable-dense-narrow  narrow blocks (AttentionOptions::
 //                  portable_block), two per SM as on those GPUs: the shape they run
 //     cudnn        cuDNN's SDPA (baseline; its relative L2 distance to `dense` is printed too)
+//   hold_s: 0 (default): each row is the median of a few calls after two untimed ones (5 for the
+//             window, 3 for dense), so a dense row (16384 queries, ~45 ms a call on an H100) is
+//             timed over ~0.13 s and a window row over 0.5-1.5 s. > 0: each row first runs its
+//             kernel untimed for hold_s seconds, then times calls for at least hold_s seconds more
+//             (3 or more; the median), so every row is timed at the clock the GPU holds under that
+//             kernel. An H100 under a long heavy kernel sits at its 700 W cap and lowers its SM
+//             clock (1.6-1.75 GHz measured under the portable window, against ~1.85 GHz in the
+//             first 0.1 s of a dense row): short rows are timed before the cap bites, long ones
+//             after, and the engine's denoising steps (seconds of back-to-back kernels) run at the
+//             cap. bench/device_check_portable.sh runs both and samples the clock meanwhile.
 // Rows whose kernels cannot run on this GPU (Hopper ones elsewhere) print why and are skipped.
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
@@ -84,18 +94,24 @@ struct Timing {
 double wall_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+// hold_s > 0: untimed calls for hold_s seconds first, then at least `reps` timed calls covering
+// at least hold_s seconds (see the usage above).
 template <typename F>
-Timing time_ms(F f, int reps) {
+Timing time_ms(F f, int reps, double hold_s) {
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "event");
   check(cudaEventCreate(&b), "event");
   f();
   f();
   check(cudaDeviceSynchronize(), "sync");
+  for (const double until = wall_seconds() + hold_s; wall_seconds() < until;) {
+    f();
+    check(cudaDeviceSynchronize(), "sync");
+  }
   Timing out;
   out.t0 = wall_seconds();
   std::vector<float> t;
-  for (int i = 0; i < reps; ++i) {
+  for (int i = 0; i < reps || wall_seconds() < out.t0 + hold_s; ++i) {
     check(cudaEventRecord(a), "record");
     f();
     check(cudaEventRecord(b), "record");
@@ -144,13 +160,18 @@ int main(int argc, char** argv) {
   const int heads_4k = argc > 2 ? std::atoi(argv[2]) : 4;
   const int64_t dense_queries = argc > 3 ? std::atoll(argv[3]) : 16384;
   const std::string kernels = argc > 4 ? argv[4] : "window,dense,cudnn";
+  const double hold_s = argc > 5 ? std::atof(argv[5]) : 0.0;
+  if (!(hold_s >= 0 && hold_s <= 60)) {
+    std::fprintf(stderr, "hold_s: %s is not a number of seconds in [0, 60]\n", argv[5]);
+    return 2;
+  }
   const int d = 128;
   const Shape shapes[] = {{"1.3B-1080p", {21, 68, 120, 15, 26}, 12, 30, 52},
                           {"14B-4K", {21, 135, 240, 22, 40}, heads_4k, 45, 80}};
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "properties");
-  std::printf("device: %s, %d SMs; kernels %s\n", prop.name, prop.multiProcessorCount,
-              kernels.c_str());
+  std::printf("device: %s, %d SMs; kernels %s; hold %.1f s\n", prop.name, prop.multiProcessorCount,
+              kernels.c_str(), hold_s);
   std::FILE* json = std::fopen(json_path, "w");
   if (!json) {
     std::fprintf(stderr, "cannot write %s\n", json_path);
@@ -212,7 +233,7 @@ int main(int argc, char** argv) {
             [&] {
               fa::window_attention_forward(q, k, v, out, s.heads, d, s.g, scale, nullptr, options);
             },
-            5);
+            5, hold_s);
       } catch (const std::exception& e) {
         std::printf("%-11s %-15s failed: %s\n", s.name, w.name, e.what());
         continue;
@@ -244,9 +265,9 @@ int main(int argc, char** argv) {
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
                    "\"T\":%d,\"H\":%d,\"W\":%d,\"dh\":%d,\"dw\":%d,\"scale\":%.9g,"
                    "\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f,\"box_w\":%d,\"t0\":%.3f,"
-                   "\"t1\":%.3f}\n",
+                   "\"t1\":%.3f,\"hold_s\":%.1f}\n",
                    s.name, w.name, s.heads, static_cast<long long>(tokens), s.g.T, s.g.H, s.g.W,
-                   s.g.dh, s.g.dw, scale, wms, wtf, density, plan.box_w, wt.t0, wt.t1);
+                   s.g.dh, s.g.dw, scale, wms, wtf, density, plan.box_w, wt.t0, wt.t1, hold_s);
     }
 
     const int64_t nq = std::min(dense_queries, tokens);
@@ -295,7 +316,7 @@ int main(int argc, char** argv) {
                                             options);
               }
             },
-            3);
+            3, hold_s);
       } catch (const std::exception& e) {
         std::printf("%-11s %-15s failed: %s\n", s.name, di.name, e.what());
         continue;
@@ -313,10 +334,10 @@ int main(int argc, char** argv) {
       std::fprintf(json,
                    "{\"shape\":\"%s\",\"kernel\":\"%s\",\"heads\":%d,\"queries\":%lld,"
                    "\"keys\":%lld,\"scale\":%.9g,\"ms\":%.6f,\"tflops\":%.3f,\"density\":%.5f,"
-                   "\"t0\":%.3f,\"t1\":%.3f}\n",
+                   "\"t0\":%.3f,\"t1\":%.3f,\"hold_s\":%.1f}\n",
                    s.name, di.name, s.heads, static_cast<long long>(nq),
                    static_cast<long long>(tokens), scale, dms, dtf, di.cudnn ? 1.0 : own_density,
-                   dt.t0, dt.t1);
+                   dt.t0, dt.t1, hold_s);
     }
     cudaFree(q);
     cudaFree(k);
