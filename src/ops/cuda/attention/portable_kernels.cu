@@ -72,30 +72,14 @@ struct Tiles {
   alignas(256) __nv_bfloat16 k[kStages][kStep * D];
   alignas(256) __nv_bfloat16 v[kStages][kStep * D];
 };
-// Window groups of at most this many positions (every group of the zoned plans at the benchmark
-// shapes: patches and band runs of 6) take the mask from visibility bits: the loader of a masked
-// step writes, for each key, which of the group's positions see it (bit k: position k), and the
-// mask tests each row's bit. Larger groups (grids of few frames) compare positions in the mask.
-inline constexpr int kVisPositions = 32;
-
 // The rest of a block's shared memory.
 template <bool kNarrow>
 struct Extras {
   static constexpr int kStep = Shape<kNarrow>::kStep, kStages = Shape<kNarrow>::kStages;
-  // Window, each key of the stage: its position (compare mask), or the positions that see it
-  // (visibility mask; written on masked steps only).
-  union alignas(8) {
-    KeyPos key[kStages][kStep];
-    uint32_t vis[kStages][kStep];
-  };
-  // Window, each query row: its window start (compare mask), or its position's bit (visibility).
-  union {
-    KeyPos box[kBlockQ];
-    uint32_t row_bit[kBlockQ];
-  };
-  KeyPos pos_box[kVisPositions];  // window, visibility mask: each position's window start
-  RectTiles rt;                   // window: the block's key rectangles and their tiles
-  PositionGroup group;            // window: the block's positions
+  KeyPos key[kStages][kStep];  // window: key positions of the stage (for the mask)
+  KeyPos box[kBlockQ];         // window: each query row's window start (for the mask)
+  RectTiles rt;                // window: the block's key rectangles and their tiles
+  PositionGroup group;         // window: the block's positions
 };
 // A wide block's shared memory, all of it dynamic (96 KB of tiles exceed the 48 KB a kernel may
 // declare statically).
@@ -118,12 +102,6 @@ struct GroupQueries {
     box_c = window_start(w, p.g.W, p.g.dw);
     if (t >= p.g.T || k >= grp.count) return -1;
     return (int64_t{t} * p.g.H + h) * p.g.W + w;
-  }
-  // The bit of query row i's position in the group (padding rows: position 0's; their scores are
-  // never stored).
-  __device__ __forceinline__ uint32_t position_bit(int i) const {
-    const int k = (chunk_q * kBlockQ + i) % group->stride;
-    return 1u << (k < group->count ? k : 0);
   }
 };
 template <bool kWindow>
@@ -231,24 +209,18 @@ struct Loader {
   __device__ __forceinline__ void rows(int stage, Row&& row) {
     int n_keys = p.n_kv;
     KeyRect R;
-    bool vis_step = false;  // window: the step takes the visibility mask
     if constexpr (kWindow) {
       R = e.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
-      vis_step = e.group.count <= kVisPositions && masked();
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const bool valid = cur.idx < n_keys;
       row(i, valid, cur.token);
       if constexpr (kWindow) {
-        const int key = tid / kPerRow + i * kRowsPerPass;
-        if (vis_step) {
-          const uint32_t bits = seen_by(valid);
-          if (tid % kPerRow == 0) e.vis[stage][key] = bits;
-        } else if (tid % kPerRow == 0) {
-          detail::store_key_pos(&e.key[stage][key], detail::make_key_pos(valid, cur.kr, cur.kc));
-        }
+        if (tid % kPerRow == 0)
+          detail::store_key_pos(&e.key[stage][tid / kPerRow + i * kRowsPerPass],
+                                detail::make_key_pos(valid, cur.kr, cur.kc));
         cur.step(R, p.g, kRowsPerPass);
       } else {
         cur.idx += kRowsPerPass;
@@ -256,23 +228,6 @@ struct Loader {
       }
     }
   }
-  // Window, visibility mask: which of the group's positions see the cursor's key (0 when !valid).
-  // The row's kPerRow threads (consecutive lanes) test every kPerRow-th position, then OR.
-  __device__ __forceinline__ uint32_t seen_by(bool valid) const {
-    const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
-    const int count = e.group.count;
-    uint32_t bits = 0;
-    for (int k = tid % kPerRow; k < count; k += kPerRow) {
-      const KeyPos b = e.pos_box[k];
-      const bool sees = static_cast<unsigned>(cur.kr - b.r) < static_cast<unsigned>(eh) &&
-                        static_cast<unsigned>(cur.kc - b.c) < static_cast<unsigned>(ew);
-      bits |= static_cast<uint32_t>(sees) << k;
-    }
-#pragma unroll
-    for (int m = 1; m < kPerRow; m *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, m);
-    return valid ? bits : 0u;
-  }
-
   // The thread's chunks of one key row (zeros when !valid).
   __device__ __forceinline__ void copy_row(uint32_t dst, const __nv_bfloat16* base, int64_t off,
                                            bool valid) const {
@@ -323,14 +278,8 @@ struct Loader {
     for (int row = tid / kPerRow; row < kBlockQ; row += kRowsPerPass) {
       int br, bc;
       const int64_t token_q = bq.token(p, row, br, bc);
-      if constexpr (kWindow) {
-        if (q == 0) {
-          if (e.group.count <= kVisPositions)
-            e.row_bit[row] = bq.position_bit(row);
-          else
-            detail::store_key_pos(&e.box[row], detail::make_key_pos(true, br, bc));
-        }
-      }
+      if constexpr (kWindow)
+        if (q == 0) detail::store_key_pos(&e.box[row], detail::make_key_pos(true, br, bc));
       const int64_t off = token_q >= 0 ? (token_q * p.heads + head) * D + q * 8 : 0;
       copy_row(qdst + swizzled<D>(row, q), p.q, off, token_q >= 0);
     }
@@ -500,26 +449,6 @@ struct WarpRows {
   __device__ __forceinline__ void mask(const Extras<kNarrow>& s, int stage, int key_base,
                                        Scores& sc) const {
     if constexpr (kWindow) {
-      if (s.group.count <= kVisPositions) {
-        // The loader's bits of the positions that see each key, tested at each row's position.
-        uint32_t bit[2][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int r = 0; r < 2; ++r) bit[mi][r] = s.row_bit[row0 + mi * 16 + 8 * r];
-#pragma unroll
-        for (int n = 0; n < kStep / 8; ++n) {
-          const uint2 m2 = *reinterpret_cast<const uint2*>(&s.vis[stage][n * 8 + 2 * c4]);
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              if (!(m2.x & bit[mi][r])) sc[mi][n][2 * r] = -INFINITY;
-              if (!(m2.y & bit[mi][r])) sc[mi][n][2 * r + 1] = -INFINITY;
-            }
-        }
-        return;
-      }
       const int eh = window_extent(p.g.H, p.g.dh), ew = window_extent(p.g.W, p.g.dw);
       // The rows' window starts are read here, not kept in registers through the products.
       int box_r[2][2], box_c[2][2];
@@ -595,16 +524,6 @@ __device__ __forceinline__ Queries<kWindow> block_queries(const Params& p, Extra
       e.rt.init(p.g, group_keys(p.g, grp));
     }
     __syncthreads();
-    // The positions' window starts, for the visibility mask (read from the first step's copies on).
-    if (e.group.count <= kVisPositions) {
-      if (tid < e.group.count) {
-        int h, w;
-        e.group.position(tid, h, w);
-        e.pos_box[tid] = detail::make_key_pos(true, window_start(h, p.g.H, p.g.dh),
-                                              window_start(w, p.g.W, p.g.dw));
-      }
-      __syncthreads();
-    }
   }
   return bq;
 }
