@@ -209,16 +209,18 @@ struct Loader {
   __device__ __forceinline__ void rows(int stage, Row&& row) {
     int n_keys = p.n_kv;
     KeyRect R;
+    bool store_pos = false;  // window: the key positions are read by the mask of masked steps only
     if constexpr (kWindow) {
       R = e.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
+      store_pos = tid % kPerRow == 0 && masked();
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const bool valid = cur.idx < n_keys;
       row(i, valid, cur.token);
       if constexpr (kWindow) {
-        if (tid % kPerRow == 0)
+        if (store_pos)
           detail::store_key_pos(&e.key[stage][tid / kPerRow + i * kRowsPerPass],
                                 detail::make_key_pos(valid, cur.kr, cur.kc));
         cur.step(R, p.g, kRowsPerPass);
