@@ -209,11 +209,15 @@ struct Loader {
   __device__ __forceinline__ void rows(int stage, Row&& row) {
     int n_keys = p.n_kv;
     KeyRect R;
-    bool store_pos = false;  // window: the key positions are read by the mask of masked steps only
+    // Window: whether this thread stores its keys' positions. Only the mask reads them, so wide
+    // blocks store them on masked steps only: on an H100 at the power cap that ran the wide window
+    // 2.5-3.0% faster (its spills fell from 16 / 28 to 8 / 8 bytes). Narrow blocks store them on
+    // every step: there the same test ran 1.3-1.6% slower (docs/attention.md, "The copies").
+    bool store_pos = false;
     if constexpr (kWindow) {
       R = e.rt.keys.rect[walk.rect];
       n_keys = static_cast<int>(R.keys(p.g.T));
-      store_pos = tid % kPerRow == 0 && masked();
+      store_pos = tid % kPerRow == 0 && (kNarrow || masked());
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
