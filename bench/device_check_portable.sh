@@ -90,6 +90,26 @@ tests() {  # label file: gtest's pass / fail lines and the first failures
   grep -E '^\[  FAILED  \].*\(|Failure' "$2" | head -8 | log
 }
 
+# name seconds hold_s kernels: bench_attention as part `name` ($L/name.txt, $L/name.jsonl), nvidia-smi
+# sampling the SM clock and power every 50 ms meanwhile (each row's means printed by
+# clock_join.py), then the window target of each block shape: portable window per useful FLOP
+# >= 0.9 x portable dense.
+bench_rows() {
+  local rows=$1 smi
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu \
+    --format=csv,noheader,nounits --loop-ms=50 >"$L/clocks_$rows.csv" 2>/dev/null &
+  smi=$!
+  part "$rows" "$2" "$B/bench_attention" "$L/$rows.jsonl" 4 16384 "$4" "$3"
+  kill "$smi" 2>/dev/null
+  echo "bench_attention, hold $3 s: rc=$rc" | log
+  grep -E "^(shape|1\.3B|14B|device)" "$L/$rows.txt" | log
+  python3 bench/attention/clock_join.py "$L/clocks_$rows.csv" "$L/$rows.jsonl" 2>&1 | log
+  awk -v hold="$3" '$2 ~ /^portable-(window|dense)(-narrow)?$/ {r[$1 " " $2] = $6}
+    END {for (s in r) if (s ~ /window/) {d = s; sub(/window/, "dense", d); if (r[d] > 0)
+      printf "target %s, hold %s s: portable window / portable dense = %.3f (>= 0.9)\n", s, hold, r[s] / r[d]}}' \
+    "$L/$rows.txt" | sort | log
+}
+
 # The --gpu-kernels value of a part: portable-narrow for the *_narrow parts.
 kernels_of() { [[ "$1" == *_narrow ]] && echo portable-narrow || echo portable; }
 
@@ -103,45 +123,18 @@ for p in "${@:-attn bench step backend check generate whole jit memcheck jit_bac
         grep -E "^(window|dense)_d(64|128) |compute capability" "$L/attn.txt" | log
         ;;
       bench)
-        # The SM clock and power every 50 ms meanwhile, matched below with each row's timed span.
-        nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu \
-          --format=csv,noheader,nounits --loop-ms=50 >"$L/clocks.csv" 2>/dev/null &
-        smi=$!
-        part bench 120 "$B/bench_attention" "$L/bench.jsonl" 4 16384 \
+        bench_rows bench 120 0 \
           window,portable-window,portable-window-1,portable-window-narrow,dense,portable-dense,portable-dense-1,portable-dense-narrow,cudnn
-        kill "$smi" 2>/dev/null
-        echo "bench_attention rc=$rc" | log
-        grep -E "^(shape|1\.3B|14B|device)" "$L/bench.txt" | log
-        python3 bench/attention/clock_join.py "$L/clocks.csv" "$L/bench.jsonl" 2>&1 | log
-        # The targets: portable window per useful FLOP >= 0.9 x portable dense.
-        awk '$2 == "portable-window" {w[$1] = $6} $2 == "portable-dense" {d[$1] = $6}
-          END {for (s in w) if (d[s] > 0) printf "target %s: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
-          "$L/bench.txt" | log
         # Against the wide blocks this H100 runs two to an SM: wide blocks one to an SM (-1, what
         # a wide D = 128 block gets on sm_80/86/89/120) and the narrow blocks those GPUs run.
         awk '$2 ~ /^portable-(window|dense)(-1|-narrow)?$/ {r[$1 " " $2] = $6}
           END {for (k in r) if (k ~ /-(1|narrow)$/) {b = k; sub(/-(1|narrow)$/, "", b); if (r[b] > 0)
             printf "%s: %s / wide two per SM = %.3f\n", k, (k ~ /-1$/ ? "wide one per SM" : "narrow"),
               r[k] / r[b]}}' "$L/bench.txt" | sort | log
-        # The window target with narrow blocks.
-        awk '$2 == "portable-window-narrow" {w[$1] = $6} $2 == "portable-dense-narrow" {d[$1] = $6}
-          END {for (s in w) if (d[s] > 0) printf "target %s, narrow blocks: portable window / portable dense = %.3f (>= 0.9)\n", s, w[s] / d[s]}' \
-          "$L/bench.txt" | log
         # The same rows held: each kernel run untimed for 1.5 s, then timed for 1.5 s or more, so
         # that every row is timed at the clock the GPU holds under it (bench_attention's hold_s).
-        nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu \
-          --format=csv,noheader,nounits --loop-ms=50 >"$L/clocks_hold.csv" 2>/dev/null &
-        smi=$!
-        part bench_hold 150 "$B/bench_attention" "$L/bench_hold.jsonl" 4 16384 \
-          portable-window,portable-window-narrow,portable-dense,portable-dense-narrow 1.5
-        kill "$smi" 2>/dev/null
-        echo "bench_attention, held 1.5 s: rc=$rc" | log
-        grep -E "^(1\.3B|14B)" "$L/bench_hold.txt" | log
-        python3 bench/attention/clock_join.py "$L/clocks_hold.csv" "$L/bench_hold.jsonl" 2>&1 | log
-        awk '$2 ~ /^portable-(window|dense)(-narrow)?$/ {r[$1 " " $2] = $6}
-          END {for (s in r) if (s ~ /window/) {d = s; sub(/window/, "dense", d); if (r[d] > 0)
-            printf "target %s held: portable window / portable dense = %.3f (>= 0.9)\n", s, r[s] / r[d]}}' \
-          "$L/bench_hold.txt" | sort | log
+        bench_rows bench_hold 150 1.5 \
+          portable-window,portable-window-narrow,portable-dense,portable-dense-narrow
         part torch 150 env PYTHONUNBUFFERED=1 python3 bench/attention/torch_attention.py \
           "$L/bench.jsonl" all
         echo "torch_attention rc=$rc" | log

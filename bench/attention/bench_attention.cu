@@ -160,8 +160,9 @@ int main(int argc, char** argv) {
   const int heads_4k = argc > 2 ? std::atoi(argv[2]) : 4;
   const int64_t dense_queries = argc > 3 ? std::atoll(argv[3]) : 16384;
   const std::string kernels = argc > 4 ? argv[4] : "window,dense,cudnn";
-  const double hold_s = argc > 5 ? std::atof(argv[5]) : 0.0;
-  if (!(hold_s >= 0 && hold_s <= 60)) {
+  char* hold_end = nullptr;
+  const double hold_s = argc > 5 ? std::strtod(argv[5], &hold_end) : 0.0;
+  if ((argc > 5 && (hold_end == argv[5] || *hold_end != '\0')) || !(hold_s >= 0 && hold_s <= 60)) {
     std::fprintf(stderr, "hold_s: %s is not a number of seconds in [0, 60]\n", argv[5]);
     return 2;
   }
